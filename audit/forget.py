@@ -1,0 +1,124 @@
+"""Forget specs, one grammar for every command.
+
+``class=3``, ``class=3,7``, ``samples=PATH`` (a text, CSV or .npy file of training
+ids), ``random=0.01@SEED`` (a fraction of the training ids) or ``random=50@SEED``
+(a count). Every spec resolves to sorted, unique training ids.
+"""
+
+from __future__ import annotations
+
+import csv
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from audit.errors import InputError
+
+GRAMMAR = "class=3, class=3,7, samples=PATH (.txt/.csv/.npy of training ids) or random=0.01@SEED"
+
+
+@dataclass(frozen=True)
+class ForgetSet:
+    """The training ids a spec selects; ``classes`` is set for class specs."""
+
+    spec: str
+    ids: torch.Tensor
+    classes: tuple[int, ...] | None = None
+
+    def __len__(self) -> int:
+        return int(self.ids.numel())
+
+    def describe(self) -> dict:
+        return {"spec": self.spec, "n": len(self), "classes": list(self.classes) if self.classes else None}
+
+
+def parse_forget(spec: str, y_train: torch.Tensor, num_classes: int) -> ForgetSet:
+    """Resolve ``spec`` against the training labels; raise :class:`InputError` if it is wrong."""
+    spec = spec.strip()
+    key, sep, value = spec.partition("=")
+    key = key.strip().lower()
+    if not sep or not value.strip():
+        raise InputError(f"malformed forget spec {spec!r}: use {GRAMMAR}")
+    n = len(y_train)
+    if key == "class":
+        classes = _parse_classes(spec, value, num_classes)
+        ids = torch.nonzero(torch.isin(y_train, torch.tensor(classes)), as_tuple=False).flatten()
+        return _non_empty(ForgetSet(spec, ids, tuple(classes)))
+    if key == "samples":
+        return _non_empty(ForgetSet(spec, _read_ids(Path(value.strip()), n)))
+    if key == "random":
+        return _non_empty(ForgetSet(spec, _random_ids(spec, value, n)))
+    raise InputError(f"unknown forget spec {key!r} in {spec!r}: use {GRAMMAR}")
+
+
+def _parse_classes(spec: str, value: str, num_classes: int) -> list[int]:
+    classes = []
+    for part in value.split(","):
+        part = part.strip()
+        if not re.fullmatch(r"\d+", part):
+            raise InputError(f"malformed forget spec {spec!r}: class {part!r} is not a whole number")
+        c = int(part)
+        if c >= num_classes:
+            raise InputError(f"class {c} in {spec!r} is out of range: the data has classes 0..{num_classes - 1}")
+        classes.append(c)
+    return sorted(set(classes))
+
+
+def _read_ids(path: Path, n: int) -> torch.Tensor:
+    if not path.is_file():
+        raise InputError(f"forget ids file {path} not found")
+    try:
+        if path.suffix.lower() == ".npy":
+            arr = np.load(path, allow_pickle=False)
+            values = np.asarray(arr).reshape(-1)
+            if values.size and not np.issubdtype(values.dtype, np.integer):
+                if not np.all(np.equal(np.mod(values, 1), 0)):
+                    raise ValueError("it holds non-integer values")
+            values = values.astype(np.int64)
+        else:
+            tokens: list[str] = []
+            with open(path, newline="", encoding="utf-8") as fh:
+                for row in csv.reader(fh):
+                    for cell in row:
+                        tokens.extend(cell.split())
+            tokens = [t for t in tokens if t and not t.startswith("#")]
+            if tokens and not re.fullmatch(r"-?\d+", tokens[0]):
+                tokens = tokens[1:]  # a CSV header such as "id"
+            bad = [t for t in tokens if not re.fullmatch(r"-?\d+", t)]
+            if bad:
+                raise ValueError(f"{bad[0]!r} is not a training id")
+            values = np.array([int(t) for t in tokens], dtype=np.int64)
+    except (ValueError, UnicodeDecodeError, OSError) as exc:
+        raise InputError(f"cannot read training ids from {path}: {exc}; give one integer id per line or a .npy array") from None
+    ids = torch.from_numpy(values)
+    out_of_range = ids[(ids < 0) | (ids >= n)]
+    if out_of_range.numel():
+        raise InputError(f"training id {int(out_of_range[0])} in {path} is out of range: ids run from 0 to {n - 1}")
+    return ids.unique()
+
+
+def _random_ids(spec: str, value: str, n: int) -> torch.Tensor:
+    m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+(?:[eE]-?\d+)?)\s*(?:@\s*(\d+))?\s*", value)
+    if not m:
+        raise InputError(f"malformed forget spec {spec!r}: use random=FRACTION@SEED or random=COUNT@SEED")
+    amount, seed = m.group(1), int(m.group(2) or 0)
+    if re.fullmatch(r"\d+", amount):
+        count = int(amount)
+        if count > n:
+            raise InputError(f"{spec!r} asks for {count} ids but the training set has {n}")
+    else:
+        frac = float(amount)
+        if not 0 < frac <= 1:
+            raise InputError(f"the fraction in {spec!r} must lie in (0, 1]")
+        count = int(round(frac * n))
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    return perm[:count].sort().values
+
+
+def _non_empty(fs: ForgetSet) -> ForgetSet:
+    if len(fs) == 0:
+        raise InputError(f"forget spec {fs.spec!r} selects no training example; check the class or the ids")
+    return fs

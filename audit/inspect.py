@@ -1,0 +1,101 @@
+"""``audit info``: what a model file is, as a JSON-able document and as text."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from audit.errors import InputError
+from audit.modelfile import ModelFile, load_model
+from unlearning import UpdateLog, UpdateLogError
+
+
+def log_status(mf: ModelFile) -> dict | None:
+    """The update log's batches, bytes and whether its checksums and journal verify."""
+    if not mf.update_log:
+        return None
+    rec = mf.update_log
+    out = {"dir": str(mf.log_dir), "record": rec.get("record"), "dtype": rec.get("dtype"),
+           "total_steps": rec.get("total_steps"), "batches": rec.get("recorded"), "bytes": rec.get("bytes"),
+           "verified": False, "problem": None}
+    try:
+        log = UpdateLog.open(mf.log_dir)
+    except UpdateLogError as exc:
+        out["problem"] = str(exc)
+        return out
+    out["batches"], out["bytes"] = len(log.entries), log.bytes
+    if not log.closed:
+        out["problem"] = "the log was never closed: training stopped before it ended"
+    elif log.journal_sha256 != rec.get("journal_sha256"):
+        out["problem"] = "the log's journal differs from the one this model was saved with"
+    else:
+        out["verified"] = True
+    return out
+
+
+def describe_model(path: Path, arch: str | None = None, data: str | None = None,
+                   data_root: str | None = None) -> dict:
+    shape, classes = None, None
+    ds = None
+    if data:
+        from audit.data import load_dataset
+
+        ds = load_dataset(data, data_root)
+        shape, classes = ds.input_shape, ds.num_classes
+    mf = load_model(path, arch=arch, input_shape=shape, num_classes=classes)
+    metrics = dict(mf.metrics)
+    if ds is not None and (mf.kind != "toolkit" or not metrics):
+        from audit.training import evaluate
+
+        if mf.kind == "torchscript":
+            mf.num_classes = classes or 0
+        metrics = evaluate(mf.model, ds)
+    n_params = sum(p.numel() for p in mf.model.parameters())
+    return {
+        "path": str(path),
+        "kind": mf.kind,
+        "arch": mf.arch,
+        "arch_args": mf.arch_args,
+        "parameters": int(n_params),
+        "input_shape": list(mf.input_shape),
+        "num_classes": mf.num_classes,
+        "normalization": {"mean": mf.mean, "std": mf.std},
+        "data": mf.data,
+        "recipe": mf.recipe,
+        "seed": mf.seed,
+        "train_accuracy": metrics.get("train_accuracy"),
+        "test_accuracy": metrics.get("test_accuracy"),
+        "per_class_test_accuracy": metrics.get("per_class_test_accuracy"),
+        "update_log": log_status(mf),
+        "lineage": mf.lineage,
+    }
+
+
+def _pct(v) -> str:
+    return "n/a" if v is None else f"{v:.1%}"
+
+
+def format_description(doc: dict) -> str:
+    lines = [f"{doc['path']}: {doc['kind']} model, {doc['arch']} ({doc['parameters']:,} parameters), "
+             f"input {'x'.join(map(str, doc['input_shape']))}, {doc['num_classes']} classes"]
+    if doc.get("data"):
+        d = doc["data"]
+        lines.append(f"data: {d['spec']} ({d['n_train']} train / {d['n_test']} test), sha256 {d['sha256'][:12]}")
+    if doc.get("recipe"):
+        r = doc["recipe"]
+        lines.append(f"recipe: {r['optimizer']} lr {r['lr']}, batch {r['batch_size']}, {r['epochs']} epochs, seed {r['seed']}")
+    lines.append(f"accuracy: train {_pct(doc['train_accuracy'])}, test {_pct(doc['test_accuracy'])}")
+    if doc.get("per_class_test_accuracy"):
+        lines.append("test accuracy per class: " + ", ".join(
+            f"{i}: {_pct(v)}" for i, v in enumerate(doc["per_class_test_accuracy"])))
+    log = doc.get("update_log")
+    if log:
+        state = "verified" if log["verified"] else f"NOT verified: {log['problem']}"
+        lines.append(f"update log: {log['dir']} records {log['record']}, {log['batches']}/{log['total_steps']} "
+                     f"batches, {log['bytes']:,} bytes ({log['dtype']}), {state}")
+    else:
+        lines.append("update log: none")
+    if doc.get("lineage"):
+        ln = doc["lineage"]
+        lines.append(f"lineage: {ln.get('method')} forgot {ln.get('forget', {}).get('spec')} "
+                     f"from {ln.get('parent')}")
+    return "\n".join(lines)

@@ -1,0 +1,107 @@
+"""Architectures by name, wrapped so that every model takes images in [0, 1].
+
+``smallcnn`` (sized for 8x8 to 32x32 inputs), ``resnet18`` adapted as in the Amnesiac
+paper (conv1 to the input's channels, fc to the class count) and any other torchvision
+classification model by its name. Normalisation lives inside the model
+(:class:`Classifier`), so attacks and inversion work in image space.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from audit.errors import InputError
+
+
+class Classifier(nn.Module):
+    """``net`` behind a fixed per-channel normalisation; input (N, C, H, W) in [0, 1], output logits."""
+
+    def __init__(self, net: nn.Module, mean: list[float], std: list[float]):
+        super().__init__()
+        self.net = net
+        # Not persistent: the model file records normalisation on its own, and the
+        # state_dict stays the plain network's (so bare state_dicts load too).
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1), persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net((x - self.mean) / self.std)
+
+
+class SmallCNN(nn.Module):
+    """Three conv-BN-ReLU blocks and a two-layer head; ~25k parameters at width 16."""
+
+    def __init__(self, in_channels: int, num_classes: int, width: int = 16):
+        super().__init__()
+        w = width
+
+        def block(cin: int, cout: int) -> list[nn.Module]:
+            return [nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)]
+
+        self.features = nn.Sequential(
+            *block(in_channels, w), *block(w, 2 * w), nn.MaxPool2d(2), *block(2 * w, 2 * w), nn.AdaptiveAvgPool2d(2)
+        )
+        self.head = nn.Sequential(nn.Flatten(), nn.Linear(8 * w, 4 * w), nn.ReLU(inplace=True), nn.Linear(4 * w, num_classes))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x))
+
+
+class _RepeatChannels(nn.Module):
+    """Feeds a grey image to a torchvision model built for three channels."""
+
+    def __init__(self, net: nn.Module, times: int):
+        super().__init__()
+        self.net = net
+        self.times = times
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x.repeat(1, self.times, 1, 1))
+
+
+def _resnet18(in_channels: int, num_classes: int) -> nn.Module:
+    from torchvision.models import resnet18
+
+    net = resnet18(weights=None, num_classes=num_classes)
+    if in_channels != 3:
+        net.conv1 = nn.Conv2d(in_channels, 64, kernel_size=7, stride=2, padding=3, bias=False)
+    return net
+
+
+def _torchvision(name: str, in_channels: int, num_classes: int) -> nn.Module:
+    import torchvision.models as tvm
+
+    try:
+        builder = tvm.get_model_builder(name)
+    except ValueError:
+        raise InputError(
+            f"unknown architecture {name!r}: use smallcnn, resnet18 or a torchvision classification model name"
+        ) from None
+    net = builder(weights=None, num_classes=num_classes)
+    return _RepeatChannels(net, 3) if in_channels == 1 else net
+
+
+def build_network(arch: str, in_channels: int, num_classes: int, arch_args: dict | None = None) -> nn.Module:
+    """The bare network (no normalisation), freshly initialised from torch's global RNG."""
+    args = dict(arch_args or {})
+    if arch == "smallcnn":
+        return SmallCNN(in_channels, num_classes, width=int(args.get("width", 16)))
+    if arch == "resnet18":
+        return _resnet18(in_channels, num_classes)
+    return _torchvision(arch, in_channels, num_classes)
+
+
+def build_model(
+    arch: str,
+    in_channels: int,
+    num_classes: int,
+    mean: list[float],
+    std: list[float],
+    arch_args: dict | None = None,
+    seed: int | None = None,
+) -> Classifier:
+    """A :class:`Classifier`; with ``seed`` the initial weights are reproducible."""
+    if seed is not None:
+        torch.manual_seed(seed)
+    return Classifier(build_network(arch, in_channels, num_classes, arch_args), mean, std)

@@ -1,0 +1,234 @@
+"""The amnesiac update log on disk: one safetensors file per recorded batch, a journal.
+
+Layout of a log folder (for example ``model.pt.updates/``)::
+
+    header.json               format, dtype, tensor names, the record spec
+    covered.safetensors       ids whose every batch is recorded ("covered" ids)
+    batches/s00000042.safetensors   "p/<name>", "b/<name>" deltas and "ids" of one step
+    journal.jsonl             one line per complete step, with the file's SHA-256;
+                              a last {"closed": ...} line once training has ended
+
+Crash safety: a batch file is written under a temporary name, fsynced and renamed, and
+only then is its journal line appended and fsynced. After a kill -9 the journal names
+only complete files; a torn last line is ignored, so the log is usable up to the last
+complete step and says it was never closed. A journaled file that is missing or whose
+checksum differs makes the log refuse to load (:class:`UpdateLogError`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import load_file, save
+
+FORMAT = "amnesia-audit/update-log"
+VERSION = 1
+
+
+class UpdateLogError(Exception):
+    """The log is missing, incomplete where it must be complete, or fails its checksums."""
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _write_atomic(path: Path, data: bytes, sync: bool = False) -> None:
+    """Write under a temporary name, then rename. ``sync`` adds an fsync (power-loss safety).
+
+    Per-step files are not fsynced: after a kill -9 the kernel still writes them out in
+    order, and after a power cut a damaged file fails its checksum and is refused, so
+    the log is never silently wrong either way. ``close`` syncs everything.
+    """
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "wb") as fh:
+        fh.write(data)
+        if sync:
+            fh.flush()
+            os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+@dataclass(frozen=True)
+class LogEntry:
+    """One recorded optimizer step."""
+
+    step: int
+    epoch: int
+    file: str
+    sha256: str
+    bytes: int
+    n_ids: int
+
+
+class UpdateLogWriter:
+    """Appends recorded steps to a log folder (created fresh; an existing one is replaced)."""
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        param_names: list[str],
+        buffer_names: list[str],
+        covered_ids: torch.Tensor,
+        dtype: torch.dtype = torch.float32,
+        record: str = "all",
+    ):
+        if dtype not in (torch.float32, torch.float16, torch.float64):
+            raise ValueError("the update log stores float32, float16 or float64")
+        self.path = Path(path)
+        if self.path.exists():
+            import shutil
+
+            shutil.rmtree(self.path)
+        (self.path / "batches").mkdir(parents=True)
+        self.dtype = dtype
+        self.bytes = 0
+        self.recorded = 0
+        header = {
+            "format": FORMAT,
+            "version": VERSION,
+            "dtype": str(dtype).removeprefix("torch."),
+            "param_names": param_names,
+            "buffer_names": buffer_names,
+            "record": record,
+        }
+        header_bytes = json.dumps(header, indent=1).encode()
+        covered_bytes = save({"ids": covered_ids.to(torch.int64).unique().contiguous()})
+        _write_atomic(self.path / "header.json", header_bytes, sync=True)
+        _write_atomic(self.path / "covered.safetensors", covered_bytes, sync=True)
+        self._journal = open(self.path / "journal.jsonl", "a", encoding="utf-8")
+        self._journal_line({"header_sha256": hashlib.sha256(header_bytes).hexdigest(),
+                            "covered_sha256": hashlib.sha256(covered_bytes).hexdigest()}, sync=True)
+
+    def _journal_line(self, obj: dict, sync: bool = False) -> None:
+        # One write of a whole line: a kill can tear only the last line, which readers drop.
+        self._journal.write(json.dumps(obj, sort_keys=True) + "\n")
+        self._journal.flush()
+        if sync:
+            os.fsync(self._journal.fileno())
+
+    def append(self, step: int, epoch: int, ids: torch.Tensor,
+               param_deltas: dict[str, torch.Tensor], buffer_deltas: dict[str, torch.Tensor]) -> LogEntry:
+        tensors = {f"p/{k}": v.detach().to(self.dtype).contiguous() for k, v in param_deltas.items()}
+        tensors.update({f"b/{k}": v.detach().to(self.dtype).contiguous() for k, v in buffer_deltas.items()
+                        if v.is_floating_point()})
+        tensors["ids"] = ids.detach().to(torch.int64).contiguous()
+        name = f"batches/s{step:08d}.safetensors"
+        target = self.path / name
+        blob = save(tensors, metadata={"step": str(step), "epoch": str(epoch)})
+        _write_atomic(target, blob)
+        entry = LogEntry(step, epoch, name, hashlib.sha256(blob).hexdigest(), len(blob), int(ids.numel()))
+        self._journal_line(entry.__dict__)
+        self.bytes += entry.bytes
+        self.recorded += 1
+        return entry
+
+    def close(self, total_steps: int) -> dict:
+        """Mark the log complete; returns the summary the model file records."""
+        os.sync()  # every step file on disk before the journal says the log is complete
+        self._journal_line({"closed": True, "total_steps": total_steps, "recorded": self.recorded, "bytes": self.bytes},
+                           sync=True)
+        self._journal.close()
+        return {"total_steps": total_steps, "recorded": self.recorded, "bytes": self.bytes,
+                "journal_sha256": _sha256(self.path / "journal.jsonl")}
+
+
+@dataclass
+class UpdateLog:
+    """A log read back from disk (checksums verified on :meth:`open`)."""
+
+    path: Path
+    header: dict
+    entries: list[LogEntry]
+    covered_ids: torch.Tensor
+    closed: bool
+    total_steps: int | None
+    torn_tail: bool = False
+    journal_sha256: str = ""
+    _by_id: dict[int, list[int]] = field(default_factory=dict, repr=False)
+
+    @property
+    def bytes(self) -> int:
+        return sum(e.bytes for e in self.entries)
+
+    @classmethod
+    def open(cls, path: str | os.PathLike[str], verify: bool = True) -> "UpdateLog":
+        """Read and (by default) verify every file's SHA-256; raise :class:`UpdateLogError` if wrong."""
+        path = Path(path)
+        journal = path / "journal.jsonl"
+        if not path.is_dir() or not journal.is_file() or not (path / "header.json").is_file():
+            raise UpdateLogError(f"no update log at {path} (expected header.json and journal.jsonl)")
+        raw = journal.read_bytes()
+        lines = raw.split(b"\n")
+        torn = lines[-1] != b""  # a line without its newline was cut by a crash
+        records = []
+        for i, line in enumerate(lines[:-1]):
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError:
+                raise UpdateLogError(f"{journal} line {i + 1} is corrupt; the log cannot be trusted") from None
+        if not records or "header_sha256" not in records[0]:
+            raise UpdateLogError(f"{journal} does not start with the header checksums; the log cannot be trusted")
+        try:
+            header = json.loads((path / "header.json").read_text())
+        except json.JSONDecodeError:
+            raise UpdateLogError(f"{path / 'header.json'} is corrupt") from None
+        if header.get("format") != FORMAT or header.get("version") != VERSION:
+            raise UpdateLogError(f"{path} is not a version-{VERSION} update log")
+        if verify:
+            for fname, key in (("header.json", "header_sha256"), ("covered.safetensors", "covered_sha256")):
+                if _sha256(path / fname) != records[0][key]:
+                    raise UpdateLogError(f"{path / fname} fails its SHA-256 checksum: the log was modified")
+        entries: list[LogEntry] = []
+        closed, total = False, None
+        for rec in records[1:]:
+            if rec.get("closed"):
+                closed, total = True, int(rec["total_steps"])
+                continue
+            if closed:
+                raise UpdateLogError(f"{journal} has steps after its closing line; the log cannot be trusted")
+            entries.append(LogEntry(**rec))
+        for e in entries:
+            f = path / e.file
+            if not f.is_file():
+                raise UpdateLogError(f"{f} is listed in the journal but missing: the log is incomplete")
+            if verify and _sha256(f) != e.sha256:
+                raise UpdateLogError(f"{f} fails its SHA-256 checksum: the log was modified or damaged")
+        covered = load_file(str(path / "covered.safetensors"))["ids"]
+        return cls(path, header, entries, covered, closed, total, torn, _sha256(journal))
+
+    def read(self, entry: LogEntry) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor], torch.Tensor]:
+        """(parameter deltas, buffer deltas, ids) of one step, in the log's stored dtype."""
+        t = load_file(str(self.path / entry.file))
+        params = {k[2:]: v for k, v in t.items() if k.startswith("p/")}
+        buffers = {k[2:]: v for k, v in t.items() if k.startswith("b/")}
+        return params, buffers, t["ids"]
+
+    def __iter__(self) -> Iterator[LogEntry]:
+        return iter(self.entries)
+
+    def steps_touching(self, forget_ids: torch.Tensor) -> list[LogEntry]:
+        """The recorded steps whose batch held any of ``forget_ids``."""
+        wanted = set(int(i) for i in forget_ids.tolist())
+        hits = []
+        for e in self.entries:
+            with safe_open(str(self.path / e.file), framework="pt") as f:
+                ids = f.get_tensor("ids")
+            if wanted.intersection(ids.tolist()):
+                hits.append(e)
+        return hits
+
+    def uncovered(self, forget_ids: torch.Tensor) -> torch.Tensor:
+        """Forget ids whose batches were not all recorded."""
+        return forget_ids[~torch.isin(forget_ids, self.covered_ids)]
