@@ -1,3 +1,17 @@
-"""amnesia-audit: the harness that unlearns, attacks, scores and reports."""
+"""amnesia-audit: the harness that unlearns, attacks, scores and reports.
+
+``audit.run(model, forget=[...], **options)`` is the Python API of ``audit run``.
+"""
 
 __version__ = "0.1.0"
+
+
+def run(model, forget, **options):
+    """Audit ``model`` for each forget spec; returns :class:`audit.harness.AuditResult`.
+
+    Options are those of :class:`audit.harness.AuditOptions` (method, reference, attacks,
+    mia_attacks, reference_models, data, data_root, out, seed, fail_on, ...).
+    """
+    from audit.harness import run as _run
+
+    return _run(model, forget, **options)

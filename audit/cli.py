@@ -77,6 +77,159 @@ def info(
     typer.echo(format_description(doc))
 
 
+@app.command()
+def unlearn(
+    model: Path = typer.Argument(..., help="the trained model.pt"),
+    forget: str = typer.Option(..., "--forget", help="class=3 | class=3,7 | samples=PATH | random=0.01@SEED"),
+    method: str = typer.Option("amnesiac", "--method", help="amnesiac | relabel | finetune | retrain"),
+    epochs: Optional[int] = typer.Option(None, "--epochs", help="repair/training epochs (default: the method's)"),
+    seed: int = typer.Option(0, "--seed"),
+    out: Path = typer.Option(..., "--out", help="where to write the unlearned model file"),
+    data: Optional[str] = typer.Option(None, "--data", help="data spec (default: the one recorded in the model)"),
+    data_root: Optional[str] = typer.Option(None, "--data-root"),
+    arch: Optional[str] = typer.Option(None, "--arch", help="architecture of a bare state_dict"),
+    quiet: bool = typer.Option(False, "--quiet"),
+) -> None:
+    """Forget a set of training examples and write the unlearned model."""
+    from audit.unlearn import unlearn_command
+
+    unlearn_command(model, forget=forget, method=method, epochs=epochs, seed=seed, out=out, data=data,
+                    data_root=data_root, arch=arch, quiet=quiet)
+
+
+@app.command()
+def report(
+    results: Path = typer.Argument(..., help="a results.json written by audit run"),
+    fmt: str = typer.Option("html,pdf,junit", "--format", help="comma-separated: html, pdf, junit"),
+    out: Optional[Path] = typer.Option(None, "--out", help="output folder (default: beside results.json)"),
+) -> None:
+    """Regenerate the reports from results.json alone."""
+    from reports import ReportError, render_files
+
+    try:
+        written = render_files(results, [f.strip() for f in fmt.split(",") if f.strip()], out or results.parent)
+    except ReportError as exc:
+        raise InputError(str(exc)) from None
+    for path in written:
+        typer.echo(f"wrote {path}")
+
+
+def _split(values: list[str] | None) -> list[str] | None:
+    if values is None:
+        return None
+    return [v.strip() for item in values for v in item.split(",") if v.strip()]
+
+
+@app.command("run")
+def run_cmd(
+    model: Path = typer.Argument(..., help="the trained model.pt (or TorchScript / state_dict with --arch)"),
+    forget: Optional[list[str]] = typer.Option(None, "--forget", help="a forget target; repeat for several"),
+    method: Optional[str] = typer.Option(None, "--method", help="auto | amnesiac | relabel | finetune"),
+    reference: Optional[str] = typer.Option(None, "--reference", help="retrain | none"),
+    attacks: Optional[str] = typer.Option(None, "--attacks", help="mia,inversion"),
+    mia: Optional[str] = typer.Option(None, "--mia", help="membership attacks: loss,lira,rmia,shokri,label-only"),
+    reference_models: Optional[int] = typer.Option(None, "--reference-models", help="reference/shadow models"),
+    data: Optional[str] = typer.Option(None, "--data"),
+    data_root: Optional[str] = typer.Option(None, "--data-root"),
+    arch: Optional[str] = typer.Option(None, "--arch", help="architecture of a bare state_dict"),
+    out: Optional[Path] = typer.Option(None, "--out", help="output folder (default ./audit-out)"),
+    seed: Optional[int] = typer.Option(None, "--seed"),
+    fail_on: Optional[list[str]] = typer.Option(None, "--fail-on", help="gate, e.g. 'residual_leakage>0.1'; repeatable"),
+    config: Optional[Path] = typer.Option(None, "--config", help="TOML file ([tool.audit] or top level)"),
+    fmt: str = typer.Option("html,pdf", "--format", help="reports to write: html,pdf (or none)"),
+    quiet: bool = typer.Option(False, "--quiet", help="print only failures"),
+    as_json: bool = typer.Option(False, "--json", help="print the results document to stdout"),
+) -> None:
+    """Unlearn each forget target, attack before and after, compare with a retrained reference, gate."""
+    from audit.config import load_config
+    from audit.harness import run
+
+    settings, _ = load_config(config)
+    cli = {"forget": forget or None, "method": method, "reference": reference, "attacks": _split([attacks]) if attacks else None,
+           "mia_attacks": _split([mia]) if mia else None, "reference_models": reference_models, "data": data,
+           "data_root": data_root, "out": out, "seed": seed, "fail_on": fail_on or None}
+    for key in ("attacks", "mia_attacks"):
+        if isinstance(settings.get(key), str):
+            settings[key] = _split([settings[key]])
+    merged = {**settings, **{k: v for k, v in cli.items() if v is not None}}
+    forget_specs = merged.pop("forget", None) or []
+    formats = [] if fmt.strip() in ("", "none") else _split([fmt])
+    result = run(model, forget_specs, arch=arch, show_progress=not quiet and not as_json, formats=formats,
+                 command=" ".join(["audit"] + sys.argv[1:]), **merged)
+    if as_json:
+        _echo_json(result.document)
+    else:
+        from audit.summary import print_summary
+
+        print_summary(result.document, quiet=quiet, out=result.out)
+    raise typer.Exit(result.exit_code)
+
+
+@app.command()
+def gate(
+    results: Path = typer.Argument(..., help="results.json of an earlier audit run"),
+    fail_on: Optional[list[str]] = typer.Option(None, "--fail-on", help="gate expression; repeatable"),
+    config: Optional[Path] = typer.Option(None, "--config"),
+    quiet: bool = typer.Option(False, "--quiet"),
+) -> None:
+    """Apply gates to an earlier run's results.json without recomputing."""
+    from audit.config import load_config
+    from audit.gates import apply_gates, parse_gates
+    from audit.summary import print_summary
+    from reports import ReportError, load_results
+
+    settings, _ = load_config(config)
+    exprs = fail_on or settings.get("fail_on")
+    gates = parse_gates(exprs) if exprs is not None else None
+    try:
+        doc = load_results(results)
+    except ReportError as exc:
+        raise InputError(str(exc)) from None
+    if gates is None:
+        gates = parse_gates(doc.get("config", {}).get("gates") or [])
+    code = 0
+    for target in doc["targets"]:
+        if target.get("error"):
+            target["gates"] = [{"expr": g.expr, "value": None, "passed": False,
+                                "message": "not evaluated: a step of this target failed"} for g in gates]
+            target["passed"] = False
+            code = 3
+            continue
+        target["gates"] = [r.to_dict() for r in apply_gates(target, gates)]
+        target["passed"] = all(g["passed"] for g in target["gates"])
+        if not target["passed"] and code == 0:
+            code = 1
+    doc["verdict"], doc["exit_code"] = {0: "pass", 1: "fail", 3: "error"}[code], code
+    print_summary(doc, quiet=quiet, out=None)
+    raise typer.Exit(code)
+
+
+@app.command()
+def demo(
+    out: Path = typer.Option(Path("demo-out"), "--out", help="folder for the model, its log and the audit"),
+    quiet: bool = typer.Option(False, "--quiet"),
+) -> None:
+    """The main job on the embedded digits: train with an update log, forget class 3, audit, report."""
+    from audit.data import load_dataset
+    from audit.harness import run
+    from audit.summary import print_summary
+    from audit.training import train_model
+    from unlearning import TrainConfig
+
+    out.mkdir(parents=True, exist_ok=True)
+    model_path = out / "model.pt"
+    typer.echo(f"1/2 training smallcnn on digits, recording the batches of class 3 -> {model_path}")
+    res = train_model(load_dataset("digits"), model_path, "smallcnn", TrainConfig(epochs=20, seed=0),
+                      record="class=3", show_progress=not quiet)
+    typer.echo(f"    test accuracy {res.model_file.metrics['test_accuracy']:.1%}, update log "
+               f"{res.log_batches}/{res.total_steps} batches, {_mb(res.log_bytes)}")
+    typer.echo("2/2 auditing: forget class 3 with amnesiac unlearning, attack before/after/retrained reference")
+    result = run(model_path, ["class=3"], method="auto", out=out / "audit", fail_on=["residual_leakage>0.5"],
+                 show_progress=not quiet, command="audit demo")
+    print_summary(result.document, quiet=quiet, out=result.out)
+    raise typer.Exit(result.exit_code)
+
+
 def main() -> None:
     """Entry point: one clear line and a documented exit code for every failure."""
     try:
@@ -95,9 +248,12 @@ def main() -> None:
         stderr.print("error: interrupted", markup=False)
         sys.exit(3)
     except Exception as exc:  # noqa: BLE001 - fail closed with one line; AUDIT_DEBUG=1 shows the traceback
-        import click
+        try:
+            from click import ClickException
+        except ModuleNotFoundError:  # typer >= 0.22 vendors click as typer._click
+            from typer._click.exceptions import ClickException
 
-        if isinstance(exc, click.ClickException):
+        if isinstance(exc, ClickException):  # usage errors: unknown option, missing argument
             exc.show()
             sys.exit(2)
         if os.environ.get("AUDIT_DEBUG"):

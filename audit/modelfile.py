@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import hashlib
 import pickle
+import re
+import warnings
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -110,6 +112,16 @@ def _is_torchscript(path: Path) -> bool:
     return any(n.endswith("constants.pkl") for n in names) and any("/code/" in n for n in names)
 
 
+def _weights_only_reason(exc: Exception) -> str:
+    """The one informative sentence of torch's long weights-only refusal (ANSI codes removed)."""
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(exc))
+    _, found, rest = text.partition("WeightsUnpickler error:")
+    lines = [ln.strip() for ln in (rest if found else text).splitlines() if ln.strip()]
+    reason = lines[0] if lines else "unknown content"
+    reason = reason.split(" Please use ")[0].split(" was not an allowed global")[0]
+    return reason[:160]
+
+
 def load_model(
     path: str | Path,
     arch: str | None = None,
@@ -128,7 +140,9 @@ def load_model(
         raise InputError(f"{path} is a directory, not a model file")
     if _is_torchscript(path):
         try:
-            scripted = torch.jit.load(str(path), map_location="cpu")
+            with warnings.catch_warnings():  # torch deprecates TorchScript; accepting it is still the point
+                warnings.simplefilter("ignore", FutureWarning)
+                scripted = torch.jit.load(str(path), map_location="cpu")
         except Exception as exc:  # noqa: BLE001 - a damaged archive
             raise InputError(f"{path} looks like TorchScript but does not load: {exc}") from None
         scripted.eval()
@@ -138,7 +152,10 @@ def load_model(
     try:
         doc = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        what = str(exc).split("\n")[0][:160]
+        what = _weights_only_reason(exc)
+        if not what.startswith("Unsupported global"):
+            # Random bytes or a damaged file trip the same unpickler on an unknown opcode.
+            raise InputError(f"{path} is not a readable model file ({what})") from None
         raise InputError(
             f"{path} refused: it holds Python objects that only a full unpickle could load ({what}), "
             "and a full unpickle runs any code inside the file. In a trusted environment re-save it as "

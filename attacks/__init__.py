@@ -1,0 +1,53 @@
+"""Membership inference and model inversion attacks, scored as the field scores them.
+
+Every membership attack returns one score per example, higher meaning "member";
+:func:`membership_metrics` turns scores and ground truth into ROC, AUC, TPR at low FPR
+and an epsilon lower bound. This package takes torch models, tensors and a
+``train_reference(ids, seed) -> nn.Module`` callable; it knows nothing of the CLI.
+"""
+
+from attacks.inversion import PAPER_SETTINGS, mi_face_art, mi_face_batched, model_inversion
+from attacks.inversion_scores import ClassInversionScore, ModelInversionResult, score_reconstructions
+from attacks.label_only import label_only_scores
+from attacks.lira import lira_scores, lira_statistics
+from attacks.loss_threshold import loss_threshold_scores
+from attacks.membership import ATTACKS, DEFAULT_ATTACKS, AttackResult, MembershipAudit, run_membership_attacks
+from attacks.metrics import MembershipMetrics, membership_metrics
+from attacks.reference import (
+    DEFAULT_NUM_REFERENCE_MODELS,
+    ReferenceCache,
+    ReferenceModels,
+    default_cache_dir,
+    train_reference_models,
+)
+from attacks.rmia import rmia_scores, rmia_statistics
+from attacks.shadow import shadow_model_scores
+
+__all__ = [
+    "ATTACKS",
+    "DEFAULT_ATTACKS",
+    "DEFAULT_NUM_REFERENCE_MODELS",
+    "PAPER_SETTINGS",
+    "AttackResult",
+    "ClassInversionScore",
+    "MembershipAudit",
+    "MembershipMetrics",
+    "ModelInversionResult",
+    "ReferenceCache",
+    "ReferenceModels",
+    "default_cache_dir",
+    "label_only_scores",
+    "lira_scores",
+    "lira_statistics",
+    "loss_threshold_scores",
+    "membership_metrics",
+    "mi_face_art",
+    "mi_face_batched",
+    "model_inversion",
+    "rmia_scores",
+    "rmia_statistics",
+    "run_membership_attacks",
+    "score_reconstructions",
+    "shadow_model_scores",
+    "train_reference_models",
+]

@@ -1,0 +1,154 @@
+"""Run several membership attacks on one target and score each the same way.
+
+The one call the audit harness needs: the auditor's data ``x``/``y`` (the pool that
+``train_reference`` indexes by id), which of it the target trained on, and the recipe.
+Reference models are trained (or loaded from the cache) once and shared by LiRA and RMIA.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from attacks.checks import as_labels, check_classes, check_images, check_membership
+from attacks.label_only import label_only_scores
+from attacks.lira import lira_scores
+from attacks.loss_threshold import loss_threshold_scores
+from attacks.metrics import DEFAULT_DELTA, MembershipMetrics, membership_metrics
+from attacks.reference import (
+    DEFAULT_NUM_REFERENCE_MODELS,
+    ModelFactory,
+    ReferenceModels,
+    TrainReference,
+    train_reference_models,
+)
+from attacks.rmia import rmia_scores
+from attacks.shadow import shadow_model_scores
+
+ATTACKS = ("loss", "lira_online", "lira_offline", "rmia", "rmia_offline", "shadow", "label_only")
+DEFAULT_ATTACKS = ("loss", "lira_online", "lira_offline", "rmia", "shadow", "label_only")
+_NEEDS_REFERENCE = {"lira_online", "lira_offline", "rmia", "rmia_offline"}
+
+
+@dataclass
+class AttackResult:
+    """One attack's per-example scores (higher = member) and their metrics.
+
+    ``ids`` are the scored examples' indices in the auditor's data (label-only scores a
+    subset); ``seconds`` is the attack's own time, reference-model training excluded.
+    """
+
+    name: str
+    ids: np.ndarray
+    scores: np.ndarray
+    metrics: MembershipMetrics
+    seconds: float
+    settings: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "seconds": float(self.seconds), "num_scored": int(len(self.ids)),
+                "settings": dict(self.settings), **self.metrics.to_dict()}
+
+
+@dataclass
+class MembershipAudit:
+    """Every attack's result, plus the reference models they shared."""
+
+    results: dict[str, AttackResult]
+    reference: ReferenceModels | None
+    seed: int
+
+    def strongest(self) -> AttackResult:
+        """The attack with the highest TPR at 1% FPR (AUC breaks ties)."""
+        return max(self.results.values(), key=lambda r: (r.metrics.tpr_at_1pct_fpr, r.metrics.auc))
+
+    def to_dict(self) -> dict:
+        return {
+            "seed": self.seed,
+            "reference_models": self.reference.to_dict() if self.reference is not None else None,
+            "attacks": {name: r.to_dict() for name, r in self.results.items()},
+            "strongest": self.strongest().name if self.results else None,
+        }
+
+
+def _balanced_subset(is_member: np.ndarray, limit: int, seed: int) -> np.ndarray:
+    """Up to ``limit`` ids, half members and half non-members where possible, sorted."""
+    rng = np.random.default_rng(seed)
+    mem, non = np.flatnonzero(is_member), np.flatnonzero(~is_member)
+    k_mem = min(len(mem), max(limit // 2, limit - len(non)))
+    k_non = min(len(non), limit - k_mem)
+    return np.sort(np.concatenate([rng.choice(mem, k_mem, replace=False), rng.choice(non, k_non, replace=False)]))
+
+
+def run_membership_attacks(
+    target_model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor | np.ndarray,
+    is_member: np.ndarray | torch.Tensor,
+    train_reference: TrainReference | None = None,
+    *,
+    attacks: Sequence[str] = DEFAULT_ATTACKS,
+    num_reference_models: int = DEFAULT_NUM_REFERENCE_MODELS,
+    seed: int = 0,
+    cache_dir: str | os.PathLike | None = None,
+    model_factory: ModelFactory | None = None,
+    cache_key: str | None = None,
+    label_only_max_examples: int = 200,
+    shadow_attack_model_type: str = "nn",
+    delta: float = DEFAULT_DELTA,
+) -> MembershipAudit:
+    """Run ``attacks`` against ``target_model`` and score each on ``is_member``.
+
+    ``x`` (N, C, H, W) float in [0, 1] and ``y`` (N,) are the auditor's data, indexed by
+    example id; ``is_member`` (N,) marks the ids the target trained on. LiRA, RMIA and the
+    shadow attack need ``train_reference(ids, seed) -> nn.Module``; caching needs
+    ``cache_dir``, ``model_factory`` and ``cache_key`` (see :mod:`attacks.reference`).
+    """
+    unknown = [a for a in attacks if a not in ATTACKS]
+    if unknown or not attacks:
+        raise ValueError(f"unknown attack(s) {unknown or attacks}; choose from {', '.join(ATTACKS)}")
+    y = as_labels(y)
+    check_images(x, y)
+    check_classes(y)
+    member = check_membership(is_member, n=len(y))
+    if train_reference is None and (set(attacks) & (_NEEDS_REFERENCE | {"shadow"})):
+        raise ValueError("LiRA, RMIA and the shadow attack need train_reference(ids, seed) -> nn.Module; pass it or choose attacks=('loss',)")
+    reference = None
+    if set(attacks) & _NEEDS_REFERENCE:
+        reference = train_reference_models(
+            train_reference, len(y), num_models=num_reference_models, seed=seed,  # type: ignore[arg-type]
+            cache_dir=cache_dir, model_factory=model_factory, cache_key=cache_key,
+        )
+    all_ids = np.arange(len(y))
+    results: dict[str, AttackResult] = {}
+    for name in attacks:
+        start, ids, settings = time.perf_counter(), all_ids, {}
+        if name == "loss":
+            scores = loss_threshold_scores(target_model, x, y)
+        elif name in ("lira_online", "lira_offline"):
+            online = name == "lira_online"
+            scores = lira_scores(target_model, x, y, reference, online=online)  # type: ignore[arg-type]
+            settings = {"num_reference_models": num_reference_models, "fixed_variance": True, "online": online}
+        elif name in ("rmia", "rmia_offline"):
+            online = name == "rmia"
+            scores = rmia_scores(target_model, x, y, reference, online=online)  # type: ignore[arg-type]
+            settings = {"num_reference_models": num_reference_models, "online": online, "gamma": 1.0}
+        elif name == "shadow":
+            scores = shadow_model_scores(
+                target_model, x, y, train_reference, num_shadow_models=num_reference_models, seed=seed,  # type: ignore[arg-type]
+                attack_model_type=shadow_attack_model_type, cache_dir=cache_dir, model_factory=model_factory, cache_key=cache_key,
+            )
+            settings = {"num_shadow_models": num_reference_models, "attack_model_type": shadow_attack_model_type, "library": "ART"}
+        else:  # label_only
+            ids = _balanced_subset(member, label_only_max_examples, seed)
+            scores = label_only_scores(target_model, x[torch.as_tensor(ids)], y[torch.as_tensor(ids)], num_classes=int(y.max()) + 1, seed=seed)
+            settings = {"max_examples": label_only_max_examples, "library": "ART"}
+        seconds = time.perf_counter() - start
+        results[name] = AttackResult(name, ids, scores, membership_metrics(scores, member[ids], delta=delta), seconds, settings)
+    return MembershipAudit(results, reference, seed)

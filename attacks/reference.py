@@ -1,0 +1,235 @@
+"""Reference ("shadow") models on random halves of the auditor's data, cached on disk.
+
+LiRA and RMIA compare the target model with models trained the same way on data that
+does or does not contain each example. The auditor supplies the recipe as a callable
+``train_reference(ids, seed) -> nn.Module`` (ids index the auditor's training data), so
+the reference models match the target's architecture and training exactly.
+
+Training them is the expensive part of an audit, so each model's weights are cached as
+a safetensors file keyed by a hash of the caller's ``cache_key`` (architecture, recipe,
+data digest), the exact ids and the seed. Loading never unpickles anything: the weights
+go into a fresh module from ``model_factory()``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from attacks.signals import model_logits
+
+TrainReference = Callable[[np.ndarray, int], nn.Module]
+ModelFactory = Callable[[], nn.Module]
+
+# Eight small CNNs on digits train in well under a minute on a 2-core CPU; LiRA with a
+# fixed variance is usable from ~8 models on (Carlini et al. 2022, fig. 9) and RMIA from 1-2.
+DEFAULT_NUM_REFERENCE_MODELS = 8
+CACHE_FORMAT = 1
+
+
+def default_cache_dir() -> Path:
+    """``$AMNESIA_AUDIT_CACHE`` or ``$XDG_CACHE_HOME/amnesia-audit/reference-models``."""
+    if os.environ.get("AMNESIA_AUDIT_CACHE"):
+        return Path(os.environ["AMNESIA_AUDIT_CACHE"])
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "amnesia-audit" / "reference-models"
+
+
+class ReferenceCache:
+    """Weights of trained reference models on disk, one safetensors file per model."""
+
+    def __init__(self, directory: str | os.PathLike, model_factory: ModelFactory, cache_key: str):
+        if model_factory is None:
+            raise ValueError("model_factory is required to load cached reference models; pass a () -> nn.Module")
+        if not cache_key:
+            raise ValueError(
+                "cache_key is required when caching reference models; pass a string naming the "
+                "architecture, training recipe and data digest"
+            )
+        self.directory = Path(directory)
+        self.model_factory = model_factory
+        self.cache_key = cache_key
+
+    def path(self, ids: np.ndarray, seed: int) -> Path:
+        h = hashlib.sha256()
+        h.update(json.dumps({"format": CACHE_FORMAT, "key": self.cache_key, "seed": int(seed)}).encode())
+        h.update(np.sort(np.asarray(ids, dtype=np.int64)).tobytes())
+        return self.directory / f"{h.hexdigest()}.safetensors"
+
+    def load(self, ids: np.ndarray, seed: int) -> nn.Module | None:
+        p = self.path(ids, seed)
+        if not p.is_file():
+            return None
+        try:
+            model = self.model_factory()
+            model.load_state_dict(load_file(str(p)), strict=True)
+        except Exception:  # a truncated or stale file: retrain and overwrite it
+            return None
+        return model.eval()
+
+    def save(self, ids: np.ndarray, seed: int, model: nn.Module) -> None:
+        p = self.path(ids, seed)
+        p.parent.mkdir(parents=True, exist_ok=True)
+        # safetensors refuses tensors that share storage; clone each entry.
+        state = {k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}
+        fd, tmp = tempfile.mkstemp(dir=p.parent, suffix=".tmp")
+        os.close(fd)
+        try:
+            save_file(state, tmp, metadata={"cache_key": self.cache_key, "seed": str(int(seed))})
+            os.replace(tmp, p)  # atomic: a concurrent reader sees the old file or the new one
+        finally:
+            if os.path.exists(tmp):
+                os.remove(tmp)
+
+
+def load_or_train(
+    train_reference: TrainReference, ids: np.ndarray, seed: int, cache: ReferenceCache | None
+) -> tuple[nn.Module, bool]:
+    """One reference model on ``ids``; returns (model in eval mode, whether the cache had it)."""
+    ids = np.sort(np.asarray(ids, dtype=np.int64))
+    if cache is not None:
+        model = cache.load(ids, seed)
+        if model is not None:
+            return model, True
+    model = train_reference(ids, int(seed))
+    if not isinstance(model, nn.Module):
+        raise ValueError(f"train_reference must return an nn.Module, got {type(model).__name__}")
+    model.eval()
+    if cache is not None:
+        cache.save(ids, seed, model)
+    return model, False
+
+
+def reference_inclusion(num_examples: int, num_models: int, seed: int) -> np.ndarray:
+    """Which example each reference model trains on: a (num_models, num_examples) bool mask.
+
+    Each example is put in half of the models (Carlini et al. 2022, sec. VI-A: rank a
+    uniform matrix per example), so every example has both IN and OUT models and each
+    model trains on about half the data. With an odd count an example goes in
+    floor(M/2) or ceil(M/2) models with equal odds.
+    """
+    if not isinstance(num_models, (int, np.integer)) or num_models < 1:
+        raise ValueError(f"num_reference_models must be a positive integer, got {num_models!r}")
+    if num_examples < 2:
+        raise ValueError(f"reference models need at least 2 examples of auditor data, got {num_examples}")
+    distinct = math.comb(num_examples, num_examples // 2)
+    if num_models > distinct:
+        raise ValueError(
+            f"num_reference_models={num_models} is more than the data allows: {num_examples} examples "
+            f"have only {distinct} distinct halves; ask for at most {distinct} or pass more data"
+        )
+    rng = np.random.default_rng(seed)
+    rank = rng.random((num_models, num_examples)).argsort(axis=0).argsort(axis=0)
+    count = num_models // 2 + (rng.random(num_examples) < (num_models % 2) / 2)
+    mask = rank < count[None, :]
+    empty = ~mask.any(axis=1) | mask.all(axis=1)
+    if empty.any():
+        raise ValueError(
+            f"num_reference_models={num_models} is more than the data allows: with {num_examples} "
+            "examples some reference model would train on no data or on all of it; "
+            "ask for fewer reference models or pass more data"
+        )
+    return mask
+
+
+@dataclass
+class ReferenceModels:
+    """Trained reference models and what each saw.
+
+    ``in_mask[m, i]`` is True when model ``m`` trained on example ``i`` of the auditor's
+    data; ``from_cache[m]`` says whether it was loaded rather than trained.
+    """
+
+    models: list[nn.Module]
+    in_mask: np.ndarray
+    seeds: list[int]
+    from_cache: list[bool] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def num_models(self) -> int:
+        return len(self.models)
+
+    @property
+    def num_examples(self) -> int:
+        return int(self.in_mask.shape[1])
+
+    def to_dict(self) -> dict:
+        return {
+            "num_models": self.num_models,
+            "seeds": [int(s) for s in self.seeds],
+            "from_cache": [bool(c) for c in self.from_cache],
+            "train_fraction_mean": float(self.in_mask.mean()),
+            "seconds": float(self.seconds),
+        }
+
+
+def train_reference_models(
+    train_reference: TrainReference,
+    num_examples: int,
+    *,
+    num_models: int = DEFAULT_NUM_REFERENCE_MODELS,
+    seed: int = 0,
+    cache_dir: str | os.PathLike | None = None,
+    model_factory: ModelFactory | None = None,
+    cache_key: str | None = None,
+) -> ReferenceModels:
+    """Train (or load) ``num_models`` reference models on random halves of the data.
+
+    ``num_examples`` is the size of the auditor's data that ``train_reference`` indexes.
+    ``cache_dir=None`` disables caching; otherwise ``model_factory`` and ``cache_key``
+    are required (see :class:`ReferenceCache`). Model ``m`` uses seed ``seed + m``.
+    """
+    mask = reference_inclusion(num_examples, num_models, seed)
+    cache = ReferenceCache(cache_dir, model_factory, cache_key) if cache_dir is not None else None  # type: ignore[arg-type]
+    start = time.perf_counter()
+    models, hits, seeds = [], [], []
+    for m in range(num_models):
+        model, hit = load_or_train(train_reference, np.flatnonzero(mask[m]), seed + m, cache)
+        models.append(model)
+        hits.append(hit)
+        seeds.append(seed + m)
+    return ReferenceModels(models, mask, seeds, hits, time.perf_counter() - start)
+
+
+def reference_signals(
+    reference: ReferenceModels, x: torch.Tensor, y: torch.Tensor, signal: Callable[[torch.Tensor, torch.Tensor], np.ndarray]
+) -> np.ndarray:
+    """``signal(logits, y)`` of every reference model on every example: (M, N) float64."""
+    return np.stack([signal(model_logits(model, x), y) for model in reference.models])
+
+
+def inclusion_for(reference: ReferenceModels, ids: np.ndarray | None, n: int) -> np.ndarray:
+    """IN mask (M, n) for ``n`` scored examples given their ids in the auditor's data.
+
+    ``ids=None`` means the scored examples are the auditor's data itself, in order. An id
+    of -1 marks an example outside that data (e.g. a held-out test image): every
+    reference model is OUT for it.
+    """
+    if ids is None:
+        if n != reference.num_examples:
+            raise ValueError(
+                f"scoring {n} examples but the reference models were trained on subsets of "
+                f"{reference.num_examples}; pass ids (their indices in the auditor's data, -1 if outside it)"
+            )
+        return reference.in_mask
+    a = np.asarray(ids)
+    if a.ndim != 1 or a.shape[0] != n or not np.issubdtype(a.dtype, np.integer):
+        raise ValueError(f"ids must be {n} integer example ids (one per scored example), got shape {a.shape}")
+    if a.size and (a.min() < -1 or a.max() >= reference.num_examples):
+        raise ValueError(f"ids must lie in 0..{reference.num_examples - 1}, or be -1 for examples outside the data")
+    mask = reference.in_mask[:, np.clip(a, 0, None)].copy()
+    mask[:, a < 0] = False
+    return mask

@@ -1,0 +1,217 @@
+"""Run the configured attacks on the models of one forget target.
+
+Membership: the forget set are the members, held-out test examples (of the forgotten
+classes, for class targets) the non-members; every attack scores every model on the
+same examples. Inversion: MI-Face on each forgotten class, judged by an independent
+evaluation classifier trained on held-out data.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+import attacks
+from audit.data import Dataset
+from audit.errors import InputError, StepError
+from audit.forget import ForgetSet
+from audit.modelfile import ModelFile
+from unlearning import TrainConfig, fit
+
+MIA_ATTACKS = {
+    "loss": ("LOSS threshold (Yeom et al. 2018)", "the per-example loss; no reference models"),
+    "lira": ("LiRA (Carlini et al. 2022)", "black-box logits; reference models trained on halves of the auditor's data"),
+    "rmia": ("RMIA (Zarifzadeh et al. 2024)", "black-box probabilities; reference models and population samples"),
+    "shokri": ("Shadow models, ART (Shokri et al. 2017)", "black-box softmax; shadow models on the auditor's data"),
+    "label-only": ("Label-only decision boundary, ART (Choquette-Choo et al. 2021)", "predicted labels only"),
+}
+DEFAULT_MIA = ["loss", "lira", "rmia", "shokri"]
+
+
+def fault(stage: str) -> None:
+    """Fault injection for testing CI pipelines: AUDIT_FAULT=<stage> makes that stage fail."""
+    if os.environ.get("AUDIT_FAULT") == stage:
+        raise StepError(f"{stage} failed (injected by AUDIT_FAULT={stage})")
+
+
+@dataclass
+class AttackContext:
+    """What every attack on one audit shares: data, reference models, the recipe."""
+
+    model_file: ModelFile
+    data: Dataset
+    seed: int
+    num_reference_models: int
+    cache_dir: Path | None
+    mia_attacks: list[str]
+    inversion_iterations: int = 400
+    _reference: object = None
+    _evaluator: nn.Module | None = None
+
+    def recipe(self) -> TrainConfig:
+        return TrainConfig.from_dict(self.model_file.recipe or {})
+
+    def train_reference(self, ids: np.ndarray, seed: int) -> nn.Module:
+        model = self.model_file.fresh_model(seed=seed)
+        cfg = TrainConfig.from_dict({**self.recipe().to_dict(), "seed": seed})
+        idx = torch.as_tensor(np.asarray(ids), dtype=torch.long)
+        return fit(model, self.data.x_train[idx], self.data.y_train[idx], cfg)
+
+    def cache_key(self) -> str:
+        mf = self.model_file
+        return json.dumps({"arch": mf.arch, "arch_args": mf.arch_args, "recipe": self.recipe().to_dict(),
+                           "mean": mf.mean, "std": mf.std, "data": self.data.sha256()}, sort_keys=True)
+
+    def reference_models(self):
+        """Reference models on random halves of the training data, shared by all targets."""
+        if self._reference is None:
+            self._reference = attacks.train_reference_models(
+                self.train_reference, len(self.data.y_train), num_models=self.num_reference_models,
+                seed=self.seed, cache_dir=self.cache_dir, model_factory=self.model_file.fresh_model,
+                cache_key=self.cache_key())
+        return self._reference
+
+    def evaluator(self) -> nn.Module:
+        """The independent classifier that judges inversions: another seed, trained on held-out data."""
+        if self._evaluator is None:
+            model = self.model_file.fresh_model(seed=self.seed + 7919)
+            cfg = TrainConfig.from_dict({**self.recipe().to_dict(), "seed": self.seed + 7919})
+            self._evaluator = fit(model, self.data.x_test, self.data.y_test, cfg)
+        return self._evaluator
+
+
+@dataclass
+class MembershipSet:
+    x: torch.Tensor
+    y: torch.Tensor
+    ids: np.ndarray          # training ids, -1 for held-out examples
+    is_member: np.ndarray
+
+    @property
+    def n_members(self) -> int:
+        return int(self.is_member.sum())
+
+
+def membership_set(data: Dataset, forget: ForgetSet) -> MembershipSet:
+    """Forget set (members) against held-out examples of the same classes (non-members)."""
+    if forget.classes:
+        held = torch.nonzero(torch.isin(data.y_test, torch.tensor(forget.classes))).flatten()
+    else:
+        held = torch.arange(len(data.y_test))
+    if len(held) == 0:
+        raise InputError(f"the test split holds no example of {forget.spec}, so membership cannot be measured")
+    x = torch.cat([data.x_train[forget.ids], data.x_test[held]])
+    y = torch.cat([data.y_train[forget.ids], data.y_test[held]])
+    ids = np.r_[forget.ids.numpy(), -np.ones(len(held), dtype=np.int64)]
+    is_member = np.r_[np.ones(len(forget), dtype=bool), np.zeros(len(held), dtype=bool)]
+    return MembershipSet(x, y, ids, is_member)
+
+
+def membership_scores(ctx: AttackContext, attack: str, model: nn.Module, ms: MembershipSet) -> np.ndarray:
+    """One attack's scores (higher = member) on every example of ``ms``."""
+    fault("attack")
+    if attack == "loss":
+        return attacks.loss_threshold_scores(model, ms.x, ms.y)
+    if attack == "lira":
+        return attacks.lira_scores(model, ms.x, ms.y, ctx.reference_models(), ids=ms.ids, online=True)
+    if attack == "rmia":
+        return attacks.rmia_scores(model, ms.x, ms.y, ctx.reference_models(), ids=ms.ids,
+                                   population=(ctx.data.x_test, ctx.data.y_test, None))
+    if attack == "shokri":
+        return attacks.shadow_model_scores(
+            model, ms.x, ms.y, ctx.train_reference, ids=ms.ids, num_shadow_models=ctx.num_reference_models,
+            seed=ctx.seed, cache_dir=ctx.cache_dir, model_factory=ctx.model_file.fresh_model,
+            cache_key=ctx.cache_key())
+    if attack == "label-only":
+        return attacks.label_only_scores(model, ms.x, ms.y, num_classes=ctx.data.num_classes, seed=ctx.seed)
+    raise InputError(f"unknown membership attack {attack!r}; use {', '.join(MIA_ATTACKS)}")
+
+
+@dataclass
+class MembershipOutcome:
+    attack: str
+    metrics: dict[str, dict]                 # model role -> MembershipMetrics.to_dict()
+    forget_scores: dict[str, np.ndarray] = field(repr=False, default_factory=dict)
+
+    def to_dict(self) -> dict:
+        label, assumes = MIA_ATTACKS[self.attack]
+        return {"attack": self.attack, "label": label, "assumes": assumes,
+                "original": self.metrics.get("original"), "unlearned": self.metrics.get("unlearned"),
+                "reference": self.metrics.get("reference")}
+
+
+def run_membership(ctx: AttackContext, models: dict[str, nn.Module], ms: MembershipSet,
+                   advance: Callable[[int], None]) -> list[MembershipOutcome]:
+    outcomes = []
+    for attack in ctx.mia_attacks:
+        metrics, forget_scores = {}, {}
+        for role, model in models.items():
+            scores = np.asarray(membership_scores(ctx, attack, model, ms), dtype=np.float64)
+            metrics[role] = attacks.membership_metrics(scores, ms.is_member).to_dict()
+            forget_scores[role] = scores[ms.is_member]
+            advance(1)
+        outcomes.append(MembershipOutcome(attack, metrics, forget_scores))
+    return outcomes
+
+
+INVERSION_RESTARTS = 4
+
+
+def _save_png(image: np.ndarray, path: Path, min_size: int = 96) -> None:
+    """One reconstruction (C, H, W) in [0, 1] as a PNG, upscaled without smoothing."""
+    from PIL import Image
+
+    from audit.atomic import atomic_path
+
+    arr = (np.clip(image, 0, 1) * 255).round().astype(np.uint8)
+    pil = Image.fromarray(arr[0] if arr.shape[0] == 1 else arr.transpose(1, 2, 0))
+    scale = max(1, min_size // max(pil.size))
+    pil = pil.resize((pil.size[0] * scale, pil.size[1] * scale), Image.NEAREST)
+    with atomic_path(path) as tmp:
+        pil.save(tmp, format="PNG")
+
+
+def _safe(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
+
+
+def run_inversion(ctx: AttackContext, models: dict[str, nn.Module], classes: list[int], out_dir: Path,
+                  target: str) -> dict:
+    """MI-Face on each forgotten class for every model; PNGs under ``out_dir/inversion/``."""
+    evaluator = ctx.evaluator()
+    data = ctx.data
+    doc: dict = {"classes": classes, "restarts": INVERSION_RESTARTS, "iterations": ctx.inversion_iterations,
+                 "n_reconstructions": len(classes) * INVERSION_RESTARTS,
+                 "evaluator": "same architecture, another seed, trained on the held-out test split"}
+    for role, model in models.items():
+        fault("attack")
+        res = attacks.model_inversion(
+            model, data.num_classes, data.input_shape, evaluation_model=evaluator,
+            x_reference=data.x_train, y_reference=data.y_train, classes=classes, restarts=INVERSION_RESTARTS,
+            iterations=ctx.inversion_iterations, seed=ctx.seed)
+        rel_dir = Path("inversion") / _safe(target)
+        paths = []
+        for k, (image, cls) in enumerate(zip(res.images, res.target_classes)):
+            rel = rel_dir / f"{role}-class{int(cls)}-{k % INVERSION_RESTARTS}.png"
+            _save_png(image, out_dir / rel)
+            paths.append(rel.as_posix())
+        sims = [c.similarity_target for c in res.per_class if c.similarity_target is not None]
+        others = [c.similarity_other for c in res.per_class if c.similarity_other is not None]
+        doc[role] = {
+            "attack_accuracy": res.attack_accuracy,
+            "similarity": float(np.mean(sims)) if sims else None,
+            "similarity_other": float(np.mean(others)) if others else None,
+            "nearest_is_target": res.nearest_is_target,
+            "confidence": res.target_confidence,
+            "seconds": res.seconds,
+            "images": paths,
+        }
+    doc.setdefault("reference", None)
+    return doc

@@ -1,0 +1,53 @@
+"""Settings from ``--config FILE``, an ``audit.toml`` or ``[tool.audit]`` in pyproject.toml.
+
+Command-line options win over the file. Keys (all optional): ``fail_on`` (list of gate
+expressions), ``forget`` (list of specs), ``method``, ``reference``, ``attacks``,
+``mia_attacks``, ``reference_models``, ``seed``, ``data``, ``data_root``, ``out``.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+
+from audit.errors import InputError
+
+KEYS = {"fail_on": list, "forget": list, "method": str, "reference": str, "attacks": (list, str),
+        "mia_attacks": (list, str), "reference_models": int, "seed": int, "data": str, "data_root": str,
+        "out": str, "inversion_iterations": int}
+
+
+def load_config(path: Path | None, search_dir: Path | None = None) -> tuple[dict, Path | None]:
+    """(settings, the file they came from). Without ``path``, looks in ``search_dir``."""
+    if path is None:
+        search_dir = search_dir or Path.cwd()
+        for candidate in (search_dir / "audit.toml", search_dir / "pyproject.toml"):
+            if candidate.is_file():
+                settings = _read(candidate, required=candidate.name == "audit.toml")
+                if settings or candidate.name == "audit.toml":
+                    return settings, candidate
+        return {}, None
+    if not path.is_file():
+        raise InputError(f"config file {path} not found")
+    return _read(path, required=True), path
+
+
+def _read(path: Path, required: bool) -> dict:
+    try:
+        doc = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError, OSError) as exc:
+        raise InputError(f"config file {path} is not readable TOML: {exc}") from None
+    section = doc.get("tool", {}).get("audit")
+    if section is None:
+        section = {k: v for k, v in doc.items() if k != "tool"} if path.name != "pyproject.toml" else {}
+    if not isinstance(section, dict):
+        raise InputError(f"[tool.audit] in {path} must be a table")
+    out = {}
+    for key, value in section.items():
+        norm = key.replace("-", "_")
+        if norm not in KEYS:
+            raise InputError(f"unknown setting {key!r} in {path}; known: {', '.join(sorted(KEYS))}")
+        if not isinstance(value, KEYS[norm]) or isinstance(value, bool) and KEYS[norm] is int:
+            raise InputError(f"setting {key!r} in {path} has the wrong type ({type(value).__name__})")
+        out[norm] = value
+    return out

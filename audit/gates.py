@@ -1,0 +1,127 @@
+"""CI gates: ``--fail-on 'residual_leakage>0.1'`` expressions over a target's metrics.
+
+A gate *fails* when its expression is true, and also when its metric could not be
+measured (fail closed: a missing number never passes). Metric names are documented in
+the README ("Gates") and listed by :data:`METRICS`.
+"""
+
+from __future__ import annotations
+
+import math
+import operator
+import re
+from dataclasses import dataclass
+
+from audit.errors import InputError
+
+METRICS: dict[str, str] = {
+    "residual_leakage": "headline leakage left after unlearning, in [0, 1]",
+    "forget_accuracy": "unlearned model's accuracy on the forget set",
+    "retain_accuracy": "unlearned model's accuracy on the retained training data",
+    "test_accuracy": "unlearned model's test accuracy on classes not forgotten",
+    "forget_accuracy_gap": "|forget accuracy - reference's|",
+    "test_accuracy_gap": "|test accuracy - reference's|",
+    "mia_auc": "highest membership AUC of any attack on the unlearned model",
+    "mia_tpr_at_1pct_fpr": "highest TPR at 1% FPR of any attack on the unlearned model",
+    "mia_advantage": "highest attacker advantage of any attack on the unlearned model",
+    "mia_epsilon": "highest epsilon lower bound of any attack on the unlearned model",
+    "mia_auc_gap": "largest |AUC(unlearned) - AUC(reference)| over attacks",
+    "inversion_accuracy": "share of inversions of forgotten classes the evaluation classifier recognises",
+    "unlearn_seconds": "time the unlearning step took",
+}
+# Per-attack metrics: mia.<attack>.<metric>, e.g. mia.lira.auc
+PER_ATTACK = ("auc", "tpr_at_1pct_fpr", "tpr_at_0.1pct_fpr", "advantage", "epsilon_lower_bound")
+
+_OPS = {">": operator.gt, ">=": operator.ge, "<": operator.lt, "<=": operator.le, "==": operator.eq, "!=": operator.ne}
+_EXPR = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_.]*)\s*(>=|<=|==|!=|>|<)\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*$")
+
+
+@dataclass(frozen=True)
+class Gate:
+    expr: str
+    metric: str
+    op: str
+    threshold: float
+
+    def check(self, metrics: dict[str, float | None]) -> "GateResult":
+        value = metrics.get(self.metric)
+        if value is None or (isinstance(value, float) and math.isnan(value)):
+            return GateResult(self.expr, None, False, f"{self.metric} was not measured for this target; the gate fails closed")
+        failed = _OPS[self.op](value, self.threshold)
+        verb = "fails" if failed else "passes"
+        return GateResult(self.expr, float(value), not failed,
+                          f"{self.metric} = {value:.4g}; the gate '{self.expr}' {verb}")
+
+
+@dataclass(frozen=True)
+class GateResult:
+    expr: str
+    value: float | None
+    passed: bool
+    message: str
+
+    def to_dict(self) -> dict:
+        return {"expr": self.expr, "value": self.value, "passed": self.passed, "message": self.message}
+
+
+def known_metric(name: str) -> bool:
+    if name in METRICS:
+        return True
+    parts = name.split(".", 2)
+    return len(parts) == 3 and parts[0] == "mia" and parts[2] in PER_ATTACK and bool(parts[1])
+
+
+def parse_gate(expr: str) -> Gate:
+    m = _EXPR.match(expr)
+    if not m:
+        raise InputError(f"malformed gate {expr!r}: write METRIC OP NUMBER, e.g. 'residual_leakage>0.1'")
+    metric, op, number = m.group(1), m.group(2), float(m.group(3))
+    if not known_metric(metric):
+        raise InputError(f"unknown metric {metric!r} in gate {expr!r}; known: {', '.join(METRICS)}, "
+                         f"and mia.<attack>.<{'|'.join(PER_ATTACK)}>")
+    return Gate(expr.strip(), metric, op, number)
+
+
+def parse_gates(exprs: list[str]) -> list[Gate]:
+    return [parse_gate(e) for e in exprs]
+
+
+def target_metrics(target: dict) -> dict[str, float | None]:
+    """The flat metric table of one target of a results document (see reports.schema)."""
+    acc = target.get("accuracy") or {}
+    after, ref = acc.get("unlearned") or {}, acc.get("reference") or {}
+
+    def gap(key: str) -> float | None:
+        if after.get(key) is None or ref.get(key) is None:
+            return None
+        return abs(after[key] - ref[key])
+
+    out: dict[str, float | None] = {
+        "residual_leakage": target.get("residual_leakage"),
+        "forget_accuracy": after.get("forget"),
+        "retain_accuracy": after.get("retain"),
+        "test_accuracy": after.get("test_other_classes"),
+        "forget_accuracy_gap": gap("forget"),
+        "test_accuracy_gap": gap("test_other_classes"),
+        "unlearn_seconds": (target.get("timings") or {}).get("unlearn"),
+    }
+    mia = target.get("membership") or []
+    for key, metric in (("mia_auc", "auc"), ("mia_tpr_at_1pct_fpr", "tpr_at_1pct_fpr"),
+                        ("mia_advantage", "advantage"), ("mia_epsilon", "epsilon_lower_bound")):
+        values = [(a.get("unlearned") or {}).get(metric) for a in mia]
+        values = [v for v in values if v is not None]
+        out[key] = max(values) if values else None
+    gaps = [abs(a["unlearned"]["auc"] - a["reference"]["auc"]) for a in mia
+            if a.get("unlearned") and a.get("reference")]
+    out["mia_auc_gap"] = max(gaps) if gaps else None
+    for a in mia:
+        for metric in PER_ATTACK:
+            out[f"mia.{a['attack']}.{metric}"] = (a.get("unlearned") or {}).get(metric)
+    inv = target.get("inversion") or {}
+    out["inversion_accuracy"] = (inv.get("unlearned") or {}).get("attack_accuracy")
+    return out
+
+
+def apply_gates(target: dict, gates: list[Gate]) -> list[GateResult]:
+    metrics = target_metrics(target)
+    return [g.check(metrics) for g in gates]

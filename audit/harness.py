@@ -1,0 +1,216 @@
+"""``audit run``: attack the model, unlearn, attack again, compare with a retrained
+reference, score the residual leakage per forget target, apply the gates, write outputs.
+
+Python API::
+
+    import audit
+    result = audit.run("model.pt", forget=["class=3"], fail_on=["residual_leakage>0.1"])
+    result.exit_code, result.targets[0].residual_leakage, result.document  # results.json
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from audit.attacking import DEFAULT_MIA, MIA_ATTACKS, AttackContext, fault, membership_set, run_inversion, run_membership
+from audit.errors import AuditError, InputError, StepError
+from audit.forget import ForgetSet, parse_forget
+from audit.gates import Gate, apply_gates, parse_gates
+from audit.inspect import log_status
+from audit.modelfile import ModelFile, load_model
+from audit.progress import progress_bar
+from audit.scoring import inversion_component, membership_component
+from audit.training import load_data_for
+from unlearning import UpdateLog, UpdateLogError, accuracy
+
+METHODS = ("auto", "amnesiac", "relabel", "finetune")
+REFERENCES = ("retrain", "none")
+ATTACK_FAMILIES = ("mia", "inversion")
+
+
+@dataclass
+class AuditOptions:
+    """Everything ``audit run`` takes; the CLI, a config file and the Python API fill it."""
+
+    model: Path
+    forget: list[str]
+    method: str = "auto"
+    reference: str = "retrain"
+    attacks: list[str] = field(default_factory=lambda: list(ATTACK_FAMILIES))
+    mia_attacks: list[str] = field(default_factory=lambda: list(DEFAULT_MIA))
+    reference_models: int = 8
+    data: str | None = None
+    data_root: str | None = None
+    arch: str | None = None
+    out: Path = Path("audit-out")
+    seed: int = 0
+    fail_on: list[str] = field(default_factory=list)
+    inversion_iterations: int = 400
+    cache_dir: Path | None = None
+    show_progress: bool = True
+    formats: list[str] = field(default_factory=lambda: ["html", "pdf"])
+    command: str = ""
+
+    def validate(self) -> list[Gate]:
+        if not self.forget:
+            raise InputError("nothing to forget: pass at least one --forget SPEC (e.g. --forget class=3)")
+        if self.method not in METHODS:
+            raise InputError(f"--method {self.method!r} is unknown; use {', '.join(METHODS)}")
+        if self.reference not in REFERENCES:
+            raise InputError(f"--reference {self.reference!r} is unknown; use retrain or none")
+        bad = [a for a in self.attacks if a not in ATTACK_FAMILIES]
+        if bad or not self.attacks:
+            raise InputError(f"--attacks {','.join(self.attacks)!r} is not valid; use mia, inversion or mia,inversion")
+        bad = [a for a in self.mia_attacks if a not in MIA_ATTACKS]
+        if bad:
+            raise InputError(f"unknown membership attack {bad[0]!r}; use {', '.join(MIA_ATTACKS)}")
+        if self.reference_models < 2 and {"lira", "rmia", "shokri"} & set(self.mia_attacks):
+            raise InputError("--reference-models must be at least 2 for lira, rmia and shokri")
+        if self.out.exists() and not self.out.is_dir():
+            raise InputError(f"--out {self.out} is a file; give a folder for the audit's outputs")
+        return parse_gates(self.fail_on)
+
+
+@dataclass
+class TargetResult:
+    """One forget target's outcome; ``document`` is its part of results.json."""
+
+    name: str
+    residual_leakage: float | None
+    passed: bool
+    error: str | None
+    document: dict
+
+
+@dataclass
+class AuditResult:
+    exit_code: int
+    verdict: str
+    targets: list[TargetResult]
+    document: dict
+    out: Path
+    files: list[Path]
+
+
+def choose_method(requested: str, mf: ModelFile, forget: ForgetSet) -> tuple[str, str]:
+    """(method, why): amnesiac when the update log covers the target, relabel otherwise."""
+    if requested != "auto":
+        return requested, f"requested with --method {requested}"
+    status = log_status(mf)
+    if status is None:
+        return "relabel", "the model has no update log, so amnesiac unlearning is impossible"
+    if not status["verified"]:
+        return "relabel", f"the update log cannot be used ({status['problem']})"
+    try:
+        log = UpdateLog.open(mf.log_dir, verify=False)
+    except UpdateLogError as exc:
+        return "relabel", f"the update log cannot be used ({exc})"
+    missing = log.uncovered(forget.ids)
+    if missing.numel():
+        return "relabel", f"the update log does not cover {missing.numel()} of the {len(forget)} forget examples"
+    return "amnesiac", "the update log covers every forget example"
+
+
+def accuracies(model: torch.nn.Module, data, forget: ForgetSet) -> dict:
+    keep = torch.ones(len(data.y_train), dtype=torch.bool)
+    keep[forget.ids] = False
+    if forget.classes:
+        other = ~torch.isin(data.y_test, torch.tensor(forget.classes))
+    else:
+        other = torch.ones(len(data.y_test), dtype=torch.bool)
+    return {
+        "forget": accuracy(model, data.x_train[forget.ids], data.y_train[forget.ids]),
+        "retain": accuracy(model, data.x_train[keep], data.y_train[keep]),
+        "test": accuracy(model, data.x_test, data.y_test),
+        "test_other_classes": accuracy(model, data.x_test[other], data.y_test[other]),
+    }
+
+
+def audit_target(ctx: AttackContext, opts: AuditOptions, forget: ForgetSet, gates: list[Gate]) -> TargetResult:
+    from audit.unlearn import unlearn_model
+
+    mf, data = ctx.model_file, ctx.data
+    doc: dict = {"name": forget.spec, "forget": forget.describe(), "method": None, "accuracy": {},
+                 "timings": {}, "membership": [], "inversion": None, "residual_leakage": None,
+                 "residual_leakage_basis": None, "residual_components": {}, "gates": [], "passed": False,
+                 "error": None}
+    try:
+        method, why = choose_method(opts.method, mf, forget)
+        fault("unlearn")
+        start = time.perf_counter()
+        unlearned_mf, outcome = unlearn_model(mf, data, forget, method, None, opts.seed, opts.show_progress)
+        doc["timings"]["unlearn"] = time.perf_counter() - start
+        doc["method"] = {"name": method, "reason": why, "seconds": outcome.seconds, "details": outcome.details}
+        models = {"original": mf.model, "unlearned": unlearned_mf.model}
+        if opts.reference == "retrain":
+            start = time.perf_counter()
+            ref_mf, _ = unlearn_model(mf, data, forget, "retrain", None, opts.seed, opts.show_progress)
+            doc["timings"]["reference"] = time.perf_counter() - start
+            models["reference"] = ref_mf.model
+        doc["accuracy"] = {role: accuracies(m, data, forget) for role, m in models.items()}
+        doc["accuracy"].setdefault("reference", None)
+
+        start = time.perf_counter()
+        components: dict[str, float] = {}
+        basis = "reference" if "reference" in models else "absolute"
+        if "mia" in opts.attacks:
+            ms = membership_set(data, forget)
+            total = len(ctx.mia_attacks) * len(models)
+            with progress_bar(f"membership attacks on {forget.spec}", total, opts.show_progress) as advance:
+                outcomes = run_membership(ctx, models, ms, advance)
+            doc["membership"] = [o.to_dict() for o in outcomes]
+            for o in outcomes:
+                auc = {role: m["auc"] for role, m in o.metrics.items()}
+                components[f"mia:{o.attack}"], basis = membership_component(
+                    o.forget_scores, auc, ms.n_members, int((~ms.is_member).sum()))
+        if "inversion" in opts.attacks and forget.classes:
+            inv = run_inversion(ctx, models, list(forget.classes), opts.out, forget.spec)
+            doc["inversion"] = inv
+            acc = {role: inv[role]["attack_accuracy"] for role in models}
+            n_images = len(inv["original"].get("images") or []) or len(forget.classes)
+            components["inversion"], _ = inversion_component(acc, max(n_images, inv.get("n_reconstructions", 1)),
+                                                             data.num_classes)
+        doc["timings"]["attacks"] = time.perf_counter() - start
+        doc["residual_components"] = components
+        doc["residual_leakage"] = max(components.values()) if components else None
+        doc["residual_leakage_basis"] = basis
+        results = apply_gates(doc, gates)
+        doc["gates"] = [g.to_dict() for g in results]
+        doc["passed"] = all(g.passed for g in results)
+    except InputError:
+        raise
+    except (AuditError, UpdateLogError, ValueError, RuntimeError) as exc:
+        doc["error"] = f"{type(exc).__name__}: {exc}" if not isinstance(exc, AuditError) else str(exc)
+        # Fail closed: a target whose steps failed fails every gate.
+        doc["gates"] = [{"expr": g.expr, "value": None, "passed": False,
+                         "message": "not evaluated: a step of this target failed"} for g in gates]
+        doc["passed"] = False
+    return TargetResult(forget.spec, doc["residual_leakage"], doc["passed"], doc["error"], doc)
+
+
+def run(model: str | Path, forget: list[str] | str, **options) -> AuditResult:
+    """Audit ``model`` for each forget spec; see :class:`AuditOptions` for the options."""
+    from audit.results import build_document, write_outputs
+
+    opts = AuditOptions(model=Path(model), forget=[forget] if isinstance(forget, str) else list(forget), **options)
+    opts.out = Path(opts.out)
+    gates = opts.validate()
+    mf = load_model(opts.model, arch=opts.arch)
+    data = load_data_for(opts.data, opts.data_root, mf)
+    if mf.kind == "state_dict" and mf.num_classes != data.num_classes:
+        raise InputError("the state_dict's class count differs from the data's")
+    forget_sets = [parse_forget(spec, data.y_train, data.num_classes) for spec in opts.forget]
+    if mf.recipe is None and (opts.reference == "retrain" or {"lira", "rmia", "shokri"} & set(opts.mia_attacks)):
+        raise InputError(f"{opts.model} carries no training recipe, so it cannot be retrained or shadowed; "
+                         "pass --reference none --mia loss, or train it with audit train")
+    ctx = AttackContext(mf, data, opts.seed, opts.reference_models, opts.cache_dir,
+                        opts.mia_attacks if "mia" in opts.attacks else [], opts.inversion_iterations)
+    started = time.time()
+    targets = [audit_target(ctx, opts, fs, gates) for fs in forget_sets]
+    doc = build_document(opts, mf, data, targets, started)
+    files = write_outputs(doc, opts)
+    return AuditResult(doc["exit_code"], doc["verdict"], targets, doc, opts.out, files)

@@ -1,0 +1,113 @@
+"""Build the results document (schema in reports/schema.py) and write the outputs."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import platform
+import sys
+from pathlib import Path
+
+from audit.atomic import write_text
+from audit.errors import StepError
+from audit.modelfile import ModelFile, file_sha256
+from reports.schema import SCHEMA, SCHEMA_VERSION
+
+
+def library_versions() -> dict:
+    import numpy
+    import torch
+
+    versions = {"python": platform.python_version(), "torch": torch.__version__, "numpy": numpy.__version__}
+    try:
+        import art
+
+        versions["art"] = art.__version__
+    except Exception:  # noqa: BLE001 - reported as absent
+        versions["art"] = None
+    import sklearn
+
+    versions["scikit-learn"] = sklearn.__version__
+    return versions
+
+
+def build_document(opts, mf: ModelFile, data, targets, started: float) -> dict:
+    from audit import __version__
+
+    errors = [t for t in targets if t.error]
+    failed = [t for t in targets if not t.passed]
+    verdict, code = ("error", 3) if errors else (("fail", 1) if failed else ("pass", 0))
+    notes = []
+    if opts.reference == "none":
+        notes.append("No retrained reference: residual leakage uses absolute scores (attack advantage "
+                     "over chance), relative to the original model.")
+    if not opts.fail_on:
+        notes.append("No gates were set: every target passes unless a step failed.")
+    return clean({
+        "schema": SCHEMA,
+        "schema_version": SCHEMA_VERSION,
+        "created": _dt.datetime.fromtimestamp(started, _dt.timezone.utc).isoformat(timespec="seconds"),
+        "verdict": verdict,
+        "exit_code": code,
+        "tool": {"name": "amnesia-audit", "version": __version__, "libraries": library_versions()},
+        "provenance": {
+            "command": opts.command or " ".join(sys.argv),
+            "model": {"path": str(opts.model), "sha256": file_sha256(opts.model), "arch": mf.arch,
+                      "kind": mf.kind, "parameters": int(sum(p.numel() for p in mf.model.parameters())),
+                      "update_log": mf.update_log and {k: mf.update_log.get(k) for k in
+                                                       ("dir", "record", "recorded", "total_steps", "bytes", "dtype")}},
+            "data": {"spec": data.spec, "sha256": data.sha256(), "n_train": int(len(data.y_train)),
+                     "n_test": int(len(data.y_test)), "num_classes": data.num_classes,
+                     "class_names": data.class_names},
+            "seed": opts.seed,
+            "machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
+        },
+        "config": {
+            "method": opts.method,
+            "reference": opts.reference,
+            "attacks": list(opts.attacks),
+            "mia_attacks": list(opts.mia_attacks) if "mia" in opts.attacks else [],
+            "reference_models": opts.reference_models,
+            "inversion_iterations": opts.inversion_iterations,
+            "gates": list(opts.fail_on),
+        },
+        "targets": [t.document for t in targets],
+        "notes": notes,
+    })
+
+
+def clean(obj):
+    """JSON-safe copy: NaN and infinities become null, numpy scalars plain numbers."""
+    import math
+
+    import numpy as np
+
+    if isinstance(obj, dict):
+        return {str(k): clean(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [clean(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return clean(obj.tolist())
+    if isinstance(obj, np.generic):
+        obj = obj.item()
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
+
+
+def write_outputs(doc: dict, opts) -> list[Path]:
+    """results.json and junit.xml, then the reports; each file written atomically."""
+    out = Path(opts.out)
+    out.mkdir(parents=True, exist_ok=True)
+    files = [out / "results.json", out / "junit.xml"]
+    write_text(files[0], json.dumps(doc, indent=1, allow_nan=False) + "\n")
+    from reports import render_files, render_junit
+
+    write_text(files[1], render_junit(doc))
+    if opts.formats:
+        try:
+            files += render_files(files[0], list(opts.formats), out)
+        except Exception as exc:  # noqa: BLE001 - results.json stands; the report step failed
+            raise StepError(f"the results are in {files[0]}, but writing the report failed: {exc}") from None
+    return files

@@ -1,0 +1,41 @@
+"""What ``audit run`` and ``audit gate`` print: silence on success with --quiet, one line per failure."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+
+def _pct(v) -> str:
+    return "n/a" if v is None else f"{v:.1%}"
+
+
+def print_summary(doc: dict, quiet: bool, out: Path | None) -> None:
+    for t in doc["targets"]:
+        if t.get("error"):
+            typer.echo(f"ERROR {t['name']}: {t['error']}", err=True)
+        for g in t.get("gates", []):
+            if not g["passed"]:
+                typer.echo(f"FAIL {t['name']}: {g['message']}", err=True)
+        if quiet:
+            continue
+        if t.get("error"):
+            continue
+        acc = t.get("accuracy") or {}
+        o, u, r = acc.get("original") or {}, acc.get("unlearned") or {}, acc.get("reference") or {}
+        method = t.get("method") or {}
+        ref = f" (retrained {_pct(r.get('forget'))})" if r else ""
+        leak = t.get("residual_leakage")
+        leak_s = "n/a" if leak is None else f"{leak:.3f} ({t.get('residual_leakage_basis')})"
+        typer.echo(f"{t['name']}: {method.get('name')} ({method.get('reason')}); residual leakage {leak_s}; "
+                   f"forget accuracy {_pct(o.get('forget'))} -> {_pct(u.get('forget'))}{ref}; "
+                   f"test accuracy on other classes {_pct(o.get('test_other_classes'))} -> "
+                   f"{_pct(u.get('test_other_classes'))}; gates {'pass' if t['passed'] else 'FAIL'}")
+    if not quiet:
+        for note in doc.get("notes", []):
+            typer.echo(f"note: {note}")
+        if out is not None:
+            typer.echo(f"verdict: {doc['verdict']} (exit {doc['exit_code']}); outputs in {out}/")
+        else:
+            typer.echo(f"verdict: {doc['verdict']} (exit {doc['exit_code']})")
