@@ -34,7 +34,9 @@ def label_only_scores(
     """Per-example scores (N,): distance to the decision boundary, higher = member.
 
     HopSkipJump costs ~``max_iter * max_eval`` queries per example: score a subset of
-    a few hundred examples on CPU. ``seed`` fixes numpy's global RNG that ART draws from.
+    a few hundred examples on CPU. ``seed`` fixes numpy's global RNG, but ART 1.20's
+    HopSkipJump draws its starting images from an unseeded ``RandomState``, so scores
+    vary a little from run to run.
     """
     from art.attacks.inference.membership_inference import LabelOnlyDecisionBoundary
 
@@ -45,18 +47,17 @@ def label_only_scores(
     attack = LabelOnlyDecisionBoundary(estimator, distance_threshold_tau=_TAU)
     # ART's HopSkipJump mixes float64 into float32 arrays under numpy 2; give it float32.
     x_np = x.detach().cpu().numpy().astype(np.float32)
-    state = np.random.get_state()
+    state, was_training = np.random.get_state(), target_model.training
     np.random.seed(seed)
+    target_model.eval()
     try:
-        was_training = target_model.training
-        target_model.eval()
         p = attack.infer(
             x_np, y.numpy(), probabilities=True, max_iter=max_iter, max_eval=max_eval,
             init_eval=init_eval, init_size=init_size, verbose=False,
         )
-        target_model.train(was_training)
     finally:
         np.random.set_state(state)
+        target_model.train(was_training)
     p1 = np.clip(np.asarray(p, dtype=np.float64)[:, 1], 1e-300, 1.0)
     p0 = np.clip(1.0 - p1, 1e-300, 1.0)
     # Undo ART's sigmoid(distance - tau) to get the distance back (ranks are unchanged).

@@ -64,7 +64,10 @@ def lira_statistics(
     both = (n_in > 0) & (n_out > 0)
     if not both.all():
         if not both.any():
-            raise ValueError("no example has both IN and OUT reference models; pass more reference models")
+            raise ValueError(
+                "no scored example has both IN and OUT reference models, so LiRA cannot estimate the IN "
+                "distribution; score examples of the auditor's data alongside outside ones, or pass more reference models"
+            )
         gap = float(np.mean(mu_in[both] - mu_out[both]))
         mu_in = np.where(n_in > 0, mu_in, mu_out + gap)
         mu_out = np.where(n_out > 0, mu_out, mu_in - gap)

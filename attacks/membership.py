@@ -65,8 +65,11 @@ class MembershipAudit:
     seed: int
 
     def strongest(self) -> AttackResult:
-        """The attack with the highest TPR at 1% FPR (AUC breaks ties)."""
-        return max(self.results.values(), key=lambda r: (r.metrics.tpr_at_1pct_fpr, r.metrics.auc))
+        """The attack with the highest TPR at 1% FPR (AUC breaks ties), among those that
+        scored every example: low-FPR figures on a small subset are too coarse to compare."""
+        most = max(len(r.ids) for r in self.results.values())
+        full = [r for r in self.results.values() if len(r.ids) == most]
+        return max(full, key=lambda r: (r.metrics.tpr_at_1pct_fpr, r.metrics.auc))
 
     def to_dict(self) -> dict:
         return {

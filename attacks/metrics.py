@@ -104,7 +104,7 @@ def epsilon_from_rates(tpr: np.ndarray, fpr: np.ndarray, delta: float) -> np.nda
     with np.errstate(divide="ignore", invalid="ignore"):
         e1 = np.where(tpr - delta > 0, np.log(np.maximum(tpr - delta, 1e-300)) - np.log(fpr), 0.0)
         e2 = np.where(1 - fpr - delta > 0, np.log(np.maximum(1 - fpr - delta, 1e-300)) - np.log(1 - tpr), 0.0)
-    return np.maximum(np.maximum(np.nan_to_num(e1, nan=0.0), np.nan_to_num(e2, nan=0.0)), 0.0)
+    return np.maximum(np.maximum(np.nan_to_num(e1, nan=0.0, posinf=np.inf), np.nan_to_num(e2, nan=0.0, posinf=np.inf)), 0.0)
 
 
 def compact_roc(fpr: np.ndarray, tpr: np.ndarray, n_non_members: int, points: int = ROC_POINTS) -> tuple[np.ndarray, np.ndarray]:

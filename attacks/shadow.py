@@ -24,12 +24,23 @@ from attacks.reference import DEFAULT_NUM_REFERENCE_MODELS, ModelFactory, Refere
 from attacks.signals import model_logits, softmax
 
 
+class _Float32Input(nn.Module):
+    """ART's HopSkipJump hands the model float64 arrays under numpy 2; cast them back."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x.float())
+
+
 def art_classifier(model: nn.Module, input_shape: tuple[int, ...], num_classes: int) -> Any:
-    """Wrap a logits model as ART's ``PyTorchClassifier`` (inputs in [0, 1], CPU)."""
+    """Wrap a logits model as ART's ``PyTorchClassifier`` (inputs in [0, 1], CPU, float32)."""
     from art.estimators.classification import PyTorchClassifier
 
     return PyTorchClassifier(
-        model=model,
+        model=_Float32Input(model),
         loss=nn.CrossEntropyLoss(),
         input_shape=tuple(int(d) for d in input_shape),
         nb_classes=int(num_classes),

@@ -123,7 +123,8 @@ def membership_scores(ctx: AttackContext, attack: str, model: nn.Module, ms: Mem
         return attacks.lira_scores(model, ms.x, ms.y, ctx.reference_models(), ids=ms.ids, online=True)
     if attack == "rmia":
         return attacks.rmia_scores(model, ms.x, ms.y, ctx.reference_models(), ids=ms.ids,
-                                   population=(ctx.data.x_test, ctx.data.y_test, None))
+                                   population=(ctx.data.x_test, ctx.data.y_test,
+                                               np.full(len(ctx.data.y_test), -1, dtype=np.int64)))
     if attack == "shokri":
         return attacks.shadow_model_scores(
             model, ms.x, ms.y, ctx.train_reference, ids=ms.ids, num_shadow_models=ctx.num_reference_models,

@@ -230,12 +230,17 @@ def demo(
     raise typer.Exit(result.exit_code)
 
 
+def _one_line(exc: BaseException) -> str:
+    """Failures print as one line, whatever newlines a library put in its message."""
+    return " ".join(str(exc).split())
+
+
 def main() -> None:
     """Entry point: one clear line and a documented exit code for every failure."""
     try:
         app(standalone_mode=False)
     except AuditError as exc:
-        stderr.print(f"error: {exc}", markup=False, highlight=False, soft_wrap=True)
+        stderr.print(f"error: {_one_line(exc)}", markup=False, highlight=False, soft_wrap=True)
         sys.exit(exc.exit_code)
     except (typer.Exit, SystemExit) as exc:
         code = getattr(exc, "exit_code", None)
@@ -258,7 +263,7 @@ def main() -> None:
             sys.exit(2)
         if os.environ.get("AUDIT_DEBUG"):
             raise
-        stderr.print(f"error: a step failed: {type(exc).__name__}: {exc} (set AUDIT_DEBUG=1 for the traceback)",
+        stderr.print(f"error: a step failed: {type(exc).__name__}: {_one_line(exc)} (set AUDIT_DEBUG=1 for the traceback)",
                      markup=False, soft_wrap=True)
         sys.exit(3)
 

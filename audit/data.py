@@ -191,6 +191,11 @@ class _ArrayOnlyUnpickler(pickle.Unpickler):
         ("numpy._core.multiarray", "_reconstruct"),
         ("numpy", "ndarray"),
         ("numpy", "dtype"),
+        # Batches re-saved from Python 3: protocols 2-3 spell bytes as _codecs.encode(str,
+        # "latin1"), protocol 5 rebuilds arrays with _frombuffer. Both only convert data.
+        ("_codecs", "encode"),
+        ("numpy.core.numeric", "_frombuffer"),
+        ("numpy._core.numeric", "_frombuffer"),
     }
 
     def find_class(self, module: str, name: str):  # noqa: D401
@@ -200,9 +205,7 @@ class _ArrayOnlyUnpickler(pickle.Unpickler):
             try:
                 return getattr(importlib.import_module(module), name)
             except ModuleNotFoundError:  # numpy 1 vs 2 module names
-                import numpy.core.multiarray as ma  # type: ignore
-
-                return getattr(ma, name)
+                return getattr(importlib.import_module(module.replace("numpy._core", "numpy.core")), name)
         raise pickle.UnpicklingError(f"refusing to load {module}.{name}: CIFAR batches hold only arrays")
 
 
@@ -256,7 +259,8 @@ def _cifar(kind: str, root: Path) -> Dataset:
 
 def _from_uint8(spec, xtr, ytr, xte, yte, num_classes, names, root) -> Dataset:
     def conv(x):
-        return torch.from_numpy(np.ascontiguousarray(x)).float().div_(255.0)
+        # np.array copies into a writable float32 array (IDX arrays are read-only views of bytes).
+        return torch.from_numpy(np.array(x, dtype=np.float32, order="C")).div_(255.0)
 
     ytr_t = torch.from_numpy(np.asarray(ytr, dtype=np.int64).copy())
     yte_t = torch.from_numpy(np.asarray(yte, dtype=np.int64).copy())

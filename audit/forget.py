@@ -81,10 +81,10 @@ def _read_ids(path: Path, n: int) -> torch.Tensor:
         else:
             tokens: list[str] = []
             with open(path, newline="", encoding="utf-8") as fh:
-                for row in csv.reader(fh):
-                    for cell in row:
-                        tokens.extend(cell.split())
-            tokens = [t for t in tokens if t and not t.startswith("#")]
+                lines = [line.split("#", 1)[0] for line in fh]  # "# comments" run to the line's end
+            for row in csv.reader(lines):
+                for cell in row:
+                    tokens.extend(cell.split())
             if tokens and not re.fullmatch(r"-?\d+", tokens[0]):
                 tokens = tokens[1:]  # a CSV header such as "id"
             bad = [t for t in tokens if not re.fullmatch(r"-?\d+", t)]

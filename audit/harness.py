@@ -23,7 +23,7 @@ from audit.gates import Gate, apply_gates, parse_gates
 from audit.inspect import log_status
 from audit.modelfile import ModelFile, load_model
 from audit.progress import progress_bar
-from audit.scoring import inversion_component, membership_component
+from audit.scoring import distinguishability, inversion_component, membership_component
 from audit.training import load_data_for
 from unlearning import UpdateLog, UpdateLogError, accuracy
 
@@ -163,10 +163,15 @@ def audit_target(ctx: AttackContext, opts: AuditOptions, forget: ForgetSet, gate
             with progress_bar(f"membership attacks on {forget.spec}", total, opts.show_progress) as advance:
                 outcomes = run_membership(ctx, models, ms, advance)
             doc["membership"] = [o.to_dict() for o in outcomes]
-            for o in outcomes:
+            for o, entry in zip(outcomes, doc["membership"]):
                 auc = {role: m["auc"] for role, m in o.metrics.items()}
                 components[f"mia:{o.attack}"], basis = membership_component(
-                    o.forget_scores, auc, ms.n_members, int((~ms.is_member).sum()))
+                    auc, ms.n_members, int((~ms.is_member).sum()))
+                if "reference" in o.forget_scores:
+                    ref = o.forget_scores["reference"]
+                    entry["distinguishability"] = {
+                        "unlearned_vs_reference": distinguishability(o.forget_scores["unlearned"], ref),
+                        "original_vs_reference": distinguishability(o.forget_scores["original"], ref)}
         if "inversion" in opts.attacks and forget.classes:
             inv = run_inversion(ctx, models, list(forget.classes), opts.out, forget.spec)
             doc["inversion"] = inv
@@ -183,7 +188,7 @@ def audit_target(ctx: AttackContext, opts: AuditOptions, forget: ForgetSet, gate
         doc["passed"] = all(g.passed for g in results)
     except InputError:
         raise
-    except (AuditError, UpdateLogError, ValueError, RuntimeError) as exc:
+    except Exception as exc:  # noqa: BLE001 - fail closed: any failure of a step is recorded, exit 3
         doc["error"] = f"{type(exc).__name__}: {exc}" if not isinstance(exc, AuditError) else str(exc)
         # Fail closed: a target whose steps failed fails every gate.
         doc["gates"] = [{"expr": g.expr, "value": None, "passed": False,
@@ -207,7 +212,10 @@ def run(model: str | Path, forget: list[str] | str, **options) -> AuditResult:
     if mf.recipe is None and (opts.reference == "retrain" or {"lira", "rmia", "shokri"} & set(opts.mia_attacks)):
         raise InputError(f"{opts.model} carries no training recipe, so it cannot be retrained or shadowed; "
                          "pass --reference none --mia loss, or train it with audit train")
-    ctx = AttackContext(mf, data, opts.seed, opts.reference_models, opts.cache_dir,
+    import attacks
+
+    cache_dir = Path(opts.cache_dir) if opts.cache_dir else attacks.default_cache_dir()
+    ctx = AttackContext(mf, data, opts.seed, opts.reference_models, cache_dir,
                         opts.mia_attacks if "mia" in opts.attacks else [], opts.inversion_iterations)
     started = time.time()
     targets = [audit_target(ctx, opts, fs, gates) for fs in forget_sets]

@@ -74,6 +74,22 @@ def _pct(v) -> str:
     return "n/a" if v is None else f"{v:.1%}"
 
 
+def _format_lineage(ln: dict) -> str:
+    forget = ln.get("forget") or {}
+    sha = (ln.get("parent_sha256") or "")[:12]
+    text = (f"lineage: {ln.get('method')} forgot {forget.get('spec')} ({forget.get('n')} examples) from "
+            f"{ln.get('parent')}{f' (sha256 {sha})' if sha else ''}, {ln.get('epochs')} {'repair ' if ln.get('method') == 'amnesiac' else ''}epochs, seed {ln.get('seed')}, "
+            f"{ln.get('seconds', 0.0):.1f}s")
+    details = ln.get("details") or {}
+    if "batches_removed" in details:
+        text += f", removed {details['batches_removed']}/{details.get('total_steps')} batches"
+    metrics = ln.get("accuracy") or {}
+    if metrics.get("forget_accuracy") is not None:
+        text += (f"; forget accuracy {_pct(metrics['forget_accuracy'])}, "
+                 f"retain accuracy {_pct(metrics.get('retain_accuracy'))}")
+    return text
+
+
 def format_description(doc: dict) -> str:
     lines = [f"{doc['path']}: {doc['kind']} model, {doc['arch']} ({doc['parameters']:,} parameters), "
              f"input {'x'.join(map(str, doc['input_shape']))}, {doc['num_classes']} classes"]
@@ -95,7 +111,5 @@ def format_description(doc: dict) -> str:
     else:
         lines.append("update log: none")
     if doc.get("lineage"):
-        ln = doc["lineage"]
-        lines.append(f"lineage: {ln.get('method')} forgot {ln.get('forget', {}).get('spec')} "
-                     f"from {ln.get('parent')}")
+        lines.append(_format_lineage(doc["lineage"]))
     return "\n".join(lines)

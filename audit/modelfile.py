@@ -112,6 +112,11 @@ def _is_torchscript(path: Path) -> bool:
     return any(n.endswith("constants.pkl") for n in names) and any("/code/" in n for n in names)
 
 
+def _one_line(exc: Exception, limit: int) -> str:
+    """A library's (often multi-line) message squeezed onto one line for the CLI."""
+    return " ".join(str(exc).split())[:limit]
+
+
 def _weights_only_reason(exc: Exception) -> str:
     """The one informative sentence of torch's long weights-only refusal (ANSI codes removed)."""
     text = re.sub(r"\x1b\[[0-9;]*m", "", str(exc))
@@ -163,7 +168,7 @@ def load_model(
             "with torch.jit.script(model).save('model.ts')"
         ) from None
     except Exception as exc:  # noqa: BLE001 - truncated or foreign files
-        raise InputError(f"{path} is not a readable model file ({type(exc).__name__}: {str(exc)[:120]})") from None
+        raise InputError(f"{path} is not a readable model file ({type(exc).__name__}: {_one_line(exc, 120)})") from None
     if isinstance(doc, dict) and doc.get("format") == FORMAT:
         return _from_document(doc, path)
     if isinstance(doc, dict) and doc and all(isinstance(v, torch.Tensor) for v in doc.values()):
@@ -181,7 +186,7 @@ def _from_document(doc: dict, path: Path) -> ModelFile:
     try:
         model.net.load_state_dict(doc["state_dict"])
     except RuntimeError as exc:
-        raise InputError(f"{path}: the weights do not fit architecture {doc['arch']!r} ({str(exc)[:120]})") from None
+        raise InputError(f"{path}: the weights do not fit architecture {doc['arch']!r} ({_one_line(exc, 160)})") from None
     model.eval()
     return ModelFile(model, doc["arch"], shape, int(doc["num_classes"]), list(norm["mean"]), list(norm["std"]),
                      dict(doc.get("arch_args") or {}), doc.get("data"), doc.get("recipe"), doc.get("seed"),
@@ -199,6 +204,6 @@ def _from_state_dict(sd: dict, path: Path, arch: str | None, input_shape, num_cl
     try:
         model.net.load_state_dict(sd)
     except RuntimeError as exc:
-        raise InputError(f"{path}: the state_dict does not fit --arch {arch} ({str(exc)[:160]})") from None
+        raise InputError(f"{path}: the state_dict does not fit --arch {arch} ({_one_line(exc, 160)})") from None
     model.eval()
     return ModelFile(model, arch, tuple(input_shape), int(num_classes), [0.0] * c, [1.0] * c, kind="state_dict", path=path)

@@ -1,22 +1,29 @@
 """Residual leakage: one number per forget target (README, "Residual leakage").
 
-With a retrained reference, for each membership attack ``a`` we ask how well its
-per-example scores on the forget set tell two models apart (Mann-Whitney AUC,
-distinguishability ``D = 2 * |AUC - 1/2|`` in [0, 1]):
+Each membership attack ``a`` scores the forget set (members) against held-out examples
+of the same classes (non-members) on each model; its membership advantage there is
+``A = 2 * |AUC - 1/2|`` in [0, 1]. The retrained reference never saw the forget set, so
+its ``A`` is what an attack finds on data a model never trained on:
 
-    r_a = clip( (D(unlearned, reference) - noise) / max(D(original, reference) - noise, FLOOR), 0, 1 )
+    r_a = clip( (A_unlearned - A_reference - noise) / max(A_original - A_reference - noise, FLOOR), 0, 1 )
 
-``noise`` is twice the standard error of ``D`` when both score sets come from one
-model (Hanley & McNeil 1982 at AUC = 1/2), so sampling noise alone does not count as
-leakage. For model inversion, with attack accuracies ``acc``:
+``noise`` is NOISE_Z standard errors of ``A`` for these set sizes (Hanley & McNeil 1982
+at AUC = 1/2), so sampling noise alone does not count as leakage. For model inversion,
+with attack accuracies ``acc`` over ``n`` reconstructions:
 
     r_inv = clip( (acc_u - acc_r - noise) / max(acc_o - acc_r - noise, FLOOR), 0, 1 )
 
-The headline is the largest component: the strongest attack decides. ``0`` means no
-attack tells the unlearned model from the retrained one beyond noise; ``1`` means the
-unlearned model leaks as much as the original. Without a reference ("absolute"), the
-reference is replaced by chance: membership AUC 1/2 on forget set against held-out
-data, and inversion accuracy 1/num_classes.
+The headline is the largest component: the strongest attack decides. ``0`` means the
+attacks find no more membership signal (or recognisable inversions) in the unlearned
+model than in the retrained one, beyond noise; ``1`` means as much as in the original.
+Without a reference ("absolute"), chance replaces it: ``A_reference = 0`` and inversion
+accuracy ``1/num_classes``.
+
+Separately, as a diagnostic, :func:`distinguishability` says how well an attack's
+scores on the forget set tell the unlearned model from the retrained one (as in the
+NeurIPS 2023 unlearning challenge); a large value with a small residual leakage means
+the deletion itself is visible (unlearned examples look unlike a retrained model's)
+even though they no longer look like members.
 """
 
 from __future__ import annotations
@@ -52,26 +59,17 @@ def ratio(excess: float, scale: float, noise: float) -> float:
     return float(min(1.0, max(0.0, value)))
 
 
-def membership_component(
-    forget_scores: dict[str, np.ndarray], auc_members: dict[str, float], n_members: int, n_nonmembers: int
-) -> tuple[float, str]:
-    """Residual leakage of one attack.
+def membership_component(auc_members: dict[str, float], n_members: int, n_nonmembers: int) -> tuple[float, str]:
+    """Residual leakage of one attack from its membership AUCs per model role.
 
-    ``forget_scores`` maps "original", "unlearned" and optionally "reference" to the
-    attack's scores on the forget set; ``auc_members`` the same keys to the membership
-    AUC (forget set against held-out non-members). Returns (value, basis).
+    ``auc_members`` maps "original", "unlearned" and optionally "reference" to the AUC
+    of the forget set against held-out non-members. Returns (value, basis).
     """
-    if "reference" in forget_scores:
-        ref = forget_scores["reference"]
-        n = len(ref)
-        noise = auc_noise(n, n)
-        d_u = distinguishability(forget_scores["unlearned"], ref)
-        d_o = distinguishability(forget_scores["original"], ref)
-        return ratio(d_u, d_o, noise), "reference"
     noise = auc_noise(n_members, n_nonmembers)
-    a_u = 2 * abs(auc_members["unlearned"] - 0.5)
-    a_o = 2 * abs(auc_members["original"] - 0.5)
-    return ratio(a_u, a_o, noise), "absolute"
+    adv = {role: 2 * abs(auc - 0.5) for role, auc in auc_members.items() if auc is not None}
+    basis = "reference" if "reference" in adv else "absolute"
+    base = adv.get("reference", 0.0)
+    return ratio(adv["unlearned"] - base, adv["original"] - base, noise), basis
 
 
 def inversion_component(acc: dict[str, float], n_images: int, num_classes: int) -> tuple[float, str]:

@@ -57,6 +57,8 @@ def train_model(
     out = Path(out)
     if out.is_dir():
         raise InputError(f"--out {out} is a directory; give a file name such as {out / 'model.pt'}")
+    if out.parent.exists() and not out.parent.is_dir():
+        raise InputError(f"--out {out}: {out.parent} is a file, not a folder")
     if log_dtype not in LOG_DTYPES:
         raise InputError(f"--log-dtype {log_dtype!r} is unknown; use float32, float16 or float64")
     try:
@@ -72,23 +74,30 @@ def train_model(
         recorder = UpdateRecorder(model, log_dir_for(out), record_ids=record_ids, dtype=LOG_DTYPES[log_dtype],
                                   record=record, all_ids=torch.arange(len(data.y_train)))
         optimizer = recorder.wrap(optimizer)
-    steps = config.epochs * ((len(data.y_train) + config.batch_size - 1) // config.batch_size)
-    start = time.perf_counter()
-    with progress_bar(f"training {arch} on {data.spec}", steps, show_progress) as advance:
-        fit(model, data.x_train, data.y_train, config, optimizer=optimizer, on_step=lambda *_: advance(1))
-    seconds = time.perf_counter() - start
-    summary = recorder.close() if recorder else None
-    metrics = evaluate(model, data)
-    metrics["train_seconds"] = seconds
-    mf = ModelFile(
-        model=model, arch=arch, input_shape=data.input_shape, num_classes=data.num_classes, mean=mean, std=std,
-        arch_args=dict(arch_args or {}), data=data.describe(), recipe={**config.to_dict(), "arch": arch},
-        seed=config.seed, metrics=metrics,
-        update_log=None if summary is None else {"dir": log_dir_for(out).name, "record": record,
-                                                 "dtype": log_dtype, **summary},
-        path=out,
-    )
-    save_model(out, mf)
+    try:
+        steps = config.epochs * ((len(data.y_train) + config.batch_size - 1) // config.batch_size)
+        start = time.perf_counter()
+        with progress_bar(f"training {arch} on {data.spec}", steps, show_progress) as advance:
+            fit(model, data.x_train, data.y_train, config, optimizer=optimizer, on_step=lambda *_: advance(1))
+        seconds = time.perf_counter() - start
+        summary = recorder.close() if recorder else None
+        metrics = evaluate(model, data)
+        metrics["train_seconds"] = seconds
+        mf = ModelFile(
+            model=model, arch=arch, input_shape=data.input_shape, num_classes=data.num_classes, mean=mean, std=std,
+            arch_args=dict(arch_args or {}), data=data.describe(), recipe={**config.to_dict(), "arch": arch},
+            seed=config.seed, metrics=metrics,
+            update_log=None if summary is None else {"dir": log_dir_for(out).name, "record": record,
+                                                     "dtype": log_dtype, **summary},
+            path=out,
+        )
+        save_model(out, mf)
+    except BaseException:
+        # A failed or interrupted run leaves no half-written log behind (the model file is
+        # written last, atomically, so it is either absent or the previous one).
+        if recorder is not None:
+            recorder.discard()
+        raise
     return TrainResult(mf, seconds, summary["bytes"] if summary else 0, summary["recorded"] if summary else 0, steps)
 
 

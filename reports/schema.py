@@ -77,5 +77,206 @@ Image paths are relative to the folder holding results.json.
 
 from __future__ import annotations
 
+import math
+from typing import Any
+
 SCHEMA = "amnesia-audit/results"
 SCHEMA_VERSION = 1
+
+
+class ReportError(ValueError):
+    """A results document that cannot be read or rendered; ``str()`` is one line a user can act on."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(" ".join(str(message).split()))
+
+
+VERDICTS = ("pass", "fail", "error")
+ROLES = ("original", "unlearned", "reference")
+METRIC_NUMBERS = ("auc", "tpr_at_1pct_fpr", "tpr_at_0.1pct_fpr", "balanced_accuracy", "advantage",
+                  "precision", "recall", "threshold", "epsilon_lower_bound")
+ACCURACY_SPLITS = ("forget", "retain", "test", "test_other_classes")
+INVERSION_NUMBERS = ("attack_accuracy", "similarity", "confidence")
+
+
+def _kind(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true/false"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, str):
+        return "text"
+    if isinstance(value, list):
+        return "a list"
+    return "an object" if isinstance(value, dict) else type(value).__name__
+
+
+class _Checker:
+    """Type checks that name the offending field, e.g. ``targets[1].gates[0].passed``."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+
+    def fail(self, where: str, expected: str, value: Any) -> None:
+        raise ReportError(f"{self.source}: {where} should be {expected}, not {_kind(value)}; "
+                          "regenerate it with `audit run` or fix the file")
+
+    def obj(self, parent: dict, key: str, where: str, *, required: bool = True, nullable: bool = False) -> dict | None:
+        value = self.field(parent, key, where, required)
+        if value is None and (nullable or not required):
+            return None
+        if not isinstance(value, dict):
+            self.fail(where, "an object" + (" or null" if nullable else ""), value)
+        return value
+
+    def lst(self, parent: dict, key: str, where: str, *, required: bool = True, nullable: bool = False) -> list:
+        value = self.field(parent, key, where, required)
+        if value is None and (nullable or not required):
+            return []
+        if not isinstance(value, list):
+            self.fail(where, "a list", value)
+        return value
+
+    def text(self, parent: dict, key: str, where: str, *, required: bool = True, nullable: bool = False) -> None:
+        value = self.field(parent, key, where, required)
+        if value is None and (nullable or not required):
+            return
+        if not isinstance(value, str):
+            self.fail(where, "text", value)
+
+    def number(self, parent: dict, key: str, where: str, *, required: bool = False, nullable: bool = True) -> None:
+        value = self.field(parent, key, where, required)
+        if value is None and (nullable or not required):
+            return
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            self.fail(where, "a finite number" + (" or null" if nullable else ""), value)
+
+    def boolean(self, parent: dict, key: str, where: str) -> None:
+        value = self.field(parent, key, where, True)
+        if not isinstance(value, bool):
+            self.fail(where, "true or false", value)
+
+    def field(self, parent: dict, key: str, where: str, required: bool) -> Any:
+        if key not in parent:
+            if required:
+                raise ReportError(f"{self.source}: {where} is missing; regenerate it with `audit run` or fix the file")
+            return None
+        return parent[key]
+
+
+def validate(doc: Any, source: str = "results document") -> dict:
+    """Check ``doc`` against schema version 1 (above); return it unchanged or raise :class:`ReportError`.
+
+    Checks what the renderers rely on: the version, the required fields and the type of
+    every field they read. Unknown extra fields are allowed (later minor additions).
+    """
+    if not isinstance(doc, dict):
+        raise ReportError(f"{source}: expected a JSON object at the top level, not {_kind(doc)}")
+    if doc.get("schema") != SCHEMA:
+        raise ReportError(f"{source}: not an amnesia-audit results document "
+                          f"(\"schema\" is {json_repr(doc.get('schema'))}, expected \"{SCHEMA}\")")
+    version = doc.get("schema_version")
+    if version != SCHEMA_VERSION or isinstance(version, bool):
+        raise ReportError(f"{source}: schema_version {json_repr(version)} is not supported; this amnesia-audit "
+                          f"reads version {SCHEMA_VERSION}: rerun `audit run` or use a matching amnesia-audit")
+    c = _Checker(source)
+    c.text(doc, "created", "created")
+    c.text(doc, "verdict", "verdict")
+    if doc["verdict"] not in VERDICTS:
+        raise ReportError(f"{source}: verdict {json_repr(doc['verdict'])} is not one of {', '.join(VERDICTS)}")
+    c.number(doc, "exit_code", "exit_code")
+    tool = c.obj(doc, "tool", "tool")
+    c.text(tool, "version", "tool.version", required=False, nullable=True)
+    c.obj(tool, "libraries", "tool.libraries", required=False, nullable=True)
+    prov = c.obj(doc, "provenance", "provenance")
+    c.text(prov, "command", "provenance.command", required=False, nullable=True)
+    for part in ("model", "data", "machine"):
+        c.obj(prov, part, f"provenance.{part}", required=False, nullable=True)
+    config = c.obj(doc, "config", "config")
+    c.lst(config, "gates", "config.gates", required=False, nullable=True)
+    for i, note in enumerate(c.lst(doc, "notes", "notes", required=False, nullable=True)):
+        if not isinstance(note, str):
+            c.fail(f"notes[{i}]", "text", note)
+    targets = c.lst(doc, "targets", "targets")
+    for i, target in enumerate(targets):
+        _validate_target(c, target, f"targets[{i}]")
+    return doc
+
+
+def _validate_target(c: _Checker, target: Any, where: str) -> None:
+    if not isinstance(target, dict):
+        c.fail(where, "an object", target)
+    c.text(target, "name", f"{where}.name")
+    c.boolean(target, "passed", f"{where}.passed")
+    c.text(target, "error", f"{where}.error", required=False, nullable=True)
+    c.number(target, "residual_leakage", f"{where}.residual_leakage")
+    c.text(target, "residual_leakage_basis", f"{where}.residual_leakage_basis", required=False, nullable=True)
+    forget = c.obj(target, "forget", f"{where}.forget", required=False, nullable=True) or {}
+    c.number(forget, "n", f"{where}.forget.n")
+    method = c.obj(target, "method", f"{where}.method", required=False, nullable=True) or {}
+    c.text(method, "name", f"{where}.method.name", required=False, nullable=True)
+    c.obj(method, "details", f"{where}.method.details", required=False, nullable=True)
+    accuracy = c.obj(target, "accuracy", f"{where}.accuracy", required=False, nullable=True) or {}
+    for role in ROLES:
+        split = c.obj(accuracy, role, f"{where}.accuracy.{role}", required=False, nullable=True) or {}
+        for name in ACCURACY_SPLITS:
+            c.number(split, name, f"{where}.accuracy.{role}.{name}")
+    timings = c.obj(target, "timings", f"{where}.timings", required=False, nullable=True) or {}
+    for name in timings:
+        c.number(timings, name, f"{where}.timings.{name}")
+    for j, attack in enumerate(c.lst(target, "membership", f"{where}.membership", required=False, nullable=True)):
+        _validate_attack(c, attack, f"{where}.membership[{j}]")
+    inversion = c.obj(target, "inversion", f"{where}.inversion", required=False, nullable=True)
+    if inversion is not None:
+        for role in ROLES:
+            part = c.obj(inversion, role, f"{where}.inversion.{role}", required=False, nullable=True) or {}
+            for name in INVERSION_NUMBERS:
+                c.number(part, name, f"{where}.inversion.{role}.{name}")
+            for k, image in enumerate(c.lst(part, "images", f"{where}.inversion.{role}.images",
+                                            required=False, nullable=True)):
+                if not isinstance(image, str):
+                    c.fail(f"{where}.inversion.{role}.images[{k}]", "a path", image)
+    components = c.obj(target, "residual_components", f"{where}.residual_components", required=False, nullable=True)
+    for name in components or {}:
+        c.number(components, name, f"{where}.residual_components.{name}")
+    for j, gate in enumerate(c.lst(target, "gates", f"{where}.gates")):
+        gw = f"{where}.gates[{j}]"
+        if not isinstance(gate, dict):
+            c.fail(gw, "an object", gate)
+        c.text(gate, "expr", f"{gw}.expr")
+        c.boolean(gate, "passed", f"{gw}.passed")
+        c.number(gate, "value", f"{gw}.value")
+        c.text(gate, "message", f"{gw}.message", required=False, nullable=True)
+
+
+def _validate_attack(c: _Checker, attack: Any, where: str) -> None:
+    if not isinstance(attack, dict):
+        c.fail(where, "an object", attack)
+    c.text(attack, "attack", f"{where}.attack")
+    c.text(attack, "label", f"{where}.label", required=False, nullable=True)
+    c.text(attack, "assumes", f"{where}.assumes", required=False, nullable=True)
+    for role in ROLES:
+        metrics = c.obj(attack, role, f"{where}.{role}", required=False, nullable=True)
+        if metrics is None:
+            continue
+        for name in METRIC_NUMBERS:
+            c.number(metrics, name, f"{where}.{role}.{name}")
+        ci = metrics.get("epsilon_ci95")
+        if ci is not None and (not isinstance(ci, list) or len(ci) != 2
+                               or any(v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)))
+                                      for v in ci)):
+            c.fail(f"{where}.{role}.epsilon_ci95", "a pair of numbers [low, high]", ci)
+        roc = c.obj(metrics, "roc", f"{where}.{role}.roc", required=False, nullable=True)
+        if roc is not None:
+            fpr = c.lst(roc, "fpr", f"{where}.{role}.roc.fpr")
+            tpr = c.lst(roc, "tpr", f"{where}.{role}.roc.tpr")
+            if len(fpr) != len(tpr) or any(isinstance(v, bool) or not isinstance(v, (int, float)) for v in fpr + tpr):
+                c.fail(f"{where}.{role}.roc", "two lists of numbers of equal length (fpr, tpr)", roc)
+
+
+def json_repr(value: Any) -> str:
+    """A short JSON-ish rendering of a value for error messages."""
+    text = repr(value) if not isinstance(value, str) else f'"{value}"'
+    return text if len(text) <= 40 else text[:37] + "..."

@@ -128,3 +128,7 @@ class UpdateRecorder:
     def close(self) -> dict:
         """Close the log; returns its summary (steps, recorded batches, bytes, journal checksum)."""
         return self.writer.close(self.steps)
+
+    def discard(self) -> None:
+        """Abandon the log: close it and delete its folder (training failed or was interrupted)."""
+        self.writer.discard()

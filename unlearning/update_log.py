@@ -143,6 +143,14 @@ class UpdateLogWriter:
         return {"total_steps": total_steps, "recorded": self.recorded, "bytes": self.bytes,
                 "journal_sha256": _sha256(self.path / "journal.jsonl")}
 
+    def discard(self) -> None:
+        """Close the journal and delete the whole log folder."""
+        import shutil
+
+        if not self._journal.closed:
+            self._journal.close()
+        shutil.rmtree(self.path, ignore_errors=True)
+
 
 @dataclass
 class UpdateLog:
@@ -191,14 +199,18 @@ class UpdateLog:
                 if _sha256(path / fname) != records[0][key]:
                     raise UpdateLogError(f"{path / fname} fails its SHA-256 checksum: the log was modified")
         entries: list[LogEntry] = []
-        closed, total = False, None
+        closed, total, closing = False, None, {}
         for rec in records[1:]:
             if rec.get("closed"):
-                closed, total = True, int(rec["total_steps"])
+                closed, total, closing = True, int(rec["total_steps"]), rec
                 continue
             if closed:
                 raise UpdateLogError(f"{journal} has steps after its closing line; the log cannot be trusted")
             entries.append(LogEntry(**rec))
+        if closed and closing.get("recorded", len(entries)) != len(entries):
+            # A step line cut out of a finished journal would otherwise go unnoticed.
+            raise UpdateLogError(f"{journal} closes with {closing['recorded']} recorded steps but lists "
+                                 f"{len(entries)}; the log cannot be trusted")
         for e in entries:
             f = path / e.file
             if not f.is_file():

@@ -1,0 +1,227 @@
+"""``audit unlearn``: forget a set of training examples and write the unlearned model file.
+
+The glue between model files, data specs, forget specs and the plain-torch methods of
+:mod:`unlearning`. The output is a model file of the same format whose ``lineage``
+records the parent file (path and SHA-256), the method, what was forgotten, the
+epochs, seed, time and the method's details.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from pathlib import Path
+
+import torch
+
+from audit.data import Dataset, load_dataset
+from audit.errors import InputError
+from audit.forget import ForgetSet, parse_forget
+from audit.modelfile import ModelFile, file_sha256, load_model, save_model
+from audit.progress import progress_bar
+from audit.training import evaluate, load_data_for
+from unlearning import (
+    AMNESIAC_REPAIR_EPOCHS,
+    FINETUNE_EPOCHS,
+    RELABEL_EPOCHS,
+    RELABEL_SAMPLE_COPIES,
+    AmnesiacRefused,
+    TrainConfig,
+    UnlearningResult,
+    UpdateLog,
+    accuracy,
+    amnesiac_unlearn,
+    finetune_unlearn,
+    relabel_unlearn,
+    retain_mask,
+    retrain_unlearn,
+)
+from unlearning.amnesiac import amnesiac_progress_total, check_log, default_repair, open_log
+
+METHODS = ("amnesiac", "relabel", "finetune", "retrain")
+
+
+def forget_metrics(model: torch.nn.Module, data: Dataset, forget: ForgetSet) -> dict:
+    """SalUn's accuracies (fractions in [0, 1]): forget set, retained set, and test.
+
+    ``test_accuracy_kept_classes`` leaves out the test examples of forgotten classes
+    (for sample forgetting it is the whole test set); ``forgotten_classes_test_accuracy``
+    is the accuracy on the test examples of the forgotten classes (None for samples).
+    """
+    keep = retain_mask(len(data.y_train), forget.ids)
+    out = {
+        "forget_accuracy": accuracy(model, data.x_train[forget.ids], data.y_train[forget.ids]),
+        "retain_accuracy": accuracy(model, data.x_train[keep], data.y_train[keep]),
+        "test_accuracy_kept_classes": accuracy(model, data.x_test, data.y_test),
+        "forgotten_classes_test_accuracy": None,
+    }
+    if forget.classes:
+        gone = torch.isin(data.y_test, torch.tensor(forget.classes))
+        out["test_accuracy_kept_classes"] = accuracy(model, data.x_test[~gone], data.y_test[~gone])
+        out["forgotten_classes_test_accuracy"] = accuracy(model, data.x_test[gone], data.y_test[gone])
+    return out
+
+
+def _recipe(mf: ModelFile) -> TrainConfig | None:
+    return TrainConfig.from_dict(mf.recipe) if mf.recipe else None
+
+
+def default_epochs(method: str, mf: ModelFile) -> int:
+    """Each method's default epochs (benchmarks/results/unlearning.md says why)."""
+    if method == "amnesiac":
+        return AMNESIAC_REPAIR_EPOCHS
+    if method == "relabel":
+        return RELABEL_EPOCHS
+    if method == "finetune":
+        return FINETUNE_EPOCHS
+    recipe = _recipe(mf)
+    return recipe.epochs if recipe else 0
+
+
+def _open_checked_log(mf: ModelFile, forget: ForgetSet) -> UpdateLog:
+    """The model's update log, verified against the model file; InputError if unusable."""
+    if not mf.update_log or mf.log_dir is None:
+        raise InputError(f"{mf.path} has no amnesiac update log (train it with audit train --record SPEC), "
+                         "or forget with --method relabel")
+    try:
+        log = open_log(mf.log_dir)
+        check_log(log, mf.model, forget.ids)
+    except AmnesiacRefused as exc:
+        raise InputError(f"{exc} (--method relabel)") from None
+    if log.journal_sha256 != mf.update_log.get("journal_sha256"):
+        raise InputError(f"amnesiac unlearning refused: the update log {mf.log_dir} is not the one {mf.path} was "
+                         "saved with (its journal checksum differs); use --method relabel")
+    return log
+
+
+def unlearn_model(
+    mf: ModelFile,
+    data: Dataset,
+    forget: ForgetSet,
+    method: str,
+    epochs: int | None = None,
+    seed: int = 0,
+    show_progress: bool = True,
+) -> tuple[ModelFile, UnlearningResult]:
+    """Unlearn ``forget`` from ``mf``'s model with ``method``; return the new model file and the result.
+
+    ``epochs``: repair epochs for amnesiac, training epochs otherwise (None: the
+    method's default; retrain defaults to the recipe's). ``seed`` draws relabel's wrong
+    labels and the batch order (and retrain's initial weights). Batch size, learning
+    rate and optimizer come from the model's recipe (toolkit defaults when it has none).
+    Raises :class:`InputError` for an unknown method, a log that cannot vouch for the
+    removal, or ``retrain`` on a file without a recipe.
+    """
+    if method not in METHODS:
+        raise InputError(f"unknown unlearning method {method!r}: use one of {', '.join(METHODS)}")
+    if mf.kind == "torchscript":
+        raise InputError(f"{mf.path} is a TorchScript archive, which cannot be trained or saved as model.pt; "
+                         "pass its state_dict with --arch instead")
+    if epochs is not None and epochs < 0:
+        raise InputError(f"--epochs must be 0 or more, not {epochs}")
+    recipe = _recipe(mf)
+    if method == "retrain" and recipe is None:
+        raise InputError(f"{mf.path} carries no training recipe, so it cannot be retrained from scratch; "
+                         "retrain needs a model.pt written by audit train")
+    k = default_epochs(method, mf) if epochs is None else epochs
+    config = dataclasses.replace(recipe or TrainConfig(), epochs=k, seed=seed)
+    n_keep = len(data.y_train) - len(forget)
+    steps = k * ((n_keep + config.batch_size - 1) // config.batch_size)
+    x, y = data.x_train, data.y_train
+    label = f"{method} unlearning {forget.spec}"
+
+    if method == "amnesiac":
+        config = default_repair(config, k)
+        log = _open_checked_log(mf, forget)
+        with progress_bar(label, amnesiac_progress_total(log, n_keep, config), show_progress) as advance:
+            result = amnesiac_unlearn(mf.model, log, forget.ids, repair=config if k else None, x_train=x, y_train=y,
+                                      on_progress=advance)
+    elif method == "relabel":
+        # Class forgetting relabels each example once; individual samples are replaced
+        # by a few relabelled copies (Graves et al. 2021, Sec. 5).
+        copies = 1 if forget.classes else RELABEL_SAMPLE_COPIES
+        n_train = n_keep + copies * len(forget)
+        with progress_bar(label, k * ((n_train + config.batch_size - 1) // config.batch_size), show_progress) as adv:
+            result = relabel_unlearn(mf.model, x, y, forget.ids, config, num_classes=data.num_classes, seed=seed,
+                                     copies=copies, on_progress=adv)
+    elif method == "finetune":
+        with progress_bar(label, steps, show_progress) as advance:
+            result = finetune_unlearn(mf.model, x, y, forget.ids, config, on_progress=advance)
+    else:
+        with progress_bar(label, steps, show_progress) as advance:
+            result = retrain_unlearn(lambda: mf.fresh_model(seed=seed), x, y, forget.ids, config,
+                                     on_progress=advance)
+
+    accuracies = forget_metrics(result.model, data, forget)
+    metrics = {**evaluate(result.model, data), **accuracies}
+    lineage = {
+        "parent": str(mf.path) if mf.path else None,
+        "parent_sha256": file_sha256(mf.path) if mf.path and Path(mf.path).is_file() else None,
+        "method": method,
+        "forget": forget.describe(),
+        "epochs": k,
+        "seed": seed,
+        "seconds": result.seconds,
+        "details": result.details,
+        "accuracy": accuracies,
+        "parent_lineage": mf.lineage,
+    }
+    out = dataclasses.replace(mf, model=result.model, metrics=metrics, update_log=None, lineage=lineage,
+                              data=data.describe(), path=None)
+    return out, result
+
+
+def _load(model_path: Path, data: str | None, data_root: str | None, arch: str | None) -> tuple[ModelFile, Dataset]:
+    """The model file and its data; a bare state_dict takes its shape from ``--data``."""
+    if data is None:
+        mf = load_model(model_path, arch=arch)
+        return mf, load_data_for(None, data_root, mf)
+    ds = load_dataset(data, data_root)
+    mf = load_model(model_path, arch=arch, input_shape=ds.input_shape, num_classes=ds.num_classes)
+    if mf.data and mf.data.get("spec") == ds.spec and mf.data.get("sha256") not in (None, ds.sha256()):
+        raise InputError(f"the data {ds.spec!r} differs from the data {model_path} was trained on "
+                         "(its digest does not match the one recorded in the model file)")
+    if tuple(mf.input_shape) != ds.input_shape or mf.num_classes != ds.num_classes:
+        raise InputError(f"--data {data} has inputs {ds.input_shape} and {ds.num_classes} classes, but {model_path} "
+                         f"expects {tuple(mf.input_shape)} and {mf.num_classes}")
+    return mf, ds
+
+
+def unlearn_command(
+    model_path: Path,
+    *,
+    forget: str,
+    method: str,
+    epochs: int | None,
+    seed: int,
+    out: Path,
+    data: str | None,
+    data_root: str | None,
+    arch: str | None,
+    quiet: bool,
+) -> None:
+    """``audit unlearn``: checks every input before any work, writes ``out`` atomically, prints one line."""
+    out = Path(out)
+    if method not in METHODS:
+        raise InputError(f"unknown unlearning method {method!r}: use one of {', '.join(METHODS)}")
+    if out.is_dir():
+        raise InputError(f"--out {out} is a directory; give a file name such as {out / 'unlearned.pt'}")
+    mf, ds = _load(Path(model_path), data, data_root, arch)
+    forget_set = parse_forget(forget, ds.y_train, ds.num_classes)
+    start = time.perf_counter()
+    new, result = unlearn_model(mf, ds, forget_set, method, epochs, seed, show_progress=not quiet)
+    save_model(out, new)
+    if quiet:
+        return
+    import typer
+
+    m = new.metrics
+    extra = ""
+    if method == "amnesiac":
+        d = result.details
+        extra = (f", removed {d['batches_removed']}/{d['total_steps']} batches "
+                 f"({d['fraction_of_batches_removed']:.1%}), {d['repair_epochs']} repair epoch{'' if d['repair_epochs'] == 1 else 's'}")
+    test_what = "test accuracy (kept classes)" if forget_set.classes else "test accuracy"
+    typer.echo(f"wrote {out}: {method} forgot {forget_set.spec} ({len(forget_set)} examples): "
+               f"forget accuracy {m['forget_accuracy']:.1%}, retain accuracy {m['retain_accuracy']:.1%}, "
+               f"{test_what} {m['test_accuracy_kept_classes']:.1%}{extra}, {time.perf_counter() - start:.1f}s")

@@ -1,0 +1,56 @@
+"""junit.xml: one test case per target and gate, so CI systems show each gate (issue 5)."""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+
+from reports.schema import validate
+
+_XML_ILLEGAL = {c: None for c in range(32) if c not in (9, 10, 13)}
+
+
+def _x(text: object) -> str:
+    """Text safe for XML 1.0 (control characters from a document would make junit.xml unreadable)."""
+    return str(text).translate(_XML_ILLEGAL)
+
+
+def render_junit(doc: dict) -> str:
+    """JUnit XML: a failed gate is a ``<failure>``, a failed step an ``<error>`` (fail closed)."""
+    validate(doc)
+    suite = ET.Element("testsuite", name="amnesia-audit")
+    tests = failures = errors = 0
+    total_time = 0.0
+    for target in doc["targets"]:
+        name = target["name"]
+        timings = target.get("timings") or {}
+        seconds = sum(v for v in timings.values() if v is not None)
+        total_time += seconds
+        gates = target["gates"] or [{"expr": "no gates", "passed": True, "value": None,
+                                     "message": "no gates were set"}]
+        for i, gate in enumerate(gates):
+            case = ET.SubElement(suite, "testcase", classname=_x(f"amnesia-audit.{name}"), name=_x(gate["expr"]),
+                                 time=f"{seconds if i == 0 else 0.0:.3f}")
+            tests += 1
+            if target.get("error"):
+                errors += 1
+                ET.SubElement(case, "error", message=_x(target["error"]), type="StepError").text = _x(
+                    f"{name}: a step failed, so this gate was not evaluated: {target['error']}")
+            elif not gate["passed"]:
+                failures += 1
+                message = gate.get("message") or f"{gate['expr']} failed (value {gate.get('value')})"
+                ET.SubElement(case, "failure", message=_x(message), type="GateFailure").text = _x(f"{name}: {message}")
+            if gate.get("value") is not None or target.get("residual_leakage") is not None:
+                out = ET.SubElement(case, "system-out")
+                out.text = _x(f"residual_leakage={target.get('residual_leakage')} "
+                            f"basis={target.get('residual_leakage_basis')} value={gate.get('value')}")
+    suite.set("tests", str(tests))
+    suite.set("failures", str(failures))
+    suite.set("errors", str(errors))
+    suite.set("time", f"{total_time:.3f}")
+    if doc.get("created"):
+        suite.set("timestamp", _x(doc["created"]))
+    root = ET.Element("testsuites", name="amnesia-audit", tests=str(tests), failures=str(failures),
+                      errors=str(errors), time=f"{total_time:.3f}")
+    root.append(suite)
+    ET.indent(root)
+    return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(root, encoding="unicode") + "\n"

@@ -1,0 +1,130 @@
+"""The summary: the request, the method and the verdict per target, in a data-protection officer's words."""
+
+from __future__ import annotations
+
+from reports.fmt import DASH, anchor, esc, gate_order, num, status, target_order
+
+METHOD_WORDS = {
+    "amnesiac": "amnesiac unlearning: the training updates recorded for the batches that held these data were "
+                "subtracted from the model (Graves et al. 2021)",
+    "relabel": "relabelling: the data were given random wrong labels and the model trained on, so that it "
+               "unlearns them (Graves et al. 2021)",
+    "finetune": "fine-tuning: the model trained on only the data it keeps",
+    "retrain": "retraining from scratch without these data (exact unlearning)",
+}
+VERDICT_WORDS = {
+    "pass": "Every forget request met the thresholds set for this audit (the gates).",
+    "fail": "A request fails when it does not meet a threshold set for this audit (a gate).",
+    "error": "A step of the audit failed, so at least one forget request could not be assessed; a failed "
+             "step never counts as a pass.",
+}
+
+
+def describe_request(target: dict, class_names: list | None) -> str:
+    """"all 137 training examples of class 3 ("three")" or "50 individually listed training examples"."""
+    forget = target.get("forget") or {}
+    n = forget.get("n")
+    count = f"{int(n):,} " if isinstance(n, (int, float)) else ""
+    classes = forget.get("classes")
+    if classes:
+        named = []
+        for c in classes:
+            label = esc(c)
+            if class_names and isinstance(c, int) and 0 <= c < len(class_names) and str(class_names[c]) != str(c):
+                label += f" (&ldquo;{esc(class_names[c])}&rdquo;)"
+            named.append(label)
+        word = "class" if len(classes) == 1 else "classes"
+        return f"all {count}training examples of {word} {', '.join(named)}"
+    return f"{count}individually listed training examples (<code>{esc(forget.get('spec') or target['name'])}</code>)"
+
+
+def describe_method(target: dict) -> str:
+    method = target.get("method") or {}
+    name = method.get("name")
+    if not name:
+        return "not reached (an earlier step failed)"
+    words = METHOD_WORDS.get(name, f"<code>{esc(name)}</code>")
+    details = method.get("details") or {}
+    if name == "amnesiac" and details.get("repair_epochs"):
+        words += f", then repaired by {esc(details['repair_epochs'])} epoch(s) of training on the kept data"
+    reason = f" Chosen because {esc(method['reason'])}." if method.get("reason") else ""
+    return f"{words}.{reason}"
+
+
+def describe_leakage(target: dict) -> str:
+    """The residual-leakage headline and what it means, in plain words."""
+    value = target.get("residual_leakage")
+    if value is None:
+        return ("<p class=\"headline\">Residual leakage: <span class=\"value\">not measured</span>"
+                + (" because a step failed." if target.get("error") else " (no attack ran for this request).") + "</p>")
+    basis = target.get("residual_leakage_basis") or "reference"
+    against = ("a model retrained from scratch without these data" if basis == "reference"
+               else "chance (no retrained model was available, so this compares with guessing)")
+    if value <= 0.0:
+        words = f"No attack could tell the unlearned model from {against}, beyond sampling noise."
+    elif value <= 0.1:
+        words = f"The attacks could barely tell the unlearned model from {against}."
+    elif value <= 0.5:
+        words = f"The attacks could partly tell the unlearned model from {against}: some of the original leakage remains."
+    else:
+        words = f"The unlearned model still leaks most of what the original model leaked, compared with {against}."
+    return (f"<p class=\"headline\">Residual leakage: <span class=\"value\">{num(value)}</span> "
+            f"<span class=\"note\">on a scale from 0 (indistinguishable from {'retraining' if basis == 'reference' else 'chance'}) "
+            f"to 1 (leaks as much as the original model)</span></p><p>{words}</p>")
+
+
+def gate_table(target: dict) -> str:
+    gates = gate_order(target["gates"])
+    if not gates:
+        return "<p class=\"note\">No gates were set for this audit, so nothing could fail except a step.</p>"
+    rows = []
+    for gate in gates:
+        result = "pass" if gate["passed"] else "fail"
+        rows.append(f"<tr class=\"{'' if gate['passed'] else 'failed'}\"><td><span class=\"badge badge-{result}\">"
+                    f"{result.upper()}</span></td><td><code>{esc(gate['expr'])}</code></td>"
+                    f"<td class=\"n\">{num(gate.get('value'), 3)}</td><td>{esc(gate.get('message') or DASH)}</td></tr>")
+    return ("<div class=\"table-wrap\"><table class=\"gates\"><caption>Gates for "
+            f"{esc(target['name'])}</caption><thead><tr><th>Result</th><th>Gate</th><th class=\"n\">Value</th>"
+            f"<th>Meaning</th></tr></thead><tbody>{''.join(rows)}</tbody></table></div>")
+
+
+def target_card(target: dict, index: int, class_names: list | None) -> str:
+    state = status(target)
+    error = (f"<p><strong>A step failed:</strong> {esc(target['error'])}</p>" if target.get("error") else "")
+    return (f"<article class=\"target-card {state}\"><h4><span class=\"badge badge-{state}\">{state.upper()}</span> "
+            f"<a href=\"#{anchor(target['name'], index)}\">{esc(target['name'])}</a></h4>"
+            f"<p><strong>Request:</strong> forget {describe_request(target, class_names)}.</p>"
+            f"<p><strong>Method:</strong> {describe_method(target)}</p>{error}"
+            f"{describe_leakage(target)}{gate_table(target)}</article>")
+
+
+def render_summary(doc: dict) -> str:
+    prov = doc["provenance"]
+    model = prov.get("model") or {}
+    data = prov.get("data") or {}
+    targets = doc["targets"]
+    indexed = {id(t): i for i, t in enumerate(targets)}
+    verdict = doc["verdict"]
+    failing = sum(1 for t in targets if status(t) != "pass")
+    count = (f"{failing} of {len(targets)} forget request{'s' if len(targets) != 1 else ''} "
+             f"did not pass. " if failing else
+             f"All {len(targets)} forget request{'s' if len(targets) != 1 else ''} passed. ")
+    params = model.get("parameters")
+    model_words = (f"the model <code>{esc(model.get('path') or 'model')}</code>"
+                   + (f" ({esc(model.get('arch'))}" if model.get("arch") else "")
+                   + (f", {int(params):,} parameters" if isinstance(params, (int, float)) else "")
+                   + (")" if model.get("arch") else ""))
+    data_words = (f", trained on the <code>{esc(data.get('spec'))}</code> data set"
+                  + (f" ({int(data['n_train']):,} training examples)" if isinstance(data.get("n_train"), (int, float)) else "")
+                  if data.get("spec") else "")
+    cards = "".join(target_card(t, indexed[id(t)], data.get("class_names")) for t in target_order(targets))
+    notes = doc.get("notes") or []
+    notes_html = ("<h3>Notes</h3><ul class=\"notes\">" + "".join(f"<li>{esc(n)}</li>" for n in notes) + "</ul>"
+                  if notes else "")
+    return (f"<section id=\"summary\"><h2>Summary</h2>"
+            f"<div class=\"verdict verdict-{verdict}\"><strong>Verdict: {verdict.upper()}</strong> &mdash; "
+            f"{count}{VERDICT_WORDS[verdict]}</div>"
+            f"<p>This audit checked whether {model_words}{data_words} has forgotten the data it was asked to forget. "
+            f"For each request the model was unlearned, then attacked before and after, and the results were compared "
+            f"with a model retrained without the data where one was available. Requests that failed are listed first.</p>"
+            f"<h3>Verdict per forget request</h3>{cards}{notes_html}</section>")

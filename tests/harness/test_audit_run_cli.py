@@ -1,0 +1,109 @@
+"""``audit run`` and ``audit gate`` end to end on digits, through the CLI as a subprocess."""
+
+from __future__ import annotations
+
+import json
+import xml.etree.ElementTree as ET
+
+from cli_runner import run_audit
+
+FAST = ["--mia", "loss,lira,rmia", "--reference-models", "4", "--format", "none"]
+
+
+def _one_line_error(proc) -> str:
+    lines = [ln for ln in proc.stderr.strip().splitlines() if ln.strip()]
+    assert len(lines) == 1, proc.stderr
+    assert "Traceback" not in proc.stderr
+    return lines[0]
+
+
+def test_amnesiac_unlearning_passes_its_gate(digits_model, audit_env, tmp_path):
+    out = tmp_path / "out"
+    proc = run_audit(["run", digits_model, "--forget", "class=3", "--fail-on", "residual_leakage>0.5",
+                      "--out", out, *FAST], audit_env)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    doc = json.loads((out / "results.json").read_text())
+    assert doc["verdict"] == "pass" and doc["exit_code"] == 0
+    [target] = doc["targets"]
+    assert target["method"]["name"] == "amnesiac"
+    assert "covers" in target["method"]["reason"]
+    acc = target["accuracy"]
+    assert acc["original"]["forget"] > 0.9
+    assert acc["unlearned"]["forget"] < 0.5 * acc["original"]["forget"]
+    assert acc["reference"]["forget"] < 0.1
+    assert 0.0 <= target["residual_leakage"] <= 0.5
+    assert {m["attack"] for m in target["membership"]} == {"loss", "lira", "rmia"}
+    inv = target["inversion"]
+    assert len(inv["original"]["images"]) == inv["n_reconstructions"]
+    assert all((out / p).is_file() for p in inv["unlearned"]["images"])
+    # The original model's inversions of class 3 are recognised far more often than the retrained model's.
+    assert inv["original"]["attack_accuracy"] > inv["reference"]["attack_accuracy"]
+    assert doc["provenance"]["model"]["sha256"] and doc["provenance"]["data"]["sha256"]
+    suite = ET.parse(out / "junit.xml").getroot()
+    assert suite.iter("testcase") and not list(suite.iter("failure"))
+
+
+def test_impossibly_tight_gate_fails_with_exit_1_and_junit_failure(digits_model, audit_env, tmp_path):
+    out = tmp_path / "out"
+    proc = run_audit(["run", digits_model, "--forget", "class=3", "--fail-on", "residual_leakage>=0",
+                      "--attacks", "mia", "--out", out, *FAST], audit_env)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "FAIL class=3" in proc.stderr
+    assert list(ET.parse(out / "junit.xml").getroot().iter("failure"))
+    # audit gate re-applies gates without recomputing: a loose gate passes, a tight one fails.
+    assert run_audit(["gate", out / "results.json", "--fail-on", "residual_leakage>1"], audit_env).returncode == 0
+    tight = run_audit(["gate", out / "results.json", "--fail-on", "mia_auc>0", "--quiet"], audit_env)
+    assert tight.returncode == 1 and tight.stdout == "" and "FAIL" in tight.stderr
+
+
+def test_a_failed_attack_exits_3_and_fails_closed(digits_model, audit_env, tmp_path):
+    out = tmp_path / "out"
+    proc = run_audit(["run", digits_model, "--forget", "class=3", "--fail-on", "residual_leakage>0.99",
+                      "--attacks", "mia", "--out", out, *FAST], audit_env, extra_env={"AUDIT_FAULT": "attack"})
+    assert proc.returncode == 3, proc.stdout + proc.stderr
+    doc = json.loads((out / "results.json").read_text())
+    assert doc["verdict"] == "error"
+    assert doc["targets"][0]["error"] and not doc["targets"][0]["passed"]
+    assert all(not g["passed"] for g in doc["targets"][0]["gates"])
+    assert list(ET.parse(out / "junit.xml").getroot().iter("error"))
+    assert run_audit(["gate", out / "results.json", "--fail-on", "residual_leakage>1"], audit_env).returncode == 3
+
+
+def test_bad_inputs_exit_2_with_one_line_and_no_results(digits_model, audit_env, tmp_path):
+    bad_config = tmp_path / "bad.toml"
+    bad_config.write_text("fail_on = [")
+    cases = [
+        (["run", digits_model, "--forget", "class=3", "--fail-on", "leakiness>0.1"], "unknown metric"),
+        (["run", tmp_path / "missing.pt", "--forget", "class=3"], "not found"),
+        (["run", digits_model, "--forget", "class=12"], "out of range"),
+        (["run", digits_model, "--forget", "class=3", "--config", bad_config], "TOML"),
+        (["run", digits_model, "--forget", "bogus"], "forget spec"),
+    ]
+    for i, (args, needle) in enumerate(cases):
+        out = tmp_path / f"out{i}"
+        proc = run_audit([*args, "--out", out, *FAST], audit_env)
+        assert proc.returncode == 2, (args, proc.stderr)
+        assert needle in _one_line_error(proc), proc.stderr
+        assert not (out / "results.json").exists()
+
+
+def test_same_seed_gives_identical_results(digits_model, audit_env, tmp_path):
+    docs = []
+    for name in ("a", "b"):
+        out = tmp_path / name
+        proc = run_audit(["run", digits_model, "--forget", "class=3", "--forget", "random=20@1", "--seed", "3",
+                          "--out", out, *FAST], audit_env)
+        assert proc.returncode == 0, proc.stderr
+        docs.append(_strip_volatile(json.loads((out / "results.json").read_text())))
+    assert docs[0] == docs[1]
+    assert len(docs[0]["targets"]) == 2 and docs[0]["targets"][1]["forget"]["n"] == 20
+
+
+def _strip_volatile(obj):
+    """Drop timestamps, durations and output-folder paths."""
+    if isinstance(obj, dict):
+        return {k: _strip_volatile(v) for k, v in obj.items()
+                if k not in ("created", "timings", "seconds", "command", "train_seconds", "images_per_second")}
+    if isinstance(obj, list):
+        return [_strip_volatile(v) for v in obj]
+    return obj

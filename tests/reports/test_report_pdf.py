@@ -1,0 +1,69 @@
+"""report.pdf: WeasyPrint from the same page; poppler reads it back."""
+
+from __future__ import annotations
+
+import html
+import re
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+from PIL import Image
+
+needs_poppler = pytest.mark.skipif(not (shutil.which("pdftotext") and shutil.which("pdftoppm")),
+                                   reason="poppler-utils (pdftotext, pdftoppm) is not installed; .ci/run installs it")
+
+
+def distinct_colours(pixels: np.ndarray) -> int:
+    """How many RGB colours an (N, 3) uint8 array holds (packed to one integer: fast on 10 M pixels)."""
+    packed = (pixels[:, 0].astype(np.uint32) << 16) | (pixels[:, 1].astype(np.uint32) << 8) | pixels[:, 2]
+    return len(np.unique(packed))
+
+
+def words(text: str) -> str:
+    return " ".join(text.split())
+
+
+@needs_poppler
+def test_pdf_text_holds_the_summary_every_target_and_every_table_heading(rendered):
+    text = words(subprocess.run(["pdftotext", "-enc", "UTF-8", str(rendered["files"]["pdf"]), "-"],
+                                check=True, capture_output=True, text=True).stdout)
+    page = rendered["files"]["html"].read_text()
+    for needle in ("Unlearning audit report", "Summary", "Verdict: FAIL", "Residual leakage", "Forget quality",
+                   "Membership inference", "Model inversion", "Method and limits", "Provenance",
+                   "GDPR Article 17", "EDPB Opinion 28/2024", "Thudi", "Zhang"):
+        assert needle in text, needle
+    for target in rendered["doc"]["targets"]:
+        assert target["name"] in text
+    captions = [html.unescape(re.sub("<[^>]+>", "", c)) for c in re.findall(r"<caption>(.*?)</caption>", page)]
+    assert len(captions) >= 10
+    for caption in captions:
+        assert words(caption) in text, caption
+    headings = {html.unescape(re.sub("<[^>]+>", "", h)) for h in re.findall(r"<th[^>]*>(.*?)</th>", page)}
+    for heading in headings:
+        for word in heading.split():  # column headings may wrap inside narrow cells
+            assert word in text, heading
+    # Failures first in the PDF too.
+    summary = text[text.index("Verdict per forget request"):]
+    assert summary.index("samples=forget-ids.txt") < summary.index("class=3")
+
+
+@needs_poppler
+def test_pdf_first_page_renders_and_is_not_blank(rendered, tmp_path):
+    subprocess.run(["pdftoppm", "-png", "-r", "40", "-f", "1", "-l", "1", str(rendered["files"]["pdf"]),
+                    str(tmp_path / "page")], check=True, capture_output=True)
+    (png,) = tmp_path.glob("page*.png")
+    image = Image.open(png).convert("RGB")
+    assert image.width > 200 and image.height > 300
+    pixels = np.asarray(image).reshape(-1, 3)
+    ink = float((pixels.min(axis=1) < 200).mean())
+    assert ink > 0.02, f"page 1 is nearly blank ({ink:.1%} ink)"
+    assert distinct_colours(pixels) > 50
+
+
+def test_pdf_is_a_pdf_with_vector_figures(rendered):
+    data = rendered["files"]["pdf"].read_bytes()
+    assert data.startswith(b"%PDF-")
+    # matplotlib's curves stay paths: no raster image the size of a figure was embedded for them.
+    assert data.count(b"/Subtype /Image") <= 12 + 2

@@ -1,0 +1,137 @@
+"""``audit unlearn`` end to end, and every bad input: exit code 2, one line, no output file."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from audit.forget import parse_forget
+from audit.modelfile import file_sha256, load_model
+from audit.unlearn import unlearn_model
+
+
+def _audit(*args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "AUDIT_NO_PROGRESS": "1", "OMP_NUM_THREADS": "1"}
+    env.pop("AUDIT_DEBUG", None)
+    return subprocess.run([sys.executable, "-m", "audit.cli", *args], capture_output=True, text=True, env=env,
+                          timeout=300)
+
+
+def _copy_model(trained_digits, folder: Path, with_log: bool = True) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / "m.pt"
+    shutil.copy(trained_digits.path, target)
+    if with_log:
+        shutil.copytree(trained_digits.model_file.log_dir, folder / "m.pt.updates")
+    return target
+
+
+def test_unlearn_writes_a_model_file_with_its_lineage(trained_digits, tmp_path):
+    out = tmp_path / "out" / "u.pt"
+    res = _audit("unlearn", str(trained_digits.path), "--forget", "class=3", "--method", "amnesiac",
+                 "--epochs", "0", "--out", str(out))
+    assert res.returncode == 0, res.stderr
+    lines = res.stdout.strip().splitlines()
+    assert len(lines) == 1 and "forget accuracy" in lines[0] and "retain accuracy" in lines[0]
+    info = _audit("info", str(out), "--json")
+    assert info.returncode == 0, info.stderr
+    doc = json.loads(info.stdout)
+    lineage = doc["lineage"]
+    assert lineage["method"] == "amnesiac" and lineage["forget"]["spec"] == "class=3"
+    assert lineage["parent_sha256"] == file_sha256(trained_digits.path)
+    assert lineage["forget"]["n"] == int((trained_digits.data.y_train == 3).sum())
+    assert lineage["details"]["batches_removed"] > 0 and doc["update_log"] is None
+    assert "lineage: amnesiac forgot class=3" in _audit("info", str(out)).stdout
+
+
+def test_unlearn_model_relabel_records_the_accuracies(trained_digits):
+    data = trained_digits.data
+    mf = load_model(trained_digits.path)
+    forget = parse_forget("class=3", data.y_train, data.num_classes)
+    new, result = unlearn_model(mf, data, forget, "relabel", epochs=1, seed=0, show_progress=False)
+    assert new.metrics["forget_accuracy"] <= 0.05
+    assert new.metrics["test_accuracy_kept_classes"] >= 0.9
+    assert new.metrics["per_class_test_accuracy"][3] <= 0.05
+    assert new.lineage["epochs"] == 1 and new.lineage["method"] == "relabel" and result.method == "relabel"
+
+
+def _tamper(folder: Path) -> None:
+    step = sorted((folder / "m.pt.updates" / "batches").iterdir())[3]
+    raw = bytearray(step.read_bytes())
+    raw[len(raw) // 2] ^= 0xFF
+    step.write_bytes(bytes(raw))
+
+
+def _drop_a_step(folder: Path) -> None:
+    sorted((folder / "m.pt.updates" / "batches").iterdir())[0].unlink()
+
+
+def _rewrite_journal(folder: Path) -> None:
+    # A forger who also rewrites the journal's checksums is caught by the model file's journal digest.
+    journal = folder / "m.pt.updates" / "journal.jsonl"
+    lines = journal.read_text().splitlines()
+    first = json.loads(lines[1])
+    (folder / "m.pt.updates" / first["file"]).unlink()
+    closing = json.loads(lines[-1])
+    closing.update(recorded=closing["recorded"] - 1, bytes=closing["bytes"] - first["bytes"])
+    journal.write_text("\n".join([lines[0]] + lines[2:-1] + [json.dumps(closing, sort_keys=True)]) + "\n")
+
+
+BAD = {
+    "missing log": (lambda f: None, False, ["--forget", "class=3"], "no update log"),
+    "tampered log": (_tamper, True, ["--forget", "class=3"], "checksum"),
+    "log missing a step": (_drop_a_step, True, ["--forget", "class=3"], "missing"),
+    "log with rewritten journal": (_rewrite_journal, True, ["--forget", "class=3"], "not the one"),
+    "log not covering the forget set": (lambda f: None, True, ["--forget", "class=5"], "uncovered"),
+    "spec selecting nothing": (lambda f: (f / "ids.txt").write_text("# none\n"), True,
+                               ["--forget", "samples={dir}/ids.txt", "--method", "relabel"], "selects no"),
+    "unknown method": (lambda f: None, True, ["--forget", "class=3", "--method", "forgetful"], "unknown"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD))
+def test_bad_inputs_exit_2_with_one_line_and_no_output(trained_digits, tmp_path, case):
+    prepare, with_log, args, expected = BAD[case]
+    folder = tmp_path / "in"
+    model = _copy_model(trained_digits, folder, with_log)
+    prepare(folder)
+    out = tmp_path / "out" / "u.pt"
+    res = _audit("unlearn", str(model), *[a.format(dir=folder) for a in args], "--out", str(out))
+    _assert_refused(res, expected, out)
+    if case.endswith("log") or "log " in case:
+        assert "relabel" in res.stderr
+
+
+def test_retrain_of_a_file_without_recipe_is_refused(trained_digits, tmp_path):
+    bare = tmp_path / "weights.pt"
+    torch.save(trained_digits.model_file.model.net.state_dict(), bare)
+    out = tmp_path / "out" / "u.pt"
+    res = _audit("unlearn", str(bare), "--arch", "smallcnn", "--data", "digits", "--forget", "class=3",
+                 "--method", "retrain", "--out", str(out))
+    _assert_refused(res, "no training recipe", out)
+
+
+def test_an_output_path_that_is_a_directory_is_refused(trained_digits, tmp_path):
+    out = tmp_path / "a-folder"
+    out.mkdir()
+    res = _audit("unlearn", str(trained_digits.path), "--forget", "class=3", "--out", str(out))
+    _assert_refused(res, "is a directory", out / "u.pt")
+    assert list(out.iterdir()) == []
+
+
+def _assert_refused(res: subprocess.CompletedProcess, expected: str, out: Path) -> None:
+    assert res.returncode == 2, (res.stdout, res.stderr)
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1, res.stderr
+    assert lines[0].startswith("error: ") and expected in lines[0], lines[0]
+    assert "Traceback" not in res.stderr and res.stdout == ""
+    assert not out.exists()
+    if out.parent.exists():
+        assert [p.name for p in out.parent.iterdir()] == []

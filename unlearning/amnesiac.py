@@ -1,0 +1,190 @@
+"""Amnesiac unlearning: subtract the recorded updates of every batch that held forget data.
+
+Graves, Nagisetty, Ganesh, "Amnesiac Machine Learning", AAAI 2021, Sec. 4: trained
+weights are the initial weights plus the sum of every batch's update,
+``theta_T = theta_0 + sum_t delta_t``, so forgetting is
+``theta_T - sum_{t in S} delta_t`` where S are the steps whose batch held an example
+to forget. Each delta here is the exact change of one ``optimizer.step()`` (Adam's
+moments and scaling are baked in, as in the paper's notebooks).
+
+Better than the notebooks:
+
+* buffer deltas (BatchNorm running mean and variance) are subtracted too; the
+  notebooks restore only ``weight``/``bias``. Integer buffers (``num_batches_tracked``)
+  are not recorded and keep their final count; they only matter for BatchNorm with
+  ``momentum=None``.
+* the sum is formed in float64 and cast back once, so a float64 log undoes a step bit
+  for bit and a float32 log to within float32 rounding.
+* the log must verify (SHA-256 of every file, a closed journal) and cover every
+  forget id, or the method refuses rather than leave forget data silently in place.
+
+What it cannot undo: each later update was computed at weights that the removed steps
+had shaped, so removal is not retraining (the paper's accuracy drop beyond ~1% of
+batches, hence the optional repair). Optimizer state is not part of a model: Adam's
+moments from forgotten batches are gone with the optimizer, not rewound, and the
+repair starts a fresh optimizer.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import os
+import time
+
+import torch
+from safetensors.torch import load as load_safetensors
+from torch import nn
+
+from unlearning.finetune import ProgressCallback, UnlearningResult, retain_mask, steps_per_epoch, train_steps
+from unlearning.training import TrainConfig
+from unlearning.update_log import UpdateLog, UpdateLogError
+
+#: Default repair: one epoch at a quarter of the recipe's batch size (benchmarks/results/unlearning.md).
+AMNESIAC_REPAIR_EPOCHS = 1
+AMNESIAC_REPAIR_BATCH_DIVISOR = 4
+
+
+class AmnesiacRefused(UpdateLogError):
+    """The update log cannot vouch for removing the forget set; relabel needs no log."""
+
+
+def _refuse(reason: str) -> AmnesiacRefused:
+    return AmnesiacRefused(f"amnesiac unlearning refused: {reason}; use the relabel method instead, "
+                           "which needs no update log")
+
+
+def open_log(log: UpdateLog | str | os.PathLike[str]) -> UpdateLog:
+    """Open and verify a log, turning any failure into :class:`AmnesiacRefused`."""
+    if isinstance(log, UpdateLog):
+        return log
+    try:
+        return UpdateLog.open(log, verify=True)
+    except UpdateLogError as exc:
+        raise _refuse(str(exc)) from None
+
+
+def check_log(log: UpdateLog, model: nn.Module, forget_ids: torch.Tensor) -> None:
+    """Raise :class:`AmnesiacRefused` unless ``log`` is closed, fits ``model`` and covers ``forget_ids``."""
+    if not log.closed:
+        raise _refuse(f"the update log {log.path} was never closed (training stopped before it ended), "
+                      "so the model it belongs to is not the one given")
+    params = [k for k, _ in model.named_parameters()]
+    buffers = [k for k, b in model.named_buffers() if b.is_floating_point()]
+    if log.header.get("param_names") != params or log.header.get("buffer_names") != buffers:
+        raise _refuse(f"the update log {log.path} records other tensors than this model has; "
+                      "it belongs to another architecture")
+    missing = log.uncovered(forget_ids)
+    if missing.numel():
+        raise _refuse(f"the update log {log.path} records the batches of {log.header.get('record')!r}, "
+                      f"which leaves {missing.numel()} of the {forget_ids.numel()} forget ids uncovered "
+                      f"(first: {int(missing[0])})")
+
+
+def default_repair(recipe: TrainConfig, epochs: int = AMNESIAC_REPAIR_EPOCHS) -> TrainConfig:
+    """The repair recipe: the original's optimizer and lr, ``epochs`` passes, a quarter of its batch size.
+
+    Removing the batches of a whole class (or of a few percent of examples trained on
+    for many epochs) removes most steps and leaves weights near their initial state.
+    One pass at the original batch size is then too few steps to recover (digits,
+    class 3: ~80% test accuracy); the same pass in four times as many smaller steps
+    reaches 95.6% (retrain: 99.5%) for the same examples seen.
+    """
+    return dataclasses.replace(recipe, epochs=epochs, batch_size=max(1, recipe.batch_size // AMNESIAC_REPAIR_BATCH_DIVISOR))
+
+
+def amnesiac_unlearn(
+    model: nn.Module,
+    log: UpdateLog | str | os.PathLike[str],
+    forget_ids: torch.Tensor,
+    *,
+    repair: TrainConfig | None = None,
+    x_train: torch.Tensor | None = None,
+    y_train: torch.Tensor | None = None,
+    on_progress: ProgressCallback | None = None,
+) -> UnlearningResult:
+    """Remove the recorded steps that saw ``forget_ids`` from a copy of ``model``.
+
+    ``model`` must be in the state its training ended in (the log's last step).
+    ``log``: an :class:`UpdateLog` (opened with ``verify=True``) or its folder, which is
+    opened and verified here. ``repair``: when given with ``epochs > 0``, fine-tune
+    the result on the retained part of ``x_train``/``y_train`` (N, C, H, W)/(N,) for
+    that many epochs (Graves et al. 2021, Sec. 6.2: one epoch brings MNIST
+    non-target accuracy from 95.2% back to 98.9%). Progress: one unit per log entry
+    scanned, then one per repair step. Raises :class:`AmnesiacRefused` when the log
+    is missing, fails its checksums, was never closed, or does not cover the forget set.
+    """
+    start = time.perf_counter()
+    forget_ids = torch.as_tensor(forget_ids, dtype=torch.int64).flatten().unique()
+    log = open_log(log)
+    check_log(log, model, forget_ids)
+    repair_epochs = repair.epochs if repair is not None else 0
+    if repair_epochs and (x_train is None or y_train is None):
+        raise ValueError("amnesiac repair needs x_train and y_train")
+
+    unlearned = copy.deepcopy(model)
+    params = dict(unlearned.named_parameters())
+    buffers = {k: b for k, b in unlearned.named_buffers() if b.is_floating_point()}
+    targets = {f"p/{k}": p for k, p in params.items()}
+    targets.update({f"b/{k}": b for k, b in buffers.items()})
+    # Sum of removed deltas, in float64: summing many small float32 deltas in float32
+    # would add rounding error of its own (see the recorder's note on exactness).
+    total = {k: torch.zeros(t.shape, dtype=torch.float64) for k, t in targets.items()}
+    forget_sorted = forget_ids.sort().values
+    removed, removed_bytes, removed_ids = 0, 0, []
+    for entry in log.entries:
+        # One read per file; its bytes were verified when the log was opened.
+        step = load_safetensors((log.path / entry.file).read_bytes())
+        ids = step.pop("ids")
+        if torch.isin(ids, forget_sorted).any():
+            if step.keys() != total.keys():
+                raise _refuse(f"{log.path / entry.file} stores other tensors than this model has")
+            for key, delta in step.items():
+                if delta.shape != total[key].shape:
+                    raise _refuse(f"{log.path / entry.file} stores {key!r} with shape {list(delta.shape)}, but this "
+                                  f"model's is {list(total[key].shape)}: the log belongs to another architecture")
+                total[key] += delta.to(torch.float64)
+            removed += 1
+            removed_bytes += entry.bytes
+            removed_ids.append(ids)
+        if on_progress is not None:
+            on_progress(1)
+    with torch.no_grad():
+        for key, t in targets.items():
+            t.copy_((t.detach().to(torch.float64) - total[key]).to(t.dtype))
+    unlearned.eval()
+    removal_seconds = time.perf_counter() - start
+
+    details = {
+        "batches_removed": removed,
+        "batches_recorded": len(log.entries),
+        "total_steps": log.total_steps,
+        "fraction_of_batches_removed": removed / log.total_steps if log.total_steps else None,
+        "retained_examples_in_removed_batches": _n_retained(removed_ids, forget_sorted),
+        "log_bytes_read": log.bytes,
+        "log_bytes_removed": removed_bytes,
+        "log_dtype": log.header.get("dtype"),
+        "removal_seconds": removal_seconds,
+        "repair_epochs": repair_epochs,
+    }
+    if repair_epochs:
+        assert repair is not None and x_train is not None and y_train is not None
+        keep = retain_mask(len(y_train), forget_ids)
+        repair_start = time.perf_counter()
+        train_steps(unlearned, x_train[keep], y_train[keep], repair, on_progress)
+        details["repair_seconds"] = time.perf_counter() - repair_start
+        details["repair_config"] = repair.to_dict()
+    return UnlearningResult(unlearned, "amnesiac", time.perf_counter() - start, details)
+
+
+def _n_retained(removed_ids: list[torch.Tensor], forget_sorted: torch.Tensor) -> int:
+    if not removed_ids:
+        return 0
+    seen = torch.cat(removed_ids).unique()
+    return int((~torch.isin(seen, forget_sorted)).sum())
+
+
+def amnesiac_progress_total(log: UpdateLog, n_retained: int, repair: TrainConfig | None) -> int:
+    """The units of work :func:`amnesiac_unlearn` reports, for a progress bar."""
+    repair_steps = repair.epochs * steps_per_epoch(n_retained, repair.batch_size) if repair else 0
+    return len(log.entries) + repair_steps
