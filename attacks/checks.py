@@ -74,16 +74,3 @@ def check_classes(y: torch.Tensor, num_classes: int | None = None, name: str = "
         raise ValueError(f"{name} holds class {int(y.max())} but the model has {k} classes")
     return k
 
-
-def check_ids(ids: np.ndarray | None, n: int, name: str = "ids") -> np.ndarray:
-    """Example ids: unique integer indices into a pool of ``n`` examples."""
-    if ids is None:
-        return np.arange(n)
-    a = np.asarray(ids)
-    if a.ndim != 1 or not np.issubdtype(a.dtype, np.integer):
-        raise ValueError(f"{name} must be a 1-D array of integer example ids, got shape {a.shape}, dtype {a.dtype}")
-    if a.size and (a.min() < 0 or a.max() >= n):
-        raise ValueError(f"{name} must lie in 0..{n - 1} (the auditor's data holds {n} examples)")
-    if np.unique(a).size != a.size:
-        raise ValueError(f"{name} holds duplicate ids; pass each example once")
-    return a.astype(np.int64)

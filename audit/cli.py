@@ -11,7 +11,7 @@ from typing import Optional
 
 import typer
 
-from audit.errors import AuditError, InputError
+from audit.errors import AuditError, InputError, StepError
 from audit.progress import stderr
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -110,6 +110,8 @@ def report(
         written = render_files(results, [f.strip() for f in fmt.split(",") if f.strip()], out or results.parent)
     except ReportError as exc:
         raise InputError(str(exc)) from None
+    except (OSError, RuntimeError) as exc:
+        raise StepError(f"writing the report failed: {exc}") from None
     for path in written:
         typer.echo(f"wrote {path}")
 
@@ -238,7 +240,9 @@ def _one_line(exc: BaseException) -> str:
 def main() -> None:
     """Entry point: one clear line and a documented exit code for every failure."""
     try:
-        app(standalone_mode=False)
+        # standalone_mode=False: click returns a command's typer.Exit code instead of exiting.
+        code = app(standalone_mode=False)
+        sys.exit(code if isinstance(code, int) else 0)
     except AuditError as exc:
         stderr.print(f"error: {_one_line(exc)}", markup=False, highlight=False, soft_wrap=True)
         sys.exit(exc.exit_code)

@@ -134,8 +134,11 @@ def unlearn_model(
         config = default_repair(config, k)
         log = _open_checked_log(mf, forget)
         with progress_bar(label, amnesiac_progress_total(log, n_keep, config), show_progress) as advance:
-            result = amnesiac_unlearn(mf.model, log, forget.ids, repair=config if k else None, x_train=x, y_train=y,
-                                      on_progress=advance)
+            try:
+                result = amnesiac_unlearn(mf.model, log, forget.ids, repair=config if k else None, x_train=x,
+                                          y_train=y, on_progress=advance)
+            except AmnesiacRefused as exc:
+                raise InputError(f"{exc} (--method relabel)") from None
     elif method == "relabel":
         # Class forgetting relabels each example once; individual samples are replaced
         # by a few relabelled copies (Graves et al. 2021, Sec. 5).

@@ -33,7 +33,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import attacks  # noqa: E402
-from attacks import membership_metrics, model_inversion, run_membership_attacks, train_reference_models  # noqa: E402
+from attacks import model_inversion, run_membership_attacks, train_reference_models  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
 

@@ -70,6 +70,7 @@ class LogEntry:
     sha256: str
     bytes: int
     n_ids: int
+    ids: list[int] | None = None  # the batch's example ids, also inside the file
 
 
 class UpdateLogWriter:
@@ -128,7 +129,8 @@ class UpdateLogWriter:
         target = self.path / name
         blob = save(tensors, metadata={"step": str(step), "epoch": str(epoch)})
         _write_atomic(target, blob)
-        entry = LogEntry(step, epoch, name, hashlib.sha256(blob).hexdigest(), len(blob), int(ids.numel()))
+        entry = LogEntry(step, epoch, name, hashlib.sha256(blob).hexdigest(), len(blob), int(ids.numel()),
+                         [int(i) for i in tensors["ids"].tolist()])
         self._journal_line(entry.__dict__)
         self.bytes += entry.bytes
         self.recorded += 1
@@ -235,9 +237,12 @@ class UpdateLog:
         wanted = set(int(i) for i in forget_ids.tolist())
         hits = []
         for e in self.entries:
-            with safe_open(str(self.path / e.file), framework="pt") as f:
-                ids = f.get_tensor("ids")
-            if wanted.intersection(ids.tolist()):
+            if e.ids is None:
+                with safe_open(str(self.path / e.file), framework="pt") as f:
+                    ids = f.get_tensor("ids").tolist()
+            else:
+                ids = e.ids
+            if wanted.intersection(ids):
                 hits.append(e)
         return hits
 
