@@ -7,8 +7,9 @@ expressions), ``forget`` (list of specs), ``method``, ``reference``, ``attacks``
 
 from __future__ import annotations
 
-import tomllib
 from pathlib import Path
+
+import tomllib
 
 from audit.errors import InputError
 

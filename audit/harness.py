@@ -17,7 +17,8 @@ from pathlib import Path
 import torch
 
 from audit.attacking import DEFAULT_MIA, MIA_ATTACKS, AttackContext, fault, membership_set, run_inversion, run_membership
-from audit.errors import AuditError, InputError, StepError
+from audit.data import load_dataset
+from audit.errors import AuditError, InputError
 from audit.forget import ForgetSet, parse_forget
 from audit.gates import Gate, apply_gates, parse_gates
 from audit.inspect import log_status
@@ -25,6 +26,7 @@ from audit.modelfile import ModelFile, load_model
 from audit.progress import progress_bar
 from audit.scoring import distinguishability, inversion_component, membership_component
 from audit.training import load_data_for
+from audit.unlearn import forget_metrics, unlearn_model
 from unlearning import UpdateLog, UpdateLogError, accuracy
 
 METHODS = ("auto", "amnesiac", "relabel", "finetune")
@@ -116,23 +118,13 @@ def choose_method(requested: str, mf: ModelFile, forget: ForgetSet) -> tuple[str
 
 
 def accuracies(model: torch.nn.Module, data, forget: ForgetSet) -> dict:
-    keep = torch.ones(len(data.y_train), dtype=torch.bool)
-    keep[forget.ids] = False
-    if forget.classes:
-        other = ~torch.isin(data.y_test, torch.tensor(forget.classes))
-    else:
-        other = torch.ones(len(data.y_test), dtype=torch.bool)
-    return {
-        "forget": accuracy(model, data.x_train[forget.ids], data.y_train[forget.ids]),
-        "retain": accuracy(model, data.x_train[keep], data.y_train[keep]),
-        "test": accuracy(model, data.x_test, data.y_test),
-        "test_other_classes": accuracy(model, data.x_test[other], data.y_test[other]),
-    }
+    """Forget, retain and test accuracy (all classes, and classes not forgotten)."""
+    m = forget_metrics(model, data, forget)
+    return {"forget": m["forget_accuracy"], "retain": m["retain_accuracy"],
+            "test": accuracy(model, data.x_test, data.y_test), "test_other_classes": m["test_accuracy_kept_classes"]}
 
 
 def audit_target(ctx: AttackContext, opts: AuditOptions, forget: ForgetSet, gates: list[Gate]) -> TargetResult:
-    from audit.unlearn import unlearn_model
-
     mf, data = ctx.model_file, ctx.data
     doc: dict = {"name": forget.spec, "forget": forget.describe(), "method": None, "accuracy": {},
                  "timings": {}, "membership": [], "inversion": None, "residual_leakage": None,
@@ -204,8 +196,11 @@ def run(model: str | Path, forget: list[str] | str, **options) -> AuditResult:
     opts = AuditOptions(model=Path(model), forget=[forget] if isinstance(forget, str) else list(forget), **options)
     opts.out = Path(opts.out)
     gates = opts.validate()
-    mf = load_model(opts.model, arch=opts.arch)
-    data = load_data_for(opts.data, opts.data_root, mf)
+    given = load_dataset(opts.data, opts.data_root) if opts.data else None
+    # A bare state_dict takes its input shape and classes from --data.
+    mf = load_model(opts.model, arch=opts.arch, input_shape=given.input_shape if given else None,
+                    num_classes=given.num_classes if given else None)
+    data = load_data_for(opts.data, opts.data_root, mf, loaded=given)
     if mf.kind == "state_dict" and mf.num_classes != data.num_classes:
         raise InputError("the state_dict's class count differs from the data's")
     forget_sets = [parse_forget(spec, data.y_train, data.num_classes) for spec in opts.forget]

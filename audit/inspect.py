@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from audit.errors import InputError
 from audit.modelfile import ModelFile, load_model
 from unlearning import UpdateLog, UpdateLogError
 

@@ -108,11 +108,15 @@ def _record_ids(record: str, data: Dataset) -> torch.Tensor | None:
     return parse_forget(record, data.y_train, data.num_classes).ids
 
 
-def load_data_for(spec: str | None, root: str | None, mf: ModelFile | None = None) -> Dataset:
-    """The data a command works on: ``--data`` if given, else what the model file names."""
+def load_data_for(spec: str | None, root: str | None, mf: ModelFile | None = None,
+                  loaded: Dataset | None = None) -> Dataset:
+    """The data a command works on: ``--data`` if given (or ``loaded``), else what the model file names.
+
+    Raises :class:`InputError` when it is the model's data spec but not the same arrays.
+    """
     if spec is None and mf is not None and mf.data:
         spec, root = mf.data["spec"], root or mf.data.get("root")
-    data = load_dataset(spec or "digits", root)
+    data = loaded if loaded is not None else load_dataset(spec or "digits", root)
     if mf is not None and mf.data and mf.data.get("sha256") and data.spec == mf.data.get("spec"):
         if data.sha256() != mf.data["sha256"]:
             raise InputError(f"the data {data.spec!r} differs from the data the model was trained on "

@@ -37,8 +37,10 @@ TARGET::
       "forget": {"spec": "class=3", "n": 137, "classes": [3]},    # classes: null for sample sets
       "method": {"name": "amnesiac", "reason": "the update log covers every forget example",
                  "seconds": 0.41,
-                 "details": {"batches_removed": 429, "batches_total": 440,
-                             "fraction_removed": 0.975, "repair_epochs": 1, "log_bytes": 40814064}},
+                 "details": {"batches_removed": 429, "batches_recorded": 429, "total_steps": 440,
+                             "fraction_of_batches_removed": 0.975, "repair_epochs": 1,
+                             "log_bytes_read": 40814064, "log_bytes_removed": 40800000}},
+                 # details are the method's own (amnesiac shown; relabel/finetune: epochs, ...)
       "accuracy": {                      # each: {"forget", "retain", "test", "test_other_classes"}
         "original": {...}, "unlearned": {...}, "reference": {...} | null
       },
@@ -46,12 +48,16 @@ TARGET::
       "membership": [                    # one entry per attack
         {"attack": "lira", "label": "LiRA (offline)",
          "assumes": "black-box scores; reference models on the auditor's data",
-         "original": METRICS, "unlearned": METRICS, "reference": METRICS | null}
+         "original": METRICS, "unlearned": METRICS, "reference": METRICS | null,
+         "distinguishability": {"unlearned_vs_reference": 0.1, "original_vs_reference": 0.9}}
+                                         # absent without a reference (README, "Residual leakage")
       ],
       "inversion": null | {
-        "classes": [3],
-        "original":  {"attack_accuracy": 0.9, "similarity": 0.2, "confidence": 0.99,
-                      "images": ["inversion/class=3/original-3.png", ...]},
+        "classes": [3], "restarts": 4, "iterations": 400, "n_reconstructions": 4,
+        "evaluator": "same architecture, another seed, trained on the held-out test split",
+        "original":  {"attack_accuracy": 0.9, "similarity": 0.2, "similarity_other": 0.1,
+                      "nearest_is_target": 0.75, "confidence": 0.99, "seconds": 0.4,
+                      "images": ["inversion/class_3/original-class3-0.png", ...]},
         "unlearned": {...}, "reference": {...} | null
       },
       "residual_leakage": 0.04,          # headline, in [0, 1] (README, "Residual leakage")

@@ -20,8 +20,9 @@ def _one_line_error(proc) -> str:
 def test_amnesiac_unlearning_passes_its_gate(digits_model, audit_env, tmp_path):
     out = tmp_path / "out"
     proc = run_audit(["run", digits_model, "--forget", "class=3", "--fail-on", "residual_leakage>0.5",
-                      "--out", out, *FAST], audit_env)
+                      "--out", out, *FAST[:-2], "--format", "html,pdf"], audit_env)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert (out / "report.html").stat().st_size > 10_000 and (out / "report.pdf").read_bytes()[:5] == b"%PDF-"
     doc = json.loads((out / "results.json").read_text())
     assert doc["verdict"] == "pass" and doc["exit_code"] == 0
     [target] = doc["targets"]
@@ -46,9 +47,11 @@ def test_amnesiac_unlearning_passes_its_gate(digits_model, audit_env, tmp_path):
 def test_impossibly_tight_gate_fails_with_exit_1_and_junit_failure(digits_model, audit_env, tmp_path):
     out = tmp_path / "out"
     proc = run_audit(["run", digits_model, "--forget", "class=3", "--fail-on", "residual_leakage>=0",
-                      "--attacks", "mia", "--out", out, *FAST], audit_env)
+                      "--attacks", "mia", "--out", out, "--json", *FAST], audit_env)
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert "FAIL class=3" in proc.stderr
+    printed = json.loads(proc.stdout)  # --json: the results document, and nothing else, on stdout
+    assert printed["verdict"] == "fail" and printed["targets"][0]["gates"][0]["passed"] is False
     assert list(ET.parse(out / "junit.xml").getroot().iter("failure"))
     # audit gate re-applies gates without recomputing: a loose gate passes, a tight one fails.
     assert run_audit(["gate", out / "results.json", "--fail-on", "residual_leakage>1"], audit_env).returncode == 0
@@ -91,7 +94,7 @@ def test_same_seed_gives_identical_results(digits_model, audit_env, tmp_path):
     docs = []
     for name in ("a", "b"):
         out = tmp_path / name
-        proc = run_audit(["run", digits_model, "--forget", "class=3", "--forget", "random=20@1", "--seed", "3",
+        proc = run_audit(["run", digits_model, "--forget", "class=3", "--forget", "random=20@1", "--seed", "0",
                           "--out", out, *FAST], audit_env)
         assert proc.returncode == 0, proc.stderr
         docs.append(_strip_volatile(json.loads((out / "results.json").read_text())))
