@@ -159,7 +159,10 @@ def run_cmd(
     result = run(model, forget_specs, arch=arch, show_progress=not quiet and not as_json, formats=formats,
                  command=" ".join(["audit"] + sys.argv[1:]), **merged)
     if as_json:
-        _echo_json(result.document)
+        _echo_json(result.document)  # stdout: the document alone; failures still go to stderr
+        from audit.summary import print_summary
+
+        print_summary(result.document, quiet=True, out=result.out)
     else:
         from audit.summary import print_summary
 

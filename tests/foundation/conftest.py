@@ -66,8 +66,10 @@ def run_audit_inprocess(args: list[str], cwd: Path) -> CliRun:
     from audit.cli import main
 
     out, err = io.StringIO(), io.StringIO()
-    old_cwd, old_argv, old_flag = os.getcwd(), sys.argv, os.environ.get("AUDIT_NO_PROGRESS")
+    saved_env = {k: os.environ.get(k) for k in ("AUDIT_NO_PROGRESS", "AUDIT_DEBUG")}
+    old_cwd, old_argv = os.getcwd(), sys.argv
     os.environ["AUDIT_NO_PROGRESS"] = "1"
+    os.environ.pop("AUDIT_DEBUG", None)
     sys.argv = ["audit", *args]
     code = 0
     try:
@@ -80,10 +82,11 @@ def run_audit_inprocess(args: list[str], cwd: Path) -> CliRun:
     finally:
         os.chdir(old_cwd)
         sys.argv = old_argv
-        if old_flag is None:
-            os.environ.pop("AUDIT_NO_PROGRESS", None)
-        else:
-            os.environ["AUDIT_NO_PROGRESS"] = old_flag
+        for key, value in saved_env.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
     return CliRun(list(args), code, out.getvalue(), err.getvalue(), Path(cwd))
 
 

@@ -106,7 +106,7 @@ def _strip_volatile(obj):
     """Drop timestamps, durations and output-folder paths."""
     if isinstance(obj, dict):
         return {k: _strip_volatile(v) for k, v in obj.items()
-                if k not in ("created", "timings", "seconds", "command", "train_seconds", "images_per_second")}
+                if k not in ("created", "timings", "command", "images_per_second") and not k.endswith("seconds")}
     if isinstance(obj, list):
         return [_strip_volatile(v) for v in obj]
     return obj
