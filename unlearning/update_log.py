@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
@@ -73,8 +74,18 @@ class LogEntry:
     ids: list[int] | None = None  # the batch's example ids, also inside the file
 
 
+def partial_path(path: str | os.PathLike[str]) -> Path:
+    """Where a log is written until it is closed: ``<path>.partial``."""
+    path = Path(path)
+    return path.with_name(path.name + ".partial")
+
+
 class UpdateLogWriter:
-    """Appends recorded steps to a log folder (created fresh; an existing one is replaced)."""
+    """Appends recorded steps to ``<path>.partial``; :meth:`close` swaps it into ``path``.
+
+    An existing log at ``path`` stays untouched until the new one is complete. After a
+    crash, ``<path>.partial`` holds the steps recorded up to the last complete one.
+    """
 
     def __init__(
         self,
@@ -87,10 +98,9 @@ class UpdateLogWriter:
     ):
         if dtype not in (torch.float32, torch.float16, torch.float64):
             raise ValueError("the update log stores float32, float16 or float64")
-        self.path = Path(path)
-        if self.path.exists():
-            import shutil
-
+        self.final_path = Path(path)
+        self.path = partial_path(path)
+        if self.path.exists():  # left by an earlier crash
             shutil.rmtree(self.path)
         (self.path / "batches").mkdir(parents=True)
         self.dtype = dtype
@@ -142,13 +152,21 @@ class UpdateLogWriter:
         self._journal_line({"closed": True, "total_steps": total_steps, "recorded": self.recorded, "bytes": self.bytes},
                            sync=True)
         self._journal.close()
-        return {"total_steps": total_steps, "recorded": self.recorded, "bytes": self.bytes,
-                "journal_sha256": _sha256(self.path / "journal.jsonl")}
+        summary = {"total_steps": total_steps, "recorded": self.recorded, "bytes": self.bytes,
+                   "journal_sha256": _sha256(self.path / "journal.jsonl")}
+        if self.final_path.exists():
+            old = self.final_path.with_name(self.final_path.name + ".old")
+            shutil.rmtree(old, ignore_errors=True)
+            os.replace(self.final_path, old)
+            os.replace(self.path, self.final_path)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(self.path, self.final_path)
+        self.path = self.final_path
+        return summary
 
     def discard(self) -> None:
-        """Close the journal and delete the whole log folder."""
-        import shutil
-
+        """Close the journal and delete the unfinished log folder."""
         if not self._journal.closed:
             self._journal.close()
         shutil.rmtree(self.path, ignore_errors=True)

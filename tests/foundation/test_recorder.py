@@ -16,6 +16,7 @@ from torch.nn import functional as F
 
 from audit.models import build_model
 from unlearning import TrainConfig, UpdateLog, UpdateLogError, UpdateRecorder, fit
+from unlearning.update_log import partial_path
 
 
 def _state(model: nn.Module) -> dict[str, torch.Tensor]:
@@ -175,7 +176,8 @@ def test_kill_9_leaves_a_log_usable_to_the_last_step(digits, tmp_path, cli):
     assert proc.returncode == -signal.SIGKILL, proc.stderr
     assert "not killed" not in proc.stdout
 
-    log = UpdateLog.open(log_dir)
+    assert not log_dir.exists()  # an unfinished log never takes the final name
+    log = UpdateLog.open(partial_path(log_dir))
     assert log.closed is False and log.total_steps is None
     assert [e.step for e in log] == list(range(KILL_AFTER))
 
