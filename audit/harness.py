@@ -16,7 +16,16 @@ from pathlib import Path
 
 import torch
 
-from audit.attacking import DEFAULT_MIA, MIA_ATTACKS, AttackContext, fault, membership_set, run_inversion, run_membership
+from audit.attacking import (
+    DEFAULT_MIA,
+    MIA_ATTACKS,
+    NEEDS_REFERENCE,
+    AttackContext,
+    fault,
+    membership_set,
+    run_inversion,
+    run_membership,
+)
 from audit.data import load_dataset
 from audit.errors import AuditError, InputError
 from audit.forget import ForgetSet, parse_forget
@@ -70,8 +79,8 @@ class AuditOptions:
         bad = [a for a in self.mia_attacks if a not in MIA_ATTACKS]
         if bad:
             raise InputError(f"unknown membership attack {bad[0]!r}; use {', '.join(MIA_ATTACKS)}")
-        if self.reference_models < 2 and {"lira", "rmia", "shokri"} & set(self.mia_attacks):
-            raise InputError("--reference-models must be at least 2 for lira, rmia and shokri")
+        if self.reference_models < 2 and NEEDS_REFERENCE & set(self.mia_attacks):
+            raise InputError("--reference-models must be at least 2 for the LiRA, RMIA and shadow attacks")
         if self.out.exists() and not self.out.is_dir():
             raise InputError(f"--out {self.out} is a file; give a folder for the audit's outputs")
         return parse_gates(self.fail_on)
@@ -204,7 +213,7 @@ def run(model: str | Path, forget: list[str] | str, **options) -> AuditResult:
     if mf.kind == "state_dict" and mf.num_classes != data.num_classes:
         raise InputError("the state_dict's class count differs from the data's")
     forget_sets = [parse_forget(spec, data.y_train, data.num_classes) for spec in opts.forget]
-    if mf.recipe is None and (opts.reference == "retrain" or {"lira", "rmia", "shokri"} & set(opts.mia_attacks)):
+    if mf.recipe is None and (opts.reference == "retrain" or NEEDS_REFERENCE & set(opts.mia_attacks)):
         raise InputError(f"{opts.model} carries no training recipe, so it cannot be retrained or shadowed; "
                          "pass --reference none --mia loss, or train it with audit train")
     import attacks

@@ -19,6 +19,7 @@ from unlearning import (
 )
 from unlearning.amnesiac import default_repair
 from unlearning.training import make_optimizer
+from unlearning.update_log import partial_path
 
 FORGET_ID = 7
 
@@ -80,8 +81,10 @@ def test_ids_outside_the_recorded_batch_remove_nothing(digits, tmp_path):
 
 def test_refuses_a_log_that_was_never_closed(digits, tmp_path):
     model, _ = _train_with_one_recorded_step(digits, tmp_path / "log", torch.float32, close=False)
+    # An unclosed log keeps its .partial name; opened there, it is refused as unfinished.
+    assert not (tmp_path / "log").exists()
     with pytest.raises(AmnesiacRefused, match="never closed.*relabel"):
-        amnesiac_unlearn(model, tmp_path / "log", torch.tensor([FORGET_ID]))
+        amnesiac_unlearn(model, partial_path(tmp_path / "log"), torch.tensor([FORGET_ID]))
 
 
 def test_refuses_a_tampered_or_missing_log(digits, tmp_path):
