@@ -13,7 +13,8 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+# The packages first: this folder holds scripts named like them (unlearning.py, attacks.py).
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from _common import write_tables  # noqa: E402
 
 TARGET_SECONDS = 120.0

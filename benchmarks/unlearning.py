@@ -61,7 +61,11 @@ from unlearning import (  # noqa: E402
     retain_mask,
     retrain_unlearn,
 )
-from unlearning.amnesiac import default_repair  # noqa: E402
+from unlearning.amnesiac import (  # noqa: E402
+    AMNESIAC_REPAIR_BATCH_DIVISOR,
+    AMNESIAC_REPAIR_LR_FACTOR,
+    default_repair,
+)
 
 METHODS = ["original", "amnesiac (0 repair)", f"amnesiac ({AMNESIAC_REPAIR_EPOCHS} repair)", "relabel", "finetune",
            "retrain"]
@@ -184,7 +188,9 @@ def markdown(summary: dict, targets: list[dict], args, loads: tuple, n_train: in
              f"load average at start/end {loads[0]:.1f}/{loads[1]:.1f} (other jobs share the CPUs: times are "
              "noisy, ratios are measured within each seed).",
              "",
-             f"Defaults: amnesiac repair {AMNESIAC_REPAIR_EPOCHS} epoch at a quarter of the recipe's batch size; "
+             f"Defaults: amnesiac repair {AMNESIAC_REPAIR_EPOCHS} epoch at 1/{AMNESIAC_REPAIR_BATCH_DIVISOR} of the recipe's "
+             f"batch size and {AMNESIAC_REPAIR_LR_FACTOR}x its learning rate (chosen on seeds 10-12, "
+             "results/amnesiac_repair.md); "
              f"relabel {RELABEL_EPOCHS} epochs (sample forgetting: {RELABEL_SAMPLE_COPIES} relabelled copies each); "
              f"finetune {FINETUNE_EPOCHS} epochs.",
              "Mean (± std over seeds). Accuracies and gaps in points; Avg. Gap = mean |gap| of UA, RA, TA and "
