@@ -266,7 +266,13 @@ def main() -> None:
             from typer._click.exceptions import ClickException
 
         if isinstance(exc, ClickException):  # usage errors: unknown option, missing argument
-            exc.show()
+            if type(exc).__name__ == "NoArgsIsHelpError":
+                exc.show()  # bare `audit`: the help text
+            else:
+                ctx = getattr(exc, "ctx", None)
+                where = ctx.command_path if ctx is not None else "audit"
+                stderr.print(f"error: {_one_line(exc.format_message())} (try '{where} --help')", markup=False,
+                             highlight=False, soft_wrap=True)
             sys.exit(2)
         if os.environ.get("AUDIT_DEBUG"):
             raise
