@@ -25,22 +25,24 @@ from audit.forget import ForgetSet
 from audit.modelfile import ModelFile
 from unlearning import TrainConfig, fit
 
-# Names as in attacks.ATTACKS.
+# Names as in attacks.ATTACKS. The held-out non-members lie outside the reference models'
+# training pool (no model trained on them), so only the offline variants of LiRA and RMIA
+# score members and non-members the same way; the online ones would use IN models for
+# members alone and bias the AUC. They are therefore not offered here.
 MIA_ATTACKS = {
     "loss": ("LOSS threshold (Yeom et al. 2018)", "the per-example loss; no reference models"),
-    "lira_online": ("LiRA online (Carlini et al. 2022)",
-                    "black-box logits; reference models trained with and without each example"),
-    "lira_offline": ("LiRA offline (Carlini et al. 2022)", "black-box logits; reference models without the example"),
-    "rmia": ("RMIA (Zarifzadeh et al. 2024)", "black-box probabilities; reference models and population samples"),
-    "rmia_offline": ("RMIA offline (Zarifzadeh et al. 2024)", "as RMIA, with reference models without the example"),
+    "lira_offline": ("LiRA offline (Carlini et al. 2022)",
+                     "black-box logits; reference models trained without each example"),
+    "rmia_offline": ("RMIA offline (Zarifzadeh et al. 2024)",
+                     "black-box probabilities; reference models without each example and population samples"),
     "shadow": ("Shadow models, ART (Shokri et al. 2017)", "black-box softmax; shadow models on the auditor's data"),
     "label_only": ("Label-only decision boundary, ART (Choquette-Choo et al. 2021)", "predicted labels only"),
 }
-NEEDS_REFERENCE = {"lira_online", "lira_offline", "rmia", "rmia_offline", "shadow"}
+NEEDS_REFERENCE = {"lira_offline", "rmia_offline", "shadow"}
 # The shadow attack (ART) trains an attack model per scored model (~50 s each on 2 cores) and
 # label-only runs HopSkipJump per example: both are available with --mia, left out of the
 # default so that an audit stays within minutes.
-DEFAULT_MIA = ["loss", "lira_online", "rmia"]
+DEFAULT_MIA = ["loss", "lira_offline", "rmia_offline"]
 
 
 def fault(stage: str) -> None:
@@ -127,13 +129,12 @@ def membership_scores(ctx: AttackContext, attack: str, model: nn.Module, ms: Mem
     fault("attack")
     if attack == "loss":
         return attacks.loss_threshold_scores(model, ms.x, ms.y)
-    if attack in ("lira_online", "lira_offline"):
-        return attacks.lira_scores(model, ms.x, ms.y, ctx.reference_models(), ids=ms.ids,
-                                   online=attack == "lira_online")
-    if attack in ("rmia", "rmia_offline"):
+    if attack == "lira_offline":
+        return attacks.lira_scores(model, ms.x, ms.y, ctx.reference_models(), ids=ms.ids, online=False)
+    if attack == "rmia_offline":
         population = (ctx.data.x_test, ctx.data.y_test, np.full(len(ctx.data.y_test), -1, dtype=np.int64))
         return attacks.rmia_scores(model, ms.x, ms.y, ctx.reference_models(), ids=ms.ids, population=population,
-                                   online=attack == "rmia")
+                                   online=False)
     if attack == "shadow":
         return attacks.shadow_model_scores(
             model, ms.x, ms.y, ctx.train_reference, ids=ms.ids, num_shadow_models=ctx.num_reference_models,
@@ -174,27 +175,30 @@ def run_membership(ctx: AttackContext, models: dict[str, nn.Module], ms: Members
 INVERSION_RESTARTS = 4
 
 
-def _save_png(image: np.ndarray, path: Path, min_size: int = 96) -> None:
+def save_png(image: np.ndarray, path: Path, min_size: int = 96) -> None:
     """One reconstruction (C, H, W) in [0, 1] as a PNG, upscaled without smoothing."""
     from PIL import Image
-
-    from audit.atomic import atomic_path
 
     arr = (np.clip(image, 0, 1) * 255).round().astype(np.uint8)
     pil = Image.fromarray(arr[0] if arr.shape[0] == 1 else arr.transpose(1, 2, 0))
     scale = max(1, min_size // max(pil.size))
     pil = pil.resize((pil.size[0] * scale, pil.size[1] * scale), Image.NEAREST)
-    with atomic_path(path) as tmp:
-        pil.save(tmp, format="PNG")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pil.save(path, format="PNG")
 
 
 def _safe(name: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
 
 
-def run_inversion(ctx: AttackContext, models: dict[str, nn.Module], classes: list[int], out_dir: Path,
-                  target: str) -> dict:
-    """MI-Face on each forgotten class for every model; PNGs under ``out_dir/inversion/``."""
+def run_inversion(ctx: AttackContext, models: dict[str, nn.Module], classes: list[int],
+                  target: str) -> tuple[dict, dict[str, np.ndarray]]:
+    """MI-Face on each forgotten class for every model.
+
+    Returns the document part and the images by their path relative to the output
+    folder (``inversion/<target>/...``); they are written with the other outputs.
+    """
+    images: dict[str, np.ndarray] = {}
     evaluator = ctx.evaluator()
     data = ctx.data
     doc: dict = {"classes": classes, "restarts": INVERSION_RESTARTS, "iterations": ctx.inversion_iterations,
@@ -210,7 +214,7 @@ def run_inversion(ctx: AttackContext, models: dict[str, nn.Module], classes: lis
         paths = []
         for k, (image, cls) in enumerate(zip(res.images, res.target_classes)):
             rel = rel_dir / f"{role}-class{int(cls)}-{k % INVERSION_RESTARTS}.png"
-            _save_png(image, out_dir / rel)
+            images[rel.as_posix()] = image
             paths.append(rel.as_posix())
         sims = [c.similarity_target for c in res.per_class if c.similarity_target is not None]
         others = [c.similarity_other for c in res.per_class if c.similarity_other is not None]
@@ -224,4 +228,4 @@ def run_inversion(ctx: AttackContext, models: dict[str, nn.Module], classes: lis
             "images": paths,
         }
     doc.setdefault("reference", None)
-    return doc
+    return doc, images

@@ -50,5 +50,9 @@ def _read(path: Path, required: bool) -> dict:
             raise InputError(f"unknown setting {key!r} in {path}; known: {', '.join(sorted(KEYS))}")
         if not isinstance(value, KEYS[norm]) or isinstance(value, bool) and KEYS[norm] is int:
             raise InputError(f"setting {key!r} in {path} has the wrong type ({type(value).__name__})")
+        if isinstance(value, list) and not all(isinstance(v, str) for v in value):
+            raise InputError(f"setting {key!r} in {path} must be a list of strings, e.g. [\"class=3\"]")
+        if isinstance(value, int) and not isinstance(value, bool) and value < 0:
+            raise InputError(f"setting {key!r} in {path} must not be negative")
         out[norm] = value
     return out

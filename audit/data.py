@@ -306,6 +306,11 @@ def _npz(path_str: str) -> Dataset:
         if x.size and x.max() > 1.0:
             x = x / 255.0
         xs.append(torch.from_numpy(np.ascontiguousarray(x)))
+    for key in ("y_train", "y_test"):
+        labels = np.asarray(arrays[key])
+        if labels.size and not (np.issubdtype(labels.dtype, np.integer)
+                                or (np.issubdtype(labels.dtype, np.floating) and np.all(np.mod(labels, 1) == 0))):
+            raise InputError(f"{path}: {key} holds labels that are not whole numbers; store class indices 0..C-1")
     ytr = torch.from_numpy(np.asarray(arrays["y_train"]).astype(np.int64).reshape(-1))
     yte = torch.from_numpy(np.asarray(arrays["y_test"]).astype(np.int64).reshape(-1))
     if len(ytr) != len(xs[0]) or len(yte) != len(xs[1]) or xs[0].shape[1:] != xs[1].shape[1:]:

@@ -7,7 +7,6 @@ ids), ``random=0.01@SEED`` (a fraction of the training ids) or ``random=50@SEED`
 
 from __future__ import annotations
 
-import csv
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -74,19 +73,20 @@ def _read_ids(path: Path, n: int) -> torch.Tensor:
         if path.suffix.lower() == ".npy":
             arr = np.load(path, allow_pickle=False)
             values = np.asarray(arr).reshape(-1)
+            if values.dtype == bool:
+                raise ValueError("it holds a boolean mask; save the ids instead, e.g. np.flatnonzero(mask)")
             if values.size and not np.issubdtype(values.dtype, np.integer):
                 if not np.all(np.equal(np.mod(values, 1), 0)):
                     raise ValueError("it holds non-integer values")
             values = values.astype(np.int64)
         else:
-            tokens: list[str] = []
+            rows: list[list[str]] = []
             with open(path, newline="", encoding="utf-8") as fh:
-                lines = [line.split("#", 1)[0] for line in fh]  # "# comments" run to the line's end
-            for row in csv.reader(lines):
-                for cell in row:
-                    tokens.extend(cell.split())
-            if tokens and not re.fullmatch(r"-?\d+", tokens[0]):
-                tokens = tokens[1:]  # a CSV header such as "id"
+                for line in fh:
+                    line = line.split("#", 1)[0].strip()  # comments run to the end of the line
+                    if line:
+                        rows.append([c for c in re.split(r"[,;\s]+", line) if c])
+            tokens = _id_column(rows)
             bad = [t for t in tokens if not re.fullmatch(r"-?\d+", t)]
             if bad:
                 raise ValueError(f"{bad[0]!r} is not a training id")
@@ -98,6 +98,23 @@ def _read_ids(path: Path, n: int) -> torch.Tensor:
     if out_of_range.numel():
         raise InputError(f"training id {int(out_of_range[0])} in {path} is out of range: ids run from 0 to {n - 1}")
     return ids.unique()
+
+
+def _id_column(rows: list[list[str]]) -> list[str]:
+    """The ids of a text or CSV file: one per line, one row of them, or the 'id' column under a header."""
+    if not rows:
+        return []
+    header = rows[0] if not re.fullmatch(r"-?\d+", rows[0][0]) else None
+    body = rows[1:] if header else rows
+    if header and len(header) > 1:
+        names = [h.strip().lower() for h in header]
+        if "id" not in names:
+            raise ValueError(f"its header {', '.join(header)} has several columns and none is named 'id'")
+        col = names.index("id")
+        return [r[col] for r in body if len(r) > col]
+    if len(body) > 1 and any(len(r) > 1 for r in body):
+        raise ValueError("it has several columns; give one id per line, or a header row with an 'id' column")
+    return [t for r in body for t in r]
 
 
 def _random_ids(spec: str, value: str, n: int) -> torch.Tensor:

@@ -29,7 +29,7 @@ METRICS: dict[str, str] = {
     "inversion_accuracy": "share of inversions of forgotten classes the evaluation classifier recognises",
     "unlearn_seconds": "time the unlearning step took",
 }
-# Per-attack metrics: mia.<attack>.<metric>, e.g. mia.lira.auc
+# Per-attack metrics: mia.<attack>.<metric>, e.g. mia.lira_offline.auc
 PER_ATTACK = ("auc", "tpr_at_1pct_fpr", "tpr_at_0.1pct_fpr", "advantage", "epsilon_lower_bound")
 
 _OPS = {">": operator.gt, ">=": operator.ge, "<": operator.lt, "<=": operator.le, "==": operator.eq, "!=": operator.ne}
@@ -67,11 +67,15 @@ class GateResult:
 def known_metric(name: str) -> bool:
     if name in METRICS:
         return True
+    from audit.attacking import MIA_ATTACKS
+
     parts = name.split(".", 2)
-    return len(parts) == 3 and parts[0] == "mia" and parts[2] in PER_ATTACK and bool(parts[1])
+    return len(parts) == 3 and parts[0] == "mia" and parts[2] in PER_ATTACK and parts[1] in MIA_ATTACKS
 
 
 def parse_gate(expr: str) -> Gate:
+    if not isinstance(expr, str):
+        raise InputError(f"gate {expr!r} is not text: write METRIC OP NUMBER, e.g. 'residual_leakage>0.1'")
     m = _EXPR.match(expr)
     if not m:
         raise InputError(f"malformed gate {expr!r}: write METRIC OP NUMBER, e.g. 'residual_leakage>0.1'")
@@ -112,7 +116,7 @@ def target_metrics(target: dict) -> dict[str, float | None]:
         values = [v for v in values if v is not None]
         out[key] = max(values) if values else None
     gaps = [abs(a["unlearned"]["auc"] - a["reference"]["auc"]) for a in mia
-            if a.get("unlearned") and a.get("reference")]
+            if (a.get("unlearned") or {}).get("auc") is not None and (a.get("reference") or {}).get("auc") is not None]
     out["mia_auc_gap"] = max(gaps) if gaps else None
     for a in mia:
         for metric in PER_ATTACK:

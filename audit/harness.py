@@ -81,6 +81,11 @@ class AuditOptions:
             raise InputError(f"unknown membership attack {bad[0]!r}; use {', '.join(MIA_ATTACKS)}")
         if self.reference_models < 2 and NEEDS_REFERENCE & set(self.mia_attacks):
             raise InputError("--reference-models must be at least 2 for the LiRA, RMIA and shadow attacks")
+        bad = [f for f in self.formats if f not in ("html", "pdf", "junit")]
+        if bad:
+            raise InputError(f"--format {bad[0]!r} is unknown; use html, pdf (or none)")
+        if self.inversion_iterations < 1:
+            raise InputError("inversion_iterations must be a positive whole number")
         if self.out.exists() and not self.out.is_dir():
             raise InputError(f"--out {self.out} is a file; give a folder for the audit's outputs")
         return parse_gates(self.fail_on)
@@ -95,6 +100,7 @@ class TargetResult:
     passed: bool
     error: str | None
     document: dict
+    images: dict = field(default_factory=dict, repr=False)  # inversion PNGs to write, by relative path
 
 
 @dataclass
@@ -139,6 +145,7 @@ def audit_target(ctx: AttackContext, opts: AuditOptions, forget: ForgetSet, gate
                  "timings": {}, "membership": [], "inversion": None, "residual_leakage": None,
                  "residual_leakage_basis": None, "residual_components": {}, "gates": [], "passed": False,
                  "error": None}
+    images: dict = {}
     try:
         method, why = choose_method(opts.method, mf, forget)
         fault("unlearn")
@@ -174,7 +181,7 @@ def audit_target(ctx: AttackContext, opts: AuditOptions, forget: ForgetSet, gate
                         "unlearned_vs_reference": distinguishability(o.forget_scores["unlearned"], ref),
                         "original_vs_reference": distinguishability(o.forget_scores["original"], ref)}
         if "inversion" in opts.attacks and forget.classes:
-            inv = run_inversion(ctx, models, list(forget.classes), opts.out, forget.spec)
+            inv, images = run_inversion(ctx, models, list(forget.classes), forget.spec)
             doc["inversion"] = inv
             acc = {role: inv[role]["attack_accuracy"] for role in models}
             n_images = len(inv["original"].get("images") or []) or len(forget.classes)
@@ -195,7 +202,8 @@ def audit_target(ctx: AttackContext, opts: AuditOptions, forget: ForgetSet, gate
         doc["gates"] = [{"expr": g.expr, "value": None, "passed": False,
                          "message": "not evaluated: a step of this target failed"} for g in gates]
         doc["passed"] = False
-    return TargetResult(forget.spec, doc["residual_leakage"], doc["passed"], doc["error"], doc)
+    return TargetResult(forget.spec, doc["residual_leakage"], doc["passed"], doc["error"], doc,
+                        images if doc["inversion"] else {})
 
 
 def run(model: str | Path, forget: list[str] | str, **options) -> AuditResult:
@@ -210,8 +218,10 @@ def run(model: str | Path, forget: list[str] | str, **options) -> AuditResult:
     mf = load_model(opts.model, arch=opts.arch, input_shape=given.input_shape if given else None,
                     num_classes=given.num_classes if given else None)
     data = load_data_for(opts.data, opts.data_root, mf, loaded=given)
-    if mf.kind == "state_dict" and mf.num_classes != data.num_classes:
-        raise InputError("the state_dict's class count differs from the data's")
+    if tuple(mf.input_shape) != tuple(data.input_shape) or mf.num_classes != data.num_classes:
+        raise InputError(f"the data {data.spec!r} ({'x'.join(map(str, data.input_shape))} images, {data.num_classes} "
+                         f"classes) does not fit {opts.model} ({'x'.join(map(str, mf.input_shape))}, "
+                         f"{mf.num_classes} classes); pass the --data the model was trained on")
     forget_sets = [parse_forget(spec, data.y_train, data.num_classes) for spec in opts.forget]
     if mf.recipe is None and (opts.reference == "retrain" or NEEDS_REFERENCE & set(opts.mia_attacks)):
         raise InputError(f"{opts.model} carries no training recipe, so it cannot be retrained or shadowed; "
@@ -224,5 +234,5 @@ def run(model: str | Path, forget: list[str] | str, **options) -> AuditResult:
     started = time.time()
     targets = [audit_target(ctx, opts, fs, gates) for fs in forget_sets]
     doc = build_document(opts, mf, data, targets, started)
-    files = write_outputs(doc, opts)
+    files = write_outputs(doc, opts, {k: v for t in targets for k, v in t.images.items()})
     return AuditResult(doc["exit_code"], doc["verdict"], targets, doc, opts.out, files)

@@ -91,6 +91,8 @@ def save_model(path: str | Path, mf: ModelFile) -> None:
     path = Path(path)
     if path.is_dir():
         raise InputError(f"output {path} is a directory; give a file name such as {path / 'model.pt'}")
+    if any(parent.exists() and not parent.is_dir() for parent in path.parents):
+        raise InputError(f"output {path} lies under a file, not a folder; choose another path")
     doc = mf.to_dict()
     with atomic_path(path) as tmp:
         torch.save(doc, tmp)

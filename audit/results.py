@@ -6,6 +6,7 @@ import datetime as _dt
 import json
 import os
 import platform
+import shutil
 import sys
 from pathlib import Path
 
@@ -44,6 +45,12 @@ def build_document(opts, mf: ModelFile, data, targets, started: float) -> dict:
                      "over chance), relative to the original model.")
     if not opts.fail_on:
         notes.append("No gates were set: every target passes unless a step failed.")
+    n_non = [m["unlearned"]["n_non_members"] for t in targets for m in t.document.get("membership") or []
+             if (m.get("unlearned") or {}).get("n_non_members")]
+    if n_non and min(n_non) < 1000:
+        notes.append(f"With {min(n_non)} held-out non-members, TPR at 0.1% FPR (and at 1% FPR below 100) can only "
+                     "be read at the lowest measurable FPR, 1/{n}; the AUC-based figures are the reliable ones here."
+                     .replace("{n}", str(min(n_non))))
     return clean({
         "schema": SCHEMA,
         "schema_version": SCHEMA_VERSION,
@@ -96,10 +103,27 @@ def clean(obj):
     return obj
 
 
-def write_outputs(doc: dict, opts) -> list[Path]:
-    """results.json and junit.xml, then the reports; each file written atomically."""
+def write_outputs(doc: dict, opts, images: dict | None = None) -> list[Path]:
+    """Inversion images, results.json and junit.xml, then the reports; all written atomically.
+
+    The inversion folder is replaced whole, and reports that are not regenerated are
+    removed, so nothing from an earlier run into the same folder is left to disagree.
+    """
+    from audit.atomic import atomic_dir
+    from audit.attacking import save_png
+
     out = Path(opts.out)
     out.mkdir(parents=True, exist_ok=True)
+    inversion = out / "inversion"
+    if images:
+        with atomic_dir(inversion) as tmp:
+            for rel, image in images.items():
+                save_png(image, tmp / Path(rel).relative_to("inversion"))
+    elif inversion.is_dir():
+        shutil.rmtree(inversion)
+    for fmt, name in (("html", "report.html"), ("pdf", "report.pdf")):
+        if fmt not in (opts.formats or []) and (out / name).is_file():
+            (out / name).unlink()
     files = [out / "results.json", out / "junit.xml"]
     write_text(files[0], json.dumps(doc, indent=1, allow_nan=False) + "\n")
     from reports import render_files, render_junit

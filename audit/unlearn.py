@@ -209,6 +209,10 @@ def unlearn_command(
         raise InputError(f"unknown unlearning method {method!r}: use one of {', '.join(METHODS)}")
     if out.is_dir():
         raise InputError(f"--out {out} is a directory; give a file name such as {out / 'unlearned.pt'}")
+    if any(parent.exists() and not parent.is_dir() for parent in out.parents):
+        raise InputError(f"--out {out} lies under a file, not a folder; choose another path")
+    if Path(model_path).exists() and out.resolve() == Path(model_path).resolve():
+        raise InputError(f"--out {out} is the input model; write the unlearned model to another file")
     mf, ds = _load(Path(model_path), data, data_root, arch)
     forget_set = parse_forget(forget, ds.y_train, ds.num_classes)
     start = time.perf_counter()

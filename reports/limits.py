@@ -7,7 +7,8 @@ from reports.fmt import DASH, esc
 INVERSION_ASSUMES = ("white-box access to the model's gradients; reconstructs one representative input per class, "
                      "not a particular person's record (Fredrikson et al. 2015, MI-Face)")
 
-REFERENCE_ATTACKS = {"lira", "rmia", "shokri", "label-only"}
+# Attacks that train reference (shadow) models; names as in attacks.ATTACKS.
+REFERENCE_ATTACKS = {"lira_online", "lira_offline", "rmia", "rmia_offline", "shadow"}
 
 LITERATURE = [
     "L. Graves, V. Nagisetty, V. Ganesh. Amnesiac Machine Learning. AAAI 2021 (arXiv:2010.10981).",

@@ -22,7 +22,7 @@ gates read it. Version 1, all fractions in [0, 1], times in seconds::
         "method": "auto" | "amnesiac" | "relabel" | "finetune",
         "reference": "retrain" | "none",
         "attacks": ["mia", "inversion"],
-        "mia_attacks": ["loss", "lira", "rmia", "shokri"],
+        "mia_attacks": ["loss", "lira_offline", "rmia_offline"],
         "reference_models": 8,
         "gates": ["residual_leakage>0.1"]
       },
@@ -39,14 +39,15 @@ TARGET::
                  "seconds": 0.41,
                  "details": {"batches_removed": 429, "batches_recorded": 429, "total_steps": 440,
                              "fraction_of_batches_removed": 0.975, "repair_epochs": 1,
-                             "log_bytes_read": 40814064, "log_bytes_removed": 40800000}},
+                             "log_bytes": 40814064, "log_bytes_read": 40800000,
+                             "log_bytes_removed": 40800000}},
                  # details are the method's own (amnesiac shown; relabel/finetune: epochs, ...)
       "accuracy": {                      # each: {"forget", "retain", "test", "test_other_classes"}
         "original": {...}, "unlearned": {...}, "reference": {...} | null
       },
       "timings": {"unlearn": 0.41, "reference": 4.2, "attacks": 12.3},
       "membership": [                    # one entry per attack
-        {"attack": "lira", "label": "LiRA (offline)",
+        {"attack": "lira_offline", "label": "LiRA offline (Carlini et al. 2022)",
          "assumes": "black-box scores; reference models on the auditor's data",
          "original": METRICS, "unlearned": METRICS, "reference": METRICS | null,
          "distinguishability": {"unlearned_vs_reference": 0.1, "original_vs_reference": 0.9}}
@@ -62,7 +63,7 @@ TARGET::
       },
       "residual_leakage": 0.04,          # headline, in [0, 1] (README, "Residual leakage")
       "residual_leakage_basis": "reference" | "absolute",
-      "residual_components": {"mia:lira": 0.04, "inversion": 0.0},
+      "residual_components": {"mia:lira_offline": 0.04, "inversion": 0.0},
       "gates": [{"expr": "residual_leakage>0.1", "value": 0.04, "passed": true,
                  "message": "residual_leakage = 0.04, gate fails above 0.1"}],
       "passed": true,
@@ -75,7 +76,9 @@ non-members)::
     {"auc": 0.61, "tpr_at_1pct_fpr": 0.05, "tpr_at_0.1pct_fpr": 0.01,
      "balanced_accuracy": 0.58, "advantage": 0.16, "precision": 0.6, "recall": 0.55,
      "threshold": 1.3, "epsilon_lower_bound": 0.4, "epsilon_ci95": [0.0, 0.9],
-     "n_members": 137, "n_nonmembers": 45,
+     # "advantage" is max(TPR - FPR) at the operating threshold; the residual-leakage
+     # formula uses the AUC-based 2|AUC - 1/2| instead (README, "Residual leakage")
+     "n_members": 137, "n_non_members": 45, "delta": 1e-05,
      "roc": {"fpr": [...], "tpr": [...]}}              # <= 200 points, log-spaced in FPR
 
 Image paths are relative to the folder holding results.json.

@@ -52,7 +52,7 @@ def forget_quality(target: dict) -> str:
     # The harness's own names first, then the schema docstring's (both are version 1 documents).
     total = _first(details, "total_steps", "batches_total")
     share = _first(details, "fraction_of_batches_removed", "fraction_removed")
-    log_bytes = _first(details, "log_bytes_read", "log_bytes")
+    log_bytes = _first(details, "log_bytes", "log_bytes_read")
     if details.get("batches_removed") is not None:
         cost.append(("Training batches removed", f"{esc(details['batches_removed'])}"
                      + (f" of {esc(total)}" if total is not None else "")

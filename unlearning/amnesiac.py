@@ -182,7 +182,8 @@ def amnesiac_unlearn(
         "total_steps": log.total_steps,
         "fraction_of_batches_removed": removed / log.total_steps if log.total_steps else None,
         "retained_examples_in_removed_batches": _n_retained(removed_ids, forget_sorted),
-        "log_bytes_read": log.bytes,
+        "log_bytes_read": removed_bytes,  # only the removed steps' files are read
+        "log_bytes": log.bytes,
         "log_bytes_removed": removed_bytes,
         "log_dtype": log.header.get("dtype"),
         "removal_seconds": removal_seconds,
