@@ -91,6 +91,8 @@ def test_bad_specs_raise_one_line(digits, spec, message):
     ("1\nseven\n", "'seven' is not a training id"),
     ("", "selects no training example"),
     ("id\n", "selects no training example"),
+    ("5,3\n10,3\n", "several columns"),
+    ("index,label\n5,3\n", "none is named 'id'"),
 ])
 def test_bad_samples_files(digits, tmp_path, content, message):
     path = tmp_path / "ids.txt"
@@ -100,6 +102,12 @@ def test_bad_samples_files(digits, tmp_path, content, message):
     assert message in str(err.value) and "\n" not in str(err.value)
 
 
+def test_csv_with_an_id_column(digits, tmp_path):
+    path = tmp_path / "requests.csv"
+    path.write_text("label,id\n3,5\n3,10\n")
+    assert _parse(f"samples={path}", digits).ids.tolist() == [5, 10]
+
+
 def test_bad_npy_files(digits, tmp_path):
     np.save(tmp_path / "half.npy", np.array([1.5, 2.0]))
     with pytest.raises(InputError, match="non-integer"):
@@ -107,6 +115,11 @@ def test_bad_npy_files(digits, tmp_path):
     np.save(tmp_path / "empty.npy", np.array([], dtype=np.int64))
     with pytest.raises(InputError, match="selects no training example"):
         _parse(f"samples={tmp_path / 'empty.npy'}", digits)
+    mask = np.zeros(20, dtype=bool)
+    mask[[5, 10]] = True
+    np.save(tmp_path / "mask.npy", mask)
+    with pytest.raises(InputError, match="boolean mask"):
+        _parse(f"samples={tmp_path / 'mask.npy'}", digits)
     (tmp_path / "junk.npy").write_bytes(b"not numpy")
     with pytest.raises(InputError, match="cannot read training ids"):
         _parse(f"samples={tmp_path / 'junk.npy'}", digits)

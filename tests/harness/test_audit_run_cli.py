@@ -73,21 +73,36 @@ def test_a_failed_attack_exits_3_and_fails_closed(digits_model, audit_env, tmp_p
 
 
 def test_bad_inputs_exit_2_with_one_line_and_no_results(digits_model, audit_env, tmp_path):
+    import numpy as np
+
     bad_config = tmp_path / "bad.toml"
     bad_config.write_text("fail_on = [")
+    typed_config = tmp_path / "typed.toml"
+    typed_config.write_text("fail_on = [1]")
+    big = tmp_path / "big.npz"  # 16x16 images: not what the 8x8 model takes
+    rng = np.random.default_rng(0)
+    np.savez(big, x_train=rng.random((40, 16, 16)), y_train=np.arange(40) % 10,
+             x_test=rng.random((20, 16, 16)), y_test=np.arange(20) % 10)
     cases = [
         (["run", digits_model, "--forget", "class=3", "--fail-on", "leakiness>0.1"], "unknown metric"),
         (["run", tmp_path / "missing.pt", "--forget", "class=3"], "not found"),
         (["run", digits_model, "--forget", "class=12"], "out of range"),
         (["run", digits_model, "--forget", "class=3", "--config", bad_config], "TOML"),
         (["run", digits_model, "--forget", "bogus"], "forget spec"),
+        (["run", digits_model, "--forget", "class=3", "--config", typed_config], "list of strings"),
+        (["run", digits_model, "--forget", "class=3", "--fail-on", "mia.lira.auc>0.3"], "unknown metric"),
+        (["run", digits_model, "--forget", "class=3", "--data", f"npz:{big}"], "does not fit"),
+        (["run", digits_model, "--forget", "class=3", "--format", "docx"], "--format"),
+        # The first target is audited, the second refused: nothing of the first may be left.
+        (["run", digits_model, "--forget", "class=3", "--forget", "class=5", "--method", "amnesiac"], "relabel"),
     ]
     for i, (args, needle) in enumerate(cases):
         out = tmp_path / f"out{i}"
-        proc = run_audit([*args, "--out", out, *FAST], audit_env)
+        fast = [a for a in FAST if a not in ("--format", "none")] if "--format" in args else FAST
+        proc = run_audit([*args, "--out", out, *fast], audit_env)
         assert proc.returncode == 2, (args, proc.stderr)
         assert needle in _one_line_error(proc), proc.stderr
-        assert not (out / "results.json").exists()
+        assert not (out / "results.json").exists() and not (out / "inversion").exists()
 
 
 def test_same_seed_gives_identical_results(digits_model, audit_env, tmp_path):

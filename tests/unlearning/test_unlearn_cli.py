@@ -135,3 +135,17 @@ def _assert_refused(res: subprocess.CompletedProcess, expected: str, out: Path) 
     assert not out.exists()
     if out.parent.exists():
         assert [p.name for p in out.parent.iterdir()] == []
+
+
+def test_an_output_that_is_the_input_model_is_refused(trained_digits):
+    before = trained_digits.path.read_bytes()
+    res = _audit("unlearn", str(trained_digits.path), "--forget", "class=3", "--method", "relabel",
+                 "--out", str(trained_digits.path))
+    assert res.returncode == 2 and "is the input model" in res.stderr and "Traceback" not in res.stderr
+    assert trained_digits.path.read_bytes() == before
+
+
+def test_an_output_under_a_file_is_refused(trained_digits, tmp_path):
+    (tmp_path / "afile").write_text("x")
+    res = _audit("unlearn", str(trained_digits.path), "--forget", "class=3", "--out", str(tmp_path / "afile" / "u.pt"))
+    assert res.returncode == 2 and "lies under a file" in res.stderr and "Traceback" not in res.stderr
