@@ -302,10 +302,13 @@ def _npz(path_str: str) -> Dataset:
             x = x.transpose(0, 3, 1, 2)
         elif x.ndim != 4:
             raise InputError(f"{path}: {key} has shape {x.shape}; expected 3 or 4 dimensions")
-        x = x.astype(np.float32)
-        if x.size and x.max() > 1.0:
-            x = x / 255.0
-        xs.append(torch.from_numpy(np.ascontiguousarray(x)))
+        xs.append(x.astype(np.float32))
+    # One scale for both splits: 0..255 pixel values when either holds values above 1.
+    if any(x.size and x.max() > 1.0 for x in xs):
+        if min(float(x.min()) for x in xs if x.size) < 0 or max(float(x.max()) for x in xs if x.size) > 255:
+            raise InputError(f"{path}: images must hold values in [0, 1] or 0..255; store them unnormalised")
+        xs = [x / 255.0 for x in xs]
+    xs = [torch.from_numpy(np.ascontiguousarray(x)) for x in xs]
     for key in ("y_train", "y_test"):
         labels = np.asarray(arrays[key])
         if labels.size and not (np.issubdtype(labels.dtype, np.integer)

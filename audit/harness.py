@@ -69,6 +69,11 @@ class AuditOptions:
     def validate(self) -> list[Gate]:
         if not self.forget:
             raise InputError("nothing to forget: pass at least one --forget SPEC (e.g. --forget class=3)")
+        if len(set(self.forget)) != len(self.forget):
+            twice = next(f for f in self.forget if self.forget.count(f) > 1)
+            raise InputError(f"--forget {twice} is given twice; each target once")
+        if self.reference_models < 1:
+            raise InputError("--reference-models must be a positive whole number")
         if self.method not in METHODS:
             raise InputError(f"--method {self.method!r} is unknown; use {', '.join(METHODS)}")
         if self.reference not in REFERENCES:

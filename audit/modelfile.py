@@ -170,7 +170,8 @@ def load_model(
             "with torch.jit.script(model).save('model.ts')"
         ) from None
     except Exception as exc:  # noqa: BLE001 - truncated or foreign files
-        raise InputError(f"{path} is not a readable model file ({type(exc).__name__}: {_one_line(exc, 120)})") from None
+        raise InputError(f"{path} is not a readable model file: it is not a torch.save archive or TorchScript "
+                         f"(torch says {type(exc).__name__}: {_one_line(exc, 100)})") from None
     if isinstance(doc, dict) and doc.get("format") == FORMAT:
         return _from_document(doc, path)
     if isinstance(doc, dict) and doc and all(isinstance(v, torch.Tensor) for v in doc.values()):

@@ -45,6 +45,10 @@ def build_document(opts, mf: ModelFile, data, targets, started: float) -> dict:
                      "over chance), relative to the original model.")
     if not opts.fail_on:
         notes.append("No gates were set: every target passes unless a step failed.")
+    for t in targets:
+        reason = ((t.document.get("method") or {}).get("reason") or "")
+        if reason.startswith("the update log cannot be used"):
+            notes.append(f"Warning for {t.name}: {reason}; relabel was used instead. Check the log's integrity.")
     n_non = [m["unlearned"]["n_non_members"] for t in targets for m in t.document.get("membership") or []
              if (m.get("unlearned") or {}).get("n_non_members")]
     if n_non and min(n_non) < 1000:

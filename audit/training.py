@@ -65,6 +65,8 @@ def train_model(
         config.validate()
     except ValueError as exc:
         raise InputError(str(exc)) from None
+    if config.epochs < 1:
+        raise InputError(f"--epochs must be at least 1 to train a model, not {config.epochs}")
     record_ids = _record_ids(record, data)
     mean, std = data.channel_stats()
     model = build_model(arch, data.input_shape[0], data.num_classes, mean, std, arch_args, seed=config.seed)

@@ -87,7 +87,7 @@ def _open_checked_log(mf: ModelFile, forget: ForgetSet) -> UpdateLog:
         log = open_log(mf.log_dir)
         check_log(log, mf.model, forget.ids)
     except AmnesiacRefused as exc:
-        raise InputError(f"{exc} (--method relabel)") from None
+        raise InputError(str(exc).replace("use the relabel method instead", "use --method relabel instead")) from None
     if log.journal_sha256 != mf.update_log.get("journal_sha256"):
         raise InputError(f"amnesiac unlearning refused: the update log {mf.log_dir} is not the one {mf.path} was "
                          "saved with (its journal checksum differs); use --method relabel")
@@ -138,7 +138,7 @@ def unlearn_model(
                 result = amnesiac_unlearn(mf.model, log, forget.ids, repair=config if k else None, x_train=x,
                                           y_train=y, on_progress=advance)
             except AmnesiacRefused as exc:
-                raise InputError(f"{exc} (--method relabel)") from None
+                raise InputError(str(exc).replace("use the relabel method instead", "use --method relabel instead")) from None
     elif method == "relabel":
         # Class forgetting relabels each example once; individual samples are replaced
         # by a few relabelled copies (Graves et al. 2021, Sec. 5).

@@ -41,8 +41,12 @@ class TrainConfig:
     def validate(self) -> None:
         if self.optimizer not in OPTIMIZERS:
             raise ValueError(f"optimizer {self.optimizer!r} is unknown; use one of {', '.join(OPTIMIZERS)}")
-        if self.epochs < 0 or self.batch_size < 1 or self.lr <= 0:
-            raise ValueError("epochs must be >= 0, batch size >= 1 and the learning rate > 0")
+        if self.epochs < 0:
+            raise ValueError(f"epochs must be 0 or more, not {self.epochs}")
+        if self.batch_size < 1:
+            raise ValueError(f"the batch size must be at least 1, not {self.batch_size}")
+        if not self.lr > 0:
+            raise ValueError(f"the learning rate must be positive, not {self.lr}")
 
 
 def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
