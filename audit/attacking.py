@@ -25,24 +25,26 @@ from audit.forget import ForgetSet
 from audit.modelfile import ModelFile
 from unlearning import TrainConfig, fit
 
-# Names as in attacks.ATTACKS. The held-out non-members lie outside the reference models'
-# training pool (no model trained on them), so only the offline variants of LiRA and RMIA
-# score members and non-members the same way; the online ones would use IN models for
-# members alone and bias the AUC. They are therefore not offered here.
+# Names as in attacks.ATTACKS. Reference models train on random halves of the auditor's
+# pool (training and held-out data together), so members and held-out non-members alike
+# have models trained with and without them, and the online variants score both the same way.
 MIA_ATTACKS = {
     "loss": ("LOSS threshold (Yeom et al. 2018)", "the per-example loss; no reference models"),
+    "lira_online": ("LiRA online (Carlini et al. 2022)",
+                    "black-box logits; reference models trained with and without each example"),
     "lira_offline": ("LiRA offline (Carlini et al. 2022)",
                      "black-box logits; reference models trained without each example"),
+    "rmia": ("RMIA (Zarifzadeh et al. 2024)", "black-box probabilities; reference models and population samples"),
     "rmia_offline": ("RMIA offline (Zarifzadeh et al. 2024)",
                      "black-box probabilities; reference models without each example and population samples"),
     "shadow": ("Shadow models, ART (Shokri et al. 2017)", "black-box softmax; shadow models on the auditor's data"),
     "label_only": ("Label-only decision boundary, ART (Choquette-Choo et al. 2021)", "predicted labels only"),
 }
-NEEDS_REFERENCE = {"lira_offline", "rmia_offline", "shadow"}
+NEEDS_REFERENCE = {"lira_online", "lira_offline", "rmia", "rmia_offline", "shadow"}
 # The shadow attack (ART) trains an attack model per scored model (~50 s each on 2 cores) and
 # label-only runs HopSkipJump per example: both are available with --mia, left out of the
 # default so that an audit stays within minutes.
-DEFAULT_MIA = ["loss", "lira_offline", "rmia_offline"]
+DEFAULT_MIA = ["loss", "lira_online", "rmia"]
 
 
 def fault(stage: str) -> None:
@@ -68,22 +70,33 @@ class AttackContext:
     def recipe(self) -> TrainConfig:
         return TrainConfig.from_dict(self.model_file.recipe or {})
 
+    @property
+    def pool(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The auditor's data that reference models train on: training ids 0..n-1, then the test split."""
+        return torch.cat([self.data.x_train, self.data.x_test]), torch.cat([self.data.y_train, self.data.y_test])
+
+    def test_ids(self, test_index: torch.Tensor | np.ndarray) -> np.ndarray:
+        """Pool ids of test-split examples."""
+        return len(self.data.y_train) + np.asarray(test_index, dtype=np.int64)
+
     def train_reference(self, ids: np.ndarray, seed: int) -> nn.Module:
         model = self.model_file.fresh_model(seed=seed)
         cfg = TrainConfig.from_dict({**self.recipe().to_dict(), "seed": seed})
         idx = torch.as_tensor(np.asarray(ids), dtype=torch.long)
-        return fit(model, self.data.x_train[idx], self.data.y_train[idx], cfg)
+        x, y = self.pool
+        return fit(model, x[idx], y[idx], cfg)
 
     def cache_key(self) -> str:
         mf = self.model_file
         return json.dumps({"arch": mf.arch, "arch_args": mf.arch_args, "recipe": self.recipe().to_dict(),
-                           "mean": mf.mean, "std": mf.std, "data": self.data.sha256()}, sort_keys=True)
+                           "mean": mf.mean, "std": mf.std, "data": self.data.sha256(), "pool": "train+test"},
+                          sort_keys=True)
 
     def reference_models(self):
-        """Reference models on random halves of the training data, shared by all targets."""
+        """Reference models on random halves of the pool, shared by all targets."""
         if self._reference is None:
             self._reference = attacks.train_reference_models(
-                self.train_reference, len(self.data.y_train), num_models=self.num_reference_models,
+                self.train_reference, len(self.pool[1]), num_models=self.num_reference_models,
                 seed=self.seed, cache_dir=self.cache_dir, model_factory=self.model_file.fresh_model,
                 cache_key=self.cache_key())
         return self._reference
@@ -101,7 +114,7 @@ class AttackContext:
 class MembershipSet:
     x: torch.Tensor
     y: torch.Tensor
-    ids: np.ndarray          # training ids, -1 for held-out examples
+    ids: np.ndarray          # pool ids (AttackContext.pool): training ids, then n_train + test index
     is_member: np.ndarray
 
     @property
@@ -109,8 +122,9 @@ class MembershipSet:
         return int(self.is_member.sum())
 
 
-def membership_set(data: Dataset, forget: ForgetSet) -> MembershipSet:
+def membership_set(ctx: AttackContext, forget: ForgetSet) -> MembershipSet:
     """Forget set (members) against held-out examples of the same classes (non-members)."""
+    data = ctx.data
     if forget.classes:
         held = torch.nonzero(torch.isin(data.y_test, torch.tensor(forget.classes))).flatten()
     else:
@@ -119,7 +133,7 @@ def membership_set(data: Dataset, forget: ForgetSet) -> MembershipSet:
         raise InputError(f"the test split holds no example of {forget.spec}, so membership cannot be measured")
     x = torch.cat([data.x_train[forget.ids], data.x_test[held]])
     y = torch.cat([data.y_train[forget.ids], data.y_test[held]])
-    ids = np.r_[forget.ids.numpy(), -np.ones(len(held), dtype=np.int64)]
+    ids = np.r_[forget.ids.numpy(), ctx.test_ids(held)]
     is_member = np.r_[np.ones(len(forget), dtype=bool), np.zeros(len(held), dtype=bool)]
     return MembershipSet(x, y, ids, is_member)
 
@@ -129,15 +143,17 @@ def membership_scores(ctx: AttackContext, attack: str, model: nn.Module, ms: Mem
     fault("attack")
     if attack == "loss":
         return attacks.loss_threshold_scores(model, ms.x, ms.y)
-    if attack == "lira_offline":
-        return attacks.lira_scores(model, ms.x, ms.y, ctx.reference_models(), ids=ms.ids, online=False)
-    if attack == "rmia_offline":
-        population = (ctx.data.x_test, ctx.data.y_test, np.full(len(ctx.data.y_test), -1, dtype=np.int64))
+    if attack in ("lira_online", "lira_offline"):
+        return attacks.lira_scores(model, ms.x, ms.y, ctx.reference_models(), ids=ms.ids,
+                                   online=attack == "lira_online")
+    if attack in ("rmia", "rmia_offline"):
+        population = (ctx.data.x_test, ctx.data.y_test, ctx.test_ids(np.arange(len(ctx.data.y_test))))
         return attacks.rmia_scores(model, ms.x, ms.y, ctx.reference_models(), ids=ms.ids, population=population,
-                                   online=False)
+                                   online=attack == "rmia")
     if attack == "shadow":
+        x_pool, y_pool = ctx.pool
         return attacks.shadow_model_scores(
-            model, ms.x, ms.y, ctx.train_reference, ids=ms.ids, num_shadow_models=ctx.num_reference_models,
+            model, x_pool, y_pool, ctx.train_reference, ids=ms.ids, num_shadow_models=ctx.num_reference_models,
             seed=ctx.seed, cache_dir=ctx.cache_dir, model_factory=ctx.model_file.fresh_model,
             cache_key=ctx.cache_key())
     if attack == "label_only":

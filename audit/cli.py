@@ -129,7 +129,7 @@ def run_cmd(
     method: Optional[str] = typer.Option(None, "--method", help="auto | amnesiac | relabel | finetune"),
     reference: Optional[str] = typer.Option(None, "--reference", help="retrain | none"),
     attacks: Optional[str] = typer.Option(None, "--attacks", help="mia,inversion"),
-    mia: Optional[str] = typer.Option(None, "--mia", help="membership attacks: loss,lira_offline,rmia_offline,shadow,label_only"),
+    mia: Optional[str] = typer.Option(None, "--mia", help="membership attacks: loss,lira_online,lira_offline,rmia,rmia_offline,shadow,label_only"),
     reference_models: Optional[int] = typer.Option(None, "--reference-models", help="reference/shadow models"),
     data: Optional[str] = typer.Option(None, "--data"),
     data_root: Optional[str] = typer.Option(None, "--data-root"),

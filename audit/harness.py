@@ -171,7 +171,7 @@ def audit_target(ctx: AttackContext, opts: AuditOptions, forget: ForgetSet, gate
         components: dict[str, float] = {}
         basis = "reference" if "reference" in models else "absolute"
         if "mia" in opts.attacks:
-            ms = membership_set(data, forget)
+            ms = membership_set(ctx, forget)
             total = len(ctx.mia_attacks) * len(models)
             with progress_bar(f"membership attacks on {forget.spec}", total, opts.show_progress) as advance:
                 outcomes = run_membership(ctx, models, ms, advance)
