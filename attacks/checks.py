@@ -60,9 +60,13 @@ def check_membership(
 
 
 def check_classes(y: torch.Tensor, num_classes: int | None = None, name: str = "y") -> int:
-    """At least two classes, labels in range; returns the class count."""
+    """Labels in range; returns the class count.
+
+    Without ``num_classes`` the count is read off ``y``, which then needs at least two
+    classes; with it (the model's class count), examples of one class may be scored.
+    """
     present = torch.unique(y)
-    if present.numel() < 2:
+    if present.numel() < 2 and num_classes is None:
         raise ValueError(
             f"{name} holds a single class ({int(present[0]) if present.numel() else 'none'}); "
             "membership and inversion attacks need examples of at least two classes"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import xml.etree.ElementTree as ET
 
+import pytest
 from cli_runner import run_audit
 
 FAST = ["--mia", "loss,lira_online,rmia", "--reference-models", "4", "--format", "none"]
@@ -125,3 +126,16 @@ def _strip_volatile(obj):
     if isinstance(obj, list):
         return [_strip_volatile(v) for v in obj]
     return obj
+
+
+@pytest.mark.slow
+def test_art_attacks_run_inside_the_audit(digits_model, audit_env, tmp_path):
+    """ART's shadow-model and label-only attacks through the harness (minutes: kept out of make test)."""
+    out = tmp_path / "out"
+    proc = run_audit(["run", digits_model, "--forget", "class=3", "--attacks", "mia", "--mia", "shadow,label_only",
+                      "--reference-models", "2", "--out", out, "--format", "none"], audit_env)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    doc = json.loads((out / "results.json").read_text())
+    entries = {m["attack"]: m for m in doc["targets"][0]["membership"]}
+    assert set(entries) == {"shadow", "label_only"}
+    assert all(0.0 <= entries[a]["original"]["auc"] <= 1.0 for a in entries)

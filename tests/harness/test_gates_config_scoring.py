@@ -8,7 +8,13 @@ import pytest
 from audit.config import load_config
 from audit.errors import InputError
 from audit.gates import apply_gates, parse_gate, target_metrics
-from audit.scoring import auc_noise, distinguishability, inversion_component, membership_component, ratio
+from audit.scoring import (
+    auc_noise,
+    distinguishability,
+    inversion_component,
+    membership_component,
+    ratio,
+)
 
 
 def _target(leak=0.2, after_auc=0.7, ref_auc=0.5, inv=None):
