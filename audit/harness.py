@@ -189,9 +189,7 @@ def audit_target(ctx: AttackContext, opts: AuditOptions, forget: ForgetSet, gate
             inv, images = run_inversion(ctx, models, list(forget.classes), forget.spec)
             doc["inversion"] = inv
             acc = {role: inv[role]["attack_accuracy"] for role in models}
-            n_images = len(inv["original"].get("images") or []) or len(forget.classes)
-            components["inversion"], _ = inversion_component(acc, max(n_images, inv.get("n_reconstructions", 1)),
-                                                             data.num_classes)
+            components["inversion"], _ = inversion_component(acc, inv["n_reconstructions"], data.num_classes)
         doc["timings"]["attacks"] = time.perf_counter() - start
         doc["residual_components"] = components
         doc["residual_leakage"] = max(components.values()) if components else None
