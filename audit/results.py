@@ -49,12 +49,21 @@ def build_document(opts, mf: ModelFile, data, targets, started: float) -> dict:
         reason = ((t.document.get("method") or {}).get("reason") or "")
         if reason.startswith("the update log cannot be used"):
             notes.append(f"Warning for {t.name}: {reason}; relabel was used instead. Check the log's integrity.")
+        over = [f"{m['attack']} (AUC {m['unlearned']['auc']:.2f})" for m in t.document.get("membership") or []
+                if (m.get("unlearned") or {}).get("auc") is not None and (m.get("original") or {}).get("auc") is not None
+                and m["unlearned"]["auc"] < 0.5 <= m["original"]["auc"]
+                and t.document["residual_components"].get(f"mia:{m['attack']}", 0) > 0]
+        if over:
+            notes.append(f"{t.name}: the forget set looks less like training data than unseen data does, under "
+                         f"{', '.join(over)}. The data is over-forgotten: the deletion itself is visible, and that "
+                         "counts as residual leakage.")
     n_non = [m["unlearned"]["n_non_members"] for t in targets for m in t.document.get("membership") or []
              if (m.get("unlearned") or {}).get("n_non_members")]
     if n_non and min(n_non) < 1000:
-        notes.append(f"With {min(n_non)} held-out non-members, TPR at 0.1% FPR (and at 1% FPR below 100) can only "
-                     "be read at the lowest measurable FPR, 1/{n}; the AUC-based figures are the reliable ones here."
-                     .replace("{n}", str(min(n_non))))
+        n = min(n_non)
+        which = "TPR at 1% and at 0.1% FPR" if n < 100 else "TPR at 0.1% FPR"
+        notes.append(f"With {n} held-out non-members, {which} can only be read at the lowest measurable FPR, "
+                     f"1/{n}; the AUC-based figures are the reliable ones here.")
     return clean({
         "schema": SCHEMA,
         "schema_version": SCHEMA_VERSION,

@@ -116,6 +116,9 @@ def test_same_seed_gives_identical_results(digits_model, audit_env, tmp_path):
         docs.append(_strip_volatile(json.loads((out / "results.json").read_text())))
     assert docs[0] == docs[1]
     assert len(docs[0]["targets"]) == 2 and docs[0]["targets"][1]["forget"]["n"] == 20
+    # Relabel over-forgets 20 random samples (they look less like members than unseen data): said in words.
+    assert docs[0]["targets"][1]["method"]["name"] == "relabel"
+    assert any(n.startswith("random=20@1:") and "over-forgotten" in n for n in docs[0]["notes"])
 
 
 def _strip_volatile(obj):
