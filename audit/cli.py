@@ -179,7 +179,7 @@ def gate(
 ) -> None:
     """Apply gates to an earlier run's results.json without recomputing."""
     from audit.config import load_config
-    from audit.gates import apply_gates, parse_gates
+    from audit.gates import gate_target, parse_gates, verdict
     from audit.summary import print_summary
     from reports import ReportError, load_results
 
@@ -192,19 +192,10 @@ def gate(
         raise InputError(str(exc)) from None
     if gates is None:
         gates = parse_gates(doc.get("config", {}).get("gates") or [])
-    code = 0
     for target in doc["targets"]:
-        if target.get("error"):
-            target["gates"] = [{"expr": g.expr, "value": None, "passed": False,
-                                "message": "not evaluated: a step of this target failed"} for g in gates]
-            target["passed"] = False
-            code = 3
-            continue
-        target["gates"] = [r.to_dict() for r in apply_gates(target, gates)]
-        target["passed"] = all(g["passed"] for g in target["gates"])
-        if not target["passed"] and code == 0:
-            code = 1
-    doc["verdict"], doc["exit_code"] = {0: "pass", 1: "fail", 3: "error"}[code], code
+        gate_target(target, gates)
+    doc["verdict"], doc["exit_code"] = verdict(doc["targets"])
+    code = doc["exit_code"]
     doc["notes"] = [n for n in doc.get("notes", []) if not n.startswith("No gates were set")]
     if not gates:
         doc["notes"].append("No gates were set: every target passes unless a step failed.")

@@ -129,3 +129,20 @@ def target_metrics(target: dict) -> dict[str, float | None]:
 def apply_gates(target: dict, gates: list[Gate]) -> list[GateResult]:
     metrics = target_metrics(target)
     return [g.check(metrics) for g in gates]
+
+
+def gate_target(target: dict, gates: list[Gate]) -> None:
+    """Set ``target["gates"]`` and ``target["passed"]``; a target whose step failed fails every gate."""
+    if target.get("error"):
+        target["gates"] = [{"expr": g.expr, "value": None, "passed": False,
+                            "message": "not evaluated: a step of this target failed"} for g in gates]
+    else:
+        target["gates"] = [r.to_dict() for r in apply_gates(target, gates)]
+    target["passed"] = not target.get("error") and all(g["passed"] for g in target["gates"])
+
+
+def verdict(targets: list[dict]) -> tuple[str, int]:
+    """(verdict, exit code): error/3 if a step failed, else fail/1 if a gate failed, else pass/0."""
+    if any(t.get("error") for t in targets):
+        return "error", 3
+    return ("fail", 1) if any(not t["passed"] for t in targets) else ("pass", 0)

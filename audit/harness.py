@@ -29,7 +29,7 @@ from audit.attacking import (
 from audit.data import load_dataset
 from audit.errors import AuditError, InputError
 from audit.forget import ForgetSet, parse_forget
-from audit.gates import Gate, apply_gates, parse_gates
+from audit.gates import Gate, gate_target, parse_gates
 from audit.inspect import log_status
 from audit.modelfile import ModelFile, load_model
 from audit.progress import progress_bar
@@ -194,17 +194,11 @@ def audit_target(ctx: AttackContext, opts: AuditOptions, forget: ForgetSet, gate
         doc["residual_components"] = components
         doc["residual_leakage"] = max(components.values()) if components else None
         doc["residual_leakage_basis"] = basis
-        results = apply_gates(doc, gates)
-        doc["gates"] = [g.to_dict() for g in results]
-        doc["passed"] = all(g.passed for g in results)
     except InputError:
         raise
     except Exception as exc:  # noqa: BLE001 - fail closed: any failure of a step is recorded, exit 3
         doc["error"] = f"{type(exc).__name__}: {exc}" if not isinstance(exc, AuditError) else str(exc)
-        # Fail closed: a target whose steps failed fails every gate.
-        doc["gates"] = [{"expr": g.expr, "value": None, "passed": False,
-                         "message": "not evaluated: a step of this target failed"} for g in gates]
-        doc["passed"] = False
+    gate_target(doc, gates)  # fails every gate of a target whose step failed
     return TargetResult(forget.spec, doc["residual_leakage"], doc["passed"], doc["error"], doc,
                         images if doc["inversion"] else {})
 

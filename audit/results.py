@@ -12,6 +12,7 @@ from pathlib import Path
 
 from audit.atomic import write_text
 from audit.errors import StepError
+from audit.gates import verdict
 from audit.modelfile import ModelFile, file_sha256
 from reports.schema import SCHEMA, SCHEMA_VERSION
 
@@ -36,9 +37,7 @@ def library_versions() -> dict:
 def build_document(opts, mf: ModelFile, data, targets, started: float) -> dict:
     from audit import __version__
 
-    errors = [t for t in targets if t.error]
-    failed = [t for t in targets if not t.passed]
-    verdict, code = ("error", 3) if errors else (("fail", 1) if failed else ("pass", 0))
+    outcome, code = verdict([t.document for t in targets])
     notes = []
     if opts.reference == "none":
         notes.append("No retrained reference: residual leakage uses absolute scores (attack advantage "
@@ -68,7 +67,7 @@ def build_document(opts, mf: ModelFile, data, targets, started: float) -> dict:
         "schema": SCHEMA,
         "schema_version": SCHEMA_VERSION,
         "created": _dt.datetime.fromtimestamp(started, _dt.timezone.utc).isoformat(timespec="seconds"),
-        "verdict": verdict,
+        "verdict": outcome,
         "exit_code": code,
         "tool": {"name": "amnesia-audit", "version": __version__, "libraries": library_versions()},
         "provenance": {
