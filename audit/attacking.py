@@ -8,6 +8,7 @@ evaluation classifier trained on held-out data.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 from dataclasses import dataclass, field
@@ -70,7 +71,7 @@ class AttackContext:
     def recipe(self) -> TrainConfig:
         return TrainConfig.from_dict(self.model_file.recipe or {})
 
-    @property
+    @functools.cached_property
     def pool(self) -> tuple[torch.Tensor, torch.Tensor]:
         """The auditor's data that reference models train on: training ids 0..n-1, then the test split."""
         return torch.cat([self.data.x_train, self.data.x_test]), torch.cat([self.data.y_train, self.data.y_test])
