@@ -18,16 +18,28 @@ from attacks.reference import (
     ReferenceCache,
     ReferenceModels,
     default_cache_dir,
+    load_or_train,
     train_reference_models,
 )
 from attacks.rmia import rmia_scores, rmia_statistics
 from attacks.shadow import shadow_model_scores
+from attacks.signals import model_logits, scaled_confidence
+from attacks.unlearning_test import (
+    PairedTest,
+    RateTest,
+    holm,
+    paired_permutation_test,
+    per_example_statistic,
+    rate_excess_test,
+)
 
 __all__ = [
     "ATTACKS",
     "DEFAULT_ATTACKS",
     "DEFAULT_NUM_REFERENCE_MODELS",
     "PAPER_SETTINGS",
+    "PairedTest",
+    "RateTest",
     "AttackResult",
     "ClassInversionScore",
     "MembershipAudit",
@@ -36,17 +48,24 @@ __all__ = [
     "ReferenceCache",
     "ReferenceModels",
     "default_cache_dir",
+    "holm",
     "label_only_scores",
+    "load_or_train",
     "lira_scores",
     "lira_statistics",
     "loss_threshold_scores",
     "membership_metrics",
     "mi_face_art",
+    "model_logits",
+    "paired_permutation_test",
+    "per_example_statistic",
+    "rate_excess_test",
     "mi_face_batched",
     "model_inversion",
     "rmia_scores",
     "rmia_statistics",
     "run_membership_attacks",
+    "scaled_confidence",
     "score_reconstructions",
     "shadow_model_scores",
     "train_reference_models",

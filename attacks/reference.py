@@ -112,27 +112,33 @@ def load_or_train(
     return model, False
 
 
-def reference_inclusion(num_examples: int, num_models: int, seed: int) -> np.ndarray:
+def reference_inclusion(num_examples: int, num_models: int, seed: int, fraction: float = 0.5) -> np.ndarray:
     """Which example each reference model trains on: a (num_models, num_examples) bool mask.
 
-    Each example is put in half of the models (Carlini et al. 2022, sec. VI-A: rank a
-    uniform matrix per example), so every example has both IN and OUT models and each
-    model trains on about half the data. With an odd count an example goes in
-    floor(M/2) or ceil(M/2) models with equal odds.
+    Each example is put in ``fraction`` of the models (Carlini et al. 2022, sec. VI-A,
+    with fraction 1/2: rank a uniform matrix per example), so every example has IN and
+    OUT models and each model trains on about ``fraction`` of the data. An audit passes
+    the target's training-set size over the pool size, so that reference models see as
+    many examples as the target did. Where ``num_models * fraction`` is not whole an
+    example goes in the floor or the ceiling with matching odds.
     """
     if not isinstance(num_models, (int, np.integer)) or num_models < 1:
         raise ValueError(f"num_reference_models must be a positive integer, got {num_models!r}")
     if num_examples < 2:
         raise ValueError(f"reference models need at least 2 examples of auditor data, got {num_examples}")
-    distinct = math.comb(num_examples, num_examples // 2)
+    if not 0.0 < fraction < 1.0:
+        raise ValueError(f"the fraction of the data each reference model trains on must lie in (0, 1), got {fraction}")
+    size = min(max(int(round(num_examples * fraction)), 1), num_examples - 1)
+    distinct = math.comb(num_examples, size)
     if num_models > distinct:
         raise ValueError(
             f"num_reference_models={num_models} is more than the data allows: {num_examples} examples "
-            f"have only {distinct} distinct halves; ask for at most {distinct} or pass more data"
+            f"have only {distinct} distinct subsets of {size}; ask for at most {distinct} or pass more data"
         )
     rng = np.random.default_rng(seed)
     rank = rng.random((num_models, num_examples)).argsort(axis=0).argsort(axis=0)
-    count = num_models // 2 + (rng.random(num_examples) < (num_models % 2) / 2)
+    whole = math.floor(num_models * fraction)
+    count = whole + (rng.random(num_examples) < num_models * fraction - whole)
     mask = rank < count[None, :]
     empty = ~mask.any(axis=1) | mask.all(axis=1)
     if empty.any():
@@ -185,14 +191,17 @@ def train_reference_models(
     cache_dir: str | os.PathLike | None = None,
     model_factory: ModelFactory | None = None,
     cache_key: str | None = None,
+    fraction: float = 0.5,
 ) -> ReferenceModels:
-    """Train (or load) ``num_models`` reference models on random halves of the data.
+    """Train (or load) ``num_models`` reference models on random subsets of the data.
+
+    Each model trains on about ``fraction`` of the ``num_examples`` (1/2 by default).
 
     ``num_examples`` is the size of the auditor's data that ``train_reference`` indexes.
     ``cache_dir=None`` disables caching; otherwise ``model_factory`` and ``cache_key``
     are required (see :class:`ReferenceCache`). Model ``m`` uses seed ``seed + m``.
     """
-    mask = reference_inclusion(num_examples, num_models, seed)
+    mask = reference_inclusion(num_examples, num_models, seed, fraction)
     cache = ReferenceCache(cache_dir, model_factory, cache_key) if cache_dir is not None else None  # type: ignore[arg-type]
     start = time.perf_counter()
     models, hits, seeds = [], [], []

@@ -65,6 +65,7 @@ class AttackContext:
     cache_dir: Path | None
     mia_attacks: list[str]
     inversion_iterations: int = 400
+    use_reference: bool = True
     _reference: object = None
     _evaluator: nn.Module | None = None
 
@@ -93,14 +94,61 @@ class AttackContext:
                            "mean": mf.mean, "std": mf.std, "data": self.data.sha256(), "pool": "train+test"},
                           sort_keys=True)
 
+    @property
+    def has_reference(self) -> bool:
+        """Whether reference models can be trained (the model carries a recipe) and were asked for."""
+        return self.use_reference
+
+    @property
+    def train_fraction(self) -> float:
+        """The target's training-set size over the pool's: reference models train on sets of the target's size."""
+        return len(self.data.y_train) / len(self.pool[1])
+
+    def cache(self) -> attacks.ReferenceCache | None:
+        if self.cache_dir is None:
+            return None
+        return attacks.ReferenceCache(self.cache_dir, self.model_file.fresh_model, self.cache_key())
+
     def reference_models(self):
-        """Reference models on random halves of the pool, shared by all targets."""
+        """Reference models on random subsets of the pool of the target's training-set size, shared by all targets."""
         if self._reference is None:
             self._reference = attacks.train_reference_models(
                 self.train_reference, len(self.pool[1]), num_models=self.num_reference_models,
                 seed=self.seed, cache_dir=self.cache_dir, model_factory=self.model_file.fresh_model,
-                cache_key=self.cache_key())
+                cache_key=self.cache_key(), fraction=self.train_fraction)
         return self._reference
+
+    @functools.cached_property
+    def reference_confidence(self) -> np.ndarray:
+        """Logit-scaled confidence of every reference model on every pool example, (M, N_pool): computed once."""
+        x, y = self.pool
+        return np.stack([attacks.scaled_confidence(attacks.model_logits(m, x), y)
+                         for m in self.reference_models().models])
+
+    def retrain_seeds(self, count: int) -> list[int]:
+        """Seeds of the retrained models: never the target's own seed, so model-to-model spread is measured."""
+        own = self.model_file.seed
+        seeds, s = [], 1_000_003 + 1009 * int(self.seed)
+        while len(seeds) < count:
+            if s != own:
+                seeds.append(s)
+            s += 1
+        return seeds
+
+    def retrained_models(self, forget: ForgetSet, count: int) -> list[tuple[nn.Module, int, bool]]:
+        """``count`` models retrained from scratch without ``forget`` (cached like reference models).
+
+        Returns (model, seed, loaded from the cache) per model. A retrain is a reference
+        model whose ids are the kept training data, so both share the cache.
+        """
+        keep = np.setdiff1d(np.arange(len(self.data.y_train)), forget.ids.numpy())
+        if keep.size == 0:
+            raise InputError(f"{forget.spec} would forget every training example; nothing is left to retrain on")
+        cache, out = self.cache(), []
+        for seed in self.retrain_seeds(count):
+            model, hit = attacks.load_or_train(self.train_reference, keep, seed, cache)
+            out.append((model, seed, hit))
+        return out
 
     def evaluator(self) -> nn.Module:
         """The independent classifier that judges inversions: another seed, trained on held-out data."""
@@ -189,7 +237,11 @@ def run_membership(ctx: AttackContext, models: dict[str, nn.Module], ms: Members
     return outcomes
 
 
-INVERSION_RESTARTS = 4
+# At least 16 reconstructions per class, so that a count of recognised inversions gives an
+# interval (with 4 the component flipped between 0 and 1 with the seed).
+INVERSION_RESTARTS = 16
+IMAGE_ROLES = ("original", "unlearned", "reference")
+SHOWN_PER_CLASS = 4
 
 
 def save_png(image: np.ndarray, path: Path, min_size: int = 96) -> None:
@@ -212,24 +264,35 @@ def run_inversion(ctx: AttackContext, models: dict[str, nn.Module], classes: lis
                   target: str) -> tuple[dict, dict[str, np.ndarray]]:
     """MI-Face on each forgotten class for every model.
 
-    Returns the document part and the images by their path relative to the output
-    folder (``inversion/<target>/...``); they are written with the other outputs.
+    ``models`` holds "original", "unlearned" and the retrained models ("reference" is the
+    first retrain; "retrain_<k>" the others). Returns the document part, with the count of
+    reconstructions the evaluation classifier recognises per model, and the images of the
+    original, unlearned and reference models (the first few per class) by their path
+    relative to the output folder (``inversion/<target>/...``).
     """
     images: dict[str, np.ndarray] = {}
     evaluator = ctx.evaluator()
     data = ctx.data
+    n = len(classes) * INVERSION_RESTARTS
     doc: dict = {"classes": classes, "restarts": INVERSION_RESTARTS, "iterations": ctx.inversion_iterations,
-                 "n_reconstructions": len(classes) * INVERSION_RESTARTS,
-                 "evaluator": "same architecture, another seed, trained on the held-out test split"}
+                 "n_reconstructions": n,
+                 "evaluator": "same architecture, another seed, trained on the held-out test split", "retrains": []}
     for role, model in models.items():
         fault("attack")
         res = attacks.model_inversion(
             model, data.num_classes, data.input_shape, evaluation_model=evaluator,
             x_reference=data.x_train, y_reference=data.y_train, classes=classes, restarts=INVERSION_RESTARTS,
             iterations=ctx.inversion_iterations, seed=ctx.seed)
+        recognised = int(round(res.attack_accuracy * n))
+        if role == "reference" or role.startswith("retrain_"):
+            doc["retrains"].append({"attack_accuracy": res.attack_accuracy, "recognised": recognised})
+        if role not in IMAGE_ROLES:
+            continue
         rel_dir = Path("inversion") / _safe(target)
         paths = []
         for k, (image, cls) in enumerate(zip(res.images, res.target_classes)):
+            if k % INVERSION_RESTARTS >= SHOWN_PER_CLASS:
+                continue
             rel = rel_dir / f"{role}-class{int(cls)}-{k % INVERSION_RESTARTS}.png"
             images[rel.as_posix()] = image
             paths.append(rel.as_posix())
@@ -237,6 +300,7 @@ def run_inversion(ctx: AttackContext, models: dict[str, nn.Module], classes: lis
         others = [c.similarity_other for c in res.per_class if c.similarity_other is not None]
         doc[role] = {
             "attack_accuracy": res.attack_accuracy,
+            "recognised": recognised,
             "similarity": float(np.mean(sims)) if sims else None,
             "similarity_other": float(np.mean(others)) if others else None,
             "nearest_is_target": res.nearest_is_target,

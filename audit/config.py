@@ -2,7 +2,8 @@
 
 Command-line options win over the file. Keys (all optional): ``fail_on`` (list of gate
 expressions), ``forget`` (list of specs), ``method``, ``reference``, ``attacks``,
-``mia_attacks``, ``reference_models``, ``seed``, ``data``, ``data_root``, ``out``.
+``mia_attacks``, ``reference_models``, ``retrains``, ``alpha``, ``inconclusive`` (fail | pass),
+``original``, ``seed``, ``data``, ``data_root``, ``out``.
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ from audit.errors import InputError
 
 KEYS = {"fail_on": list, "forget": list, "method": str, "reference": str, "attacks": (list, str),
         "mia_attacks": (list, str), "reference_models": int, "seed": int, "data": str, "data_root": str,
-        "out": str, "inversion_iterations": int}
+        "out": str, "inversion_iterations": int, "retrains": int, "alpha": (float, int), "inconclusive": str,
+        "original": str}
 
 
 def load_config(path: Path | None, search_dir: Path | None = None) -> tuple[dict, Path | None]:

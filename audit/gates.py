@@ -1,8 +1,12 @@
-"""CI gates: ``--fail-on 'residual_leakage>0.1'`` expressions over a target's metrics.
+"""CI gates: the verdict of each target, then ``--fail-on 'residual_leakage_upper>0.5'``
+expressions over its metrics.
 
-A gate *fails* when its expression is true, and also when its metric could not be
-measured (fail closed: a missing number never passes). Metric names are documented in
-the README ("Gates") and listed by :data:`METRICS`.
+Every target is first gated by its own verdict (:mod:`audit.scoring`): ``fail`` fails,
+``inconclusive`` fails unless the policy (``--inconclusive pass``) says otherwise. A
+``--fail-on`` gate *fails* when its expression is true, and also when its metric could not
+be measured (fail closed: a missing number never passes). Metric names are documented in
+the README ("Gates") and listed by :data:`METRICS`; ``verdict`` compares with words
+(``verdict!=pass``). A document with no target fails: nothing measured never passes.
 """
 
 from __future__ import annotations
@@ -15,7 +19,15 @@ from dataclasses import dataclass
 from audit.errors import InputError
 
 METRICS: dict[str, str] = {
-    "residual_leakage": "headline leakage left after unlearning, in [0, 1]",
+    "residual_leakage": "effect(unlearned) / effect(original) of the strongest powered test, 0 or more "
+                        "(1: as much as before unlearning)",
+    "residual_leakage_upper": "upper end of residual_leakage's 95% interval",
+    "p_value": "smallest Holm-adjusted p-value of the tests on the unlearned model (small: still detected)",
+    "power_p_value": "smallest Holm-adjusted p-value of the tests on the original model (the power check)",
+    "overforgetting": "signed: how far below the retrained models the unlearned model puts the forget set, "
+                      "on residual_leakage's scale (positive: the deletion itself is visible)",
+    "overforgetting_p_value": "one-sided p-value that the forget set looks less like members than held-out data",
+    "verdict": "pass | fail | inconclusive (compare with == or !=, e.g. verdict!=pass)",
     "forget_accuracy": "unlearned model's accuracy on the forget set",
     "retain_accuracy": "unlearned model's accuracy on the retained training data",
     "test_accuracy": "unlearned model's test accuracy on classes not forgotten",
@@ -34,6 +46,15 @@ PER_ATTACK = ("auc", "tpr_at_1pct_fpr", "tpr_at_0.1pct_fpr", "advantage", "epsil
 
 _OPS = {">": operator.gt, ">=": operator.ge, "<": operator.lt, "<=": operator.le, "==": operator.eq, "!=": operator.ne}
 _EXPR = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_.]*)\s*(>=|<=|==|!=|>|<)\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*$")
+_WORD_EXPR = re.compile(r"^\s*(verdict)\s*(==|!=)\s*(pass|fail|inconclusive)\s*$")
+VERDICT_WORDS = ("pass", "fail", "inconclusive")
+# Documented ranges: a value outside them is a corrupt document, never a pass.
+RANGES = {"residual_leakage": (0.0, None), "residual_leakage_upper": (0.0, None), "p_value": (0.0, 1.0),
+          "power_p_value": (0.0, 1.0), "overforgetting_p_value": (0.0, 1.0), "forget_accuracy": (0.0, 1.0),
+          "retain_accuracy": (0.0, 1.0), "test_accuracy": (0.0, 1.0), "forget_accuracy_gap": (0.0, 1.0),
+          "test_accuracy_gap": (0.0, 1.0), "mia_auc": (0.0, 1.0), "mia_tpr_at_1pct_fpr": (0.0, 1.0),
+          "mia_auc_gap": (0.0, 1.0), "inversion_accuracy": (0.0, 1.0), "unlearn_seconds": (0.0, None),
+          "mia_epsilon": (0.0, None), "mia_advantage": (-1.0, 1.0)}
 
 
 @dataclass(frozen=True)
@@ -41,10 +62,16 @@ class Gate:
     expr: str
     metric: str
     op: str
-    threshold: float
+    threshold: float | str
 
     def check(self, metrics: dict[str, float | None]) -> "GateResult":
         value = metrics.get(self.metric)
+        if isinstance(self.threshold, str):  # verdict == word
+            if value is None:
+                return GateResult(self.expr, None, False, "no verdict was reached for this target; the gate fails closed")
+            failed = _OPS[self.op](value, self.threshold)
+            return GateResult(self.expr, None, not failed,
+                              f"verdict = {value}; the gate '{self.expr}' {'fails' if failed else 'passes'}")
         if value is None or (isinstance(value, float) and math.isnan(value)):
             return GateResult(self.expr, None, False, f"{self.metric} was not measured for this target; the gate fails closed")
         failed = _OPS[self.op](value, self.threshold)
@@ -76,7 +103,12 @@ def known_metric(name: str) -> bool:
 def parse_gate(expr: str) -> Gate:
     if not isinstance(expr, str):
         raise InputError(f"gate {expr!r} is not text: write METRIC OP NUMBER, e.g. 'residual_leakage>0.1'")
+    word = _WORD_EXPR.match(expr)
+    if word:
+        return Gate(expr.strip(), "verdict", word.group(2), word.group(3))
     m = _EXPR.match(expr)
+    if m and m.group(1) == "verdict":
+        raise InputError(f"gate {expr!r}: compare the verdict with a word, e.g. 'verdict!=pass' or 'verdict==fail'")
     if not m:
         raise InputError(f"malformed gate {expr!r}: write METRIC OP NUMBER, e.g. 'residual_leakage>0.1'")
     metric, op, number = m.group(1), m.group(2), float(m.group(3))
@@ -102,6 +134,12 @@ def target_metrics(target: dict) -> dict[str, float | None]:
 
     out: dict[str, float | None] = {
         "residual_leakage": target.get("residual_leakage"),
+        "residual_leakage_upper": target.get("residual_leakage_upper"),
+        "p_value": target.get("p_value"),
+        "power_p_value": target.get("power_p_value"),
+        "overforgetting": target.get("overforgetting"),
+        "overforgetting_p_value": target.get("overforgetting_p_value"),
+        "verdict": target.get("verdict") if target.get("verdict") in VERDICT_WORDS else None,
         "forget_accuracy": after.get("forget"),
         "retain_accuracy": after.get("retain"),
         "test_accuracy": after.get("test_other_classes"),
@@ -131,18 +169,54 @@ def apply_gates(target: dict, gates: list[Gate]) -> list[GateResult]:
     return [g.check(metrics) for g in gates]
 
 
-def gate_target(target: dict, gates: list[Gate]) -> None:
-    """Set ``target["gates"]`` and ``target["passed"]``; a target whose step failed fails every gate."""
+INCONCLUSIVE_POLICIES = ("fail", "pass")
+
+
+def verdict_gate(target: dict, inconclusive: str = "fail") -> GateResult:
+    """The target's own verdict as its first gate: fail fails; inconclusive fails unless the policy is pass."""
+    verdict = target.get("verdict")
+    reason = target.get("verdict_reason") or ""
+    if verdict == "pass":
+        return GateResult("verdict", None, True, f"pass: {reason}" if reason else "pass")
+    if verdict == "inconclusive":
+        ok = inconclusive == "pass"
+        how = ("passes because --inconclusive pass was chosen" if ok
+               else "fails closed (choose --inconclusive pass to let it through)")
+        return GateResult("verdict", None, ok, f"inconclusive, {how}: {reason}")
+    if verdict == "fail":
+        return GateResult("verdict", None, False, f"fail: {reason}")
+    return GateResult("verdict", None, False, "no verdict was reached for this target; it fails closed")
+
+
+def gate_target(target: dict, gates: list[Gate], inconclusive: str = "fail") -> None:
+    """Set ``target["gates"]`` (the verdict first) and ``target["passed"]``; a target whose step failed fails every gate."""
     if target.get("error"):
-        target["gates"] = [{"expr": g.expr, "value": None, "passed": False,
-                            "message": "not evaluated: a step of this target failed"} for g in gates]
+        target["gates"] = [{"expr": e, "value": None, "passed": False,
+                            "message": "not evaluated: a step of this target failed"}
+                           for e in ["verdict"] + [g.expr for g in gates]]
     else:
-        target["gates"] = [r.to_dict() for r in apply_gates(target, gates)]
+        out_of_range = _out_of_range(target)
+        if out_of_range:
+            target["gates"] = [{"expr": "verdict", "value": None, "passed": False, "message": out_of_range}]
+        else:
+            target["gates"] = [verdict_gate(target, inconclusive).to_dict()] + [r.to_dict() for r in apply_gates(target, gates)]
     target["passed"] = not target.get("error") and all(g["passed"] for g in target["gates"])
 
 
+def _out_of_range(target: dict) -> str | None:
+    for name, value in target_metrics(target).items():
+        low, high = RANGES.get(name, (None, None))
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and (
+                (low is not None and value < low) or (high is not None and value > high)):
+            return (f"{name} = {value} lies outside its documented range; the document is corrupt or edited, "
+                    "so the target fails closed")
+    return None
+
+
 def verdict(targets: list[dict]) -> tuple[str, int]:
-    """(verdict, exit code): error/3 if a step failed, else fail/1 if a gate failed, else pass/0."""
+    """(verdict, exit code): error/3 if a step failed, else fail/1 if a gate failed or nothing was audited, else pass/0."""
     if any(t.get("error") for t in targets):
         return "error", 3
+    if not targets:
+        return "fail", 1
     return ("fail", 1) if any(not t["passed"] for t in targets) else ("pass", 0)

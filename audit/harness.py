@@ -1,20 +1,26 @@
-"""``audit run``: attack the model, unlearn, attack again, compare with a retrained
-reference, score the residual leakage per forget target, apply the gates, write outputs.
+"""``audit run``: unlearn each forget target (or take a model unlearned elsewhere), test
+the original and the unlearned model against retrained ones, reach a verdict per target
+(pass, fail or inconclusive: :mod:`audit.scoring`), apply the gates, write the outputs.
 
 Python API::
 
     import audit
-    result = audit.run("model.pt", forget=["class=3"], fail_on=["residual_leakage>0.1"])
-    result.exit_code, result.targets[0].residual_leakage, result.document  # results.json
+    result = audit.run("model.pt", forget=["class=3"], fail_on=["residual_leakage_upper>0.5"])
+    result.exit_code, result.targets[0].document["verdict"], result.document  # results.json
+    audit.run("unlearned.pt", forget="class=3", original="model.pt")         # unlearned elsewhere
 """
 
 from __future__ import annotations
 
+import copy
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
+
+import attacks
 
 from audit.attacking import (
     DEFAULT_MIA,
@@ -33,12 +39,15 @@ from audit.gates import Gate, gate_target, parse_gates
 from audit.inspect import log_status
 from audit.modelfile import ModelFile, load_model
 from audit.progress import progress_bar
-from audit.scoring import distinguishability, inversion_component, membership_component
+from audit.scoring import DEFAULT_ALPHA, TestEvidence, decide, membership_evidence, rate_evidence
 from audit.training import load_data_for
 from audit.unlearn import forget_metrics, unlearn_model
 from unlearning import UpdateLog, UpdateLogError, accuracy
 
-METHODS = ("auto", "amnesiac", "relabel", "finetune")
+METHODS = ("auto", "amnesiac", "relabel", "finetune", "retrain", "none")
+INCONCLUSIVE = ("fail", "pass")
+DEFAULT_RETRAINS = 3
+DEFAULT_REFERENCE_MODELS = 16
 REFERENCES = ("retrain", "none")
 ATTACK_FAMILIES = ("mia", "inversion")
 
@@ -53,7 +62,11 @@ class AuditOptions:
     reference: str = "retrain"
     attacks: list[str] = field(default_factory=lambda: list(ATTACK_FAMILIES))
     mia_attacks: list[str] = field(default_factory=lambda: list(DEFAULT_MIA))
-    reference_models: int = 8
+    reference_models: int = DEFAULT_REFERENCE_MODELS
+    retrains: int = DEFAULT_RETRAINS
+    alpha: float = DEFAULT_ALPHA
+    inconclusive: str = "fail"
+    original: Path | None = None
     data: str | None = None
     data_root: str | None = None
     arch: str | None = None
@@ -74,6 +87,19 @@ class AuditOptions:
             raise InputError(f"--forget {twice} is given twice; each target once")
         if self.reference_models < 1:
             raise InputError("--reference-models must be a positive whole number")
+        if isinstance(self.retrains, bool) or not isinstance(self.retrains, int) or self.retrains < 1:
+            raise InputError(f"--retrains must be at least 1 (the retrained models measure model-to-model spread), "
+                             f"not {self.retrains}")
+        if isinstance(self.alpha, bool) or not isinstance(self.alpha, (int, float)) or not 0 < self.alpha < 1:
+            raise InputError(f"--alpha must lie strictly between 0 and 1 (a significance level such as 0.05), "
+                             f"not {self.alpha}")
+        if self.inconclusive not in INCONCLUSIVE:
+            raise InputError(f"--inconclusive {self.inconclusive!r} is unknown; use fail (the default) or pass")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not 0 <= self.seed < 2**32:
+            raise InputError(f"--seed must be a whole number from 0 to {2**32 - 1}, not {self.seed}")
+        if self.original is not None and self.method not in ("auto", "none"):
+            raise InputError("--original audits a model unlearned elsewhere, so no unlearning runs; "
+                             f"drop --method {self.method}")
         if self.method not in METHODS:
             raise InputError(f"--method {self.method!r} is unknown; use {', '.join(METHODS)}")
         if self.reference not in REFERENCES:
@@ -93,6 +119,9 @@ class AuditOptions:
             raise InputError("inversion_iterations must be a positive whole number")
         if self.out.exists() and not self.out.is_dir():
             raise InputError(f"--out {self.out} is a file; give a folder for the audit's outputs")
+        blocked = next((p for p in self.out.parents if p.exists() and not p.is_dir()), None)
+        if blocked is not None:
+            raise InputError(f"--out {self.out} lies under {blocked}, which is a file; give a folder for the outputs")
         return parse_gates(self.fail_on)
 
 
@@ -144,92 +173,206 @@ def accuracies(model: torch.nn.Module, data, forget: ForgetSet) -> dict:
             "test": accuracy(model, data.x_test, data.y_test), "test_other_classes": m["test_accuracy_kept_classes"]}
 
 
-def audit_target(ctx: AttackContext, opts: AuditOptions, forget: ForgetSet, gates: list[Gate]) -> TargetResult:
+def forget_correct(model: torch.nn.Module, data, forget: ForgetSet) -> tuple[int, float]:
+    """(forget examples classified correctly, mean probability of their true class)."""
+    logits = attacks.model_logits(model, data.x_train[forget.ids])
+    y = data.y_train[forget.ids]
+    correct = int((logits.argmax(1) == y).sum())
+    confidence = float(torch.softmax(logits, 1).gather(1, y.view(-1, 1)).mean())
+    return correct, confidence
+
+
+def membership_test(ctx: AttackContext, models: dict[str, torch.nn.Module], ms,
+                    seed: int) -> tuple[attacks.PairedTest, str, dict[str, np.ndarray]]:
+    """The per-example paired test over every model on the same examples (attacks.unlearning_test).
+
+    With reference models: U-LiRA's per-example statistic. Without (``--reference-models``
+    cannot be trained for a model without a recipe): the negative loss, a population test.
+    """
+    if ctx.has_reference:
+        ref_phi = ctx.reference_confidence[:, ms.ids]
+        in_mask = ctx.reference_models().in_mask[:, ms.ids]
+        stats = {role: attacks.per_example_statistic(attacks.scaled_confidence(attacks.model_logits(m, ms.x), ms.y),
+                                                     ref_phi, in_mask) for role, m in models.items()}
+        label = "per-example membership test (U-LiRA, Hayes et al. 2025)"
+    else:
+        stats = {role: attacks.loss_threshold_scores(m, ms.x, ms.y) for role, m in models.items()}
+        label = "membership test on the loss (Yeom et al. 2018; no reference models)"
+    test = attacks.paired_permutation_test(stats, ms.is_member, baseline="original", seed=seed)
+    return test, label, stats
+
+
+def per_example_picture(stats: dict[str, np.ndarray], is_forget: np.ndarray, retrain_roles: list[str]) -> dict:
+    """The forget examples' statistic under the original, unlearned and retrained models (for the report's figure)."""
+    out = {role: [round(float(v), 4) for v in stats[role][is_forget]] for role in ("original", "unlearned")}
+    out["retrained"] = [round(float(v), 4) for r in retrain_roles for v in stats[r][is_forget]]
+    out["held_out_original"] = [round(float(v), 4) for v in stats["original"][~is_forget]]
+    return out
+
+
+def audit_target(ctx: AttackContext, opts: AuditOptions, forget: ForgetSet, gates: list[Gate],
+                 unlearned_given: ModelFile | None = None) -> TargetResult:
     mf, data = ctx.model_file, ctx.data
     doc: dict = {"name": forget.spec, "forget": forget.describe(), "method": None, "accuracy": {},
-                 "timings": {}, "membership": [], "inversion": None, "residual_leakage": None,
-                 "residual_leakage_basis": None, "residual_components": {}, "gates": [], "passed": False,
-                 "error": None}
+                 "timings": {}, "verdict": None, "verdict_reason": None, "advice": None, "alpha": opts.alpha,
+                 "power_p_value": None, "p_value": None, "residual_leakage": None, "residual_leakage_ci95": None,
+                 "residual_leakage_upper": None, "overforgetting": None, "overforgetting_p_value": None,
+                 "tests": [], "per_example": None, "membership": [], "inversion": None, "retrains": [],
+                 "gates": [], "passed": False, "error": None}
     images: dict = {}
     try:
-        method, why = choose_method(opts.method, mf, forget)
         fault("unlearn")
         start = time.perf_counter()
-        unlearned_mf, outcome = unlearn_model(mf, data, forget, method, None, opts.seed, opts.show_progress)
+        if unlearned_given is not None:
+            unlearned = unlearned_given.model
+            doc["method"] = {"name": "given", "reason": f"unlearned elsewhere: {unlearned_given.path}, audited against "
+                             f"the original {mf.path} (--original); no unlearning step ran", "seconds": None,
+                             "details": {"lineage": unlearned_given.lineage}}
+        elif opts.method == "none":
+            unlearned = copy.deepcopy(mf.model)
+            doc["method"] = {"name": "none", "reason": "the no-op control (--method none): the weights are left "
+                             "unchanged, so this target must not pass", "seconds": 0.0, "details": {}}
+        else:
+            method, why = choose_method(opts.method, mf, forget)
+            unlearned_mf, outcome = unlearn_model(mf, data, forget, method, None, opts.seed, opts.show_progress)
+            unlearned = unlearned_mf.model
+            doc["method"] = {"name": method, "reason": why, "seconds": outcome.seconds, "details": outcome.details}
         doc["timings"]["unlearn"] = time.perf_counter() - start
-        doc["method"] = {"name": method, "reason": why, "seconds": outcome.seconds, "details": outcome.details}
-        models = {"original": mf.model, "unlearned": unlearned_mf.model}
+        models = {"original": mf.model, "unlearned": unlearned}
+        retrain_roles: list[str] = []
         if opts.reference == "retrain":
             start = time.perf_counter()
-            ref_mf, _ = unlearn_model(mf, data, forget, "retrain", None, opts.seed, opts.show_progress)
+            with progress_bar(f"retraining {opts.retrains} reference models without {forget.spec}", 1,
+                              opts.show_progress) as advance:
+                retrained = ctx.retrained_models(forget, opts.retrains)
+                advance(1)
+            for k, (model, seed, hit) in enumerate(retrained):
+                role = "reference" if k == 0 else f"retrain_{k}"
+                models[role] = model
+                retrain_roles.append(role)
+                doc["retrains"].append({"seed": seed, "from_cache": hit})
             doc["timings"]["reference"] = time.perf_counter() - start
-            models["reference"] = ref_mf.model
-        doc["accuracy"] = {role: accuracies(m, data, forget) for role, m in models.items()}
-        doc["accuracy"].setdefault("reference", None)
+        doc["accuracy"] = {role: accuracies(models[role], data, forget) for role in ("original", "unlearned")}
+        doc["accuracy"]["reference"] = accuracies(models["reference"], data, forget) if retrain_roles else None
+        for k, role in enumerate(retrain_roles):
+            doc["retrains"][k]["accuracy"] = accuracies(models[role], data, forget)
 
         start = time.perf_counter()
-        components: dict[str, float] = {}
-        basis = "reference" if "reference" in models else "absolute"
-        if "mia" in opts.attacks:
-            ms = membership_set(ctx, forget)
-            total = len(ctx.mia_attacks) * len(models)
+        ms = membership_set(ctx, forget)
+        tests: list[TestEvidence] = []
+        # The verdict's membership test: per example, every model, the same examples.
+        paired, label, stats = membership_test(ctx, models, ms, opts.seed)
+        tests.append(membership_evidence(paired, label, retrain_roles))
+        doc["per_example"] = per_example_picture(stats, ms.is_member, retrain_roles)
+        if forget.classes and retrain_roles:
+            counts = {role: forget_correct(models[role], data, forget) for role in models}
+            ref_counts = [counts[r][0] for r in retrain_roles]
+            n = len(forget)
+            ev = rate_evidence("class_accuracy", "accuracy on the forgotten class against retrained models",
+                               attacks.rate_excess_test(counts["original"][0], n, ref_counts),
+                               attacks.rate_excess_test(counts["unlearned"][0], n, ref_counts))
+            ev.detail["confidence"] = {"original": counts["original"][1], "unlearned": counts["unlearned"][1],
+                                       "retrained": [counts[r][1] for r in retrain_roles]}
+            tests.append(ev)
+        # Population attacks: ROC diagnostics on the original, unlearned and first retrained model.
+        shown = {role: models[role] for role in ("original", "unlearned", "reference") if role in models}
+        if "mia" in opts.attacks and ctx.mia_attacks:
+            total = len(ctx.mia_attacks) * len(shown)
             with progress_bar(f"membership attacks on {forget.spec}", total, opts.show_progress) as advance:
-                outcomes = run_membership(ctx, models, ms, advance)
+                outcomes = run_membership(ctx, shown, ms, advance)
             doc["membership"] = [o.to_dict() for o in outcomes]
-            for o, entry in zip(outcomes, doc["membership"]):
-                auc = {role: m["auc"] for role, m in o.metrics.items()}
-                components[f"mia:{o.attack}"], basis = membership_component(
-                    auc, ms.n_members, int((~ms.is_member).sum()))
-                if "reference" in o.forget_scores:
-                    ref = o.forget_scores["reference"]
-                    entry["distinguishability"] = {
-                        "unlearned_vs_reference": distinguishability(o.forget_scores["unlearned"], ref),
-                        "original_vs_reference": distinguishability(o.forget_scores["original"], ref)}
         if "inversion" in opts.attacks and forget.classes:
             inv, images = run_inversion(ctx, models, list(forget.classes), forget.spec)
             doc["inversion"] = inv
-            acc = {role: inv[role]["attack_accuracy"] for role in models}
-            components["inversion"], _ = inversion_component(acc, inv["n_reconstructions"], data.num_classes)
+            if retrain_roles:
+                n = inv["n_reconstructions"]
+                ref_counts = [r["recognised"] for r in inv["retrains"]]
+                tests.append(rate_evidence(
+                    "inversion", "model inversion (MI-Face) recognised against retrained models",
+                    attacks.rate_excess_test(inv["original"]["recognised"], n, ref_counts),
+                    attacks.rate_excess_test(inv["unlearned"]["recognised"], n, ref_counts)))
         doc["timings"]["attacks"] = time.perf_counter() - start
-        doc["residual_components"] = components
-        doc["residual_leakage"] = max(components.values()) if components else None
-        doc["residual_leakage_basis"] = basis
+        verdict = decide(tests, opts.alpha)
+        doc["tests"] = [t.to_dict() for t in tests]
+        found = verdict.to_dict()
+        found["verdict_reason"] = found.pop("reason")
+        doc.update({k: v for k, v in found.items() if k in doc})
     except InputError:
         raise
     except Exception as exc:  # noqa: BLE001 - fail closed: any failure of a step is recorded, exit 3
         doc["error"] = f"{type(exc).__name__}: {exc}" if not isinstance(exc, AuditError) else str(exc)
-    gate_target(doc, gates)  # fails every gate of a target whose step failed
+        doc["verdict"] = "error"
+    gate_target(doc, gates, opts.inconclusive)  # fails every gate of a target whose step failed
     return TargetResult(forget.spec, doc["residual_leakage"], doc["passed"], doc["error"], doc,
                         images if doc["inversion"] else {})
 
 
+def _check_pair(original: ModelFile, unlearned: ModelFile, data) -> None:
+    """An unlearned model audited against ``--original`` must be the same network on the same data."""
+    same = ((original.arch == unlearned.arch or unlearned.kind == "torchscript") and tuple(original.input_shape) == tuple(unlearned.input_shape)
+            and original.num_classes == unlearned.num_classes)
+    if not same:
+        raise InputError(f"{unlearned.path} ({unlearned.arch}, {'x'.join(map(str, unlearned.input_shape))}, "
+                         f"{unlearned.num_classes} classes) is not the same network as --original {original.path} "
+                         f"({original.arch}, {'x'.join(map(str, original.input_shape))}, {original.num_classes} "
+                         "classes); pass the model that was unlearned from it")
+    names = set(original.model.state_dict())
+    if unlearned.kind != "torchscript" and set(unlearned.model.state_dict()) != names:
+        raise InputError(f"{unlearned.path} has other weights than --original {original.path}; "
+                         "pass the model that was unlearned from it")
+    recorded = (unlearned.data or {}).get("sha256")
+    if recorded and recorded != data.sha256():
+        raise InputError(f"{unlearned.path} was unlearned on other data than --original {original.path} "
+                         f"was trained on ({data.spec}); pass the matching --data")
+
+
 def run(model: str | Path, forget: list[str] | str, **options) -> AuditResult:
-    """Audit ``model`` for each forget spec; see :class:`AuditOptions` for the options."""
+    """Audit ``model`` for each forget spec; see :class:`AuditOptions` for the options.
+
+    With ``original=PATH``, ``model`` is a model unlearned elsewhere and PATH the model it
+    was unlearned from: no unlearning step runs, the given model is audited.
+    """
     from audit.results import build_document, write_outputs
 
     opts = AuditOptions(model=Path(model), forget=[forget] if isinstance(forget, str) else list(forget), **options)
     opts.out = Path(opts.out)
+    if opts.original is not None:
+        opts.original = Path(opts.original)
     gates = opts.validate()
     given = load_dataset(opts.data, opts.data_root) if opts.data else None
     # A bare state_dict takes its input shape and classes from --data.
-    mf = load_model(opts.model, arch=opts.arch, input_shape=given.input_shape if given else None,
-                    num_classes=given.num_classes if given else None)
+    shape = dict(arch=opts.arch, input_shape=given.input_shape if given else None,
+                 num_classes=given.num_classes if given else None)
+    unlearned_given = None
+    if opts.original is not None:
+        mf = load_model(opts.original, **shape)
+        unlearned_given = load_model(opts.model, **{**shape, "arch": opts.arch or mf.arch})
+    else:
+        mf = load_model(opts.model, **shape)
     data = load_data_for(opts.data, opts.data_root, mf, loaded=given)
+    source = opts.original or opts.model
     if tuple(mf.input_shape) != tuple(data.input_shape) or mf.num_classes != data.num_classes:
         raise InputError(f"the data {data.spec!r} ({'x'.join(map(str, data.input_shape))} images, {data.num_classes} "
-                         f"classes) does not fit {opts.model} ({'x'.join(map(str, mf.input_shape))}, "
+                         f"classes) does not fit {source} ({'x'.join(map(str, mf.input_shape))}, "
                          f"{mf.num_classes} classes); pass the --data the model was trained on")
+    if unlearned_given is not None:
+        _check_pair(mf, unlearned_given, data)
     forget_sets = [parse_forget(spec, data.y_train, data.num_classes) for spec in opts.forget]
     if mf.recipe is None and (opts.reference == "retrain" or NEEDS_REFERENCE & set(opts.mia_attacks)):
-        raise InputError(f"{opts.model} carries no training recipe, so it cannot be retrained or shadowed; "
+        raise InputError(f"{source} carries no training recipe, so it cannot be retrained or shadowed; "
                          "pass --reference none --mia loss, or train it with audit train")
-    import attacks
-
+    if mf.kind == "torchscript" and unlearned_given is None and opts.method != "none":
+        raise InputError(f"{source} is a TorchScript archive, which cannot be unlearned here; unlearn it elsewhere "
+                         "and audit the result with --original, or pass its state_dict with --arch")
+    for fs in forget_sets:
+        if len(fs) >= len(data.y_train):
+            raise InputError(f"--forget {fs.spec} selects every training example; nothing would be left to keep")
     cache_dir = Path(opts.cache_dir) if opts.cache_dir else attacks.default_cache_dir()
     ctx = AttackContext(mf, data, opts.seed, opts.reference_models, cache_dir,
-                        opts.mia_attacks if "mia" in opts.attacks else [], opts.inversion_iterations)
+                        opts.mia_attacks if "mia" in opts.attacks else [], opts.inversion_iterations,
+                        use_reference=mf.recipe is not None and opts.reference_models >= 2)
     started = time.time()
-    targets = [audit_target(ctx, opts, fs, gates) for fs in forget_sets]
-    doc = build_document(opts, mf, data, targets, started)
+    targets = [audit_target(ctx, opts, fs, gates, unlearned_given) for fs in forget_sets]
+    doc = build_document(opts, mf, data, targets, started, ctx)
     files = write_outputs(doc, opts, {k: v for t in targets for k, v in t.images.items()})
     return AuditResult(doc["exit_code"], doc["verdict"], targets, doc, opts.out, files)

@@ -30,13 +30,19 @@ class Classifier(nn.Module):
 
 
 class SmallCNN(nn.Module):
-    """Three conv-BN-ReLU blocks and a two-layer head; ~25k parameters at width 16."""
+    """Three conv-BN-ReLU blocks and a two-layer head; ~25k parameters at width 16.
 
-    def __init__(self, in_channels: int, num_classes: int, width: int = 16):
+    ``batch_norm=False`` drops BatchNorm (conv layers get biases): a model that memorises
+    more, used as the leaky target of ``benchmarks/detection.py``.
+    """
+
+    def __init__(self, in_channels: int, num_classes: int, width: int = 16, batch_norm: bool = True):
         super().__init__()
         w = width
 
         def block(cin: int, cout: int) -> list[nn.Module]:
+            if not batch_norm:
+                return [nn.Conv2d(cin, cout, 3, padding=1), nn.ReLU(inplace=True)]
             return [nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)]
 
         self.features = nn.Sequential(
@@ -86,7 +92,8 @@ def build_network(arch: str, in_channels: int, num_classes: int, arch_args: dict
     """The bare network (no normalisation), freshly initialised from torch's global RNG."""
     args = dict(arch_args or {})
     if arch == "smallcnn":
-        return SmallCNN(in_channels, num_classes, width=int(args.get("width", 16)))
+        return SmallCNN(in_channels, num_classes, width=int(args.get("width", 16)),
+                        batch_norm=bool(args.get("batch_norm", True)))
     if arch == "resnet18":
         return _resnet18(in_channels, num_classes)
     return _torchvision(arch, in_channels, num_classes)

@@ -34,28 +34,32 @@ def library_versions() -> dict:
     return versions
 
 
-def build_document(opts, mf: ModelFile, data, targets, started: float) -> dict:
+def build_document(opts, mf: ModelFile, data, targets, started: float, ctx=None) -> dict:
     from audit import __version__
 
     outcome, code = verdict([t.document for t in targets])
     notes = []
     if opts.reference == "none":
-        notes.append("No retrained reference: residual leakage uses absolute scores (attack advantage "
-                     "over chance), relative to the original model.")
-    if not opts.fail_on:
-        notes.append("No gates were set: every target passes unless a step failed.")
+        notes.append("No retrained models (--reference none): the class tests and the over-forgetting baseline "
+                     "are left out; the verdict rests on the membership test alone.")
+    if ctx is not None and not ctx.has_reference:
+        notes.append("No reference models: the membership test compares losses (a population test), which has far "
+                     "less power than the per-example test; expect inconclusive verdicts.")
+    counts = {v: sum(1 for t in targets if t.document.get("verdict") == v) for v in ("inconclusive", "fail")}
+    if counts["inconclusive"]:
+        how = "pass" if opts.inconclusive == "pass" else "fail"
+        notes.append(f"{counts['inconclusive']} target(s) were inconclusive: the attacks could not detect the forget "
+                     f"set even in the original model. By the chosen policy (--inconclusive {how}) they {how}.")
     for t in targets:
         reason = ((t.document.get("method") or {}).get("reason") or "")
         if reason.startswith("the update log cannot be used"):
             notes.append(f"Warning for {t.name}: {reason}; relabel was used instead. Check the log's integrity.")
-        over = [f"{m['attack']} (AUC {m['unlearned']['auc']:.2f})" for m in t.document.get("membership") or []
-                if (m.get("unlearned") or {}).get("auc") is not None and (m.get("original") or {}).get("auc") is not None
-                and m["unlearned"]["auc"] < 0.5 <= m["original"]["auc"]
-                and t.document["residual_components"].get(f"mia:{m['attack']}", 0) > 0]
-        if over:
-            notes.append(f"{t.name}: the forget set looks less like training data than unseen data does, under "
-                         f"{', '.join(over)}. The data is over-forgotten: the deletion itself is visible, and that "
-                         "counts as residual leakage.")
+        over, over_p = t.document.get("overforgetting"), t.document.get("overforgetting_p_value")
+        if over is not None and over_p is not None and over > 0 and over_p <= opts.alpha:
+            notes.append(f"{t.name}: the forget set looks less like training data than unseen data does "
+                         f"(over-forgetting {over:.2f}, p = {over_p:.2g}): the deletion itself is visible to an "
+                         "attacker. This is reported as the overforgetting metric; gate on it with "
+                         "--fail-on 'overforgetting>0.5'.")
     n_non = [m["unlearned"]["n_non_members"] for t in targets for m in t.document.get("membership") or []
              if (m.get("unlearned") or {}).get("n_non_members")]
     if n_non and min(n_non) < 1000:
@@ -80,6 +84,10 @@ def build_document(opts, mf: ModelFile, data, targets, started: float) -> dict:
                      "n_test": int(len(data.y_test)), "num_classes": data.num_classes,
                      "class_names": data.class_names},
             "seed": opts.seed,
+            "original": ({"path": str(opts.original), "sha256": file_sha256(opts.original)}
+                         if getattr(opts, "original", None) else None),
+            "reference_models": (ctx.reference_models().to_dict() | {"train_fraction": ctx.train_fraction}
+                                 if ctx is not None and ctx.has_reference and ctx._reference is not None else None),
             "machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
         },
         "config": {
@@ -88,6 +96,9 @@ def build_document(opts, mf: ModelFile, data, targets, started: float) -> dict:
             "attacks": list(opts.attacks),
             "mia_attacks": list(opts.mia_attacks) if "mia" in opts.attacks else [],
             "reference_models": opts.reference_models,
+            "retrains": opts.retrains if opts.reference == "retrain" else 0,
+            "alpha": opts.alpha,
+            "inconclusive": opts.inconclusive,
             "inversion_iterations": opts.inversion_iterations,
             "gates": list(opts.fail_on),
         },

@@ -26,9 +26,12 @@ def print_summary(doc: dict, quiet: bool, out: Path | None) -> None:
         o, u, r = acc.get("original") or {}, acc.get("unlearned") or {}, acc.get("reference") or {}
         method = t.get("method") or {}
         ref = f" (retrained {_pct(r.get('forget'))})" if r else ""
-        leak = t.get("residual_leakage")
-        leak_s = "n/a" if leak is None else f"{leak:.3f} ({t.get('residual_leakage_basis')})"
-        typer.echo(f"{t['name']}: {method.get('name')} ({method.get('reason')}); residual leakage {leak_s}; "
+        leak, ci = t.get("residual_leakage"), t.get("residual_leakage_ci95") or [None, None]
+        leak_s = "n/a" if leak is None else f"{leak:.2f} (95% interval {ci[0]:.2f} to {ci[1]:.2f})"
+        power, p = t.get("power_p_value"), t.get("p_value")
+        p_s = "" if power is None else f"power p = {power:.2g}, after unlearning p = {p:.2g}; "
+        typer.echo(f"{t['name']}: verdict {t.get('verdict')}; {method.get('name')} ({method.get('reason')}); "
+                   f"{p_s}residual leakage {leak_s}; "
                    f"forget accuracy {_pct(o.get('forget'))} -> {_pct(u.get('forget'))}{ref}; "
                    f"test accuracy on other classes {_pct(o.get('test_other_classes'))} -> "
                    f"{_pct(u.get('test_other_classes'))}; gates {'pass' if t['passed'] else 'FAIL'}")

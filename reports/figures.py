@@ -67,3 +67,47 @@ def _inline(svg: str) -> str:
     head, rest = svg.split(">", 1)
     head = re.sub(r'\s(width|height)="[^"]*"', "", head)
     return head + ' role="img" preserveAspectRatio="xMidYMid meet">' + rest
+
+
+PER_EXAMPLE_STYLE = {
+    "original": {"color": "#c0392b", "label": "original"},
+    "unlearned": {"color": "#1f5fa8", "label": "unlearned"},
+    "retrained": {"color": "#2e7d32", "label": "retrained"},
+    "held_out_original": {"color": "#888888", "label": "held-out, original"},
+}
+
+
+def per_example_svg(per_example: dict[str, list[float]], salt: str) -> str:
+    """Step histograms of the per-example membership statistic of the forget examples under each model.
+
+    A model that forgot the data puts the forget examples where the retrained models put
+    them; one that did not puts them where the original does.
+    """
+    import numpy as np
+
+    series = {k: np.asarray(v, dtype=float) for k, v in per_example.items() if k in PER_EXAMPLE_STYLE and v}
+    if not series:
+        return ""
+    everything = np.concatenate(list(series.values()))
+    low, high = np.quantile(everything, [0.01, 0.99])
+    if not high > low:
+        low, high = low - 1.0, high + 1.0
+    bins = np.linspace(low, high, 31)
+    with plt.rc_context({"svg.fonttype": "none", "svg.hashsalt": salt, "font.family": "DejaVu Sans",
+                         "font.size": 8.5, "axes.titlesize": 9.5, "axes.linewidth": 0.6}):
+        fig, ax = plt.subplots(figsize=(5.2, 2.9), dpi=100)
+        for key, values in series.items():
+            style = PER_EXAMPLE_STYLE[key]
+            ax.hist(np.clip(values, low, high), bins=bins, density=True, histtype="step", linewidth=1.5,
+                    color=style["color"], label=f"{style['label']} (n={values.size})",
+                    linestyle=":" if key == "held_out_original" else "-")
+        ax.axvline(0.0, color="#444444", linewidth=0.6)
+        ax.set_xlabel("per-example statistic (higher: more like a training member)")
+        ax.set_ylabel("density")
+        ax.set_title("Forget examples under each model")
+        ax.legend(loc="upper right", fontsize=7.0, frameon=False)
+        fig.subplots_adjust(left=0.1, right=0.97, bottom=0.17, top=0.9)
+        buffer = io.StringIO()
+        fig.savefig(buffer, format="svg", metadata={"Date": None})
+        plt.close(fig)
+    return _inline(buffer.getvalue())

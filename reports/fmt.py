@@ -21,6 +21,11 @@ def num(value: float | None, digits: int = 2) -> str:
     return DASH if value is None else f"{value:.{digits}f}"
 
 
+def pval(value: float | None) -> str:
+    """A p-value with two significant digits (0.00025, not 0.00)."""
+    return DASH if value is None else f"{value:.2g}"
+
+
 def seconds(value: float | None) -> str:
     if value is None:
         return DASH
@@ -60,8 +65,12 @@ def gate_order(gates: list[dict]) -> list[dict]:
 
 
 def status(target: dict) -> str:
-    """"error", "fail" or "pass" for one target."""
-    return "error" if target.get("error") else ("pass" if target["passed"] else "fail")
+    """"error", "fail", "inconclusive" or "pass" for one target (its gates decide pass or fail)."""
+    if target.get("error"):
+        return "error"
+    if target.get("verdict") == "inconclusive":
+        return "inconclusive"
+    return "pass" if target["passed"] else "fail"
 
 
 def anchor(name: str, index: int) -> str:

@@ -15,7 +15,10 @@ def _x(text: object) -> str:
 
 
 def render_junit(doc: dict) -> str:
-    """JUnit XML: a failed gate is a ``<failure>``, a failed step an ``<error>`` (fail closed)."""
+    """JUnit XML: a failed gate is a ``<failure>``, a failed step an ``<error>`` (fail closed).
+
+    Every target's first test case is its verdict: an inconclusive target that the policy
+    does not let through is a ``<failure>`` whose message gives the reason."""
     validate(doc)
     suite = ET.Element("testsuite", name="amnesia-audit")
     tests = failures = errors = 0
@@ -39,10 +42,11 @@ def render_junit(doc: dict) -> str:
                 failures += 1
                 message = gate.get("message") or f"{gate['expr']} failed (value {gate.get('value')})"
                 ET.SubElement(case, "failure", message=_x(message), type="GateFailure").text = _x(f"{name}: {message}")
-            if gate.get("value") is not None or target.get("residual_leakage") is not None:
+            if not target.get("error"):
                 out = ET.SubElement(case, "system-out")
-                out.text = _x(f"residual_leakage={target.get('residual_leakage')} "
-                            f"basis={target.get('residual_leakage_basis')} value={gate.get('value')}")
+                out.text = _x(f"verdict={target.get('verdict')} p_value={target.get('p_value')} "
+                              f"power_p_value={target.get('power_p_value')} "
+                              f"residual_leakage={target.get('residual_leakage')} value={gate.get('value')}")
     suite.set("tests", str(tests))
     suite.set("failures", str(failures))
     suite.set("errors", str(errors))

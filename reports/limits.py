@@ -27,6 +27,9 @@ LITERATURE = [
     "A. Thudi, H. Jia, I. Shumailov, N. Papernot. On the Necessity of Auditable Algorithmic Definitions for Machine "
     "Unlearning. USENIX Security 2022.",
     "B. Zhang, Z. Chen, C. Shen, J. Li. Verification of Machine Unlearning is Fragile. ICML 2024.",
+    "J. Hayes, I. Shumailov, E. Triantafillou, A. Khalifa, N. Papernot. Inexact Unlearning Needs More Careful "
+    "Evaluations to Avoid a False Sense of Privacy. IEEE SaTML 2025.",
+    "S. Holm. A Simple Sequentially Rejective Multiple Test Procedure. Scandinavian Journal of Statistics, 1979.",
     "C. Fan, J. Liu, Y. Zhang, E. Wong, D. Wei, S. Liu. SalUn: Empowering Machine Unlearning via Gradient-based "
     "Weight Saliency. ICLR 2024.",
     "Regulation (EU) 2016/679 (GDPR), Article 17: Right to erasure (&lsquo;right to be forgotten&rsquo;).",
@@ -55,10 +58,12 @@ def method_and_limits(doc: dict) -> str:
     shadow = (f" The membership attacks that need them trained {esc(n_ref)} reference (shadow) models on the auditor's "
               "own data." if n_ref else "")
     if config.get("reference") == "retrain":
-        reference = ("<p>The yardstick is a model <strong>retrained from scratch without the data to forget</strong>, "
-                     "with the original training recipe and seed: the result that exact erasure would give. An unlearned "
-                     "model is judged good when the attacks cannot tell it from this reference; being merely less "
-                     f"attackable than the original is not enough.{shadow}</p>")
+        k = config.get("retrains")
+        reference = ("<p>The yardstick is a set of models <strong>retrained from scratch without the data to "
+                     f"forget</strong>{f' ({esc(k)} of them)' if k else ''}, with the original training recipe and "
+                     "seeds other than the original's: the result that exact erasure would give, and its spread from "
+                     "model to model. An unlearned model is judged good when the attacks cannot tell it from these; "
+                     f"being merely less attackable than the original is not enough.{shadow}</p>")
     else:
         reference = ("<p><strong>No retrained reference was used.</strong> Scores are absolute: attack success is "
                      "compared with chance instead of with a model that never saw the data. This overstates the residual "
@@ -67,6 +72,17 @@ def method_and_limits(doc: dict) -> str:
     return f"""<section id="method"><h2>Method and limits</h2>
 <h3>What each attack assumes</h3>{attacks}
 <h3>What the reference is</h3>{reference}
+<h3>How the verdict is reached</h3>
+<p>Each forget request gets one of three verdicts. The same tests run on the <strong>original</strong> model first: if
+they cannot detect the data to forget there (the power check), the verdict is <strong>inconclusive</strong>, because
+an attack that cannot see the data before unlearning cannot confirm they are gone. Otherwise the verdict is
+<strong>fail</strong> when a test still detects the data in the unlearned model, and <strong>pass</strong> when none
+does. Membership is tested per example (Hayes et al., SaTML 2025): each example's confidence under the model is
+compared with its own confidence under reference models that never trained on it, and the forget set's average is
+compared with held-out data under the same model by a permutation test. Class requests add the accuracy on the
+forgotten class and model inversion, each against the retrained models. Holm's correction runs over the tests, at
+significance level {esc(config.get('alpha', 0.05))}. Inconclusive requests {'pass' if config.get('inconclusive') == 'pass' else 'fail'}
+this audit, by its policy (<code>--inconclusive</code>).</p>
 <h3>What this audit cannot prove</h3><ul>
 <li>A pass is evidence, not proof. It shows that these attacks, with these assumptions and this data, could not tell the
 unlearned model from the reference beyond the stated thresholds. Stronger or future attacks may do better, and the
@@ -125,6 +141,9 @@ def provenance(doc: dict) -> str:
     config_rows = [("Unlearning method", _plain(config.get("method"))), ("Reference", _plain(config.get("reference"))),
                    ("Attacks", _plain(config.get("attacks"))), ("Membership attacks", _plain(config.get("mia_attacks"))),
                    ("Reference models", _plain(config.get("reference_models"))),
+                   ("Retrained models", _plain(config.get("retrains"))),
+                   ("Significance level", _plain(config.get("alpha"))),
+                   ("Inconclusive requests", _plain(config.get("inconclusive"))),
                    ("Gates", _code(", ".join(config.get("gates") or []) or None))]
     rerun = (f"<p>To reproduce, run the same command on the files with these hashes:</p><pre>{esc(prov['command'])}</pre>"
              if prov.get("command") else "")

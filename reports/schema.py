@@ -90,7 +90,7 @@ import math
 from typing import Any
 
 SCHEMA = "amnesia-audit/results"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 
 class ReportError(ValueError):
@@ -187,6 +187,10 @@ def validate(doc: Any, source: str = "results document") -> dict:
         raise ReportError(f"{source}: not an amnesia-audit results document "
                           f"(\"schema\" is {json_repr(doc.get('schema'))}, expected \"{SCHEMA}\")")
     version = doc.get("schema_version")
+    if version == 1 and not isinstance(version, bool):
+        raise ReportError(f"{source}: schema_version 1 was written by an earlier amnesia-audit, before targets had a "
+                          "verdict (pass, fail or inconclusive) resting on a power check; rerun `audit run` to "
+                          "audit again with this version")
     if version != SCHEMA_VERSION or isinstance(version, bool):
         raise ReportError(f"{source}: schema_version {json_repr(version)} is not supported; this amnesia-audit "
                           f"reads version {SCHEMA_VERSION}: rerun `audit run` or use a matching amnesia-audit")
@@ -214,14 +218,50 @@ def validate(doc: Any, source: str = "results document") -> dict:
     return doc
 
 
+TARGET_VERDICTS = ("pass", "fail", "inconclusive", "error")
+# Documented ranges of a target's headline numbers (README, "The verdict"): outside them a
+# document is corrupt or edited, and must not be rendered or gated as if it were sound.
+TARGET_RANGES = {"residual_leakage": (0.0, None), "residual_leakage_upper": (0.0, None), "p_value": (0.0, 1.0),
+                 "power_p_value": (0.0, 1.0), "overforgetting": (None, None), "overforgetting_p_value": (0.0, 1.0),
+                 "alpha": (0.0, 1.0)}
+
+
 def _validate_target(c: _Checker, target: Any, where: str) -> None:
     if not isinstance(target, dict):
         c.fail(where, "an object", target)
     c.text(target, "name", f"{where}.name")
     c.boolean(target, "passed", f"{where}.passed")
     c.text(target, "error", f"{where}.error", required=False, nullable=True)
-    c.number(target, "residual_leakage", f"{where}.residual_leakage")
-    c.text(target, "residual_leakage_basis", f"{where}.residual_leakage_basis", required=False, nullable=True)
+    c.text(target, "verdict", f"{where}.verdict", required=True, nullable=True)
+    if target["verdict"] is not None and target["verdict"] not in TARGET_VERDICTS:
+        raise ReportError(f"{c.source}: {where}.verdict {json_repr(target['verdict'])} is not one of "
+                          f"{', '.join(TARGET_VERDICTS)}")
+    c.text(target, "verdict_reason", f"{where}.verdict_reason", required=False, nullable=True)
+    for name, (low, high) in TARGET_RANGES.items():
+        c.number(target, name, f"{where}.{name}")
+        value = target.get(name)
+        if value is not None and ((low is not None and value < low) or (high is not None and value > high)):
+            span = f"[{low:g}, {'infinity' if high is None else f'{high:g}'}]"
+            raise ReportError(f"{c.source}: {where}.{name} is {value}, outside its range {span}; "
+                              "regenerate it with `audit run` or fix the file")
+    ci = target.get("residual_leakage_ci95")
+    if ci is not None and (not isinstance(ci, list) or len(ci) != 2
+                           or any(isinstance(v, bool) or not isinstance(v, (int, float)) for v in ci)):
+        c.fail(f"{where}.residual_leakage_ci95", "a pair of numbers [low, high] or null", ci)
+    for j, test in enumerate(c.lst(target, "tests", f"{where}.tests", required=False, nullable=True)):
+        tw = f"{where}.tests[{j}]"
+        if not isinstance(test, dict):
+            c.fail(tw, "an object", test)
+        c.text(test, "name", f"{tw}.name")
+        c.text(test, "label", f"{tw}.label", required=False, nullable=True)
+        for name in ("p_original", "p_unlearned", "p_original_holm", "p_unlearned_holm"):
+            c.number(test, name, f"{tw}.{name}")
+        for name in ("effect_original", "effect_unlearned", "residual"):
+            c.number(test, name, f"{tw}.{name}")
+    per_example = c.obj(target, "per_example", f"{where}.per_example", required=False, nullable=True) or {}
+    for role, values in per_example.items():
+        if not isinstance(values, list) or any(isinstance(v, bool) or not isinstance(v, (int, float)) for v in values):
+            c.fail(f"{where}.per_example.{role}", "a list of numbers", values)
     forget = c.obj(target, "forget", f"{where}.forget", required=False, nullable=True) or {}
     c.number(forget, "n", f"{where}.forget.n")
     method = c.obj(target, "method", f"{where}.method", required=False, nullable=True) or {}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from reports.fmt import DASH, anchor, esc, interval, num, pct, seconds, size, status
+from reports.fmt import DASH, anchor, esc, interval, num, pct, pval, seconds, size, status
 from reports.images import embed
 from reports.summary import describe_leakage
 
@@ -112,10 +112,42 @@ def membership(target: dict, salt: str) -> str:
                  "The &epsilon; lower bound turns the attack's true and false positive rates into the smallest "
                  "differential-privacy &epsilon; consistent with them (Jagielski et al. 2020), with a Clopper-Pearson "
                  "95% interval; the real privacy loss may be larger.</p>")
-    components = target.get("residual_components") or {}
-    if components:
-        items = "".join(f"<li><code>{esc(k)}</code>: {num(v)}</li>" for k, v in components.items())
-        parts.append(f"<p>Residual leakage per attack (the headline is the largest):</p><ul>{items}</ul>")
+    return "".join(parts)
+
+
+def evidence(target: dict, salt: str) -> str:
+    """The tests behind the verdict, and the per-example picture."""
+    tests = target.get("tests") or []
+    parts = ["<h3>Evidence behind the verdict</h3>"]
+    if not tests:
+        return parts[0] + "<p class=\"note\">No test ran for this request.</p>"
+    parts.append("<p>Each test asks whether a model still knows the data to forget. It runs on the original model "
+                 "(the power check: it must detect the data there, or the answer is inconclusive) and on the "
+                 "unlearned model (where it must no longer detect them). The p-values are one-sided and "
+                 "Holm-corrected over the tests, so the verdict keeps its error rate.</p>")
+    rows = []
+    for t in tests:
+        retrained = t.get("effect_retrained") or []
+        spread = (f"{num(min(retrained))} to {num(max(retrained))}" if retrained else DASH)
+        rows.append(f"<tr><td>{esc(t.get('label') or t['name'])}</td><td class=\"n\">{num(t.get('effect_original'))}</td>"
+                    f"<td class=\"n\">{pval(t.get('p_original_holm'))}</td><td class=\"n\">{num(t.get('effect_unlearned'))}</td>"
+                    f"<td class=\"n\">{pval(t.get('p_unlearned_holm'))}</td><td class=\"n\">{spread}</td>"
+                    f"<td class=\"n\">{num(t.get('residual'))}</td></tr>")
+    parts.append(table("Tests of the forget set", ["Test", "Original: effect", "p", "Unlearned: effect", "p",
+                                                   "Retrained: effect", "Residual"], rows))
+    parts.append("<p class=\"note\">Membership effect: mean per-example statistic of the forget set minus that of "
+                 "held-out data under the same model (0 for a model that never trained on them). Class tests: the "
+                 "share of forget examples classified correctly, or of inversions recognised; the null is one "
+                 "example more than the best retrained model reached.</p>")
+    per_example = target.get("per_example") or {}
+    if per_example:
+        from reports.figures import per_example_svg
+
+        svg = per_example_svg(per_example, f"{salt}-pe")
+        if svg:
+            parts.append(f"<figure>{svg}<figcaption>The per-example membership statistic of the forget examples "
+                         "under the original, unlearned and retrained models (and of held-out data under the "
+                         "original). Forgotten data sit where the retrained models put them.</figcaption></figure>")
     return "".join(parts)
 
 
@@ -170,4 +202,4 @@ def target_section(target: dict, index: int, base_dir: Path) -> str:
     return (f"<section class=\"target-section\" id=\"{anchor(target['name'], index)}\">"
             f"<h2><span class=\"badge badge-{state}\">{state.upper()}</span> Forget request "
             f"<code>{esc(target['name'])}</code></h2>{error}{describe_leakage(target)}"
-            f"{forget_quality(target)}{membership(target, f't{index}')}{inversion(target, base_dir)}</section>")
+            f"{evidence(target, f't{index}')}{forget_quality(target)}{membership(target, f't{index}')}{inversion(target, base_dir)}</section>")

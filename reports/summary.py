@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from reports.fmt import DASH, anchor, esc, gate_order, num, status, target_order
+from reports.fmt import DASH, anchor, esc, gate_order, num, pval, status, target_order
 
 METHOD_WORDS = {
     "amnesiac": "amnesiac unlearning: the training updates recorded for the batches that held these data were "
@@ -13,8 +13,11 @@ METHOD_WORDS = {
     "retrain": "retraining from scratch without these data (exact unlearning)",
 }
 VERDICT_WORDS = {
-    "pass": "Every forget request met the thresholds set for this audit (the gates).",
-    "fail": "A request fails when it does not meet a threshold set for this audit (a gate).",
+    "pass": "Every forget request passed: its data were detectable before unlearning and are not after, and it "
+            "met every threshold set for this audit (the gates).",
+    "fail": "A request fails when the unlearned model still shows its data, when the attacks could not tell "
+            "(inconclusive, unless the audit lets inconclusive requests pass), or when it misses a threshold "
+            "set for this audit (a gate).",
     "error": "A step of the audit failed, so at least one forget request could not be assessed; a failed "
              "step never counts as a pass.",
 }
@@ -51,26 +54,44 @@ def describe_method(target: dict) -> str:
     return f"{words}.{reason}"
 
 
+TARGET_VERDICT_WORDS = {
+    "pass": "Pass: before unlearning the attacks detected these data; after unlearning they no longer do.",
+    "fail": "Fail: the unlearned model still shows these data to the attacks.",
+    "inconclusive": "Inconclusive: the attacks could not detect these data even in the original model, so they "
+                    "cannot confirm that the data are gone. This is not evidence of erasure.",
+}
+
+
 def describe_leakage(target: dict) -> str:
-    """The residual-leakage headline and what it means, in plain words."""
+    """The target's verdict, why, the power statement and the residual leakage, in plain words."""
+    verdict = target.get("verdict")
+    if target.get("error") or verdict not in TARGET_VERDICT_WORDS:
+        return ("<p class=\"headline\">Verdict: <span class=\"value\">not reached</span>"
+                + (" because a step failed." if target.get("error") else ".") + "</p>")
+    parts = [f"<p class=\"headline\">Verdict: <span class=\"value verdict-word-{verdict}\">{verdict.upper()}</span></p>",
+             f"<p>{TARGET_VERDICT_WORDS[verdict]} In detail: {esc(target.get('verdict_reason') or DASH)}.</p>"]
+    power = target.get("power_p_value")
+    alpha = target.get("alpha")
+    if power is not None:
+        seen = "told the forget set from unseen data" if alpha is None or power <= alpha else \
+            "could not tell the forget set from unseen data"
+        parts.append(f"<p><strong>Power check:</strong> before unlearning the attacks {seen} at p = {pval(power)} "
+                     f"(significance level {num(alpha, 2)}, Holm-corrected over {len(target.get('tests') or [])} "
+                     f"test(s)). After unlearning: p = {pval(target.get('p_value'))}.</p>")
+    if target.get("advice"):
+        parts.append(f"<p class=\"note\">{esc(target['advice'])}</p>")
     value = target.get("residual_leakage")
-    if value is None:
-        return ("<p class=\"headline\">Residual leakage: <span class=\"value\">not measured</span>"
-                + (" because a step failed." if target.get("error") else " (no attack ran for this request).") + "</p>")
-    basis = target.get("residual_leakage_basis") or "reference"
-    against = ("a model retrained from scratch without these data" if basis == "reference"
-               else "chance (no retrained model was available, so this compares with guessing)")
-    if value <= 0.0:
-        words = f"No attack could tell the unlearned model from {against}, beyond sampling noise."
-    elif value <= 0.1:
-        words = f"The attacks could barely tell the unlearned model from {against}."
-    elif value <= 0.5:
-        words = f"The attacks could partly tell the unlearned model from {against}: some of the original leakage remains."
-    else:
-        words = f"The unlearned model still leaks most of what the original model leaked, compared with {against}."
-    return (f"<p class=\"headline\">Residual leakage: <span class=\"value\">{num(value)}</span> "
-            f"<span class=\"note\">on a scale from 0 (indistinguishable from {'retraining' if basis == 'reference' else 'chance'}) "
-            f"to 1 (leaks as much as the original model)</span></p><p>{words}</p>")
+    if value is not None:
+        ci = target.get("residual_leakage_ci95") or [None, None]
+        parts.append(f"<p>Residual leakage: <strong>{num(value)}</strong> (95% interval {num(ci[0])} to "
+                     f"{num(ci[1])}) <span class=\"note\">the unlearned model's membership signal as a share of the "
+                     "original's: 0 means none is left, 1 as much as before unlearning</span></p>")
+    over = target.get("overforgetting")
+    if over is not None:
+        parts.append(f"<p>Over-forgetting: <strong>{num(over)}</strong> (p = {pval(target.get('overforgetting_p_value'))})"
+                     " <span class=\"note\">positive when the forget set looks less like training data than under "
+                     "retrained models: the deletion itself is then visible</span></p>")
+    return "".join(parts)
 
 
 def gate_table(target: dict) -> str:
