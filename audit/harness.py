@@ -39,7 +39,7 @@ from audit.gates import Gate, gate_target, parse_gates
 from audit.inspect import log_status
 from audit.modelfile import ModelFile, load_model
 from audit.progress import progress_bar
-from audit.scoring import DEFAULT_ALPHA, TestEvidence, decide, membership_evidence, rate_evidence
+from audit.scoring import DEFAULT_ALPHA, Evidence, decide, membership_evidence, rate_evidence
 from audit.training import load_data_for
 from audit.unlearn import forget_metrics, unlearn_model
 from unlearning import UpdateLog, UpdateLogError, accuracy
@@ -259,7 +259,7 @@ def audit_target(ctx: AttackContext, opts: AuditOptions, forget: ForgetSet, gate
 
         start = time.perf_counter()
         ms = membership_set(ctx, forget)
-        tests: list[TestEvidence] = []
+        tests: list[Evidence] = []
         # The verdict's membership test: per example, every model, the same examples.
         paired, label, stats = membership_test(ctx, models, ms, opts.seed)
         tests.append(membership_evidence(paired, label, retrain_roles))

@@ -38,7 +38,7 @@ VERDICTS = ("pass", "fail", "inconclusive")
 
 
 @dataclass
-class TestEvidence:
+class Evidence:
     """One test of a target on the original and the unlearned model.
 
     ``p_original`` / ``p_unlearned`` are the raw one-sided p-values; the ``*_holm`` ones
@@ -86,7 +86,7 @@ class Verdict:
         return d
 
 
-def membership_evidence(test: PairedTest, label: str, retrained_roles: list[str]) -> TestEvidence:
+def membership_evidence(test: PairedTest, label: str, retrained_roles: list[str]) -> Evidence:
     """The membership test's evidence from a :class:`PairedTest` over roles original, unlearned, retrained-k."""
     e_o, e_u = test.effect["original"], test.effect["unlearned"]
     residual, ci = None, None
@@ -94,7 +94,7 @@ def membership_evidence(test: PairedTest, label: str, retrained_roles: list[str]
         residual = max(e_u, 0.0) / e_o
         lo, hi = test.ratio_ci.get("unlearned", (math.nan, math.inf))
         ci = (max(lo, 0.0), max(hi, 0.0))
-    return TestEvidence(
+    return Evidence(
         name="membership", label=label, p_original=test.p_member["original"], p_unlearned=test.p_member["unlearned"],
         effect_original=e_o, effect_unlearned=e_u, effect_retrained=[test.effect[r] for r in retrained_roles],
         residual=residual, residual_ci95=ci,
@@ -104,7 +104,7 @@ def membership_evidence(test: PairedTest, label: str, retrained_roles: list[str]
     )
 
 
-def rate_evidence(name: str, label: str, original: RateTest, unlearned: RateTest) -> TestEvidence:
+def rate_evidence(name: str, label: str, original: RateTest, unlearned: RateTest) -> Evidence:
     """Evidence from two :class:`RateTest` (same n and retrained counts): counts above the retrained models' level."""
     n, base = unlearned.n, max(unlearned.reference) if unlearned.reference else 0
     scale = original.k - base
@@ -113,7 +113,7 @@ def rate_evidence(name: str, label: str, original: RateTest, unlearned: RateTest
         residual = max(unlearned.k - base, 0) / scale
         lo, hi = clopper_pearson(np.array([unlearned.k]), n)
         ci = (max(float(lo[0]) * n - base, 0.0) / scale, max(float(hi[0]) * n - base, 0.0) / scale)
-    return TestEvidence(
+    return Evidence(
         name=name, label=label, p_original=original.p_value, p_unlearned=unlearned.p_value,
         effect_original=original.k / n, effect_unlearned=unlearned.k / n,
         effect_retrained=[c / n for c in unlearned.reference], residual=residual, residual_ci95=ci,
@@ -128,7 +128,7 @@ ADVICE = ("To give the attacks power: forget more examples at once (the per-exam
           "simply not leak these data.")
 
 
-def decide(tests: list[TestEvidence], alpha: float = DEFAULT_ALPHA) -> Verdict:
+def decide(tests: list[Evidence], alpha: float = DEFAULT_ALPHA) -> Verdict:
     """Apply Holm over ``tests`` on each model and turn them into a :class:`Verdict` (sets the ``*_holm`` fields)."""
     if not tests:
         return Verdict("inconclusive", "no test could be run on this target, so nothing shows what the model knows",

@@ -245,9 +245,11 @@ def _validate_target(c: _Checker, target: Any, where: str) -> None:
             raise ReportError(f"{c.source}: {where}.{name} is {value}, outside its range {span}; "
                               "regenerate it with `audit run` or fix the file")
     ci = target.get("residual_leakage_ci95")
+    # The upper end is null when the interval is unbounded (the original's effect vanished in some bootstrap draws).
     if ci is not None and (not isinstance(ci, list) or len(ci) != 2
-                           or any(isinstance(v, bool) or not isinstance(v, (int, float)) for v in ci)):
-        c.fail(f"{where}.residual_leakage_ci95", "a pair of numbers [low, high] or null", ci)
+                           or any(v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)))
+                                  for v in ci)):
+        c.fail(f"{where}.residual_leakage_ci95", "a pair of numbers [low, high] (high null: unbounded) or null", ci)
     for j, test in enumerate(c.lst(target, "tests", f"{where}.tests", required=False, nullable=True)):
         tw = f"{where}.tests[{j}]"
         if not isinstance(test, dict):

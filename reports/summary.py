@@ -13,8 +13,9 @@ METHOD_WORDS = {
     "retrain": "retraining from scratch without these data (exact unlearning)",
 }
 VERDICT_WORDS = {
-    "pass": "Every forget request passed: its data were detectable before unlearning and are not after, and it "
-            "met every threshold set for this audit (the gates).",
+    "pass": "A request passes when its data were detectable before unlearning and are not after (or, where the "
+            "audit allows it, when the attacks could not tell), and it meets every threshold set for this audit "
+            "(the gates).",
     "fail": "A request fails when the unlearned model still shows its data, when the attacks could not tell "
             "(inconclusive, unless the audit lets inconclusive requests pass), or when it misses a threshold "
             "set for this audit (a gate).",
@@ -126,10 +127,14 @@ def render_summary(doc: dict) -> str:
     targets = doc["targets"]
     indexed = {id(t): i for i, t in enumerate(targets)}
     verdict = doc["verdict"]
-    failing = sum(1 for t in targets if status(t) != "pass")
+    failing = sum(1 for t in targets if t.get("error") or not t["passed"])
+    let_through = sum(1 for t in targets if t["passed"] and t.get("verdict") == "inconclusive")
     count = (f"{failing} of {len(targets)} forget request{'s' if len(targets) != 1 else ''} "
              f"did not pass. " if failing else
              f"All {len(targets)} forget request{'s' if len(targets) != 1 else ''} passed. ")
+    if let_through:
+        count += (f"{let_through} of them passed only because this audit lets inconclusive requests through: "
+                  "the attacks could not see their data even before unlearning. ")
     params = model.get("parameters")
     model_words = (f"the model <code>{esc(model.get('path') or 'model')}</code>"
                    + (f" ({esc(model.get('arch'))}" if model.get("arch") else "")

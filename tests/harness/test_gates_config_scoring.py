@@ -1,4 +1,4 @@
-"""Gates, config files and the residual-leakage formula, on hand-made inputs."""
+"""Gates, config files and the verdict rule, on hand-made inputs."""
 
 from __future__ import annotations
 
@@ -7,14 +7,8 @@ import pytest
 
 from audit.config import load_config
 from audit.errors import InputError
-from audit.gates import apply_gates, parse_gate, target_metrics
-from audit.scoring import (
-    auc_noise,
-    distinguishability,
-    inversion_component,
-    membership_component,
-    ratio,
-)
+from audit.gates import apply_gates, gate_target, parse_gate, target_metrics, verdict
+from audit.scoring import Evidence, decide
 
 
 def _target(leak=0.2, after_auc=0.7, ref_auc=0.5, inv=None):
@@ -82,46 +76,71 @@ def test_bad_config_is_input_error(tmp_path, text):
         load_config(path)
 
 
-def test_distinguishability_extremes():
-    rng = np.random.default_rng(0)
-    a = rng.normal(size=500)
-    assert distinguishability(a, a) == pytest.approx(0.0)
-    assert distinguishability(a, a + 100) == pytest.approx(1.0)
-    assert distinguishability(a + 100, a) == pytest.approx(1.0)
+def _evidence(name, p_o, p_u, e_o=1.0, e_u=0.0, retrained=(0.0, 0.0, 0.0)):
+    residual = max(e_u, 0) / e_o if e_o > 0 else None
+    return Evidence(name, name, p_o, p_u, e_o, e_u, list(retrained), residual,
+                        None if residual is None else (0.0, residual + 0.2), detail={"p_over": {"unlearned": 0.5}})
 
 
-def test_ratio_and_noise():
-    assert ratio(0.9, 0.9, 0.0) == 1.0
-    assert ratio(0.0, 0.9, 0.0) == 0.0
-    assert ratio(0.45, 0.9, 0.0) == pytest.approx(0.5)
-    assert ratio(0.05, 0.9, 0.1) == 0.0  # within noise is not leakage
-    assert auc_noise(100, 100) > auc_noise(1000, 1000) > 0
+def test_verdict_pass_fail_inconclusive():
+    assert decide([_evidence("membership", 0.001, 0.6)]).verdict == "pass"
+    assert decide([_evidence("membership", 0.001, 0.001, e_u=1.0)]).verdict == "fail"
+    v = decide([_evidence("membership", 0.3, 0.4)])
+    assert v.verdict == "inconclusive" and v.residual_leakage is None and "more reference models" in v.advice
 
 
-def test_membership_component_against_reference():
-    # The original leaks (AUC 0.9); an unlearned model as blind as the reference leaks nothing.
-    leak, basis = membership_component({"original": 0.9, "unlearned": 0.51, "reference": 0.5}, 2000, 2000)
-    assert basis == "reference" and leak == 0.0
-    leak, _ = membership_component({"original": 0.9, "unlearned": 0.9, "reference": 0.5}, 2000, 2000)
-    assert leak == pytest.approx(1.0)
-    leak, _ = membership_component({"original": 0.9, "unlearned": 0.7, "reference": 0.5}, 2000, 2000)
-    assert 0.3 < leak < 0.5
-    # AUC below 1/2 is a signal too: forget examples that look *less* like members than unseen ones.
-    leak, _ = membership_component({"original": 0.9, "unlearned": 0.1, "reference": 0.5}, 2000, 2000)
-    assert leak == pytest.approx(1.0)
+def test_verdict_uses_holm_over_tests():
+    # 0.03 rejects alone, but not as the smallest of three tests (0.03 * 3 > 0.05).
+    tests = [_evidence("membership", 0.03, 0.5), _evidence("class_accuracy", 0.5, 0.5), _evidence("inversion", 0.6, 0.6)]
+    v = decide(tests)
+    assert v.verdict == "inconclusive" and v.power_p_value == pytest.approx(0.09)
+    tests = [_evidence("membership", 0.5, 0.03), _evidence("class_accuracy", 0.001, 0.5)]
+    assert decide(tests).verdict == "pass"  # 0.03 alone would reject; Holm over two tests: 0.06 > 0.05
+    tests = [_evidence("membership", 0.001, 0.01), _evidence("class_accuracy", 0.001, 0.5)]
+    assert decide(tests).verdict == "fail"
 
 
-def test_membership_component_absolute():
-    leak, basis = membership_component({"original": 0.9, "unlearned": 0.5}, 1000, 1000)
-    assert basis == "absolute" and leak == 0.0
-    leak, _ = membership_component({"original": 0.9, "unlearned": 0.9}, 1000, 1000)
-    assert leak == pytest.approx(1.0)
+def test_alpha_is_the_level():
+    tests = [_evidence("membership", 0.02, 0.5)]
+    assert decide(tests, alpha=0.05).verdict == "pass"
+    assert decide(tests, alpha=0.01).verdict == "inconclusive"
 
 
-def test_inversion_component():
-    leak, basis = inversion_component({"original": 1.0, "unlearned": 0.0, "reference": 0.0}, 40, 10)
-    assert (leak, basis) == (0.0, "reference")
-    leak, _ = inversion_component({"original": 1.0, "unlearned": 1.0, "reference": 0.0}, 40, 10)
-    assert leak == 1.0
-    leak, basis = inversion_component({"original": 1.0, "unlearned": 1.0}, 40, 10)
-    assert (leak, basis) == (1.0, "absolute")
+def test_overforgetting_is_signed_and_separate():
+    # The unlearned model puts the forget set below held-out data: no residual leakage, positive overforgetting.
+    v = decide([_evidence("membership", 0.001, 0.9, e_o=2.0, e_u=-1.0, retrained=(0.1, -0.1, 0.0))])
+    assert v.verdict == "pass" and v.residual_leakage == 0.0 and v.overforgetting == pytest.approx(0.5)
+    v = decide([_evidence("membership", 0.001, 0.6, e_o=2.0, e_u=0.4, retrained=(0.0, 0.0, 0.0))])
+    assert v.overforgetting == pytest.approx(-0.2)
+
+
+def _doc_target(verdict_word, **extra):
+    return {"name": "t", "verdict": verdict_word, "verdict_reason": "because", "error": None,
+            "residual_leakage": 0.2, "residual_leakage_upper": 0.4, "p_value": 0.3, "power_p_value": 0.01,
+            "accuracy": {}, "membership": [], "inversion": None, **extra}
+
+
+def test_inconclusive_fails_closed_unless_policy_passes():
+    t = _doc_target("inconclusive")
+    gate_target(t, [])
+    assert not t["passed"] and "fails closed" in t["gates"][0]["message"]
+    gate_target(t, [], "pass")
+    assert t["passed"] and t["gates"][0]["expr"] == "verdict"
+    t = _doc_target("fail")
+    gate_target(t, [], "pass")
+    assert not t["passed"]
+
+
+def test_verdict_and_new_metric_gates():
+    t = _doc_target("pass")
+    gate_target(t, [parse_gate("residual_leakage_upper>0.3"), parse_gate("verdict!=pass")])
+    assert [g["passed"] for g in t["gates"]] == [True, False, True]
+    with pytest.raises(InputError):
+        parse_gate("verdict>1")
+
+
+def test_empty_and_out_of_range_documents_fail_closed():
+    assert verdict([]) == ("fail", 1)
+    t = _doc_target("pass", residual_leakage=-5)
+    gate_target(t, [])
+    assert not t["passed"] and "outside its documented range" in t["gates"][0]["message"]

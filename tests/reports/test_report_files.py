@@ -21,7 +21,9 @@ def run_audit(*args: str) -> subprocess.CompletedProcess:
 
 @pytest.mark.parametrize("content, expected", [
     ('{"schema": "amnesia-audit/results", "schema_version": 99, "targets": []}', "schema_version 99 is not supported"),
-    ('{"schema": "amnesia-audit/results", "schema_version": 1, "targets": [', "not valid JSON"),
+    ('{"schema": "amnesia-audit/results", "schema_version": 2, "targets": [', "not valid JSON"),
+    ('{"schema": "amnesia-audit/results", "schema_version": 1, "verdict": "pass", "targets": []}',
+     "schema_version 1 was written by an earlier amnesia-audit"),
 ])
 def test_audit_report_rejects_bad_documents_with_exit_2_and_writes_nothing(tmp_path, content, expected):
     results = tmp_path / "results.json"

@@ -1,9 +1,14 @@
-"""report.html: self-contained, escaped, failures first, images embedded or visibly missing."""
+"""report.html: self-contained, escaped, failures first, verdicts explained, images embedded or visibly missing."""
 
 from __future__ import annotations
 
+import html
 import re
+from collections import Counter
 from pathlib import Path
+
+import pytest
+from report_documents import build_document, finish, step_failed
 
 from reports import render_html
 from reports.images import embed
@@ -15,32 +20,141 @@ def positions(page: str, *needles: str) -> list[int]:
     return found
 
 
-def test_the_failing_target_and_gate_come_first(rendered):
+def esc(text: str) -> str:
+    """Document text as the renderers escape it."""
+    return html.escape(text, quote=True)
+
+
+def summary_of(page: str) -> str:
+    return page[page.index('id="summary"'):page.index('class="target-section"')]
+
+
+def section(page: str, name: str) -> str:
+    """The target section of ``name`` (its heading names it in <code>)."""
+    found = [s for s in re.findall(r'<section class="target-section".*?</section>', page, flags=re.S)
+             if f"Forget request <code>{esc(name)}</code>" in s]
+    assert len(found) == 1, f"{len(found)} sections for {name}"
+    return found[0]
+
+
+def card_states(page: str) -> list[tuple[str, str]]:
+    """(badge, target name) of each summary card, in page order."""
+    return re.findall(r'<article class="target-card \w+"><h4><span class="badge badge-(\w+)">\w+</span> '
+                      r'<a href="#[^"]+">([^<]+)</a>', summary_of(page))
+
+
+def test_the_targets_that_do_not_pass_come_first(rendered):
     doc = rendered["doc"]
-    assert doc["targets"][0]["passed"] and not doc["targets"][1]["passed"]  # failing one is second in the file
+    # In the file the passing target comes first, so the order below is the renderer's doing.
+    assert [(t["name"], t["verdict"], t["passed"]) for t in doc["targets"]] == [
+        ("class=3", "pass", True), ("samples=forget-ids.txt", "fail", False), ("random=0.01@0", "inconclusive", False)]
     page = rendered["files"]["html"].read_text()
-    summary = page[page.index('id="summary"'):page.index('class="target-section"')]
-    failing, passing = positions(summary, "samples=forget-ids.txt", "class=3")
-    assert failing < passing
-    assert summary.find("badge-fail") < summary.find("badge-pass")
-    sections = re.findall(r'<section class="target-section" id="([^"]+)"', page)
-    assert sections[0].startswith("t1-") and sections[1].startswith("t0-")
+    assert card_states(page) == [("fail", "samples=forget-ids.txt"), ("inconclusive", "random=0.01@0"),
+                                 ("pass", "class=3")]
+    sections = re.findall(r'<section class="target-section" id="([^"]+)"><h2><span class="badge badge-(\w+)">', page)
+    assert [(i.split("-")[0], badge) for i, badge in sections] == [("t1", "fail"), ("t2", "inconclusive"),
+                                                                   ("t0", "pass")]
+    toc = page[page.index('<nav class="toc"'):page.index("</nav>")]
+    positions(toc, "samples=forget-ids.txt", "random=0.01@0", "class=3")
+    assert toc.index("samples=forget-ids.txt") < toc.index("random=0.01@0") < toc.index("class=3")
 
 
 def test_a_failing_gate_comes_before_a_passing_one_within_a_target(results_doc):
     doc, folder = results_doc
-    doc["targets"][1]["gates"].insert(0, {"expr": "mia_auc>0.9", "value": 0.74, "passed": True,
-                                          "message": "mia_auc = 0.74, gate fails above 0.9"})
+    doc["targets"][1]["gates"].insert(0, {"expr": "residual_leakage_upper>0.9", "value": 0.86, "passed": True,
+                                          "message": "residual_leakage_upper = 0.86; the gate "
+                                                     "'residual_leakage_upper>0.9' passes"})
     page = render_html(doc, folder)
     table = page[page.index("Gates for samples=forget-ids.txt"):]
-    assert table.index("residual_leakage&gt;0.1") < table.index("mia_auc&gt;0.9")
+    table = table[:table.index("</table>")]
+    rows = re.findall(r"<td><code>([^<]+)</code></td>", table)
+    assert rows == ["verdict", "mia_auc_gap&gt;0.1", "residual_leakage_upper&gt;0.9"]
 
 
 def test_summary_speaks_plainly(rendered):
     doc, page = rendered["doc"], rendered["files"]["html"].read_text()
-    positions(page, "Verdict: FAIL", "1 of 2 forget requests did not pass", "Residual leakage", "retrained from scratch",
+    positions(page, "Verdict: FAIL", "2 of 3 forget requests did not pass", "Residual leakage", "retrained from scratch",
               "all 137 training examples of class 3", "50 individually listed training examples",
-              "amnesiac unlearning", "relabelling", doc["notes"][0])
+              "13 individually listed training examples", "amnesiac unlearning", "relabelling",
+              *(esc(note) for note in doc["notes"]))
+
+
+def test_each_target_shows_its_verdict_in_words_and_the_power_check(rendered):
+    page = rendered["files"]["html"].read_text()
+    passing, failing = section(page, "class=3"), section(page, "samples=forget-ids.txt")
+    inconclusive = section(page, "random=0.01@0")
+    for text, word in ((passing, "pass"), (failing, "fail"), (inconclusive, "inconclusive")):
+        assert f'<span class="value verdict-word-{word}">{word.upper()}</span>' in text
+    positions(passing, "Pass: before unlearning the attacks detected these data; after unlearning they no longer do.",
+              "<strong>Power check:</strong> before unlearning the attacks told the forget set from unseen data at "
+              "p = 1e-288 (significance level 0.05, Holm-corrected over 3 test(s)). After unlearning: p = 0.69.",
+              "Residual leakage: <strong>0.05</strong> (95% interval 0.00 to 0.24)")
+    positions(failing, "Fail: the unlearned model still shows these data to the attacks.",
+              "<strong>Power check:</strong> before unlearning the attacks told the forget set from unseen data at "
+              "p = 0.00025 (significance level 0.05, Holm-corrected over 1 test(s)). After unlearning: p = 0.0015.",
+              esc("at alpha = 0.05 after Holm's correction"), "Residual leakage: <strong>0.61</strong>")
+    # Each section speaks of its own target only.
+    assert "verdict-word-fail" not in passing and "verdict-word-pass" not in failing
+    assert "Inconclusive:" not in passing + failing
+
+
+def test_an_inconclusive_target_is_badged_and_explained_with_its_advice(rendered):
+    doc, page = rendered["doc"], rendered["files"]["html"].read_text()
+    target = doc["targets"][2]
+    assert target["verdict"] == "inconclusive" and target["advice"]
+    text = section(page, "random=0.01@0")
+    assert '<h2><span class="badge badge-inconclusive">INCONCLUSIVE</span> Forget request' in text
+    positions(text, "Inconclusive: the attacks could not detect these data even in the original model",
+              "This is not evidence of erasure.", f"In detail: {esc(target['verdict_reason'])}.",
+              "<strong>Power check:</strong> before unlearning the attacks could not tell the forget set from unseen "
+              "data at p = 0.21", f'<p class="note">{esc(target["advice"])}</p>')
+    assert "Residual leakage:" not in text  # nothing was powered, so there is no headline number to show
+    card = summary_of(page)
+    card = card[card.index('<article class="target-card inconclusive">'):]
+    card = card[:card.index("</article>")]
+    positions(card, '<span class="badge badge-inconclusive">INCONCLUSIVE</span>', esc(target["advice"]),
+              "inconclusive, fails closed (choose --inconclusive pass to let it through)")
+    # Only the inconclusive target carries the advice and the badge.
+    assert page.count(esc(target["advice"])) == 2  # its summary card and its section
+    assert page.count('class="badge badge-inconclusive"') == 2
+
+
+def test_the_evidence_table_lists_every_test_with_holm_p_values(rendered):
+    doc, page = rendered["doc"], rendered["files"]["html"].read_text()
+    text = section(page, "class=3")
+    table = text[text.index("<caption>Tests of the forget set</caption>"):]
+    table = table[:table.index("</table>")]
+    rows = re.findall(r"<tr><td>(.*?)</td>", table)
+    assert rows == [esc(t["label"]) for t in doc["targets"][0]["tests"]]
+    # class accuracy: 136 of 137 correct before (effect 0.99), none after, none for any retrained model.
+    assert ('<td class="n">0.99</td><td class="n">1e-288</td><td class="n">0.00</td><td class="n">1</td>'
+            '<td class="n">0.00 to 0.00</td>') in table
+    assert "Tests of the forget set" in section(page, "samples=forget-ids.txt")
+
+
+def test_the_per_example_figure_is_an_inline_svg_in_each_target_section(rendered):
+    page = rendered["files"]["html"].read_text()
+    for name, n, held in (("class=3", 137, 45), ("samples=forget-ids.txt", 50, 449), ("random=0.01@0", 13, 449)):
+        text = section(page, name)
+        evidence = text[text.index("<h3>Evidence behind the verdict</h3>"):text.index("<h3>Forget quality</h3>")]
+        figures = re.findall(r"<figure>(<svg .*?</svg>)\s*<figcaption>(.*?)</figcaption></figure>", evidence,
+                             flags=re.S)
+        assert len(figures) == 1, name
+        svg, caption = figures[0]
+        assert 'role="img"' in svg and 'viewBox="' in svg and "Forget examples under each model" in svg
+        assert caption.startswith("The per-example membership statistic of the forget examples")
+        # The legend counts this target's own examples (three retrained models each).
+        for label in (f"original (n={n})", f"unlearned (n={n})", f"retrained (n={3 * n})",
+                      f"held-out, original (n={held})"):
+            assert label in svg, (name, label)
+
+
+def test_a_target_without_per_example_statistics_has_no_figure(results_doc):
+    doc, folder = results_doc
+    doc["targets"][1]["per_example"] = None
+    page = render_html(doc, folder)
+    assert "<figure><svg" not in section(page, "samples=forget-ids.txt").split("<h3>Forget quality</h3>")[0]
+    assert "Forget examples under each model" in section(page, "class=3")
 
 
 def test_the_page_is_self_contained(rendered):
@@ -49,9 +163,18 @@ def test_the_page_is_self_contained(rendered):
     assert not re.search(r'(src|href)="(?!data:|#)', page), "only data: URIs and in-page anchors"
     assert "http://" not in page.replace('xmlns="http://www.w3.org/2000/svg"', "").replace(
         'xmlns:xlink="http://www.w3.org/1999/xlink"', "")
-    assert page.count("<svg") == 4  # one ROC figure per attack per target
+    assert page.count("<svg") == 3 * 2 + 3  # a ROC figure per attack per target, a per-example figure per target
     assert page.count('src="data:image/png;base64,') == 12
     assert '<meta name="viewport"' in page and "@media print" in page
+
+
+def test_every_in_page_reference_has_exactly_one_target(rendered):
+    """Nine inline SVGs share the page: their clip paths and the contents' anchors must not collide."""
+    page = rendered["files"]["html"].read_text()
+    ids = Counter(re.findall(r'\sid="([^"]+)"', page))
+    refs = set(re.findall(r'url\(#([^)]+)\)', page)) | set(re.findall(r'href="#([^"]+)"', page))
+    assert len(refs) > 9
+    assert {r: ids[r] for r in refs if ids[r] != 1} == {}
 
 
 def test_document_text_is_escaped(results_doc):
@@ -59,9 +182,14 @@ def test_document_text_is_escaped(results_doc):
     doc["targets"][1]["name"] = "<script>alert(1)</script>"
     doc["notes"].append('"><img src=x onerror=alert(2)>')
     doc["targets"][0]["membership"][0]["label"] = "LiRA <b>$x$</b>"
+    doc["targets"][0]["tests"][0]["label"] = "<i>membership</i>"
+    doc["targets"][2]["advice"] = "<u>forget more</u>"
+    doc["targets"][2]["verdict_reason"] = "<em>no power</em>"
     page = render_html(doc, folder)
-    assert "<script>alert" not in page and "<img src=x" not in page and "<b>$x$" not in page
-    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+    for raw in ("<script>alert", "<img src=x", "<b>$x$", "<i>membership", "<u>forget", "<em>no power"):
+        assert raw not in page, raw
+    positions(page, "&lt;script&gt;alert(1)&lt;/script&gt;", "&lt;i&gt;membership&lt;/i&gt;",
+              "&lt;u&gt;forget more&lt;/u&gt;", "&lt;em&gt;no power&lt;/em&gt;")
 
 
 def test_missing_images_get_a_visible_note(results_doc):
@@ -71,7 +199,7 @@ def test_missing_images_get_a_visible_note(results_doc):
     images.append("../../etc/passwd")
     page = render_html(doc, folder)
     assert page.count('class="missing-image"') == 2
-    assert "image missing: unlearned-0.png" in page
+    assert "image missing: unlearned-class3-0.png" in page
     assert "image outside the results folder, not embedded: passwd" in page
 
 
@@ -80,29 +208,49 @@ def test_embed_refuses_non_images(tmp_path: Path):
     assert embed("notes.png", tmp_path).problem == "not a PNG or JPEG image"
 
 
-def test_a_run_without_reference_or_inversion_renders(results_doc):
+def test_a_run_without_retrained_models_renders(results_doc):
+    """--reference none: no retrained models, so no class tests and no retrained column anywhere."""
     doc, folder = results_doc
-    doc["config"]["reference"] = "none"
+    doc["config"].update(reference="none", retrains=0)
     for target in doc["targets"]:
-        target["inversion"] = None
-        target["residual_leakage_basis"] = "absolute"
         target["accuracy"]["reference"] = None
+        target["retrains"] = []
+        target["per_example"]["retrained"] = []
         for attack in target["membership"]:
             attack["reference"] = None
+        if target["inversion"]:
+            target["inversion"].update(reference=None, retrains=[])
+        tests = [t for t in target["tests"] if t["name"] == "membership"]
+        tests[0]["effect_retrained"] = []
+        finish(target, tests)
     page = render_html(doc, folder)
-    positions(page, "No retrained reference was used", "indistinguishable from chance", "Model inversion was not run")
+    positions(page, "No retrained reference was used", "no retrained reference was made to compare with",
+              "Model inversion was not run")
     assert "(the retrained reference:" not in page and "<td>retrained</td>" not in page
+    assert "retrained (n=" not in page and "Holm-corrected over 3 test(s)" not in page
+    # The evidence table says so rather than inventing a spread.
+    assert '<td class="n">0.09</td><td class="n">0.23</td><td class="n">\u2014</td>' in section(page, "class=3")
 
 
 def test_a_failed_step_renders_as_error(results_doc):
     doc, folder = results_doc
     doc["verdict"], doc["exit_code"] = "error", 3
-    doc["targets"][0].update(method=None, accuracy={}, timings={}, membership=[], inversion=None, residual_leakage=None,
-                             residual_leakage_basis=None, residual_components={}, passed=False,
-                             error="attack lira failed: reference model diverged",
-                             gates=[{"expr": "residual_leakage>0.1", "value": None, "passed": False,
-                                     "message": "not evaluated: a step of this target failed"}])
+    step_failed(doc["targets"][0], "attack lira_online failed: reference model diverged")
     page = render_html(doc, folder)
-    summary = page[page.index('id="summary"'):page.index('class="target-section"')]
-    error, failing = positions(summary, "attack lira failed: reference model diverged", "samples=forget-ids.txt")
-    assert error < failing and "Verdict: ERROR" in summary and "not measured" in summary
+    summary = summary_of(page)
+    error, failing = positions(summary, "attack lira_online failed: reference model diverged", "samples=forget-ids.txt")
+    assert error < failing and "Verdict: ERROR" in summary
+    assert card_states(page)[0] == ("error", "class=3")
+    text = section(page, "class=3")
+    positions(text, "Verdict: <span class=\"value\">not reached</span> because a step failed.",
+              "No test ran for this request.")
+    assert "Power check" not in text and "<svg" not in text
+
+
+def test_an_inconclusive_target_let_through_by_the_policy_is_not_counted_as_failing(tmp_path):
+    doc = build_document(tmp_path, inconclusive="pass")
+    del doc["targets"][1]  # leave the passing and the inconclusive target
+    doc["verdict"], doc["exit_code"] = "pass", 0
+    assert all(t["passed"] for t in doc["targets"])
+    summary = summary_of(render_html(doc, tmp_path))
+    assert "Verdict: PASS" in summary and "did not pass" not in summary

@@ -1,8 +1,10 @@
-"""junit.xml: one test case per target and gate; failed gates are failures, failed steps errors."""
+"""junit.xml: one test case per target and gate, the verdict first; failed gates are failures, failed steps errors."""
 
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
+
+from report_documents import GATE, build_document, step_failed
 
 from reports import render_junit
 
@@ -11,28 +13,63 @@ def cases(xml: str) -> list[ET.Element]:
     return ET.fromstring(xml).findall("./testsuite/testcase")
 
 
-def test_one_case_per_target_and_gate_with_the_failure_marked(rendered):
+def by_target(found: list[ET.Element]) -> dict[str, list[ET.Element]]:
+    out: dict[str, list[ET.Element]] = {}
+    for case in found:
+        out.setdefault(case.get("classname").removeprefix("amnesia-audit."), []).append(case)
+    return out
+
+
+def test_one_case_per_target_and_gate_with_the_failures_marked(rendered):
     root = ET.parse(rendered["files"]["xml"]).getroot()
-    assert (root.get("tests"), root.get("failures"), root.get("errors")) == ("2", "1", "0")
-    by_target = {c.get("classname"): c for c in root.iter("testcase")}
-    assert set(by_target) == {"amnesia-audit.class=3", "amnesia-audit.samples=forget-ids.txt"}
-    failure = by_target["amnesia-audit.samples=forget-ids.txt"].find("failure")
-    assert failure is not None and "0.37" in failure.get("message")
-    assert by_target["amnesia-audit.class=3"].find("failure") is None
+    assert (root.get("tests"), root.get("failures"), root.get("errors")) == ("6", "3", "0")
+    found = by_target(root.findall("./testsuite/testcase"))
+    assert {name: [c.get("name") for c in cs] for name, cs in found.items()} == {
+        "class=3": ["verdict", GATE], "samples=forget-ids.txt": ["verdict", GATE], "random=0.01@0": ["verdict", GATE]}
+    assert all(c.find("failure") is None for c in found["class=3"])
+    verdict, gate = (c.find("failure") for c in found["samples=forget-ids.txt"])
+    assert verdict.get("message").startswith("fail: the unlearned model still shows the forget set")
+    assert "p = 0.0015" in verdict.get("message")
+    assert "mia_auc_gap = 0.1815" in gate.get("message")
+
+
+def test_an_inconclusive_target_is_a_failure_that_gives_its_reason(rendered):
+    doc = rendered["doc"]
+    target = doc["targets"][2]
+    assert target["verdict"] == "inconclusive" and doc["config"]["inconclusive"] == "fail"
+    verdict_case, gate_case = by_target(cases(rendered["files"]["xml"].read_text()))["random=0.01@0"]
+    failure = verdict_case.find("failure")
+    assert failure is not None and verdict_case.find("error") is None
+    message = failure.get("message")
+    assert message.startswith("inconclusive, fails closed (choose --inconclusive pass to let it through)")
+    assert target["verdict_reason"] in message and "best p = 0.21 > alpha = 0.05" in message
+    assert failure.text == f"random=0.01@0: {message}"
+    assert "verdict=inconclusive" in verdict_case.find("system-out").text
+    assert gate_case.find("failure") is None  # its --fail-on gate passes: the verdict alone fails it
+
+
+def test_an_inconclusive_target_let_through_by_the_policy_is_no_failure(tmp_path):
+    doc = build_document(tmp_path, inconclusive="pass")
+    verdict_case, _ = by_target(cases(render_junit(doc)))["random=0.01@0"]
+    assert verdict_case.find("failure") is None and verdict_case.find("error") is None
+    assert "verdict=inconclusive" in verdict_case.find("system-out").text
+    root = ET.fromstring(render_junit(doc))
+    assert root.get("failures") == "2"  # the samples target's two gates only
 
 
 def test_failed_steps_are_errors_and_every_gate_is_a_case(results_doc):
     doc, _ = results_doc
     doc["config"]["gates"].append("mia_tpr_at_1pct_fpr>0.05")
     doc["targets"][0]["gates"].append({"expr": "mia_tpr_at_1pct_fpr>0.05", "value": 0.02, "passed": True,
-                                       "message": "ok"})
-    doc["targets"][1].update(error="attack lira failed: \x00 bad bytes", passed=False, residual_leakage=None,
-                             gates=[{"expr": "residual_leakage>0.1", "value": None, "passed": False,
-                                     "message": "not evaluated: a step of this target failed"}])
+                                       "message": "mia_tpr_at_1pct_fpr = 0.02; the gate 'mia_tpr_at_1pct_fpr>0.05' "
+                                                  "passes"})
+    step_failed(doc["targets"][1], "attack lira_online failed: \x00 bad bytes")
     found = cases(render_junit(doc))
-    assert len(found) == 3
+    assert len(found) == 3 + 2 + 2
     errors = [c for c in found if c.find("error") is not None]
-    assert len(errors) == 1 and "attack lira failed" in errors[0].find("error").get("message")
+    assert [c.get("classname") for c in errors] == ["amnesia-audit.samples=forget-ids.txt"] * 2
+    assert all("attack lira_online failed:  bad bytes" == c.find("error").get("message") for c in errors)
+    assert all(c.find("failure") is None for c in errors)  # an error, not also a failure
 
 
 def test_targets_without_gates_still_appear(results_doc):
@@ -40,4 +77,4 @@ def test_targets_without_gates_still_appear(results_doc):
     for target in doc["targets"]:
         target["gates"] = []
     found = cases(render_junit(doc))
-    assert [c.get("name") for c in found] == ["no gates", "no gates"]
+    assert [c.get("name") for c in found] == ["no gates"] * 3
