@@ -29,10 +29,13 @@ class MembershipMetrics:
     low-FPR region the field cares about is kept). The operating ``threshold`` is the
     score cut (predict "member" when score >= threshold) that maximises TPR - FPR; it is
     chosen on the same scores, so ``balanced_accuracy``/``advantage`` are optimistic.
-    The epsilon figures hold for (epsilon, ``delta``)-DP: ``epsilon_lower_bound`` is the
-    largest epsilon any threshold rules out using Clopper-Pearson bounds on TPR and FPR
-    (``epsilon_ci`` is the matching 95% interval at that threshold; ``inf`` means the
-    empirical rates alone do not bound it).
+    The epsilon figures hold for (epsilon, ``delta``)-DP. ``epsilon_lower_bound`` is a
+    valid 95% lower bound: the examples are split in two halves at random (seeded), the
+    threshold with the largest Clopper-Pearson epsilon is chosen on one half, and the
+    bound is computed at that threshold on the other half only (choosing and bounding on
+    the same scores would make the maximum over thresholds optimistic). ``epsilon`` is
+    the point estimate on all scores at that threshold and ``epsilon_ci`` its 95%
+    interval on the held-back half (``inf`` means the rates alone do not bound it).
     """
 
     fpr: np.ndarray
@@ -145,15 +148,10 @@ def membership_metrics(
     tp, fp = int((pred & m).sum()), int((pred & ~m).sum())
     op_tpr, op_fpr = tp / n_pos, fp / n_neg
 
-    # Epsilon: at each threshold, bound TPR from below and FPR from above (Clopper-Pearson)
-    # and keep the threshold whose conservative epsilon is largest (Jagielski et al. 2020).
-    k_tp, k_fp = np.rint(tpr * n_pos), np.rint(fpr * n_neg)
-    tpr_lo, tpr_hi = clopper_pearson(k_tp, n_pos)
-    fpr_lo, fpr_hi = clopper_pearson(k_fp, n_neg)
-    eps_lo = epsilon_from_rates(tpr_lo, fpr_hi, delta)
-    at = int(np.argmax(eps_lo))
-    eps_hat = float(epsilon_from_rates(tpr[at : at + 1], fpr[at : at + 1], delta)[0])
-    eps_hi = float(epsilon_from_rates(tpr_hi[at : at + 1], fpr_lo[at : at + 1], delta)[0])
+    eps_cut, eps_lo, eps_hi = _split_epsilon(s, m, delta)
+    pred_e = s >= eps_cut
+    eps_hat = float(epsilon_from_rates(np.array([(pred_e & m).sum() / n_pos]),
+                                       np.array([(pred_e & ~m).sum() / n_neg]), delta)[0])
 
     roc_fpr, roc_tpr = compact_roc(fpr, tpr, n_neg)
     return MembershipMetrics(
@@ -168,9 +166,37 @@ def membership_metrics(
         recall=op_tpr,
         threshold=float(threshold),
         epsilon=eps_hat,
-        epsilon_lower_bound=float(eps_lo[at]),
-        epsilon_ci=(float(eps_lo[at]), eps_hi),
+        epsilon_lower_bound=eps_lo,
+        epsilon_ci=(eps_lo, eps_hi),
         delta=delta,
         n_members=n_pos,
         n_non_members=n_neg,
     )
+
+
+def _split_epsilon(s: np.ndarray, m: np.ndarray, delta: float, seed: int = 0) -> tuple[float, float, float]:
+    """(threshold, 95% lower bound, upper bound) of epsilon: threshold chosen on one half, bounded on the other.
+
+    Bounds TPR from below and FPR from above with Clopper-Pearson (Jagielski et al. 2020)
+    and picks, on the first half, the threshold whose conservative epsilon is largest.
+    """
+    rng = np.random.default_rng(seed)
+    pick = np.zeros(s.size, dtype=bool)
+    for group in (np.flatnonzero(m), np.flatnonzero(~m)):
+        pick[rng.permutation(group)[: group.size // 2]] = True
+    a, b = pick, ~pick
+    if min(int((a & m).sum()), int((a & ~m).sum()), int((b & m).sum()), int((b & ~m).sum())) < 1:
+        return float(s.max()) + 1.0, 0.0, float("inf")  # too few examples to choose and bound
+    fpr_a, tpr_a, thr_a = roc_curve(m[a], s[a], drop_intermediate=False)
+    n_pos_a, n_neg_a = int((a & m).sum()), int((a & ~m).sum())
+    t_lo, _ = clopper_pearson(np.rint(tpr_a * n_pos_a), n_pos_a)
+    _, f_hi = clopper_pearson(np.rint(fpr_a * n_neg_a), n_neg_a)
+    at = int(np.argmax(epsilon_from_rates(t_lo, f_hi, delta)))
+    cut = float(thr_a[at]) if math.isfinite(thr_a[at]) else float(s.max()) + 1.0
+    n_pos_b, n_neg_b = int((b & m).sum()), int((b & ~m).sum())
+    k_tp, k_fp = int(((s >= cut) & b & m).sum()), int(((s >= cut) & b & ~m).sum())
+    tpr_lo, tpr_hi = clopper_pearson(np.array([k_tp]), n_pos_b)
+    fpr_lo, fpr_hi = clopper_pearson(np.array([k_fp]), n_neg_b)
+    lower = float(epsilon_from_rates(tpr_lo, fpr_hi, delta)[0])
+    upper = float(epsilon_from_rates(tpr_hi, fpr_lo, delta)[0])
+    return cut, lower, upper
