@@ -1,12 +1,19 @@
 """Write every artefact under a temporary name, then rename it into place.
 
 A crash, a kill or an error half-way leaves either the old file or none, never a
-half-written one.
+half-written one. An error or an interrupt (the CLI turns SIGINT and SIGTERM into an
+exception) also removes the staged temporary; only a kill -9 can leave one behind, and
+the next write of the same artefact sweeps it (:func:`sweep_stale`).
+
+Crash tests: ``AUDIT_FAULT_STOP=<stage>`` makes the process die with ``os._exit(137)``
+(what a kill -9 looks like to its parent) when it reaches :func:`crash_point` of that
+stage. The stages of ``audit train`` are listed in :mod:`audit.training`.
 """
 
 from __future__ import annotations
 
 import contextlib
+import glob
 import os
 import shutil
 import tempfile
@@ -24,9 +31,29 @@ def _tmp_sibling(path: Path, suffix: str = "") -> Path:
     return Path(name)
 
 
+def crash_point(stage: str) -> None:
+    """Die at once, as a kill -9 would, when ``AUDIT_FAULT_STOP`` names ``stage`` (crash tests only)."""
+    if os.environ.get("AUDIT_FAULT_STOP") == stage:
+        os._exit(137)
+
+
+def sweep_stale(path: str | os.PathLike[str]) -> None:
+    """Remove the temporaries that killed writers of ``path`` left: ``.<name>.*.tmp`` beside it."""
+    path = Path(path)
+    for stale in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
+        if stale.is_dir():
+            shutil.rmtree(stale, ignore_errors=True)
+        else:
+            with contextlib.suppress(FileNotFoundError):
+                stale.unlink()
+
+
 @contextlib.contextmanager
-def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; on success rename it onto ``path``."""
+def atomic_path(path: str | os.PathLike[str], stage: str | None = None) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; on success rename it onto ``path``.
+
+    ``stage``: the name of the :func:`crash_point` between the fsync and the rename.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = _tmp_sibling(path)
@@ -34,6 +61,8 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
         yield tmp
         with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
+        if stage:
+            crash_point(stage)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
