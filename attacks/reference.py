@@ -69,6 +69,26 @@ def model_digest(model: nn.Module) -> str:
     return state_digest(model.state_dict())
 
 
+def accuracy_check(x: torch.Tensor, y: torch.Tensor, min_accuracy: float) -> ReferenceCheck:
+    """A ``check`` for :func:`load_or_train`: a cached model must reach ``min_accuracy`` on its own training ids.
+
+    ``x``, ``y``: the data ``train_reference`` indexes (N, C, H, W) and (N,). A model
+    trained on ``ids`` with the target's recipe fits them about as well as the target fits
+    its own training data, so ``min_accuracy`` is that accuracy less a margin (the audit
+    uses 0.25); zeroed or random weights score near chance and fail.
+    """
+
+    def check(model: nn.Module, ids: np.ndarray) -> str | None:
+        idx = torch.as_tensor(np.asarray(ids, dtype=np.int64))
+        with torch.no_grad():
+            acc = float((model_logits(model, x[idx]).argmax(1) == y[idx]).double().mean()) if len(idx) else 1.0
+        if acc >= min_accuracy:
+            return None
+        return f"its accuracy on its own training data is {acc:.1%}, below the {min_accuracy:.1%} expected"
+
+    return check
+
+
 def _non_finite(state: dict[str, torch.Tensor]) -> str | None:
     """The first floating-point entry holding NaN or infinity, if any."""
     for name, t in state.items():

@@ -20,7 +20,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 from torch import nn
 
-from attacks.reference import ReferenceCache, model_digest, state_digest, train_reference_models
+from attacks.reference import accuracy_check, model_digest, state_digest, train_reference_models
 
 KEY = "tiny-mlp/digits/150-steps"
 
@@ -47,13 +47,7 @@ def pool(digits):
             opt.step()
         return model.eval()
 
-    def accuracy_check(model: nn.Module, ids: np.ndarray) -> str | None:
-        t = torch.as_tensor(ids)
-        with torch.no_grad():
-            acc = float((model(x[t]).argmax(1) == y[t]).float().mean())
-        return None if acc >= 0.8 else f"accuracy {acc:.1%} on its own training half, expected at least 80%"
-
-    return {"n": len(y), "train": train_reference, "check": accuracy_check, "calls": calls}
+    return {"n": len(y), "train": train_reference, "check": accuracy_check(x, y, 0.8), "calls": calls}
 
 
 def _models(pool, cache_dir: Path, check=None):
