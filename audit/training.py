@@ -90,6 +90,15 @@ def fresh_log_dir(out: Path) -> Path:
             return candidate
 
 
+def _names_log(model_path: Path, log_name: str) -> bool:
+    """Whether the model file at ``model_path`` names the log folder ``log_name``."""
+    try:
+        doc = torch.load(model_path, map_location="cpu", weights_only=True)
+        return isinstance(doc, dict) and (doc.get("update_log") or {}).get("dir") == log_name
+    except Exception:  # noqa: BLE001 - absent or unreadable: it names nothing
+        return False
+
+
 def _sweep_logs(out: Path, keep: str | None) -> None:
     """After ``out`` was replaced: remove every log folder of ``out`` except ``keep``.
 
@@ -176,8 +185,9 @@ def train_model(
         save_model(out, mf, stage="model-staged")  # the commit point: the new pair replaces the old
     except BaseException:
         # A failed or interrupted run leaves no half-written log behind (the model file is
-        # written last, atomically, so it is either absent or the previous one).
-        if recorder is not None:
+        # written last, atomically, so it is either absent or the previous one). An
+        # interrupt that lands just after the rename must not delete the log it names.
+        if recorder is not None and not _names_log(out, log_dir.name):
             recorder.discard()
         raise
     crash_point("model-replaced")
