@@ -16,9 +16,9 @@ import torch
 from robustness_helpers import assert_one_line_failure, run_audit, run_audit_inprocess
 from safetensors.torch import save_file
 
+from audit.errors import InputError
 from audit.modelfile import load_model
 from audit.unlearn import open_trusted_log
-from audit.errors import InputError
 from unlearning import UpdateLog, UpdateLogError
 
 N_TRAIN = 1348  # digits' training split
@@ -76,10 +76,10 @@ def test_tampered_covered_ids_are_refused_by_audit_run(r5_model, tmp_path):
     assert {k: v for k, v in _snapshot(model.parent).items() if not k.startswith("audit-out")} == before
 
 
-def test_info_and_auto_method_see_a_tampered_log_as_unusable(r5_model, tmp_path):
+def test_info_and_auto_method_see_a_tampered_log_as_unusable(r5_model, tmp_path, digits):
+    from audit.forget import parse_forget
     from audit.harness import choose_method
     from audit.inspect import log_status
-    from audit.forget import parse_forget
 
     model = _copy(r5_model, tmp_path / "in")
     _cover_everything(model)
@@ -87,8 +87,7 @@ def test_info_and_auto_method_see_a_tampered_log_as_unusable(r5_model, tmp_path)
     status = log_status(mf)
     assert status["verified"] is False and "covered.safetensors" in status["problem"]
     assert set(status) == {"dir", "record", "dtype", "total_steps", "batches", "bytes", "verified", "problem"}
-    data_y = __import__("audit.data", fromlist=["load_dataset"]).load_dataset("digits").y_train
-    method, why = choose_method("auto", mf, parse_forget("class=5", data_y, 10))
+    method, why = choose_method("auto", mf, parse_forget("class=5", digits.y_train, digits.num_classes))
     assert method == "relabel" and "covered.safetensors" in why
     info = run_audit_inprocess(["info", model.name], model.parent)
     assert info.returncode == 0 and "NOT verified" in info.stdout
