@@ -166,13 +166,14 @@ class ReferenceCache:
         # safetensors refuses tensors that share storage; clone each entry.
         state = {k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}
         digest = state_digest(state)
-        fd, tmp = tempfile.mkstemp(dir=p.parent, suffix=".tmp")
-        os.close(fd)
-        try:
+        tmp = None
+        try:  # mkstemp inside the try: an interrupt (the CLI raises on SIGTERM) leaves no .tmp
+            fd, tmp = tempfile.mkstemp(dir=p.parent, suffix=".tmp")
+            os.close(fd)
             save_file(state, tmp, metadata={"cache_key": self.cache_key, "seed": str(int(seed)), "sha256": digest})
             os.replace(tmp, p)  # atomic: a concurrent reader sees the old file or the new one
         finally:
-            if os.path.exists(tmp):
+            if tmp is not None and os.path.exists(tmp):
                 os.remove(tmp)
         return digest
 

@@ -23,11 +23,16 @@ from typing import Iterator
 
 def _tmp_sibling(path: Path, suffix: str = "") -> Path:
     fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix + ".tmp", dir=path.parent)
-    os.close(fd)
-    # mkstemp creates 0600; the renamed artefact gets the usual mode (0666 less the umask).
-    umask = os.umask(0o022)
-    os.umask(umask)
-    os.chmod(name, 0o666 & ~umask)
+    try:
+        os.close(fd)
+        # mkstemp creates 0600; the renamed artefact gets the usual mode (0666 less the umask).
+        umask = os.umask(0o022)
+        os.umask(umask)
+        os.chmod(name, 0o666 & ~umask)
+    except BaseException:  # an interrupt between mkstemp and the caller's clean-up
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(name)
+        raise
     return Path(name)
 
 
@@ -56,8 +61,9 @@ def atomic_path(path: str | os.PathLike[str], stage: str | None = None) -> Itera
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _tmp_sibling(path)
+    tmp: Path | None = None
     try:
+        tmp = _tmp_sibling(path)  # inside the try: an interrupt right after it still removes it
         yield tmp
         with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
@@ -65,8 +71,9 @@ def atomic_path(path: str | os.PathLike[str], stage: str | None = None) -> Itera
             crash_point(stage)
         os.replace(tmp, path)
     except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
+        if tmp is not None:
+            with contextlib.suppress(FileNotFoundError):
+                tmp.unlink()
         raise
 
 
@@ -75,18 +82,27 @@ def atomic_dir(path: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary directory beside ``path``; on success it replaces ``path``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    tmp: Path | None = None
+    old: Path | None = None
     try:
+        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
         yield tmp
         if path.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{path.name}.old.", dir=path.parent))
+            old = Path(tempfile.mkdtemp(prefix=f".{path.name}.old.", suffix=".tmp", dir=path.parent))
             os.replace(path, old / "x")
             os.replace(tmp, path)
+            tmp = None
             shutil.rmtree(old, ignore_errors=True)
         else:
             os.replace(tmp, path)
+            tmp = None
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        # Interrupted between the two renames: the earlier folder goes back in place.
+        if old is not None and (old / "x").exists() and not path.exists():
+            os.replace(old / "x", path)
+        for leftover in (tmp, old):
+            if leftover is not None:
+                shutil.rmtree(leftover, ignore_errors=True)
         raise
 
 

