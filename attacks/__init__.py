@@ -19,6 +19,7 @@ from attacks.reference import (
     ReferenceModels,
     default_cache_dir,
     load_or_train,
+    model_digest,
     train_reference_models,
 )
 from attacks.rmia import rmia_scores, rmia_statistics
@@ -56,6 +57,7 @@ __all__ = [
     "loss_threshold_scores",
     "membership_metrics",
     "mi_face_art",
+    "model_digest",
     "model_logits",
     "paired_permutation_test",
     "per_example_statistic",

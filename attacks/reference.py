@@ -9,6 +9,14 @@ Training them is the expensive part of an audit, so each model's weights are cac
 a safetensors file keyed by a hash of the caller's ``cache_key`` (architecture, recipe,
 data digest), the exact ids and the seed. Loading never unpickles anything: the weights
 go into a fresh module from ``model_factory()``.
+
+A cache is a folder anyone with write access can change, and a poisoned entry (weights of
+zeros, say) would make every membership attack look like chance. So each entry carries
+the SHA-256 of its own tensors (:func:`state_digest`, in the safetensors metadata), and
+before use an entry must match it, hold only finite weights and pass the caller's
+``check(model, ids)`` (the audit checks accuracy on the model's own training half). A bad
+entry is retrained and overwritten with a warning that names its file. The digests of
+the models an audit used are in :meth:`ReferenceModels.to_dict`.
 """
 
 from __future__ import annotations
@@ -19,12 +27,14 @@ import math
 import os
 import tempfile
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 import torch
+from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
 
@@ -32,11 +42,59 @@ from attacks.signals import model_logits
 
 TrainReference = Callable[[np.ndarray, int], nn.Module]
 ModelFactory = Callable[[], nn.Module]
+#: ``check(model, ids) -> None`` when a cached reference model looks right, else the reason
+#: it does not (e.g. its accuracy on ``ids``, its own training data, is far below the target's).
+ReferenceCheck = Callable[[nn.Module, np.ndarray], "str | None"]
 
 # Eight small CNNs on digits train in well under a minute on a 2-core CPU; LiRA with a
 # fixed variance is usable from ~8 models on (Carlini et al. 2022, fig. 9) and RMIA from 1-2.
 DEFAULT_NUM_REFERENCE_MODELS = 8
-CACHE_FORMAT = 1
+# 2: every entry stores the SHA-256 of its tensors. Entries of format 1 are not read.
+CACHE_FORMAT = 2
+STATE_DIGEST_FORMAT = "amnesia-audit/state-digest/1"
+
+
+def state_digest(state: dict[str, torch.Tensor]) -> str:
+    """SHA-256 over a state dict: each entry's name, dtype, shape and bytes, in name order."""
+    h = hashlib.sha256(STATE_DIGEST_FORMAT.encode() + b"\n")
+    for name in sorted(state):
+        t = state[name].detach().cpu().contiguous()
+        h.update(f"{name} {str(t.dtype).removeprefix('torch.')} {list(t.shape)}\n".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
+def model_digest(model: nn.Module) -> str:
+    """:func:`state_digest` of a model's ``state_dict()``."""
+    return state_digest(model.state_dict())
+
+
+def accuracy_check(x: torch.Tensor, y: torch.Tensor, min_accuracy: float) -> ReferenceCheck:
+    """A ``check`` for :func:`load_or_train`: a cached model must reach ``min_accuracy`` on its own training ids.
+
+    ``x``, ``y``: the data ``train_reference`` indexes (N, C, H, W) and (N,). A model
+    trained on ``ids`` with the target's recipe fits them about as well as the target fits
+    its own training data, so ``min_accuracy`` is that accuracy less a margin (the audit
+    uses 0.25); zeroed or random weights score near chance and fail.
+    """
+
+    def check(model: nn.Module, ids: np.ndarray) -> str | None:
+        idx = torch.as_tensor(np.asarray(ids, dtype=np.int64))
+        with torch.no_grad():
+            acc = float((model_logits(model, x[idx]).argmax(1) == y[idx]).double().mean()) if len(idx) else 1.0
+        if acc >= min_accuracy:
+            return None
+        return f"its accuracy on its own training data is {acc:.1%}, below the {min_accuracy:.1%} expected"
+
+    return check
+
+
+def _non_finite(state: dict[str, torch.Tensor]) -> str | None:
+    """The first floating-point entry holding NaN or infinity, if any."""
+    for name, t in state.items():
+        if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+            return name
+    return None
 
 
 def default_cache_dir() -> Path:
@@ -69,44 +127,93 @@ class ReferenceCache:
         return self.directory / f"{h.hexdigest()}.safetensors"
 
     def load(self, ids: np.ndarray, seed: int) -> nn.Module | None:
+        """The cached model, or None when there is none or it is unusable (see :meth:`load_checked`)."""
+        return self.load_checked(ids, seed)[0]
+
+    def load_checked(self, ids: np.ndarray, seed: int) -> tuple[nn.Module | None, str | None]:
+        """(model, None) for a usable entry; (None, None) when there is none; (None, why) when it is bad.
+
+        Usable: it reads as safetensors, its tensors hash to the digest stored with them,
+        every weight is finite and it fits ``model_factory()``.
+        """
         p = self.path(ids, seed)
         if not p.is_file():
-            return None
+            return None, None
+        try:
+            with safe_open(str(p), framework="pt") as f:
+                stored = (f.metadata() or {}).get("sha256")
+            state = load_file(str(p))
+        except Exception as exc:  # noqa: BLE001 - truncated, foreign or unreadable
+            return None, f"it is not a readable safetensors file ({type(exc).__name__})"
+        if not stored:
+            return None, "it carries no digest of its weights"
+        if state_digest(state) != stored:
+            return None, "its weights do not match the digest stored with them"
+        bad = _non_finite(state)
+        if bad is not None:
+            return None, f"its weights are not finite (NaN or infinity in {bad!r})"
         try:
             model = self.model_factory()
-            model.load_state_dict(load_file(str(p)), strict=True)
-        except Exception:  # a truncated or stale file: retrain and overwrite it
-            return None
-        return model.eval()
+            model.load_state_dict(state, strict=True)
+        except Exception as exc:  # noqa: BLE001 - a stale architecture
+            return None, f"its weights do not fit the model ({type(exc).__name__})"
+        return model.eval(), None
 
-    def save(self, ids: np.ndarray, seed: int, model: nn.Module) -> None:
+    def save(self, ids: np.ndarray, seed: int, model: nn.Module) -> str:
+        """Write the entry atomically; returns the digest stored with it."""
         p = self.path(ids, seed)
         p.parent.mkdir(parents=True, exist_ok=True)
         # safetensors refuses tensors that share storage; clone each entry.
         state = {k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}
-        fd, tmp = tempfile.mkstemp(dir=p.parent, suffix=".tmp")
-        os.close(fd)
-        try:
-            save_file(state, tmp, metadata={"cache_key": self.cache_key, "seed": str(int(seed))})
+        digest = state_digest(state)
+        tmp = None
+        try:  # mkstemp inside the try: an interrupt (the CLI raises on SIGTERM) leaves no .tmp
+            fd, tmp = tempfile.mkstemp(dir=p.parent, suffix=".tmp")
+            os.close(fd)
+            save_file(state, tmp, metadata={"cache_key": self.cache_key, "seed": str(int(seed)), "sha256": digest})
             os.replace(tmp, p)  # atomic: a concurrent reader sees the old file or the new one
         finally:
-            if os.path.exists(tmp):
+            if tmp is not None and os.path.exists(tmp):
                 os.remove(tmp)
+        return digest
 
 
 def load_or_train(
-    train_reference: TrainReference, ids: np.ndarray, seed: int, cache: ReferenceCache | None
+    train_reference: TrainReference,
+    ids: np.ndarray,
+    seed: int,
+    cache: ReferenceCache | None,
+    check: ReferenceCheck | None = None,
 ) -> tuple[nn.Module, bool]:
-    """One reference model on ``ids``; returns (model in eval mode, whether the cache had it)."""
+    """One reference model on ``ids``; returns (model in eval mode, whether the cache had it).
+
+    A cached entry is used only when :meth:`ReferenceCache.load_checked` accepts it and
+    ``check(model, ids)`` (if given) returns None; a bad entry is retrained and
+    overwritten, with a :class:`UserWarning` naming its file and why. A trained model
+    with non-finite weights raises ValueError (naming the cache entry, if any) rather
+    than reach an attack.
+    """
     ids = np.sort(np.asarray(ids, dtype=np.int64))
     if cache is not None:
-        model = cache.load(ids, seed)
+        model, problem = cache.load_checked(ids, seed)
+        if model is not None and check is not None:
+            problem = check(model, ids)
+            if problem:
+                model = None
         if model is not None:
             return model, True
+        if problem:
+            warnings.warn(f"reference-model cache entry {cache.path(ids, seed)} is unusable: {problem}; "
+                          "retraining it", stacklevel=2)
     model = train_reference(ids, int(seed))
     if not isinstance(model, nn.Module):
         raise ValueError(f"train_reference must return an nn.Module, got {type(model).__name__}")
     model.eval()
+    bad = _non_finite(model.state_dict())
+    if bad is not None:
+        where = f" for the cache entry {cache.path(ids, seed)}" if cache is not None else ""
+        raise ValueError(f"the reference model with seed {seed} trained{where} has non-finite weights "
+                         f"(NaN or infinity in {bad!r}); its training diverged: lower the recipe's learning rate")
     if cache is not None:
         cache.save(ids, seed, model)
     return model, False
@@ -155,7 +262,9 @@ class ReferenceModels:
     """Trained reference models and what each saw.
 
     ``in_mask[m, i]`` is True when model ``m`` trained on example ``i`` of the auditor's
-    data; ``from_cache[m]`` says whether it was loaded rather than trained.
+    data; ``from_cache[m]`` says whether it was loaded rather than trained;
+    ``digests[m]`` is :func:`model_digest` of model ``m`` as used (computed when not given),
+    the digest its cache entry stores.
     """
 
     models: list[nn.Module]
@@ -163,6 +272,11 @@ class ReferenceModels:
     seeds: list[int]
     from_cache: list[bool] = field(default_factory=list)
     seconds: float = 0.0
+    digests: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if not self.digests:
+            self.digests = [model_digest(m) for m in self.models]
 
     @property
     def num_models(self) -> int:
@@ -177,6 +291,7 @@ class ReferenceModels:
             "num_models": self.num_models,
             "seeds": [int(s) for s in self.seeds],
             "from_cache": [bool(c) for c in self.from_cache],
+            "digests": list(self.digests),
             "train_fraction_mean": float(self.in_mask.mean()),
             "seconds": float(self.seconds),
         }
@@ -192,6 +307,7 @@ def train_reference_models(
     model_factory: ModelFactory | None = None,
     cache_key: str | None = None,
     fraction: float = 0.5,
+    check: ReferenceCheck | None = None,
 ) -> ReferenceModels:
     """Train (or load) ``num_models`` reference models on random subsets of the data.
 
@@ -200,13 +316,14 @@ def train_reference_models(
     ``num_examples`` is the size of the auditor's data that ``train_reference`` indexes.
     ``cache_dir=None`` disables caching; otherwise ``model_factory`` and ``cache_key``
     are required (see :class:`ReferenceCache`). Model ``m`` uses seed ``seed + m``.
+    ``check(model, ids)``: vets each cached model before use (see :func:`load_or_train`).
     """
     mask = reference_inclusion(num_examples, num_models, seed, fraction)
     cache = ReferenceCache(cache_dir, model_factory, cache_key) if cache_dir is not None else None  # type: ignore[arg-type]
     start = time.perf_counter()
     models, hits, seeds = [], [], []
     for m in range(num_models):
-        model, hit = load_or_train(train_reference, np.flatnonzero(mask[m]), seed + m, cache)
+        model, hit = load_or_train(train_reference, np.flatnonzero(mask[m]), seed + m, cache, check)
         models.append(model)
         hits.append(hit)
         seeds.append(seed + m)

@@ -23,6 +23,7 @@ import attacks
 from audit.data import Dataset
 from audit.errors import InputError, StepError
 from audit.forget import ForgetSet
+from attacks.reference import accuracy_check
 from audit.modelfile import ModelFile
 from unlearning import TrainConfig, fit
 
@@ -109,13 +110,23 @@ class AttackContext:
             return None
         return attacks.ReferenceCache(self.cache_dir, self.model_file.fresh_model, self.cache_key())
 
+    # A cached model must fit its own training ids nearly as well as the target fits its
+    # training data: zeroed or random weights score near chance and are retrained.
+    CACHE_ACCURACY_MARGIN = 0.25
+
+    def cache_check(self):
+        train_accuracy = (self.model_file.metrics or {}).get("train_accuracy")
+        floor = max(0.0, (train_accuracy if isinstance(train_accuracy, (int, float)) else 0.0)
+                    - self.CACHE_ACCURACY_MARGIN)
+        return accuracy_check(*self.pool, floor)
+
     def reference_models(self):
         """Reference models on random subsets of the pool of the target's training-set size, shared by all targets."""
         if self._reference is None:
             self._reference = attacks.train_reference_models(
                 self.train_reference, len(self.pool[1]), num_models=self.num_reference_models,
                 seed=self.seed, cache_dir=self.cache_dir, model_factory=self.model_file.fresh_model,
-                cache_key=self.cache_key(), fraction=self.train_fraction)
+                cache_key=self.cache_key(), fraction=self.train_fraction, check=self.cache_check())
         return self._reference
 
     @functools.cached_property
@@ -136,7 +147,7 @@ class AttackContext:
         return seeds
 
     def retrained_models(self, forget: ForgetSet, count: int) -> list[tuple[nn.Module, int, bool]]:
-        """``count`` models retrained from scratch without ``forget`` (cached like reference models).
+        """``count`` models retrained from scratch without ``forget`` (cached and checked like reference models).
 
         Returns (model, seed, loaded from the cache) per model. A retrain is a reference
         model whose ids are the kept training data, so both share the cache.
@@ -146,7 +157,7 @@ class AttackContext:
             raise InputError(f"{forget.spec} would forget every training example; nothing is left to retrain on")
         cache, out = self.cache(), []
         for seed in self.retrain_seeds(count):
-            model, hit = attacks.load_or_train(self.train_reference, keep, seed, cache)
+            model, hit = attacks.load_or_train(self.train_reference, keep, seed, cache, self.cache_check())
             out.append((model, seed, hit))
         return out
 

@@ -1,17 +1,28 @@
 """The ``audit`` command. Exit codes: 0 pass, 1 a gate failed, 2 bad usage or input,
-3 an attack or a step failed (README, "Exit codes")."""
+3 an attack or a step failed (README, "Exit codes"), 130 interrupted by SIGINT (Ctrl-C),
+143 interrupted by SIGTERM (what a CI cancel sends).
+
+On SIGINT or SIGTERM every command stops where it is, removes the files it had staged
+under temporary names (so nothing half-written is left and earlier outputs stay as they
+were), prints one line and exits 130 or 143. A second signal during that clean-up is
+ignored; kill -9 is the way to stop it harder. Warnings print as one ``warning:`` line.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
 import sys
+import threading
+import warnings
 from pathlib import Path
-from typing import Optional
+from typing import Iterator, Optional
 
 import typer
 
-from audit.errors import AuditError, InputError, StepError
+from audit.errors import AuditError, InputError, Interrupted, StepError
 from audit.progress import stderr
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, rich_markup_mode=None,
@@ -255,8 +266,56 @@ def _one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split())
 
 
+def _interrupt(signum: int, frame) -> None:
+    # Later signals must not cut the clean-up of the first short: ignore them from now on.
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_IGN)
+    raise Interrupted(signum)
+
+
+@contextlib.contextmanager
+def _signals_raise() -> Iterator[None]:
+    """SIGINT and SIGTERM raise :class:`Interrupted` inside; the previous handlers come back after."""
+    if threading.current_thread() is not threading.main_thread():  # only the main thread may set handlers
+        yield
+        return
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    for sig in previous:
+        signal.signal(sig, _interrupt)
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+@contextlib.contextmanager
+def _warnings_on_one_line() -> Iterator[None]:
+    """Each warning as one ``warning: ...`` line on stderr, not Python's two-line format."""
+    previous = warnings.showwarning
+
+    def show(message, category, filename, lineno, file=None, line=None) -> None:
+        stderr.print(f"warning: {_one_line(message)}", markup=False, highlight=False, soft_wrap=True)
+
+    warnings.showwarning = show
+    try:
+        yield
+    finally:
+        warnings.showwarning = previous
+
+
 def main() -> None:
-    """Entry point: one clear line and a documented exit code for every failure."""
+    """Entry point: one clear line and a documented exit code for every failure and interrupt."""
+    try:
+        with _signals_raise(), _warnings_on_one_line():
+            _main()
+    except Interrupted as exc:
+        stderr.print(f"error: {exc}; files being written were removed, earlier outputs are as they were",
+                     markup=False, highlight=False, soft_wrap=True)
+        sys.exit(exc.exit_code)
+
+
+def _main() -> None:
     try:
         # standalone_mode=False: click returns a command's typer.Exit code instead of exiting.
         code = app(standalone_mode=False)
@@ -271,9 +330,10 @@ def main() -> None:
     except typer.Abort:
         stderr.print("error: aborted", markup=False)
         sys.exit(2)
-    except KeyboardInterrupt:
-        stderr.print("error: interrupted", markup=False)
-        sys.exit(3)
+    except KeyboardInterrupt:  # SIGINT where _signals_raise could not install its handler
+        stderr.print("error: interrupted by SIGINT; files being written were removed, earlier outputs are as they "
+                     "were", markup=False, highlight=False, soft_wrap=True)
+        sys.exit(128 + signal.SIGINT)
     except Exception as exc:  # noqa: BLE001 - fail closed with one line; AUDIT_DEBUG=1 shows the traceback
         try:
             from click import ClickException

@@ -1,7 +1,8 @@
 """Errors the CLI turns into one clear line and a documented exit code.
 
 Exit codes (README, "Exit codes"): 0 all gates pass; 1 a gate failed; 2 bad usage or
-input; 3 an attack or a step failed.
+input; 3 an attack or a step failed; 130 interrupted by SIGINT, 143 by SIGTERM (128 plus
+the signal's number, as shells report a process killed by it).
 """
 
 from __future__ import annotations
@@ -23,3 +24,23 @@ class StepError(AuditError):
     """An attack, an unlearning step or training failed. Exit code 3."""
 
     exit_code = 3
+
+
+class Interrupted(BaseException):
+    """SIGINT or SIGTERM arrived; the CLI raises this from its signal handler.
+
+    A BaseException, like KeyboardInterrupt, so that ``except Exception`` clauses that
+    record a failed step let it through, while the ``except BaseException`` clean-ups of
+    staged files (``audit.atomic``, the update log writer, reports) still run.
+    """
+
+    def __init__(self, signum: int):
+        import signal
+
+        self.signum = int(signum)
+        self.signal_name = signal.Signals(self.signum).name
+        super().__init__(f"interrupted by {self.signal_name}")
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + self.signum

@@ -36,13 +36,12 @@ from audit.data import load_dataset
 from audit.errors import AuditError, InputError
 from audit.forget import ForgetSet, parse_forget
 from audit.gates import Gate, gate_target, parse_gates
-from audit.inspect import log_status
 from audit.modelfile import ModelFile, load_model
 from audit.progress import progress_bar
 from audit.scoring import DEFAULT_ALPHA, Evidence, decide, membership_evidence, rate_evidence
 from audit.training import load_data_for
-from audit.unlearn import forget_metrics, unlearn_model
-from unlearning import UpdateLog, UpdateLogError, accuracy
+from audit.unlearn import forget_metrics, trusted_log_or_problem, unlearn_model
+from unlearning import accuracy
 
 METHODS = ("auto", "amnesiac", "relabel", "finetune", "retrain", "none")
 INCONCLUSIVE = ("fail", "pass")
@@ -151,15 +150,11 @@ def choose_method(requested: str, mf: ModelFile, forget: ForgetSet) -> tuple[str
     """(method, why): amnesiac when the update log covers the target, relabel otherwise."""
     if requested != "auto":
         return requested, f"requested with --method {requested}"
-    status = log_status(mf)
-    if status is None:
+    if not mf.update_log:
         return "relabel", "the model has no update log, so amnesiac unlearning is impossible"
-    if not status["verified"]:
-        return "relabel", f"the update log cannot be used ({status['problem']})"
-    try:
-        log = UpdateLog.open(mf.log_dir, verify=False)
-    except UpdateLogError as exc:
-        return "relabel", f"the update log cannot be used ({exc})"
+    log, problem = trusted_log_or_problem(mf)
+    if log is None:
+        return "relabel", f"the update log cannot be used ({problem})"
     missing = log.uncovered(forget.ids)
     if missing.numel():
         return "relabel", f"the update log does not cover {missing.numel()} of the {len(forget)} forget examples"
@@ -250,7 +245,7 @@ def audit_target(ctx: AttackContext, opts: AuditOptions, forget: ForgetSet, gate
                 role = "reference" if k == 0 else f"retrain_{k}"
                 models[role] = model
                 retrain_roles.append(role)
-                doc["retrains"].append({"seed": seed, "from_cache": hit})
+                doc["retrains"].append({"seed": seed, "from_cache": hit, "digest": attacks.model_digest(model)})
             doc["timings"]["reference"] = time.perf_counter() - start
         doc["accuracy"] = {role: accuracies(models[role], data, forget) for role in ("original", "unlearned")}
         doc["accuracy"]["reference"] = accuracies(models["reference"], data, forget) if retrain_roles else None

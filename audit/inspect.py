@@ -5,29 +5,28 @@ from __future__ import annotations
 from pathlib import Path
 
 from audit.modelfile import ModelFile, load_model
-from unlearning import UpdateLog, UpdateLogError
 
 
 def log_status(mf: ModelFile) -> dict | None:
-    """The update log's batches, bytes and whether its checksums and journal verify."""
+    """The update log's batches, bytes and whether every file verifies against the model file's digest.
+
+    ``verified`` is True only when :func:`audit.unlearn.open_trusted_log` would accept
+    the log; ``problem`` says why not.
+    """
     if not mf.update_log:
         return None
+    from audit.unlearn import trusted_log_or_problem
+
     rec = mf.update_log
     out = {"dir": str(mf.log_dir), "record": rec.get("record"), "dtype": rec.get("dtype"),
            "total_steps": rec.get("total_steps"), "batches": rec.get("recorded"), "bytes": rec.get("bytes"),
            "verified": False, "problem": None}
-    try:
-        log = UpdateLog.open(mf.log_dir)
-    except UpdateLogError as exc:
-        out["problem"] = str(exc)
+    log, problem = trusted_log_or_problem(mf)
+    if log is None:
+        out["problem"] = problem
         return out
     out["batches"], out["bytes"] = len(log.entries), log.bytes
-    if not log.closed:
-        out["problem"] = "the log was never closed: training stopped before it ended"
-    elif log.journal_sha256 != rec.get("journal_sha256"):
-        out["problem"] = "the log's journal differs from the one this model was saved with"
-    else:
-        out["verified"] = True
+    out["verified"] = True
     return out
 
 

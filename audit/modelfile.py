@@ -86,15 +86,15 @@ class ModelFile:
                            self.arch_args, seed=seed)
 
 
-def save_model(path: str | Path, mf: ModelFile) -> None:
-    """Write ``mf`` atomically to ``path``."""
+def save_model(path: str | Path, mf: ModelFile, stage: str | None = None) -> None:
+    """Write ``mf`` atomically to ``path`` (``stage``: the crash point before the rename, for crash tests)."""
     path = Path(path)
     if path.is_dir():
         raise InputError(f"output {path} is a directory; give a file name such as {path / 'model.pt'}")
     if any(parent.exists() and not parent.is_dir() for parent in path.parents):
         raise InputError(f"output {path} lies under a file, not a folder; choose another path")
     doc = mf.to_dict()
-    with atomic_path(path) as tmp:
+    with atomic_path(path, stage) as tmp:
         torch.save(doc, tmp)
 
 

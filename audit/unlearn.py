@@ -29,6 +29,7 @@ from unlearning import (
     TrainConfig,
     UnlearningResult,
     UpdateLog,
+    UpdateLogError,
     accuracy,
     amnesiac_unlearn,
     finetune_unlearn,
@@ -36,7 +37,7 @@ from unlearning import (
     retain_mask,
     retrain_unlearn,
 )
-from unlearning.amnesiac import amnesiac_progress_total, check_log, default_repair, open_log
+from unlearning.amnesiac import amnesiac_progress_total, check_log, default_repair
 
 METHODS = ("amnesiac", "relabel", "finetune", "retrain")
 
@@ -78,19 +79,54 @@ def default_epochs(method: str, mf: ModelFile) -> int:
     return recipe.epochs if recipe else 0
 
 
-def _open_checked_log(mf: ModelFile, forget: ForgetSet) -> UpdateLog:
-    """The model's update log, verified against the model file; InputError if unusable."""
-    if not mf.update_log or mf.log_dir is None:
-        raise InputError(f"{mf.path} has no amnesiac update log (train it with audit train --record SPEC), "
-                         "or forget with --method relabel")
+def trusted_log_or_problem(mf: ModelFile, lazy_steps: bool = False) -> tuple[UpdateLog | None, str | None]:
+    """(the model's update log opened with :meth:`UpdateLog.open_trusted`, None) or (None, what is wrong).
+
+    Every file of the log is checked against the digest ``mf`` records (``log_sha256``);
+    a model file written before that digest existed records only ``journal_sha256``, and
+    then the journal is checked against it and every other file against the journal.
+    ``lazy_steps``: step files are hashed as they are read rather than all now.
+    """
+    rec = mf.update_log
+    if not rec or mf.log_dir is None:
+        return None, f"{mf.path} has no amnesiac update log (train it with audit train --record SPEC)"
+    log_sha256, journal_sha256 = rec.get("log_sha256"), rec.get("journal_sha256")
+    if not log_sha256 and not journal_sha256:
+        return None, (f"{mf.path} records no digest of its update log {mf.log_dir}, so the log cannot be checked "
+                      "(retrain with audit train --record SPEC)")
+    if not mf.log_dir.is_dir():
+        return None, (f"the update log {mf.log_dir} that {mf.path} names is missing (a model file and its log "
+                      "are copied and moved together)")
     try:
-        log = open_log(mf.log_dir)
+        log = UpdateLog.open_trusted(mf.log_dir, log_sha256 or None,
+                                     journal_sha256=None if log_sha256 else journal_sha256, lazy_steps=lazy_steps)
+    except UpdateLogError as exc:
+        return None, str(exc)
+    return log, None
+
+
+def open_trusted_log(mf: ModelFile, lazy_steps: bool = False) -> UpdateLog:
+    """The model's update log, every file checked against the digest ``mf`` records.
+
+    The one way the CLI and the harness open a log they rely on. Raises
+    :class:`InputError` (one line, ending in what to do) when there is no log or it does
+    not verify. It does not check that the log covers a forget set: ``log.uncovered(ids)``.
+    """
+    log, problem = trusted_log_or_problem(mf, lazy_steps)
+    if log is None:
+        raise InputError(f"amnesiac unlearning refused: {problem}; use --method relabel instead, "
+                         "which needs no update log")
+    return log
+
+
+def _open_checked_log(mf: ModelFile, forget: ForgetSet) -> UpdateLog:
+    """The model's trusted update log, checked to fit the model and cover ``forget``; InputError if unusable."""
+    # Step files are hashed as amnesiac_unlearn reads them: it reads only the removed ones.
+    log = open_trusted_log(mf, lazy_steps=True)
+    try:
         check_log(log, mf.model, forget.ids)
     except AmnesiacRefused as exc:
         raise InputError(str(exc).replace("use the relabel method instead", "use --method relabel instead")) from None
-    if log.journal_sha256 != mf.update_log.get("journal_sha256"):
-        raise InputError(f"amnesiac unlearning refused: the update log {mf.log_dir} is not the one {mf.path} was "
-                         "saved with (its journal checksum differs); use --method relabel")
     return log
 
 

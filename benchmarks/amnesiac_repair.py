@@ -50,8 +50,8 @@ def main() -> None:
             for divisor, lr_factor in CANDIDATES:
                 repair = dataclasses.replace(recipe, epochs=1, batch_size=recipe.batch_size // divisor,
                                              lr=recipe.lr * lr_factor)
-                res = amnesiac_unlearn(mf.model, mf.log_dir, forget.ids, repair=repair,
-                                       x_train=data.x_train, y_train=data.y_train)
+                res = amnesiac_unlearn(mf.model, mf.log_dir, forget.ids, log_sha256=mf.update_log["log_sha256"],
+                                       repair=repair, x_train=data.x_train, y_train=data.y_train)
                 acc = accuracy(res.model, data.x_test[kept], data.y_test[kept])
                 gaps[(divisor, lr_factor)].append(100 * (ref_acc - acc))
                 print(f"seed {seed} batch/{divisor} lr x{lr_factor}: test gap {gaps[(divisor, lr_factor)][-1]:.2f}")

@@ -116,8 +116,8 @@ def run_one(data: Dataset, spec: str, seed: int, arch: str, recipe: TrainConfig,
     rows = {"original": measure(mf.model, data, forget, seed, time.perf_counter() - start)}
     rows["original"]["log_bytes"] = trained.log_bytes
     for k in (0, AMNESIAC_REPAIR_EPOCHS):
-        res = amnesiac_unlearn(mf.model, mf.log_dir, forget.ids, repair=default_repair(recipe, k) if k else None,
-                               x_train=x, y_train=y)
+        res = amnesiac_unlearn(mf.model, mf.log_dir, forget.ids, log_sha256=mf.update_log["log_sha256"],
+                               repair=default_repair(recipe, k) if k else None, x_train=x, y_train=y)
         row = measure(res.model, data, forget, seed, res.seconds)
         row.update(removal_seconds=res.details["removal_seconds"], log_bytes=trained.log_bytes,
                    batches_removed=res.details["batches_removed"], total_steps=res.details["total_steps"])

@@ -74,8 +74,7 @@ def render_files(results_path: str | os.PathLike[str], formats: list[str], out_d
     try:
         for fmt in dict.fromkeys(formats):
             final = out_dir / FORMATS[fmt]
-            tmp = _temporary(final)
-            staged.append((tmp, final))
+            tmp = _temporary(final, staged)
             if fmt == "html":
                 tmp.write_text(page, encoding="utf-8")
             elif fmt == "junit":
@@ -92,8 +91,10 @@ def render_files(results_path: str | os.PathLike[str], formats: list[str], out_d
     return [final for _, final in staged]
 
 
-def _temporary(final: Path) -> Path:
+def _temporary(final: Path, staged: list[tuple[Path, Path]]) -> Path:
+    """A temporary beside ``final``, registered in ``staged`` as soon as it exists (so an interrupt removes it)."""
     fd, name = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent)
+    staged.append((Path(name), final))
     os.close(fd)
     os.chmod(name, 0o644)  # mkstemp makes 0600; reports are shared as CI artefacts
     return Path(name)

@@ -15,10 +15,13 @@ Better than the notebooks:
   ``momentum=None``.
 * the sum is formed in float64 and cast back once, so a float64 log undoes a step bit
   for bit and a float32 log to within float32 rounding.
-* the log must verify (SHA-256 of every file it reads, a closed journal) and cover
-  every forget id, or the method refuses rather than leave forget data silently in
-  place. Steps are chosen by the batch ids in the journal, whose own SHA-256 the model
-  file records (``audit`` checks it), so only the removed steps' files are read.
+* the log must verify and cover every forget id, or the method refuses rather than
+  leave forget data silently in place. It is opened with
+  :meth:`~unlearning.update_log.UpdateLog.open_trusted`: closed, header, covered ids and
+  journal checked against the log's digest (``log_sha256``, which ``audit`` keeps in the
+  model file), every step file present with its size. Steps are chosen by the batch ids
+  in that verified journal, so only the removed steps' files are read, each checked
+  against its SHA-256 as it is read.
 
 What it cannot undo: each later update was computed at weights that the removed steps
 had shaped, so removal is not retraining (the paper's accuracy drop beyond ~1% of
@@ -31,12 +34,10 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import hashlib
 import os
 import time
 
 import torch
-from safetensors.torch import load as load_safetensors
 from torch import nn
 
 from unlearning.finetune import ProgressCallback, UnlearningResult, retain_mask, steps_per_epoch, train_steps
@@ -60,17 +61,19 @@ def _refuse(reason: str) -> AmnesiacRefused:
                            "which needs no update log")
 
 
-def open_log(log: UpdateLog | str | os.PathLike[str]) -> UpdateLog:
-    """Open a log, turning any failure into :class:`AmnesiacRefused`.
+def open_log(log: UpdateLog | str | os.PathLike[str], log_sha256: str | None = None) -> UpdateLog:
+    """Open a log with :meth:`UpdateLog.open_trusted`, turning any failure into :class:`AmnesiacRefused`.
 
-    The header and the covered ids are verified here; each step file's SHA-256 is
-    verified by :func:`amnesiac_unlearn` as it reads the file, so the removal reads the
-    log once.
+    ``log_sha256``: the digest the log's owner recorded (``recorder.close()["log_sha256"]``);
+    without it the log is checked against its own journal only. Each step file's SHA-256
+    is checked by :func:`amnesiac_unlearn` as it reads the file (``lazy_steps``), so the
+    removal reads the log once. An :class:`UpdateLog` passed in is returned as it is: its
+    opener vouches for it.
     """
     if isinstance(log, UpdateLog):
         return log
     try:
-        return UpdateLog.open(log, verify=False)
+        return UpdateLog.open_trusted(log, log_sha256, lazy_steps=True)
     except UpdateLogError as exc:
         raise _refuse(str(exc)) from None
 
@@ -111,6 +114,7 @@ def amnesiac_unlearn(
     log: UpdateLog | str | os.PathLike[str],
     forget_ids: torch.Tensor,
     *,
+    log_sha256: str | None = None,
     repair: TrainConfig | None = None,
     x_train: torch.Tensor | None = None,
     y_train: torch.Tensor | None = None,
@@ -119,8 +123,10 @@ def amnesiac_unlearn(
     """Remove the recorded steps that saw ``forget_ids`` from a copy of ``model``.
 
     ``model`` must be in the state its training ended in (the log's last step).
-    ``log``: an :class:`UpdateLog` (opened with ``verify=True``) or its folder, which is
-    opened and verified here. ``repair``: when given with ``epochs > 0``, fine-tune
+    ``log``: an :class:`UpdateLog` opened with :meth:`UpdateLog.open_trusted`, or its
+    folder, which is opened that way here against ``log_sha256`` (the digest
+    ``recorder.close()`` returned; strongly advised: without it a rewritten journal goes
+    unnoticed). ``repair``: when given with ``epochs > 0``, fine-tune
     the result on the retained part of ``x_train``/``y_train`` (N, C, H, W)/(N,) for
     that many epochs (Graves et al. 2021, Sec. 6.2: one epoch brings MNIST
     non-target accuracy from 95.2% back to 98.9%). Progress: one unit per log entry
@@ -129,7 +135,7 @@ def amnesiac_unlearn(
     """
     start = time.perf_counter()
     forget_ids = torch.as_tensor(forget_ids, dtype=torch.int64).flatten().unique()
-    log = open_log(log)
+    log = open_log(log, log_sha256)
     check_log(log, model, forget_ids)
     repair_epochs = repair.epochs if repair is not None else 0
     if repair_epochs and (x_train is None or y_train is None):
@@ -152,10 +158,10 @@ def amnesiac_unlearn(
                 on_progress(1)
             continue  # the journal says this batch held no forget id: nothing to read
         # One read per file, verified against the journal's SHA-256 as it is used.
-        blob = (log.path / entry.file).read_bytes()
-        if hashlib.sha256(blob).hexdigest() != entry.sha256:
-            raise _refuse(f"{log.path / entry.file} fails its SHA-256 checksum: the log was modified or damaged")
-        step = load_safetensors(blob)
+        try:
+            step = log.read_step(entry)
+        except UpdateLogError as exc:
+            raise _refuse(str(exc)) from None
         ids = step.pop("ids")
         if not forget_set.isdisjoint(ids.tolist()):
             if step.keys() != total.keys():

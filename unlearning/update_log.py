@@ -13,6 +13,12 @@ only then is its journal line appended and fsynced. After a kill -9 the journal 
 only complete files; a torn last line is ignored, so the log is usable up to the last
 complete step and says it was never closed. A journaled file that is missing or whose
 checksum differs makes the log refuse to load (:class:`UpdateLogError`).
+
+Trust: :meth:`UpdateLog.open_trusted` is the one way to open a log that a removal relies
+on. The owner of the log (``model.pt``) records the log's digest, :func:`log_digest`: one
+SHA-256 over the checksums of every file (header, covered ids, journal and each step
+file), and ``open_trusted`` checks every file against it, so no file of the log can be
+swapped, dropped or rewritten without the log being refused.
 """
 
 from __future__ import annotations
@@ -27,10 +33,12 @@ from typing import Iterator
 
 import torch
 from safetensors import safe_open
-from safetensors.torch import load_file, save
+from safetensors.torch import load as load_safetensors
+from safetensors.torch import save
 
 FORMAT = "amnesia-audit/update-log"
 VERSION = 1
+DIGEST_FORMAT = "amnesia-audit/update-log-digest/1"
 
 
 class UpdateLogError(Exception):
@@ -45,6 +53,20 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+def log_digest(header_sha256: str, covered_sha256: str, journal_sha256: str, steps: list[tuple[str, str]]) -> str:
+    """The log's digest: SHA-256 over every file's name and SHA-256, in a fixed order.
+
+    ``steps`` are ``(file, sha256)`` of each journaled step, in journal order. The model
+    file records this value; :meth:`UpdateLog.open_trusted` recomputes it from the files.
+    """
+    h = hashlib.sha256(DIGEST_FORMAT.encode() + b"\n")
+    files = [("header.json", header_sha256), ("covered.safetensors", covered_sha256),
+             ("journal.jsonl", journal_sha256), *steps]
+    for name, sha in files:
+        h.update(f"{name} {sha}\n".encode())
+    return h.hexdigest()
+
+
 def _write_atomic(path: Path, data: bytes, sync: bool = False) -> None:
     """Write under a temporary name, then rename. ``sync`` adds an fsync (power-loss safety).
 
@@ -53,12 +75,16 @@ def _write_atomic(path: Path, data: bytes, sync: bool = False) -> None:
     the log is never silently wrong either way. ``close`` syncs everything.
     """
     tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-        if sync:
-            fh.flush()
-            os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+            if sync:
+                fh.flush()
+                os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:  # an error or an interrupt (the CLI turns signals into one) leaves no .tmp
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 @dataclass(frozen=True)
@@ -118,9 +144,12 @@ class UpdateLogWriter:
         covered_bytes = save({"ids": covered_ids.to(torch.int64).unique().contiguous()})
         _write_atomic(self.path / "header.json", header_bytes, sync=True)
         _write_atomic(self.path / "covered.safetensors", covered_bytes, sync=True)
+        self._header_sha256 = hashlib.sha256(header_bytes).hexdigest()
+        self._covered_sha256 = hashlib.sha256(covered_bytes).hexdigest()
+        self._steps: list[tuple[str, str]] = []
         self._journal = open(self.path / "journal.jsonl", "a", encoding="utf-8")
-        self._journal_line({"header_sha256": hashlib.sha256(header_bytes).hexdigest(),
-                            "covered_sha256": hashlib.sha256(covered_bytes).hexdigest()}, sync=True)
+        self._journal_line({"header_sha256": self._header_sha256, "covered_sha256": self._covered_sha256},
+                           sync=True)
 
     def _journal_line(self, obj: dict, sync: bool = False) -> None:
         # One write of a whole line: a kill can tear only the last line, which readers drop.
@@ -142,18 +171,26 @@ class UpdateLogWriter:
         entry = LogEntry(step, epoch, name, hashlib.sha256(blob).hexdigest(), len(blob), int(ids.numel()),
                          [int(i) for i in tensors["ids"].tolist()])
         self._journal_line(entry.__dict__)
+        self._steps.append((entry.file, entry.sha256))
         self.bytes += entry.bytes
         self.recorded += 1
         return entry
 
     def close(self, total_steps: int) -> dict:
-        """Mark the log complete; returns the summary the model file records."""
+        """Mark the log complete; returns the summary the model file records.
+
+        ``log_sha256`` (:func:`log_digest`) covers every file of the log and is what
+        :meth:`UpdateLog.open_trusted` checks; ``journal_sha256`` is kept for readers of
+        older model files.
+        """
         os.sync()  # every step file on disk before the journal says the log is complete
         self._journal_line({"closed": True, "total_steps": total_steps, "recorded": self.recorded, "bytes": self.bytes},
                            sync=True)
         self._journal.close()
+        journal_sha256 = _sha256(self.path / "journal.jsonl")
         summary = {"total_steps": total_steps, "recorded": self.recorded, "bytes": self.bytes,
-                   "journal_sha256": _sha256(self.path / "journal.jsonl")}
+                   "journal_sha256": journal_sha256,
+                   "log_sha256": log_digest(self._header_sha256, self._covered_sha256, journal_sha256, self._steps)}
         if self.final_path.exists():
             old = self.final_path.with_name(self.final_path.name + ".old")
             shutil.rmtree(old, ignore_errors=True)
@@ -184,15 +221,29 @@ class UpdateLog:
     total_steps: int | None
     torn_tail: bool = False
     journal_sha256: str = ""
+    header_sha256: str = ""   # as the journal's first line records them
+    covered_sha256: str = ""
     _by_id: dict[int, list[int]] = field(default_factory=dict, repr=False)
+    _file_sha256: dict[str, str] = field(default_factory=dict, repr=False)  # of the bytes open() parsed
 
     @property
     def bytes(self) -> int:
         return sum(e.bytes for e in self.entries)
 
+    @property
+    def digest(self) -> str:
+        """:func:`log_digest` of this log as its journal describes it (the files are checked by ``open_trusted``)."""
+        return log_digest(self.header_sha256, self.covered_sha256, self.journal_sha256,
+                          [(e.file, e.sha256) for e in self.entries])
+
     @classmethod
     def open(cls, path: str | os.PathLike[str], verify: bool = True) -> "UpdateLog":
-        """Read and (by default) verify every file's SHA-256; raise :class:`UpdateLogError` if wrong."""
+        """Read and (by default) verify every file's SHA-256; raise :class:`UpdateLogError` if wrong.
+
+        This checks the log against its own journal only, and accepts a log that was never
+        closed. A caller that relies on the log (a removal, a "verified" status) opens it
+        with :meth:`open_trusted` instead.
+        """
         path = Path(path)
         journal = path / "journal.jsonl"
         if not path.is_dir() or not journal.is_file() or not (path / "header.json").is_file():
@@ -206,27 +257,44 @@ class UpdateLog:
                 records.append(json.loads(line))
             except json.JSONDecodeError:
                 raise UpdateLogError(f"{journal} line {i + 1} is corrupt; the log cannot be trusted") from None
-        if not records or "header_sha256" not in records[0]:
+        if not records or not isinstance(records[0], dict) or "header_sha256" not in records[0]:
             raise UpdateLogError(f"{journal} does not start with the header checksums; the log cannot be trusted")
+        header_bytes = (path / "header.json").read_bytes()
         try:
-            header = json.loads((path / "header.json").read_text())
-        except json.JSONDecodeError:
+            header = json.loads(header_bytes)
+        except (json.JSONDecodeError, UnicodeDecodeError):
             raise UpdateLogError(f"{path / 'header.json'} is corrupt") from None
-        if header.get("format") != FORMAT or header.get("version") != VERSION:
+        if not isinstance(header, dict) or header.get("format") != FORMAT or header.get("version") != VERSION:
             raise UpdateLogError(f"{path} is not a version-{VERSION} update log")
+        try:
+            covered_bytes = (path / "covered.safetensors").read_bytes()
+            covered = load_safetensors(covered_bytes)["ids"]
+        except Exception:  # noqa: BLE001 - missing, truncated or without "ids"
+            raise UpdateLogError(f"{path / 'covered.safetensors'} is missing or unreadable: the log is incomplete") from None
+        # The bytes parsed here are the bytes checked: nothing can be swapped in between.
+        actual = {"header.json": hashlib.sha256(header_bytes).hexdigest(),
+                  "covered.safetensors": hashlib.sha256(covered_bytes).hexdigest()}
         if verify:
             for fname, key in (("header.json", "header_sha256"), ("covered.safetensors", "covered_sha256")):
-                if _sha256(path / fname) != records[0][key]:
+                if actual[fname] != records[0].get(key):
                     raise UpdateLogError(f"{path / fname} fails its SHA-256 checksum: the log was modified")
         entries: list[LogEntry] = []
         closed, total, closing = False, None, {}
         for rec in records[1:]:
+            if not isinstance(rec, dict):
+                raise UpdateLogError(f"{journal} holds a line that is not a step; the log cannot be trusted")
             if rec.get("closed"):
-                closed, total, closing = True, int(rec["total_steps"]), rec
+                try:
+                    closed, total, closing = True, int(rec["total_steps"]), rec
+                except (KeyError, TypeError, ValueError):
+                    raise UpdateLogError(f"{journal} has a malformed closing line; the log cannot be trusted") from None
                 continue
             if closed:
                 raise UpdateLogError(f"{journal} has steps after its closing line; the log cannot be trusted")
-            entries.append(LogEntry(**rec))
+            try:
+                entries.append(LogEntry(**rec))
+            except TypeError:
+                raise UpdateLogError(f"{journal} holds a line that is not a step; the log cannot be trusted") from None
         if closed and closing.get("recorded", len(entries)) != len(entries):
             # A step line cut out of a finished journal would otherwise go unnoticed.
             raise UpdateLogError(f"{journal} closes with {closing['recorded']} recorded steps but lists "
@@ -237,12 +305,71 @@ class UpdateLog:
                 raise UpdateLogError(f"{f} is listed in the journal but missing: the log is incomplete")
             if verify and _sha256(f) != e.sha256:
                 raise UpdateLogError(f"{f} fails its SHA-256 checksum: the log was modified or damaged")
-        covered = load_file(str(path / "covered.safetensors"))["ids"]
-        return cls(path, header, entries, covered, closed, total, torn, _sha256(journal))
+        log = cls(path, header, entries, covered, closed, total, torn, hashlib.sha256(raw).hexdigest(),
+                  str(records[0].get("header_sha256")), str(records[0].get("covered_sha256")))
+        log._file_sha256 = actual
+        return log
+
+    @classmethod
+    def open_trusted(
+        cls,
+        path: str | os.PathLike[str],
+        log_sha256: str | None,
+        *,
+        journal_sha256: str | None = None,
+        lazy_steps: bool = False,
+    ) -> "UpdateLog":
+        """The one way to open a log that a removal or a "verified" status relies on.
+
+        ``log_sha256`` is the digest its owner recorded (``recorder.close()["log_sha256"]``,
+        kept in model.pt). Checked, or :class:`UpdateLogError` names what is wrong:
+
+        * the log was closed (training ended);
+        * header.json, covered.safetensors and journal.jsonl hash to what the digest says;
+        * every journaled step file exists with its journaled size and SHA-256. With
+          ``lazy_steps`` the SHA-256 of a step file is checked when :meth:`read` reads
+          it instead, so a caller that reads a few steps does not hash them all;
+        * the digest of all of that equals ``log_sha256``.
+
+        ``journal_sha256`` instead of ``log_sha256`` is for model files written before
+        the digest covered every file: the journal is checked against it and every other
+        file against the journal (the journal records their SHA-256), a chain as strong as
+        the digest. ``log_sha256=None`` with no ``journal_sha256`` checks the log against
+        its own journal only: damage is caught, a forger who rewrites the journal is not.
+        """
+        path = Path(path)
+        log = cls.open(path, verify=False)
+        if not log.closed:
+            raise UpdateLogError(f"the update log {path} was never closed (training stopped before it ended)")
+        for fname, want in (("header.json", log.header_sha256), ("covered.safetensors", log.covered_sha256)):
+            if log._file_sha256.get(fname) != want:
+                raise UpdateLogError(f"{path / fname} fails its SHA-256 checksum: the log was modified")
+        for e in log.entries:
+            f = path / e.file
+            if f.stat().st_size != e.bytes or (not lazy_steps and _sha256(f) != e.sha256):
+                raise UpdateLogError(f"{f} fails its SHA-256 checksum: the log was modified or damaged")
+        if journal_sha256 is not None and log.journal_sha256 != journal_sha256:
+            raise UpdateLogError(f"the update log {path} is not the one its model was saved with "
+                                 "(its journal checksum differs)")
+        if log_sha256 is not None and log.digest != log_sha256:
+            raise UpdateLogError(f"the update log {path} is not the one its model was saved with "
+                                 "(its digest differs)")
+        return log
+
+    def read_step(self, entry: LogEntry) -> dict[str, torch.Tensor]:
+        """Every tensor of one step file ("p/...", "b/...", "ids"), checked against its journaled SHA-256."""
+        f = self.path / entry.file
+        try:
+            blob = f.read_bytes()
+        except FileNotFoundError:
+            raise UpdateLogError(f"{f} is listed in the journal but missing: the log is incomplete") from None
+        if hashlib.sha256(blob).hexdigest() != entry.sha256:
+            raise UpdateLogError(f"{f} fails its SHA-256 checksum: the log was modified or damaged")
+        return load_safetensors(blob)
 
     def read(self, entry: LogEntry) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor], torch.Tensor]:
         """(parameter deltas, buffer deltas, ids) of one step, in the log's stored dtype."""
-        t = load_file(str(self.path / entry.file))
+        t = self.read_step(entry)
         params = {k[2:]: v for k, v in t.items() if k.startswith("p/")}
         buffers = {k[2:]: v for k, v in t.items() if k.startswith("b/")}
         return params, buffers, t["ids"]

@@ -1,0 +1,140 @@
+"""Issue 11, item 9: SIGTERM (a CI cancel) and SIGINT (Ctrl-C) stop any command with one
+line and a documented exit code (143, 130), removing what it had staged under temporary
+names; earlier outputs stay as they were.
+
+Each test starts a real command, waits until it is in the middle of its work (a staged
+file or a half-written log on disk), then signals it.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Callable
+
+import pytest
+from robustness_helpers import CliRun, assert_one_line_failure, cli_env, run_audit_inprocess, train
+
+from audit.modelfile import load_model
+
+
+def _interrupt_when(args: list[str], cwd: Path, ready: Callable[[], bool], sig: int, env: dict | None = None,
+                    tries: int = 4, settle: float = 0.0) -> CliRun:
+    """Run ``audit ARGS``; send ``sig`` ``settle`` seconds after ``ready()``. Retried if the command ends first."""
+    for _ in range(tries):
+        proc = subprocess.Popen([sys.executable, "-c", "from audit.cli import main; main()", *args], cwd=cwd,
+                                env={**cli_env(), **(env or {})}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True)
+        deadline = time.monotonic() + 120
+        while proc.poll() is None and not ready() and time.monotonic() < deadline:
+            time.sleep(0.002)
+        time.sleep(settle)
+        if proc.poll() is None:
+            proc.send_signal(sig)
+            out, err = proc.communicate(timeout=120)
+            return CliRun(list(args), proc.returncode, out, err, cwd)
+        proc.communicate()
+    pytest.fail(f"audit {' '.join(args)} finished {tries} times before it could be interrupted")
+
+
+def _tmp_files(*folders: Path) -> list[Path]:
+    return [p for folder in folders if folder.exists() for p in folder.rglob("*") if p.name.endswith(".tmp")]
+
+
+def _files(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def audited(tmp_path_factory) -> Path:
+    """m.pt (digits, 3 epochs, class 3 recorded) and an audit of it in audit-out/ with every report."""
+    work = tmp_path_factory.mktemp("audited")
+    res = train(work, "m.pt", "--record", "class=3", epochs=3)
+    assert res.returncode == 0, res.stderr
+    run = run_audit_inprocess(["run", "m.pt", "--forget", "class=3", "--method", "relabel", "--reference", "none",
+                               "--attacks", "mia", "--mia", "loss", "--format", "html,pdf", "--quiet",
+                               "--out", "audit-out"], work)
+    assert run.returncode == 0, run.stderr
+    report = run_audit_inprocess(["report", "audit-out/results.json", "--format", "html,pdf,junit"], work)
+    assert report.returncode == 0, report.stderr
+    return work
+
+
+def _assert_interrupted(run: CliRun, sig: int) -> None:
+    code = {signal.SIGTERM: 143, signal.SIGINT: 130}[sig]
+    line = assert_one_line_failure(run, code, f"interrupted by {signal.Signals(sig).name}")
+    assert "earlier outputs are as they were" in line
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_report_interrupted_while_writing_leaves_the_earlier_reports(audited, tmp_path, sig):
+    work = tmp_path / "work"
+    shutil.copytree(audited, work)
+    out = work / "audit-out"
+    before = _files(out)
+    # Signalled while the PDF renders (report.html is staged by then): reports/ creates each
+    # temporary a few instructions before it registers it for clean-up, a window that
+    # reports/ must close itself, so the signal is sent 50 ms after the PDF's appears.
+    run = _interrupt_when(["report", "audit-out/results.json", "--format", "html,pdf,junit"], work,
+                          lambda: any(p.name.startswith(".report.pdf.") for p in _tmp_files(out)), sig, settle=0.05)
+    _assert_interrupted(run, sig)
+    assert _tmp_files(work) == []
+    assert _files(out) == before
+
+
+def test_run_interrupted_while_training_reference_models(audited, tmp_path):
+    work = tmp_path / "work"
+    shutil.copytree(audited, work)
+    out, cache = work / "audit-out", tmp_path / "cache"
+    before = _files(out)
+    args = ["run", "m.pt", "--forget", "class=3", "--method", "relabel", "--reference", "none", "--attacks", "mia",
+            "--mia", "lira_online", "--reference-models", "4", "--format", "html,pdf", "--quiet", "--out", "audit-out"]
+    # The first reference model is in the cache: the run is in the middle of training the others.
+    run = _interrupt_when(args, work, lambda: any(cache.glob("*.safetensors")), signal.SIGTERM,
+                          env={"AMNESIA_AUDIT_CACHE": str(cache)})
+    _assert_interrupted(run, signal.SIGTERM)
+    assert _tmp_files(work, cache) == []
+    assert _files(out) == before
+    # What was cached is complete: the next run uses it.
+    rerun = subprocess.run([sys.executable, "-c", "from audit.cli import main; main()", *args], cwd=work,
+                           env={**cli_env(), "AMNESIA_AUDIT_CACHE": str(cache)}, capture_output=True, text=True,
+                           timeout=300)
+    assert rerun.returncode == 0 and "warning" not in rerun.stderr, rerun.stderr
+
+
+def test_run_interrupted_while_writing_its_outputs(audited, tmp_path):
+    work = tmp_path / "work"
+    shutil.copytree(audited, work)
+    out = work / "audit-out"
+    before = _files(out)
+    args = ["run", "m.pt", "--forget", "class=3", "--method", "relabel", "--reference", "none", "--attacks", "mia",
+            "--mia", "loss", "--format", "html,pdf", "--quiet", "--out", "audit-out"]
+    # The moment results.json is staged (audit.atomic), the staging of the outputs begins.
+    run = _interrupt_when(args, work, lambda: any(p.name.startswith(".results.json.") for p in _tmp_files(out)),
+                          signal.SIGTERM)
+    _assert_interrupted(run, signal.SIGTERM)
+    assert _tmp_files(work) == []
+    after = _files(out)
+    # Each file is the earlier one or a complete new one (results.json may already be renamed into place).
+    assert set(after) == set(before)
+    json.loads(after["results.json"])
+    assert after["report.html"].rstrip().endswith(b"</html>") and after["junit.xml"].rstrip().endswith(b">")
+    assert after["report.pdf"].startswith(b"%PDF") and b"%%EOF" in after["report.pdf"][-64:]
+
+
+def test_train_interrupted_keeps_the_old_model_and_log(audited, tmp_path):
+    work = tmp_path / "work"
+    work.mkdir()
+    shutil.copy(audited / "m.pt", work / "m.pt")
+    shutil.copytree(load_model(audited / "m.pt").log_dir, work / "m.pt.updates")
+    before = _files(work)
+    run = _interrupt_when(["train", "--epochs", "40", "--record", "class=3", "--seed", "1", "--out", "m.pt"], work,
+                          lambda: any(work.glob("*.partial/batches/*")), signal.SIGTERM)
+    _assert_interrupted(run, signal.SIGTERM)
+    assert _files(work) == before  # no partial log, no staged model: the old pair as it was
+    assert sorted(p.name for p in work.iterdir()) == ["m.pt", "m.pt.updates"]
