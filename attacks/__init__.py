@@ -11,6 +11,7 @@ from attacks.inversion_scores import ClassInversionScore, ModelInversionResult, 
 from attacks.label_only import label_only_scores
 from attacks.lira import lira_scores, lira_statistics
 from attacks.loss_threshold import loss_threshold_scores
+from attacks import registry
 from attacks.membership import ATTACKS, DEFAULT_ATTACKS, AttackResult, MembershipAudit, run_membership_attacks
 from attacks.metrics import MembershipMetrics, membership_metrics
 from attacks.reference import (
@@ -23,6 +24,7 @@ from attacks.reference import (
     train_reference_models,
 )
 from attacks.rmia import rmia_scores, rmia_statistics
+from attacks.registry import MembershipAttack, ModelAccess, Signals
 from attacks.shadow import shadow_model_scores
 from attacks.signals import model_logits, scaled_confidence
 from attacks.unlearning_test import (
@@ -43,11 +45,14 @@ __all__ = [
     "RateTest",
     "AttackResult",
     "ClassInversionScore",
+    "MembershipAttack",
     "MembershipAudit",
+    "ModelAccess",
     "MembershipMetrics",
     "ModelInversionResult",
     "ReferenceCache",
     "ReferenceModels",
+    "Signals",
     "default_cache_dir",
     "holm",
     "label_only_scores",
@@ -64,6 +69,7 @@ __all__ = [
     "rate_excess_test",
     "mi_face_batched",
     "model_inversion",
+    "registry",
     "rmia_scores",
     "rmia_statistics",
     "run_membership_attacks",

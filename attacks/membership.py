@@ -1,8 +1,10 @@
 """Run several membership attacks on one target and score each the same way.
 
-The one call the audit harness needs: the auditor's data ``x``/``y`` (the pool that
-``train_reference`` indexes by id), which of it the target trained on, and the recipe.
-Reference models are trained (or loaded from the cache) once and shared by LiRA and RMIA.
+The library call: the auditor's data ``x``/``y`` (the pool that ``train_reference``
+indexes by id), which of it the target trained on, and the recipe. Reference models are
+trained (or loaded from the cache) once; their logits and the target's are computed once
+(:class:`attacks.registry.Signals`) and every attack of :data:`attacks.registry.ATTACKS`
+scores from them.
 """
 
 from __future__ import annotations
@@ -16,10 +18,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from attacks import registry
 from attacks.checks import as_labels, check_classes, check_images, check_membership
-from attacks.label_only import label_only_scores
-from attacks.lira import lira_scores
-from attacks.loss_threshold import loss_threshold_scores
 from attacks.metrics import DEFAULT_DELTA, MembershipMetrics, membership_metrics
 from attacks.reference import (
     DEFAULT_NUM_REFERENCE_MODELS,
@@ -28,12 +28,10 @@ from attacks.reference import (
     TrainReference,
     train_reference_models,
 )
-from attacks.rmia import rmia_scores
-from attacks.shadow import shadow_model_scores
+from attacks.signals import model_logits
 
-ATTACKS = ("loss", "lira_online", "lira_offline", "rmia", "rmia_offline", "shadow", "label_only")
+ATTACKS = tuple(registry.ATTACKS)
 DEFAULT_ATTACKS = ("loss", "lira_online", "lira_offline", "rmia", "shadow", "label_only")
-_NEEDS_REFERENCE = {"lira_online", "lira_offline", "rmia", "rmia_offline"}
 
 
 @dataclass
@@ -120,38 +118,39 @@ def run_membership_attacks(
     check_images(x, y)
     check_classes(y)
     member = check_membership(is_member, n=len(y))
-    if train_reference is None and (set(attacks) & (_NEEDS_REFERENCE | {"shadow"})):
+    if train_reference is None and set(attacks) & registry.NEEDS_REFERENCE:
         raise ValueError("LiRA, RMIA and the shadow attack need train_reference(ids, seed) -> nn.Module; pass it or choose attacks=('loss',)")
     reference = None
-    if set(attacks) & _NEEDS_REFERENCE:
+    signals = registry.Signals(y, model_logits(target_model, x))
+    if set(attacks) & registry.SIGNAL_REFERENCE:
         reference = train_reference_models(
             train_reference, len(y), num_models=num_reference_models, seed=seed,  # type: ignore[arg-type]
             cache_dir=cache_dir, model_factory=model_factory, cache_key=cache_key,
         )
+        signals.reference_logits = registry.reference_logits(reference, x)
+        signals.in_mask = reference.in_mask
     all_ids = np.arange(len(y))
     results: dict[str, AttackResult] = {}
     for name in attacks:
-        start, ids, settings = time.perf_counter(), all_ids, {}
-        if name == "loss":
-            scores = loss_threshold_scores(target_model, x, y)
-        elif name in ("lira_online", "lira_offline"):
-            online = name == "lira_online"
-            scores = lira_scores(target_model, x, y, reference, online=online)  # type: ignore[arg-type]
-            settings = {"num_reference_models": num_reference_models, "fixed_variance": True, "online": online}
-        elif name in ("rmia", "rmia_offline"):
-            online = name == "rmia"
-            scores = rmia_scores(target_model, x, y, reference, online=online)  # type: ignore[arg-type]
-            settings = {"num_reference_models": num_reference_models, "online": online, "gamma": 1.0}
-        elif name == "shadow":
-            scores = shadow_model_scores(
-                target_model, x, y, train_reference, num_shadow_models=num_reference_models, seed=seed,  # type: ignore[arg-type]
-                attack_model_type=shadow_attack_model_type, cache_dir=cache_dir, model_factory=model_factory, cache_key=cache_key,
-            )
-            settings = {"num_shadow_models": num_reference_models, "attack_model_type": shadow_attack_model_type, "library": "ART"}
-        else:  # label_only
+        attack = registry.get(name)
+        start, ids = time.perf_counter(), all_ids
+        settings = dict(attack.settings or {})
+        if attack.needs_reference:
+            settings["num_reference_models"] = num_reference_models
+        if name == "label_only":
             ids = _balanced_subset(member, label_only_max_examples, seed)
-            scores = label_only_scores(target_model, x[torch.as_tensor(ids)], y[torch.as_tensor(ids)], num_classes=int(y.max()) + 1, seed=seed)
-            settings = {"max_examples": label_only_max_examples, "library": "ART"}
+            sub = torch.as_tensor(ids)
+            access = registry.ModelAccess(target_model, x[sub], seed=seed, num_classes=int(y.max()) + 1)
+            scores = registry.score(name, registry.Signals(y[sub], signals.logits[sub]), access)
+            settings["max_examples"] = label_only_max_examples
+        else:
+            access = registry.ModelAccess(target_model, x, pool_x=x, pool_y=y, train_reference=train_reference,
+                                          num_models=num_reference_models, seed=seed, cache_dir=cache_dir,
+                                          model_factory=model_factory, cache_key=cache_key,
+                                          shadow_attack_model_type=shadow_attack_model_type)
+            scores = registry.score(name, signals, access)
+            if name == "shadow":
+                settings["attack_model_type"] = shadow_attack_model_type
         seconds = time.perf_counter() - start
         results[name] = AttackResult(name, ids, scores, membership_metrics(scores, member[ids], delta=delta), seconds, settings)
     return MembershipAudit(results, reference, seed)

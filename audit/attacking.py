@@ -27,22 +27,11 @@ from attacks.reference import accuracy_check
 from audit.modelfile import ModelFile
 from unlearning import TrainConfig, fit
 
-# Names as in attacks.ATTACKS. Reference models train on random halves of the auditor's
-# pool (training and held-out data together), so members and held-out non-members alike
-# have models trained with and without them, and the online variants score both the same way.
-MIA_ATTACKS = {
-    "loss": ("LOSS threshold (Yeom et al. 2018)", "the per-example loss; no reference models"),
-    "lira_online": ("LiRA online (Carlini et al. 2022)",
-                    "black-box logits; reference models trained with and without each example"),
-    "lira_offline": ("LiRA offline (Carlini et al. 2022)",
-                     "black-box logits; reference models trained without each example"),
-    "rmia": ("RMIA (Zarifzadeh et al. 2024)", "black-box probabilities; reference models and population samples"),
-    "rmia_offline": ("RMIA offline (Zarifzadeh et al. 2024)",
-                     "black-box probabilities; reference models without each example and population samples"),
-    "shadow": ("Shadow models, ART (Shokri et al. 2017)", "black-box softmax; shadow models on the auditor's data"),
-    "label_only": ("Label-only decision boundary, ART (Choquette-Choo et al. 2021)", "predicted labels only"),
-}
-NEEDS_REFERENCE = {"lira_online", "lira_offline", "rmia", "rmia_offline", "shadow"}
+# Reference models train on random subsets of the auditor's pool (training and held-out
+# data together) of the target's training-set size, so members and held-out non-members
+# alike have models trained with and without them. The registry lives in attacks/.
+MIA_ATTACKS = attacks.registry.ATTACKS
+NEEDS_REFERENCE = attacks.registry.NEEDS_REFERENCE
 # The shadow attack (ART) trains an attack model per scored model (~50 s each on 2 cores) and
 # label-only runs HopSkipJump per example: both are available with --mia, left out of the
 # default so that an audit stays within minutes.
@@ -130,11 +119,15 @@ class AttackContext:
         return self._reference
 
     @functools.cached_property
+    def reference_logits(self) -> torch.Tensor:
+        """Logits of every reference model on every pool example, (M, N_pool, C): computed once per audit."""
+        return attacks.registry.reference_logits(self.reference_models(), self.pool[0])
+
+    @functools.cached_property
     def reference_confidence(self) -> np.ndarray:
-        """Logit-scaled confidence of every reference model on every pool example, (M, N_pool): computed once."""
-        x, y = self.pool
-        return np.stack([attacks.scaled_confidence(attacks.model_logits(m, x), y)
-                         for m in self.reference_models().models])
+        """Logit-scaled confidence of every reference model on every pool example, (M, N_pool)."""
+        y = self.pool[1]
+        return np.stack([attacks.scaled_confidence(logits, y) for logits in self.reference_logits])
 
     def retrain_seeds(self, count: int) -> list[int]:
         """Seeds of the retrained models: never the target's own seed, so model-to-model spread is measured."""
@@ -198,27 +191,32 @@ def membership_set(ctx: AttackContext, forget: ForgetSet) -> MembershipSet:
     return MembershipSet(x, y, ids, is_member)
 
 
-def membership_scores(ctx: AttackContext, attack: str, model: nn.Module, ms: MembershipSet) -> np.ndarray:
+def signals_for(ctx: AttackContext, model: nn.Module, ms: MembershipSet, with_reference: bool) -> attacks.Signals:
+    """The signals every attack reads: ``model``'s logits on the audited examples, and the
+    reference models' (computed once per audit over the pool, sliced here)."""
+    signals = attacks.Signals(ms.y, attacks.model_logits(model, ms.x))
+    if with_reference:
+        ref = ctx.reference_logits
+        test_ids = ctx.test_ids(np.arange(len(ctx.data.y_test)))
+        signals.reference_logits = ref[:, torch.as_tensor(ms.ids)]
+        signals.in_mask = ctx.reference_models().in_mask[:, ms.ids]
+        signals.population_y = ctx.data.y_test
+        signals.population_logits = attacks.model_logits(model, ctx.data.x_test)
+        signals.population_reference_logits = ref[:, torch.as_tensor(test_ids)]
+        signals.population_in_mask = ctx.reference_models().in_mask[:, test_ids]
+    return signals
+
+
+def membership_scores(ctx: AttackContext, attack: str, model: nn.Module, ms: MembershipSet,
+                      signals: attacks.Signals) -> np.ndarray:
     """One attack's scores (higher = member) on every example of ``ms``."""
     fault("attack")
-    if attack == "loss":
-        return attacks.loss_threshold_scores(model, ms.x, ms.y)
-    if attack in ("lira_online", "lira_offline"):
-        return attacks.lira_scores(model, ms.x, ms.y, ctx.reference_models(), ids=ms.ids,
-                                   online=attack == "lira_online")
-    if attack in ("rmia", "rmia_offline"):
-        population = (ctx.data.x_test, ctx.data.y_test, ctx.test_ids(np.arange(len(ctx.data.y_test))))
-        return attacks.rmia_scores(model, ms.x, ms.y, ctx.reference_models(), ids=ms.ids, population=population,
-                                   online=attack == "rmia")
-    if attack == "shadow":
-        x_pool, y_pool = ctx.pool
-        return attacks.shadow_model_scores(
-            model, x_pool, y_pool, ctx.train_reference, ids=ms.ids, num_shadow_models=ctx.num_reference_models,
-            seed=ctx.seed, cache_dir=ctx.cache_dir, model_factory=ctx.model_file.fresh_model,
-            cache_key=ctx.cache_key())
-    if attack == "label_only":
-        return attacks.label_only_scores(model, ms.x, ms.y, num_classes=ctx.data.num_classes, seed=ctx.seed)
-    raise InputError(f"unknown membership attack {attack!r}; use {', '.join(MIA_ATTACKS)}")
+    x_pool, y_pool = ctx.pool
+    access = attacks.ModelAccess(model, ms.x, pool_x=x_pool, pool_y=y_pool, ids=ms.ids,
+                                 train_reference=ctx.train_reference, num_models=ctx.num_reference_models,
+                                 seed=ctx.seed, num_classes=ctx.data.num_classes, cache_dir=ctx.cache_dir,
+                                 model_factory=ctx.model_file.fresh_model, cache_key=ctx.cache_key())
+    return attacks.registry.score(attack, signals, access)
 
 
 @dataclass
@@ -228,19 +226,22 @@ class MembershipOutcome:
     forget_scores: dict[str, np.ndarray] = field(repr=False, default_factory=dict)
 
     def to_dict(self) -> dict:
-        label, assumes = MIA_ATTACKS[self.attack]
-        return {"attack": self.attack, "label": label, "assumes": assumes,
+        spec = MIA_ATTACKS[self.attack]
+        return {"attack": self.attack, "label": spec.label, "assumes": spec.assumes,
                 "original": self.metrics.get("original"), "unlearned": self.metrics.get("unlearned"),
                 "reference": self.metrics.get("reference")}
 
 
 def run_membership(ctx: AttackContext, models: dict[str, nn.Module], ms: MembershipSet,
                    advance: Callable[[int], None]) -> list[MembershipOutcome]:
+    """Every configured attack on every model; each model's signals are computed once and shared."""
+    with_reference = bool(NEEDS_REFERENCE & set(ctx.mia_attacks) - {"shadow"})
+    signals = {role: signals_for(ctx, model, ms, with_reference) for role, model in models.items()}
     outcomes = []
     for attack in ctx.mia_attacks:
         metrics, forget_scores = {}, {}
         for role, model in models.items():
-            scores = np.asarray(membership_scores(ctx, attack, model, ms), dtype=np.float64)
+            scores = np.asarray(membership_scores(ctx, attack, model, ms, signals[role]), dtype=np.float64)
             metrics[role] = attacks.membership_metrics(scores, ms.is_member).to_dict()
             forget_scores[role] = scores[ms.is_member]
             advance(1)
@@ -248,8 +249,6 @@ def run_membership(ctx: AttackContext, models: dict[str, nn.Module], ms: Members
     return outcomes
 
 
-# At least 16 reconstructions per class, so that a count of recognised inversions gives an
-# interval (with 4 the component flipped between 0 and 1 with the seed).
 INVERSION_RESTARTS = 16
 IMAGE_ROLES = ("original", "unlearned", "reference")
 SHOWN_PER_CLASS = 4
