@@ -25,7 +25,7 @@ from audit.errors import InputError, StepError
 from audit.forget import ForgetSet
 from attacks.reference import accuracy_check
 from audit.modelfile import ModelFile
-from unlearning import TrainConfig, fit
+from unlearning import TrainConfig, train_with
 
 # Reference models train on random subsets of the auditor's pool (training and held-out
 # data together) of the target's training-set size, so members and held-out non-members
@@ -36,6 +36,22 @@ NEEDS_REFERENCE = attacks.registry.NEEDS_REFERENCE
 # label-only runs HopSkipJump per example: both are available with --mia, left out of the
 # default so that an audit stays within minutes.
 DEFAULT_MIA = ["loss", "lira_online", "rmia"]
+
+
+def code_identity(fn) -> str | None:
+    """Who a user's function is, for cache keys: module, name and a digest of its source
+    (so that editing the factory or the training function retrains the cached models)."""
+    if fn is None:
+        return None
+    import hashlib
+    import inspect
+
+    name = f"{getattr(fn, '__module__', '?')}:{getattr(fn, '__qualname__', type(fn).__name__)}"
+    try:
+        source = inspect.getsource(fn)
+    except (OSError, TypeError):
+        source = repr(fn)
+    return f"{name}@{hashlib.sha256(source.encode()).hexdigest()[:16]}"
 
 
 def fault(stage: str) -> None:
@@ -71,22 +87,27 @@ class AttackContext:
         """Pool ids of test-split examples."""
         return len(self.data.y_train) + np.asarray(test_index, dtype=np.int64)
 
-    def train_reference(self, ids: np.ndarray, seed: int) -> nn.Module:
+    def train(self, x: torch.Tensor, y: torch.Tensor, seed: int) -> nn.Module:
+        """A fresh model trained from scratch on (x, y) with the target's recipe or the user's training function."""
         model = self.model_file.fresh_model(seed=seed)
         cfg = TrainConfig.from_dict({**self.recipe().to_dict(), "seed": seed})
+        return train_with(model, x, y, cfg, self.model_file.train_fn, full_recipe=True)
+
+    def train_reference(self, ids: np.ndarray, seed: int) -> nn.Module:
         idx = torch.as_tensor(np.asarray(ids), dtype=torch.long)
         x, y = self.pool
-        return fit(model, x[idx], y[idx], cfg)
+        return self.train(x[idx], y[idx], seed)
 
     def cache_key(self) -> str:
         mf = self.model_file
         return json.dumps({"arch": mf.arch, "arch_args": mf.arch_args, "recipe": self.recipe().to_dict(),
-                           "mean": mf.mean, "std": mf.std, "data": self.data.sha256(), "pool": "train+test"},
+                           "mean": mf.mean, "std": mf.std, "data": self.data.sha256(), "pool": "train+test",
+                           "factory": code_identity(mf.factory), "train_fn": code_identity(mf.train_fn)},
                           sort_keys=True)
 
     @property
     def has_reference(self) -> bool:
-        """Whether reference models can be trained (the model carries a recipe) and were asked for."""
+        """Whether reference models can be trained (a recipe or a training function) and were asked for."""
         return self.use_reference
 
     @property
@@ -157,9 +178,7 @@ class AttackContext:
     def evaluator(self) -> nn.Module:
         """The independent classifier that judges inversions: another seed, trained on held-out data."""
         if self._evaluator is None:
-            model = self.model_file.fresh_model(seed=self.seed + 7919)
-            cfg = TrainConfig.from_dict({**self.recipe().to_dict(), "seed": self.seed + 7919})
-            self._evaluator = fit(model, self.data.x_test, self.data.y_test, cfg)
+            self._evaluator = self.train(self.data.x_test, self.data.y_test, self.seed + 7919)
         return self._evaluator
 
 

@@ -69,7 +69,7 @@ class AuditOptions:
     data: str | None = None
     data_root: str | None = None
     arch: str | None = None
-    out: Path = Path("audit-out")
+    out: Path | None = Path("audit-out")
     seed: int = 0
     fail_on: list[str] = field(default_factory=list)
     inversion_iterations: int = 400
@@ -116,9 +116,9 @@ class AuditOptions:
             raise InputError(f"--format {bad[0]!r} is unknown; use html, pdf (or none)")
         if self.inversion_iterations < 1:
             raise InputError("inversion_iterations must be a positive whole number")
-        if self.out.exists() and not self.out.is_dir():
+        if self.out is not None and self.out.exists() and not self.out.is_dir():
             raise InputError(f"--out {self.out} is a file; give a folder for the audit's outputs")
-        blocked = next((p for p in self.out.parents if p.exists() and not p.is_dir()), None)
+        blocked = next((p for p in self.out.parents if p.exists() and not p.is_dir()), None) if self.out else None
         if blocked is not None:
             raise InputError(f"--out {self.out} lies under {blocked}, which is a file; give a folder for the outputs")
         return parse_gates(self.fail_on)
@@ -126,23 +126,33 @@ class AuditOptions:
 
 @dataclass
 class TargetResult:
-    """One forget target's outcome; ``document`` is its part of results.json."""
+    """One forget target's outcome: the verdict and its figures, typed; ``document`` is its part of
+    results.json (serialised in one place, :func:`audit.results.build_document`)."""
 
     name: str
+    verdict: str | None
+    reason: str | None
+    power_p_value: float | None
+    p_value: float | None
     residual_leakage: float | None
+    residual_leakage_ci95: tuple[float, float | None] | None
+    overforgetting: float | None
+    tests: list[Evidence]
     passed: bool
     error: str | None
-    document: dict
+    document: dict = field(repr=False)
     images: dict = field(default_factory=dict, repr=False)  # inversion PNGs to write, by relative path
 
 
 @dataclass
 class AuditResult:
+    """The audit's outcome: exit code and verdict, the targets, and the results.json document."""
+
     exit_code: int
     verdict: str
     targets: list[TargetResult]
     document: dict
-    out: Path
+    out: Path | None
     files: list[Path]
 
 
@@ -215,6 +225,7 @@ def audit_target(ctx: AttackContext, opts: AuditOptions, forget: ForgetSet, gate
                  "tests": [], "per_example": None, "membership": [], "inversion": None, "retrains": [],
                  "gates": [], "passed": False, "error": None}
     images: dict = {}
+    tests: list[Evidence] = []
     try:
         fault("unlearn")
         start = time.perf_counter()
@@ -254,7 +265,6 @@ def audit_target(ctx: AttackContext, opts: AuditOptions, forget: ForgetSet, gate
 
         start = time.perf_counter()
         ms = membership_set(ctx, forget)
-        tests: list[Evidence] = []
         # The verdict's membership test: per example, every model, the same examples.
         paired, label, stats = membership_test(ctx, models, ms, opts.seed)
         tests.append(membership_evidence(paired, label, retrain_roles))
@@ -298,8 +308,10 @@ def audit_target(ctx: AttackContext, opts: AuditOptions, forget: ForgetSet, gate
         doc["error"] = f"{type(exc).__name__}: {exc}" if not isinstance(exc, AuditError) else str(exc)
         doc["verdict"] = "error"
     gate_target(doc, gates, opts.inconclusive)  # fails every gate of a target whose step failed
-    return TargetResult(forget.spec, doc["residual_leakage"], doc["passed"], doc["error"], doc,
-                        images if doc["inversion"] else {})
+    ci = doc["residual_leakage_ci95"]
+    return TargetResult(forget.spec, doc["verdict"], doc["verdict_reason"], doc["power_p_value"], doc["p_value"],
+                        doc["residual_leakage"], tuple(ci) if ci else None, doc["overforgetting"], tests,
+                        doc["passed"], doc["error"], doc, images if doc["inversion"] else {})
 
 
 def _check_pair(original: ModelFile, unlearned: ModelFile, data) -> None:
@@ -327,8 +339,6 @@ def run(model: str | Path, forget: list[str] | str, **options) -> AuditResult:
     With ``original=PATH``, ``model`` is a model unlearned elsewhere and PATH the model it
     was unlearned from: no unlearning step runs, the given model is audited.
     """
-    from audit.results import build_document, write_outputs
-
     opts = AuditOptions(model=Path(model), forget=[forget] if isinstance(forget, str) else list(forget), **options)
     opts.out = Path(opts.out)
     if opts.original is not None:
@@ -345,6 +355,19 @@ def run(model: str | Path, forget: list[str] | str, **options) -> AuditResult:
     else:
         mf = load_model(opts.model, **shape)
     data = load_data_for(opts.data, opts.data_root, mf, loaded=given)
+    forget_sets = [parse_forget(spec, data.y_train, data.num_classes) for spec in opts.forget]
+    return audit_loaded(opts, gates, mf, data, forget_sets, unlearned_given)
+
+
+def audit_loaded(opts: AuditOptions, gates: list[Gate], mf: ModelFile, data, forget_sets: list[ForgetSet],
+                 unlearned_given: ModelFile | None = None) -> AuditResult:
+    """The core every entry point shares (files: :func:`run`; memory: :func:`audit.evaluate`).
+
+    Checks that the pieces fit, audits every target, builds the results document and,
+    when ``opts.out`` is set, writes the outputs.
+    """
+    from audit.results import build_document, write_outputs
+
     source = opts.original or opts.model
     if tuple(mf.input_shape) != tuple(data.input_shape) or mf.num_classes != data.num_classes:
         raise InputError(f"the data {data.spec!r} ({'x'.join(map(str, data.input_shape))} images, {data.num_classes} "
@@ -352,10 +375,10 @@ def run(model: str | Path, forget: list[str] | str, **options) -> AuditResult:
                          f"{mf.num_classes} classes); pass the --data the model was trained on")
     if unlearned_given is not None:
         _check_pair(mf, unlearned_given, data)
-    forget_sets = [parse_forget(spec, data.y_train, data.num_classes) for spec in opts.forget]
-    if mf.recipe is None and (opts.reference == "retrain" or NEEDS_REFERENCE & set(opts.mia_attacks)):
-        raise InputError(f"{source} carries no training recipe, so it cannot be retrained or shadowed; "
-                         "pass --reference none --mia loss, or train it with audit train")
+    if not mf.trainable and (opts.reference == "retrain" or NEEDS_REFERENCE & set(opts.mia_attacks)):
+        raise InputError(f"{source} carries no training recipe, so reference models cannot be trained; pass "
+                         "--arch package.module:factory with --train package.module:fit (or a recipe: --epochs, "
+                         "--lr, ...), or --reference none --mia loss for a weaker audit")
     if mf.kind == "torchscript" and unlearned_given is None and opts.method != "none":
         raise InputError(f"{source} is a TorchScript archive, which cannot be unlearned here; unlearn it elsewhere "
                          "and audit the result with --original, or pass its state_dict with --arch")
@@ -365,9 +388,10 @@ def run(model: str | Path, forget: list[str] | str, **options) -> AuditResult:
     cache_dir = Path(opts.cache_dir) if opts.cache_dir else attacks.default_cache_dir()
     ctx = AttackContext(mf, data, opts.seed, opts.reference_models, cache_dir,
                         opts.mia_attacks if "mia" in opts.attacks else [], opts.inversion_iterations,
-                        use_reference=mf.recipe is not None and opts.reference_models >= 2)
+                        use_reference=mf.trainable and opts.reference_models >= 2)
     started = time.time()
     targets = [audit_target(ctx, opts, fs, gates, unlearned_given) for fs in forget_sets]
     doc = build_document(opts, mf, data, targets, started, ctx)
-    files = write_outputs(doc, opts, {k: v for t in targets for k, v in t.images.items()})
+    files = (write_outputs(doc, opts, {k: v for t in targets for k, v in t.images.items()})
+             if opts.out is not None else [])
     return AuditResult(doc["exit_code"], doc["verdict"], targets, doc, opts.out, files)

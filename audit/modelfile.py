@@ -17,9 +17,12 @@ import warnings
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import torch
 from torch import nn
+
+from unlearning import TrainFunction
 
 from audit.atomic import atomic_path
 from audit.errors import InputError
@@ -46,8 +49,18 @@ class ModelFile:
     metrics: dict = field(default_factory=dict)
     update_log: dict | None = None
     lineage: dict | None = None
-    kind: str = "toolkit"  # toolkit | torchscript | state_dict
+    kind: str = "toolkit"  # toolkit | torchscript | state_dict | memory
     path: Path | None = None
+    # The user's own code, chosen by them (--arch package.module:factory, --train package.module:fit,
+    # or audit.evaluate): never code carried in a model file. Not saved.
+    factory: Callable[[], nn.Module] | None = field(default=None, repr=False, compare=False)
+    train_fn: TrainFunction | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def trainable(self) -> bool:
+        """Whether reference models and retrains can be built: a fresh model and a way to train it."""
+        rebuild = self.kind != "torchscript" or self.factory is not None
+        return rebuild and (self.recipe is not None or self.train_fn is not None)
 
     @property
     def log_dir(self) -> Path | None:
@@ -77,8 +90,15 @@ class ModelFile:
             "state_dict": {k: v.detach().cpu().contiguous() for k, v in self.model.net.state_dict().items()},
         }
 
-    def fresh_model(self, seed: int | None = None) -> Classifier:
+    def fresh_model(self, seed: int | None = None) -> nn.Module:
         """A newly initialised model of the same architecture and normalisation."""
+        if self.factory is not None:
+            if seed is not None:
+                torch.manual_seed(seed)
+            net = self.factory()
+            if not isinstance(net, nn.Module):
+                raise InputError(f"the model factory returned {type(net).__name__}, not an nn.Module")
+            return net if self.kind == "memory" else Classifier(net, self.mean, self.std)
         if self.kind == "torchscript":
             raise InputError("a TorchScript model cannot be rebuilt from scratch; save a toolkit model.pt "
                              "(audit train) or pass a bare state_dict with --arch")

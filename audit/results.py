@@ -76,7 +76,7 @@ def build_document(opts, mf: ModelFile, data, targets, started: float, ctx=None)
         "tool": {"name": "amnesia-audit", "version": __version__, "libraries": library_versions()},
         "provenance": {
             "command": opts.command or " ".join(sys.argv),
-            "model": {"path": str(opts.model), "sha256": file_sha256(opts.model), "arch": mf.arch,
+            "model": {"path": str(opts.model), "sha256": model_sha256(opts.model, mf), "arch": mf.arch,
                       "kind": mf.kind, "parameters": int(sum(p.numel() for p in mf.model.parameters())),
                       "update_log": mf.update_log and {k: mf.update_log.get(k) for k in
                                                        ("dir", "record", "recorded", "total_steps", "bytes", "dtype")}},
@@ -84,7 +84,7 @@ def build_document(opts, mf: ModelFile, data, targets, started: float, ctx=None)
                      "n_test": int(len(data.y_test)), "num_classes": data.num_classes,
                      "class_names": data.class_names},
             "seed": opts.seed,
-            "original": ({"path": str(opts.original), "sha256": file_sha256(opts.original)}
+            "original": ({"path": str(opts.original), "sha256": model_sha256(opts.original, mf)}
                          if getattr(opts, "original", None) else None),
             "reference_models": (ctx.reference_models().to_dict() | {"train_fraction": ctx.train_fraction}
                                  if ctx is not None and ctx.has_reference and ctx._reference is not None else None),
@@ -105,6 +105,15 @@ def build_document(opts, mf: ModelFile, data, targets, started: float, ctx=None)
         "targets": [t.document for t in targets],
         "notes": notes,
     })
+
+
+def model_sha256(path, mf: ModelFile) -> str:
+    """The model file's SHA-256, or for a model given in memory the SHA-256 of its state_dict's tensors."""
+    if mf.kind != "memory" and path is not None and Path(path).is_file():
+        return file_sha256(path)
+    from attacks import model_digest
+
+    return model_digest(mf.model)
 
 
 def clean(obj):

@@ -156,7 +156,7 @@ def unlearn_model(
     if epochs is not None and epochs < 0:
         raise InputError(f"--epochs must be 0 or more, not {epochs}")
     recipe = _recipe(mf)
-    if method == "retrain" and recipe is None:
+    if method == "retrain" and recipe is None and mf.train_fn is None:
         raise InputError(f"{mf.path} carries no training recipe, so it cannot be retrained from scratch; "
                          "retrain needs a model.pt written by audit train")
     k = default_epochs(method, mf) if epochs is None else epochs
@@ -182,14 +182,14 @@ def unlearn_model(
         n_train = n_keep + copies * len(forget)
         with progress_bar(label, k * ((n_train + config.batch_size - 1) // config.batch_size), show_progress) as adv:
             result = relabel_unlearn(mf.model, x, y, forget.ids, config, num_classes=data.num_classes, seed=seed,
-                                     copies=copies, on_progress=adv)
+                                     copies=copies, on_progress=adv, train_fn=mf.train_fn)
     elif method == "finetune":
         with progress_bar(label, steps, show_progress) as advance:
-            result = finetune_unlearn(mf.model, x, y, forget.ids, config, on_progress=advance)
+            result = finetune_unlearn(mf.model, x, y, forget.ids, config, on_progress=advance, train_fn=mf.train_fn)
     else:
         with progress_bar(label, steps, show_progress) as advance:
             result = retrain_unlearn(lambda: mf.fresh_model(seed=seed), x, y, forget.ids, config,
-                                     on_progress=advance)
+                                     on_progress=advance, train_fn=mf.train_fn)
 
     accuracies = forget_metrics(result.model, data, forget)
     metrics = {**evaluate(result.model, data), **accuracies}

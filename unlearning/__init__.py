@@ -7,7 +7,7 @@ from unlearning.finetune import FINETUNE_EPOCHS, UnlearningResult, finetune_unle
 from unlearning.recorder import RecordingOptimizer, UpdateRecorder
 from unlearning.relabel import RELABEL_EPOCHS, RELABEL_SAMPLE_COPIES, random_wrong_labels, relabel_unlearn
 from unlearning.retrain import retrain_unlearn
-from unlearning.training import TrainConfig, accuracy, fit, per_class_accuracy, predict_logits
+from unlearning.training import TrainConfig, TrainFunction, accuracy, fit, per_class_accuracy, predict_logits, train_with
 from unlearning.update_log import UpdateLog, UpdateLogError
 
 __all__ = [
@@ -18,6 +18,7 @@ __all__ = [
     "RELABEL_SAMPLE_COPIES",
     "RecordingOptimizer",
     "TrainConfig",
+    "TrainFunction",
     "UnlearningResult",
     "UpdateLog",
     "UpdateLogError",
@@ -32,4 +33,5 @@ __all__ = [
     "relabel_unlearn",
     "retain_mask",
     "retrain_unlearn",
+    "train_with",
 ]

@@ -18,7 +18,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from unlearning.training import TrainConfig, fit
+from unlearning.training import TrainConfig, TrainFunction, train_with
 
 #: Default epochs of :func:`finetune_unlearn`; see benchmarks/results/unlearning.md.
 FINETUNE_EPOCHS = 5
@@ -57,10 +57,11 @@ def steps_per_epoch(n_examples: int, batch_size: int) -> int:
 
 
 def train_steps(model: nn.Module, x: torch.Tensor, y: torch.Tensor, config: TrainConfig,
-                on_progress: ProgressCallback | None = None) -> None:
-    """``fit`` in place with a fresh optimizer, reporting one unit per step."""
+                on_progress: ProgressCallback | None = None, train_fn: TrainFunction | None = None,
+                full_recipe: bool = False) -> nn.Module:
+    """``fit`` with a fresh optimizer (or the user's ``train_fn``), reporting one unit per step; returns the model."""
     callback = None if on_progress is None else (lambda *_: on_progress(1))
-    fit(model, x, y, config, on_step=callback)
+    return train_with(model, x, y, config, train_fn, on_step=callback, full_recipe=full_recipe)
 
 
 def finetune_unlearn(
@@ -71,8 +72,12 @@ def finetune_unlearn(
     config: TrainConfig,
     *,
     on_progress: ProgressCallback | None = None,
+    train_fn: TrainFunction | None = None,
 ) -> UnlearningResult:
     """Continue training a copy of ``model`` on the retained examples for ``config.epochs``.
+
+    ``train_fn``: the user's training function (:data:`unlearning.training.TrainFunction`),
+    called with ``epochs=config.epochs``, instead of the toolkit's loop.
 
     ``x_train`` (N, C, H, W) and ``y_train`` (N,) are the full training set; the
     examples at ``forget_ids`` are left out. A fresh optimizer is used (the original
@@ -80,8 +85,7 @@ def finetune_unlearn(
     """
     start = time.perf_counter()
     keep = retain_mask(len(y_train), forget_ids)
-    unlearned = copy.deepcopy(model)
-    train_steps(unlearned, x_train[keep], y_train[keep], config, on_progress)
+    unlearned = train_steps(copy.deepcopy(model), x_train[keep], y_train[keep], config, on_progress, train_fn)
     return UnlearningResult(unlearned, "finetune", time.perf_counter() - start, {
         "epochs": config.epochs,
         "retained_examples": int(keep.sum()),

@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from unlearning.finetune import ProgressCallback, UnlearningResult, retain_mask, train_steps
-from unlearning.training import TrainConfig
+from unlearning.training import TrainConfig, TrainFunction
 
 #: Default epochs and copies; see benchmarks/results/unlearning.md for why.
 RELABEL_EPOCHS = 2
@@ -67,17 +67,18 @@ def relabel_unlearn(
     seed: int = 0,
     copies: int = 1,
     on_progress: ProgressCallback | None = None,
+    train_fn: TrainFunction | None = None,
 ) -> UnlearningResult:
     """Train a copy of ``model`` for ``config.epochs`` on the retained data plus the relabelled forget data.
 
     ``seed`` draws the wrong labels (once, before training); ``config.seed`` the batch
     order. ``copies``: relabelled copies per forget example (1 for class forgetting,
-    a few for individual samples). A fresh optimizer is used.
+    a few for individual samples). A fresh optimizer is used, or the user's ``train_fn``
+    (:data:`unlearning.training.TrainFunction`) with ``epochs=config.epochs``.
     """
     start = time.perf_counter()
     x, y = relabelled_training_set(x_train, y_train, forget_ids, num_classes, seed, copies)
-    unlearned = copy.deepcopy(model)
-    train_steps(unlearned, x, y, config, on_progress)
+    unlearned = train_steps(copy.deepcopy(model), x, y, config, on_progress, train_fn)
     n_forget = len(y_train) - int(retain_mask(len(y_train), forget_ids).sum())
     return UnlearningResult(unlearned, "relabel", time.perf_counter() - start, {
         "epochs": config.epochs,

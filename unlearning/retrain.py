@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from unlearning.finetune import ProgressCallback, UnlearningResult, retain_mask, train_steps
-from unlearning.training import TrainConfig
+from unlearning.training import TrainConfig, TrainFunction
 
 
 def retrain_unlearn(
@@ -25,16 +25,20 @@ def retrain_unlearn(
     config: TrainConfig,
     *,
     on_progress: ProgressCallback | None = None,
+    train_fn: TrainFunction | None = None,
 ) -> UnlearningResult:
     """Train ``make_model()`` (a freshly initialised model) with ``config`` on the retained examples.
+
+    ``train_fn``: the user's training function instead of the toolkit's loop, called with
+    ``epochs=None`` (the user's full recipe).
 
     ``x_train`` (N, C, H, W) and ``y_train`` (N,) are the full training set; the
     examples at ``forget_ids`` are left out. ``config`` is the original recipe.
     """
     start = time.perf_counter()
     keep = retain_mask(len(y_train), forget_ids)
-    model = make_model()
-    train_steps(model, x_train[keep], y_train[keep], config, on_progress)
+    model = train_steps(make_model(), x_train[keep], y_train[keep], config, on_progress, train_fn,
+                        full_recipe=True)
     return UnlearningResult(model, "retrain", time.perf_counter() - start, {
         "epochs": config.epochs,
         "retained_examples": int(keep.sum()),

@@ -59,6 +59,40 @@ def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimiz
 
 StepCallback = Callable[[int, int, int], None]  # (epoch, step_in_epoch, steps_per_epoch)
 
+#: A user's own training function, called instead of :func:`fit`::
+#:
+#:     def fit(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, seed: int,
+#:             epochs: int | None = None) -> nn.Module
+#:
+#: ``x`` (N, C, H, W) float images in [0, 1] (the model normalises its own input), ``y`` (N,)
+#: int64 labels; ``seed`` fixes every random choice of the run (initial weights are already
+#: drawn); ``epochs`` None means the user's full recipe, a number a shorter or longer run
+#: (unlearning methods ask for a few epochs). Returns the trained model (the same object
+#: or another), which is put in eval mode.
+TrainFunction = Callable[..., nn.Module]
+
+
+def train_with(model: nn.Module, x: torch.Tensor, y: torch.Tensor, config: TrainConfig,
+               train_fn: TrainFunction | None = None, on_step: StepCallback | None = None,
+               full_recipe: bool = False) -> nn.Module:
+    """Train ``model`` with the user's ``train_fn`` if given, else :func:`fit` with ``config``.
+
+    ``config.seed`` is passed to ``train_fn`` as ``seed``, and ``config.epochs`` as ``epochs``
+    unless ``full_recipe`` (training from scratch: ``epochs=None``, the user's own count).
+    """
+    if train_fn is None:
+        return fit(model, x, y, config, on_step=on_step)
+    torch.manual_seed(config.seed)
+    out = train_fn(model, x, y, seed=config.seed, epochs=None if full_recipe else config.epochs)
+    if out is None:
+        out = model  # a training function that trains in place and returns nothing
+    if not isinstance(out, nn.Module):
+        raise TypeError(f"the training function returned {type(out).__name__}, not the trained nn.Module")
+    for p in out.parameters():
+        if not torch.isfinite(p).all():
+            raise FloatingPointError("the training function produced non-finite weights (NaN or infinity)")
+    return out.eval()
+
 
 def fit(
     model: nn.Module,
