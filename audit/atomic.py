@@ -18,10 +18,14 @@ def _tmp_sibling(path: Path, suffix: str = "") -> Path:
     fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix + ".tmp", dir=path.parent)
     os.close(fd)
     # mkstemp creates 0600; the renamed artefact gets the usual mode (0666 less the umask).
-    umask = os.umask(0o022)
-    os.umask(umask)
-    os.chmod(name, 0o666 & ~umask)
+    os.chmod(name, 0o666 & ~_umask())
     return Path(name)
+
+
+def _umask() -> int:
+    umask = os.umask(0o022)  # the only way to read it is to set it
+    os.umask(umask)
+    return umask
 
 
 @contextlib.contextmanager
@@ -48,6 +52,8 @@ def atomic_dir(path: str | os.PathLike[str]) -> Iterator[Path]:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
     try:
+        # mkdtemp creates 0700; the renamed folder gets the usual mode (0777 less the umask).
+        os.chmod(tmp, 0o777 & ~_umask())
         yield tmp
         if path.exists():
             old = Path(tempfile.mkdtemp(prefix=f".{path.name}.old.", dir=path.parent))
