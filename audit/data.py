@@ -385,15 +385,14 @@ def _npz(path_str: str) -> Dataset:
             raise InputError(f"{path}: {key} holds NaN or infinite pixel values (or values too large for float32); "
                              "replace them with values in [0, 1] or 0..255")
         xs.append(x)
-    sized = [x for x in xs if x.size]
-    if sized:
-        lo, hi = min(float(x.min()) for x in sized), max(float(x.max()) for x in sized)
+    ranges = {key: (float(x.min()), float(x.max())) for key, x in zip(("x_train", "x_test"), xs) if x.size}
+    for key, (lo, hi) in ranges.items():
         if lo < 0 or hi > 255:
-            raise InputError(f"{path}: pixel values run from {lo:g} to {hi:g}; images must hold values in [0, 1] "
-                             "or 0..255 (store them unnormalised)")
-        # One scale for both splits: 0..255 pixel values when either holds values above 1.
-        if hi > 1.0:
-            xs = [x / np.float32(255.0) for x in xs]
+            raise InputError(f"{path}: {key}'s pixel values run from {lo:g} to {hi:g}; images must hold values in "
+                             "[0, 1] or 0..255 (store them unnormalised)")
+    # One scale for both splits: 0..255 pixel values when either holds values above 1.
+    if any(hi > 1.0 for _, hi in ranges.values()):
+        xs = [x / np.float32(255.0) for x in xs]
     xs = [torch.from_numpy(np.ascontiguousarray(x)) for x in xs]
     ys = []
     for key in ("y_train", "y_test"):
