@@ -18,6 +18,7 @@ import warnings
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NoReturn
 
 import torch
 from torch import nn
@@ -212,7 +213,7 @@ def load_model(
     raise InputError(f"{path} is neither a toolkit model.pt, a TorchScript archive nor a state_dict")
 
 
-def _refuse_unreadable(path: Path, exc: Exception) -> None:
+def _refuse_unreadable(path: Path, exc: Exception) -> NoReturn:
     """Raise the one-line :class:`InputError` for a torch.load failure."""
     if isinstance(exc, pickle.UnpicklingError):
         what = _weights_only_reason(exc)
@@ -347,7 +348,8 @@ def _from_state_dict(sd: dict, path: Path, arch: str | None, input_shape, num_cl
     if input_shape is None or not num_classes:
         raise InputError(f"{path} is a bare state_dict: pass --data SPEC so that its input shape and classes are known")
     c = input_shape[0]
-    _check_weights_fit(sd, arch, c, int(num_classes), None, path, f"--arch {arch} with {num_classes} classes and {'x'.join(map(str, input_shape))} inputs")
+    claim = f"--arch {arch} with {num_classes} classes and {'x'.join(map(str, input_shape))} inputs"
+    _check_weights_fit(sd, arch, c, int(num_classes), None, path, claim)
     # Bare weights carry no normalisation: the network is fed images in [0, 1] as they are.
     model = build_model(arch, c, int(num_classes), [0.0] * c, [1.0] * c)
     try:

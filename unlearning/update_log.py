@@ -173,7 +173,8 @@ class UpdateLogWriter:
         shutil.rmtree(self.path, ignore_errors=True)
 
 
-_ENTRY_TYPES = {"step": int, "epoch": int, "file": str, "sha256": str, "bytes": int, "n_ids": int, "ids": (list, type(None))}
+_ENTRY_TYPES = {"step": int, "epoch": int, "file": str, "sha256": str, "bytes": int, "n_ids": int,
+                "ids": (list, type(None))}
 _CLOSING_TYPES = {"closed": bool, "total_steps": int, "recorded": int, "bytes": int}
 
 
