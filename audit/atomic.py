@@ -26,9 +26,7 @@ def _tmp_sibling(path: Path, suffix: str = "") -> Path:
     try:
         os.close(fd)
         # mkstemp creates 0600; the renamed artefact gets the usual mode (0666 less the umask).
-        umask = os.umask(0o022)
-        os.umask(umask)
-        os.chmod(name, 0o666 & ~umask)
+        os.chmod(name, 0o666 & ~_umask())
     except BaseException:  # an interrupt between mkstemp and the caller's clean-up
         with contextlib.suppress(FileNotFoundError):
             os.unlink(name)
@@ -51,6 +49,12 @@ def sweep_stale(path: str | os.PathLike[str]) -> None:
         else:
             with contextlib.suppress(FileNotFoundError):
                 stale.unlink()
+
+
+def _umask() -> int:
+    umask = os.umask(0o022)  # the only way to read it is to set it
+    os.umask(umask)
+    return umask
 
 
 @contextlib.contextmanager
@@ -86,6 +90,8 @@ def atomic_dir(path: str | os.PathLike[str]) -> Iterator[Path]:
     old: Path | None = None
     try:
         tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+        # mkdtemp creates 0700; the renamed folder gets the usual mode (0777 less the umask).
+        os.chmod(tmp, 0o777 & ~_umask())
         yield tmp
         if path.exists():
             old = Path(tempfile.mkdtemp(prefix=f".{path.name}.old.", suffix=".tmp", dir=path.parent))

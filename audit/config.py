@@ -18,6 +18,8 @@ KEYS = {"fail_on": list, "forget": list, "method": str, "reference": str, "attac
         "mia_attacks": (list, str), "reference_models": int, "seed": int, "data": str, "data_root": str,
         "out": str, "inversion_iterations": int, "retrains": int, "alpha": (float, int), "inconclusive": str,
         "original": str}
+# TOML's integers are 64-bit; Python's tomllib reads larger ones, which then fail deep in a run.
+MAX_INT = 2**63 - 1
 
 
 def load_config(path: Path | None, search_dir: Path | None = None) -> tuple[dict, Path | None]:
@@ -40,7 +42,10 @@ def _read(path: Path, required: bool) -> dict:
         doc = tomllib.loads(path.read_text(encoding="utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError, OSError) as exc:
         raise InputError(f"config file {path} is not readable TOML: {exc}") from None
-    section = doc.get("tool", {}).get("audit")
+    tool = doc.get("tool", {})
+    if not isinstance(tool, dict):
+        raise InputError(f"'tool' in {path} must be a table such as [tool.audit], not a {type(tool).__name__}")
+    section = tool.get("audit")
     if section is None:
         section = {k: v for k, v in doc.items() if k != "tool"} if path.name != "pyproject.toml" else {}
     if not isinstance(section, dict):
@@ -56,5 +61,7 @@ def _read(path: Path, required: bool) -> dict:
             raise InputError(f"setting {key!r} in {path} must be a list of strings, e.g. [\"class=3\"]")
         if isinstance(value, int) and not isinstance(value, bool) and value < 0:
             raise InputError(f"setting {key!r} in {path} must not be negative")
+        if isinstance(value, int) and not isinstance(value, bool) and value > MAX_INT:
+            raise InputError(f"setting {key!r} in {path} is too large: use at most {MAX_INT}")
         out[norm] = value
     return out

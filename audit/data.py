@@ -12,8 +12,11 @@ from __future__ import annotations
 import gzip
 import hashlib
 import io
+import os
 import pickle
 import struct
+import warnings
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -240,11 +243,19 @@ def _cifar(kind: str, root: Path) -> Dataset:
             batch = _read_cifar_batch(base / n)
             if "data" not in batch or label_key not in batch:
                 raise InputError(f"{base / n} lacks 'data' or '{label_key}'; is it a {kind} batch?")
-            data = np.asarray(batch["data"], dtype=np.uint8)
+            try:
+                data = np.asarray(batch["data"], dtype=np.uint8)
+                labels = np.asarray(batch[label_key], dtype=np.int64)
+            except (ValueError, TypeError, OverflowError):
+                raise InputError(f"{base / n}: 'data' must hold bytes and '{label_key}' whole numbers; "
+                                 f"is it a {kind} batch?") from None
             if data.ndim != 2 or data.shape[1] != 3072:
                 raise InputError(f"{base / n}: 'data' has shape {data.shape}, expected (N, 3072)")
+            if labels.ndim != 1 or len(labels) != len(data):
+                raise InputError(f"{base / n} holds {len(data)} images but {labels.size} labels; "
+                                 f"replace it with an intact {kind} batch")
             xs.append(data.reshape(-1, 3, 32, 32))
-            ys.append(np.asarray(batch[label_key], dtype=np.int64))
+            ys.append(labels)
         return np.concatenate(xs), np.concatenate(ys)
 
     xtr, ytr = stack(train_files)
@@ -265,8 +276,25 @@ def _from_uint8(spec, xtr, ytr, xte, yte, num_classes, names, root) -> Dataset:
     ytr_t = torch.from_numpy(np.asarray(ytr, dtype=np.int64).copy())
     yte_t = torch.from_numpy(np.asarray(yte, dtype=np.int64).copy())
     _check_labels(spec, ytr_t, yte_t, num_classes)
+    _check_image_size(spec, tuple(np.shape(xtr)[1:]))
     return Dataset(spec, conv(xtr), ytr_t, conv(xte), yte_t, num_classes, names, root=root,
                    split={"source": "files' own train/test split"})
+
+
+# Below 2x2 pixels there is no image to learn from (and pooling layers cannot run).
+MIN_IMAGE_SIDE = 2
+# More classes than this is a damaged or hostile label, not a data set: the model's last
+# layer is sized by it (ImageNet-21k, the largest common label set, has 21,841 classes).
+MAX_CLASSES = 100_000
+
+
+def _check_image_size(spec: str, chw: tuple[int, ...]) -> None:
+    if len(chw) != 3 or min(chw[1:]) < MIN_IMAGE_SIDE:
+        size = "x".join(str(v) for v in chw[1:])
+        raise InputError(f"{spec}: images are {size} pixels; they must be at least "
+                         f"{MIN_IMAGE_SIDE}x{MIN_IMAGE_SIDE} (resize them first)")
+    if chw[0] < 1:
+        raise InputError(f"{spec}: images have no channel; store them as (N, H, W), (N, H, W, C) or (N, C, H, W)")
 
 
 def _check_labels(spec: str, ytr: torch.Tensor, yte: torch.Tensor, num_classes: int) -> None:
@@ -279,21 +307,70 @@ def _check_labels(spec: str, ytr: torch.Tensor, yte: torch.Tensor, num_classes: 
 
 # --- npz and image folders -------------------------------------------------------------
 
+_NPZ_KEYS = ("x_train", "y_train", "x_test", "y_test")
+
+
+def _memory_bytes() -> int | None:
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):  # not a POSIX system
+        return None
+
+
+def _check_npz_claims(path: Path) -> None:
+    """Compare what each array's header claims with the bytes the archive holds, before loading.
+
+    numpy allocates an array of the claimed shape before reading it, so a small file that
+    claims a billion pixels would take the memory first and fail only afterwards.
+    """
+    try:
+        with zipfile.ZipFile(path) as z:
+            members = {info.filename: info for info in z.infolist()}
+            total = 0
+            for key in _NPZ_KEYS:
+                info = members.get(key + ".npy")
+                if info is None:
+                    continue
+                with z.open(info) as fh:
+                    version = np.lib.format.read_magic(fh)
+                    reader = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+                    shape, _, dtype = reader(fh)
+                claimed = int(np.prod(shape, dtype=object)) * dtype.itemsize
+                if claimed > info.file_size:
+                    raise InputError(f"{path}: {key} claims shape {tuple(shape)} ({claimed:,} bytes) but holds "
+                                     f"{info.file_size:,} bytes; the file is damaged, save it again with np.savez")
+                total += info.file_size
+    except (zipfile.BadZipFile, ValueError, OSError, EOFError) as exc:
+        raise InputError(f"{path} is not a readable .npz without pickled objects ({_squeeze(exc)})") from None
+    memory = _memory_bytes()
+    # The float32 copies (and the uint8 or float64 originals) are held side by side.
+    if memory is not None and 2 * total > memory:
+        raise InputError(f"{path} unpacks to {total / 1e9:.1f} GB, more than this machine's "
+                         f"{memory / 1e9:.1f} GB of memory can load; use a smaller data set")
+
+
+def _squeeze(exc: BaseException, limit: int = 160) -> str:
+    return " ".join(str(exc).split())[:limit]
+
+
 def _npz(path_str: str) -> Dataset:
     path = Path(path_str)
     if not path.is_file():
         raise InputError(f"npz file {path} not found")
+    _check_npz_claims(path)
     try:
         with np.load(path, allow_pickle=False) as z:
-            arrays = {k: z[k] for k in ("x_train", "y_train", "x_test", "y_test") if k in z}
-    except (ValueError, OSError) as exc:
-        raise InputError(f"{path} is not a readable .npz without pickled objects ({exc})") from None
-    missing = {"x_train", "y_train", "x_test", "y_test"} - arrays.keys()
+            arrays = {k: z[k] for k in _NPZ_KEYS if k in z}
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
+        raise InputError(f"{path} is not a readable .npz without pickled objects ({_squeeze(exc)})") from None
+    missing = set(_NPZ_KEYS) - arrays.keys()
     if missing:
         raise InputError(f"{path} lacks arrays {', '.join(sorted(missing))}; it needs x_train, y_train, x_test, y_test")
     xs = []
     for key in ("x_train", "x_test"):
         x = np.asarray(arrays[key])
+        if x.dtype.kind not in "biuf":
+            raise InputError(f"{path}: {key} holds {x.dtype} values; store pixel values as real numbers")
         if x.ndim == 2:
             raise InputError(f"{path}: {key} is flat; store images as (N, H, W), (N, H, W, C) or (N, C, H, W)")
         if x.ndim == 3:
@@ -302,24 +379,39 @@ def _npz(path_str: str) -> Dataset:
             x = x.transpose(0, 3, 1, 2)
         elif x.ndim != 4:
             raise InputError(f"{path}: {key} has shape {x.shape}; expected 3 or 4 dimensions")
-        xs.append(x.astype(np.float32))
+        x = x.astype(np.float32)
+        if x.size and not np.isfinite(x).all():
+            # One NaN pixel makes the normalisation, and then every weight, NaN.
+            raise InputError(f"{path}: {key} holds NaN or infinite pixel values (or values too large for float32); "
+                             "replace them with values in [0, 1] or 0..255")
+        xs.append(x)
+    ranges = {key: (float(x.min()), float(x.max())) for key, x in zip(("x_train", "x_test"), xs) if x.size}
+    for key, (lo, hi) in ranges.items():
+        if lo < 0 or hi > 255:
+            raise InputError(f"{path}: {key}'s pixel values run from {lo:g} to {hi:g}; images must hold values in "
+                             "[0, 1] or 0..255 (store them unnormalised)")
     # One scale for both splits: 0..255 pixel values when either holds values above 1.
-    if any(x.size and x.max() > 1.0 for x in xs):
-        if min(float(x.min()) for x in xs if x.size) < 0 or max(float(x.max()) for x in xs if x.size) > 255:
-            raise InputError(f"{path}: images must hold values in [0, 1] or 0..255; store them unnormalised")
-        xs = [x / 255.0 for x in xs]
+    if any(hi > 1.0 for _, hi in ranges.values()):
+        xs = [x / np.float32(255.0) for x in xs]
     xs = [torch.from_numpy(np.ascontiguousarray(x)) for x in xs]
+    ys = []
     for key in ("y_train", "y_test"):
-        labels = np.asarray(arrays[key])
-        if labels.size and not (np.issubdtype(labels.dtype, np.integer)
-                                or (np.issubdtype(labels.dtype, np.floating) and np.all(np.mod(labels, 1) == 0))):
+        labels = np.asarray(arrays[key]).reshape(-1)
+        whole = labels.dtype.kind in "biu" or (labels.dtype.kind == "f" and bool(np.isfinite(labels).all())
+                                                 and bool(np.all(np.mod(labels, 1) == 0)))
+        if labels.size and not whole:
             raise InputError(f"{path}: {key} holds labels that are not whole numbers; store class indices 0..C-1")
-    ytr = torch.from_numpy(np.asarray(arrays["y_train"]).astype(np.int64).reshape(-1))
-    yte = torch.from_numpy(np.asarray(arrays["y_test"]).astype(np.int64).reshape(-1))
+        if labels.size and (labels.min() < 0 or labels.max() >= MAX_CLASSES):
+            bad = labels.min() if labels.min() < 0 else labels.max()
+            raise InputError(f"{path}: {key} holds label {bad.item()}; labels are class indices 0..C-1 with at most "
+                             f"{MAX_CLASSES:,} classes")
+        ys.append(torch.from_numpy(labels.astype(np.int64)))
+    ytr, yte = ys
     if len(ytr) != len(xs[0]) or len(yte) != len(xs[1]) or xs[0].shape[1:] != xs[1].shape[1:]:
         raise InputError(f"{path}: x and y counts or image shapes of train and test disagree")
-    num_classes = int(max(ytr.max(), yte.max())) + 1 if len(ytr) else 0
+    num_classes = int(max(ytr.max(), yte.max())) + 1 if len(ytr) and len(yte) else 0
     _check_labels(f"npz:{path}", ytr, yte, max(num_classes, 1))
+    _check_image_size(f"npz:{path}", tuple(xs[0].shape[1:]))
     return Dataset(f"npz:{path}", xs[0], ytr, xs[1], yte, num_classes, [str(i) for i in range(num_classes)],
                    split={"source": "the file's own train/test split"})
 
@@ -327,15 +419,38 @@ def _npz(path_str: str) -> Dataset:
 _IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
 
 
-def _image_folder(path_str: str) -> Dataset:
+def _is_image_file(f: Path) -> bool:
+    return f.suffix.lower() in _IMAGE_SUFFIXES and f.is_file()
+
+
+def _read_image(f: Path, mode: str | None) -> tuple[np.ndarray, str]:
+    """One image as uint8 (H, W) or (H, W, 3); ``mode`` is the first image's (L or RGB)."""
     from PIL import Image
 
+    try:
+        with warnings.catch_warnings():
+            # Pillow warns, then refuses, past its pixel limit; the refusal is reported below.
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(f) as im:
+                mode = mode or ("L" if im.mode in ("L", "1") else "RGB")
+                arr = np.asarray(im.convert(mode), dtype=np.uint8)
+    except (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError,
+            Image.DecompressionBombWarning) as exc:
+        raise InputError(f"{f} is not a readable image ({_squeeze(exc, 120)}); replace or remove it") from None
+    return arr, mode
+
+
+def _image_folder(path_str: str) -> Dataset:
     root = Path(path_str)
     if not (root / "train").is_dir() or not (root / "test").is_dir():
         raise InputError(f"folder:{root} needs train/ and test/ sub-folders, each with one folder per class")
     classes = sorted(d.name for d in (root / "train").iterdir() if d.is_dir())
     if not classes:
         raise InputError(f"{root / 'train'} holds no class folders")
+    for cls in classes:
+        # An empty folder would be a class the model can never learn, yet one it must output.
+        if not any(_is_image_file(f) for f in (root / "train" / cls).iterdir()):
+            raise InputError(f"class folder {root / 'train' / cls} holds no images; add images or remove the folder")
     mode = None
     out = []
     for part in ("train", "test"):
@@ -345,12 +460,9 @@ def _image_folder(path_str: str) -> Dataset:
             if not folder.is_dir():
                 continue
             for f in sorted(folder.iterdir()):
-                if f.suffix.lower() not in _IMAGE_SUFFIXES:
+                if not _is_image_file(f):
                     continue
-                with Image.open(f) as im:
-                    if mode is None:
-                        mode = "L" if im.mode in ("L", "1") else "RGB"
-                    arr = np.asarray(im.convert(mode), dtype=np.uint8)
+                arr, mode = _read_image(f, mode)
                 xs.append(arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1))
                 ys.append(label)
         if not xs:

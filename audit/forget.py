@@ -17,6 +17,10 @@ import torch
 from audit.errors import InputError
 
 GRAMMAR = "class=3, class=3,7, samples=PATH (.txt/.csv/.npy of training ids) or random=0.01@SEED"
+# Specs are names in reports and results.json; a longer one is a mistake (or an attack on the renderer).
+MAX_SPEC_CHARS = 4096
+# Seeds are stored as 64-bit integers in model files and results.
+MAX_SEED = 2**63 - 1
 
 
 @dataclass(frozen=True)
@@ -36,6 +40,9 @@ class ForgetSet:
 
 def parse_forget(spec: str, y_train: torch.Tensor, num_classes: int) -> ForgetSet:
     """Resolve ``spec`` against the training labels; raise :class:`InputError` if it is wrong."""
+    if len(spec) > MAX_SPEC_CHARS:
+        raise InputError(f"forget spec {spec[:40]!r}... is {len(spec):,} characters long, more than {MAX_SPEC_CHARS:,}; "
+                         "put many ids in a file and use samples=PATH")
     spec = spec.strip()
     key, sep, value = spec.partition("=")
     key = key.strip().lower()
@@ -68,16 +75,24 @@ def _parse_classes(spec: str, value: str, num_classes: int) -> list[int]:
 
 def _read_ids(path: Path, n: int) -> torch.Tensor:
     if not path.is_file():
-        raise InputError(f"forget ids file {path} not found")
+        what = "is not a regular file (a folder, pipe or device?)" if path.exists() else "not found"
+        raise InputError(f"forget ids file {path} {what}")
     try:
         if path.suffix.lower() == ".npy":
+            _check_npy_claim(path)
             arr = np.load(path, allow_pickle=False)
             values = np.asarray(arr).reshape(-1)
             if values.dtype == bool:
                 raise ValueError("it holds a boolean mask; save the ids instead, e.g. np.flatnonzero(mask)")
-            if values.size and not np.issubdtype(values.dtype, np.integer):
-                if not np.all(np.equal(np.mod(values, 1), 0)):
+            if values.dtype.kind not in "iuf":
+                raise ValueError(f"it holds {values.dtype} values, not integer ids")
+            if values.size and values.dtype.kind == "f":
+                if not (np.isfinite(values).all() and np.all(np.equal(np.mod(values, 1), 0))):
                     raise ValueError("it holds non-integer values")
+            # Range first, in the file's own dtype: a cast would wrap huge ids into valid-looking ones.
+            if values.size and (values.min() < 0 or values.max() >= n):
+                bad = values.min() if values.min() < 0 else values.max()
+                raise InputError(f"training id {bad.item():.0f} in {path} is out of range: ids run from 0 to {n - 1}")
             values = values.astype(np.int64)
         else:
             rows: list[list[str]] = []
@@ -89,8 +104,13 @@ def _read_ids(path: Path, n: int) -> torch.Tensor:
             tokens = _id_column(rows)
             bad = [t for t in tokens if not re.fullmatch(r"-?\d+", t)]
             if bad:
-                raise ValueError(f"{bad[0]!r} is not a training id")
-            values = np.array([int(t) for t in tokens], dtype=np.int64)
+                raise ValueError(f"{bad[0][:40]!r} is not a training id")
+            numbers = [int(t) for t in tokens]
+            # Before the int64 array: 99999999999999999999 does not fit one.
+            outside = [v for v in numbers if not 0 <= v < n]
+            if outside:
+                raise InputError(f"training id {str(outside[0])[:40]} in {path} is out of range: ids run from 0 to {n - 1}")
+            values = np.array(numbers, dtype=np.int64)
     except (ValueError, UnicodeDecodeError, OSError) as exc:
         raise InputError(f"cannot read training ids from {path}: {exc}; give one integer id per line or a .npy array") from None
     ids = torch.from_numpy(values)
@@ -98,6 +118,18 @@ def _read_ids(path: Path, n: int) -> torch.Tensor:
     if out_of_range.numel():
         raise InputError(f"training id {int(out_of_range[0])} in {path} is out of range: ids run from 0 to {n - 1}")
     return ids.unique()
+
+
+def _check_npy_claim(path: Path) -> None:
+    """numpy allocates the shape a .npy header claims before reading: compare it with the file first."""
+    with open(path, "rb") as fh:
+        version = np.lib.format.read_magic(fh)
+        reader = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        shape, _, dtype = reader(fh)
+        claimed = int(np.prod(shape, dtype=object)) * dtype.itemsize
+        held = path.stat().st_size - fh.tell()
+    if claimed > held:
+        raise ValueError(f"its header claims {claimed:,} bytes of ids but it holds {held:,}; the file is damaged")
 
 
 def _id_column(rows: list[list[str]]) -> list[str]:
@@ -122,6 +154,8 @@ def _random_ids(spec: str, value: str, n: int) -> torch.Tensor:
     if not m:
         raise InputError(f"malformed forget spec {spec!r}: use random=FRACTION@SEED or random=COUNT@SEED")
     amount, seed = m.group(1), int(m.group(2) or 0)
+    if seed > MAX_SEED:
+        raise InputError(f"the seed in {spec!r} is too large: use a seed from 0 to {MAX_SEED}")
     if re.fullmatch(r"\d+", amount):
         count = int(amount)
         if count > n:

@@ -11,13 +11,14 @@ load too. Nothing that needs a full unpickle is ever loaded: it could run code.
 from __future__ import annotations
 
 import hashlib
+import math
 import pickle
 import re
 import warnings
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, NoReturn
 
 import torch
 from torch import nn
@@ -25,8 +26,9 @@ from torch import nn
 from unlearning import TrainFunction
 
 from audit.atomic import atomic_path
+from audit.data import MAX_CLASSES
 from audit.errors import InputError
-from audit.models import Classifier, build_model
+from audit.models import Classifier, build_model, build_network
 
 FORMAT = "amnesia-audit/model"
 FORMAT_VERSION = 1
@@ -126,6 +128,35 @@ def file_sha256(path: str | Path) -> str:
     return h.hexdigest()
 
 
+# torch.save stores its members uncompressed; an archive that unpacks to many times its
+# size on disk is a zip bomb, not a model.
+MAX_EXPANSION = 20
+# Bounds on what a model file may claim, checked before anything is built from the claims.
+MAX_INPUT_VALUES = 1 << 24  # C*H*W of one input image (e.g. 3x2048x2048 fits)
+
+
+def _check_archive(path: Path) -> None:
+    """Refuse a zip archive whose members claim far more bytes than the file holds."""
+    if not zipfile.is_zipfile(path):
+        return
+    try:
+        with zipfile.ZipFile(path) as z:
+            unpacked = sum(info.file_size for info in z.infolist())
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:
+        raise InputError(f"{path} is not a readable model file: a damaged zip archive ({_one_line(exc, 100)})") from None
+    size = path.stat().st_size
+    if unpacked > max(MAX_EXPANSION * size, 1 << 20):
+        raise InputError(f"{path} refused: its {size:,} bytes claim to unpack to {unpacked:,} bytes (a zip bomb?); "
+                         "a model saved with torch.save is stored uncompressed, so save the model again")
+
+
+def _is_raw_pickle(path: Path) -> bool:
+    """Whether the file starts with a pickle's PROTO opcode (protocol 2 to 5)."""
+    with open(path, "rb") as fh:
+        head = fh.read(2)
+    return len(head) == 2 and head[0] == 0x80 and 2 <= head[1] <= 5
+
+
 def _is_torchscript(path: Path) -> bool:
     if not zipfile.is_zipfile(path):
         return False
@@ -165,6 +196,9 @@ def load_model(
         raise InputError(f"model file {path} not found")
     if path.is_dir():
         raise InputError(f"{path} is a directory, not a model file")
+    if not path.is_file():  # a FIFO or a device would block or never end
+        raise InputError(f"{path} is not a regular file (a pipe, socket or device?); give a model file")
+    _check_archive(path)
     if _is_torchscript(path):
         try:
             with warnings.catch_warnings():  # torch deprecates TorchScript; accepting it is still the point
@@ -177,8 +211,30 @@ def load_model(
         return ModelFile(scripted, "torchscript", tuple(shape), int(num_classes or 0), [0.0] * shape[0],
                          [1.0] * shape[0], kind="torchscript", path=path)
     try:
-        doc = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
+        with warnings.catch_warnings():  # torch's warnings about a file's pickle protocol: the error says it all
+            warnings.simplefilter("ignore")
+            doc = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - whatever the unpickler says, a bare pickle is refused
+        if not zipfile.is_zipfile(path) and _is_raw_pickle(path):
+            # Only a named global is worth repeating; "Unsupported operand 149" says nothing to a user.
+            what = _weights_only_reason(exc) if isinstance(exc, pickle.UnpicklingError) else ""
+            calls = f" ({what})" if what.startswith("Unsupported global") else ""
+            raise InputError(
+                f"{path} refused: the file is a pickle that would run code on load{calls}; this toolkit never does a full "
+                "unpickle. In a trusted environment re-save it as torch.save(model.state_dict(), "
+                "'weights.pt') and pass --arch NAME, or export TorchScript with torch.jit.script(model).save('model.ts')"
+            ) from None
+        _refuse_unreadable(path, exc)
+    if isinstance(doc, dict) and doc.get("format") == FORMAT:
+        return _from_document(doc, path)
+    if isinstance(doc, dict) and doc and all(isinstance(v, torch.Tensor) for v in doc.values()):
+        return _from_state_dict(doc, path, arch, input_shape, num_classes)
+    raise InputError(f"{path} is neither a toolkit model.pt, a TorchScript archive nor a state_dict")
+
+
+def _refuse_unreadable(path: Path, exc: Exception) -> NoReturn:
+    """Raise the one-line :class:`InputError` for a torch.load failure."""
+    if isinstance(exc, pickle.UnpicklingError):
         what = _weights_only_reason(exc)
         if not what.startswith("Unsupported global"):
             # Random bytes or a damaged file trip the same unpickler on an unknown opcode.
@@ -189,22 +245,111 @@ def load_model(
             "torch.save(model.state_dict(), 'weights.pt') and pass --arch NAME, or export TorchScript "
             "with torch.jit.script(model).save('model.ts')"
         ) from None
-    except Exception as exc:  # noqa: BLE001 - truncated or foreign files
-        raise InputError(f"{path} is not a readable model file: it is not a torch.save archive or TorchScript "
-                         f"(torch says {type(exc).__name__}: {_one_line(exc, 100)})") from None
-    if isinstance(doc, dict) and doc.get("format") == FORMAT:
-        return _from_document(doc, path)
-    if isinstance(doc, dict) and doc and all(isinstance(v, torch.Tensor) for v in doc.values()):
-        return _from_state_dict(doc, path, arch, input_shape, num_classes)
-    raise InputError(f"{path} is neither a toolkit model.pt, a TorchScript archive nor a state_dict")
+    # Truncated or foreign files.
+    raise InputError(f"{path} is not a readable model file: it is not a torch.save archive or TorchScript "
+                     f"(torch says {type(exc).__name__}: {_one_line(exc, 100)})") from None
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _check_document(doc: dict, path: Path) -> None:
+    """Every field ``_from_document`` uses has the type and range it needs, before anything is built."""
+    def bad(field: str, want: str) -> InputError:
+        return InputError(f"{path}: field {field!r} must be {want}; the file is damaged or was not written by "
+                          "audit train, so train or unlearn the model again")
+
+    if not isinstance(doc.get("arch"), str) or not doc["arch"] or len(doc["arch"]) > 100:
+        raise bad("arch", "an architecture name such as 'smallcnn'")
+    arch_args = doc.get("arch_args")
+    if arch_args is not None and not (isinstance(arch_args, dict)
+                                      and all(isinstance(k, str) and _is_int(v) and 0 < v <= 1 << 16
+                                              for k, v in arch_args.items())):
+        raise bad("arch_args", "a table of positive whole numbers such as {'width': 16}")
+    shape = doc.get("input_shape")
+    if not (isinstance(shape, (list, tuple)) and len(shape) == 3 and all(_is_int(v) and v > 0 for v in shape)
+            and math.prod(shape) <= MAX_INPUT_VALUES):
+        raise bad("input_shape", f"[channels, height, width], positive, at most {MAX_INPUT_VALUES:,} values")
+    k = doc.get("num_classes")
+    if not (_is_int(k) and 1 <= k <= MAX_CLASSES):
+        raise bad("num_classes", f"a whole number from 1 to {MAX_CLASSES:,}")
+    norm = doc.get("normalization")
+    if not (isinstance(norm, dict) and all(isinstance(norm.get(key), (list, tuple)) and len(norm[key]) == shape[0]
+                                           and all(_is_number(v) for v in norm[key]) for key in ("mean", "std"))
+            and all(v > 0 for v in norm["std"])):
+        raise bad("normalization", f"{{'mean': [...], 'std': [...]}} with {shape[0]} finite numbers each, std above 0")
+    sd = doc.get("state_dict")
+    if not (isinstance(sd, dict) and sd and all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in sd.items())):
+        raise bad("state_dict", "a table of weight tensors")
+    for key in ("data", "recipe", "metrics", "update_log", "lineage"):
+        if doc.get(key) is not None and not isinstance(doc[key], dict):
+            raise bad(key, "a table or absent")
+    if doc.get("seed") is not None and not _is_int(doc["seed"]):
+        raise bad("seed", "a whole number or absent")
+    if doc.get("data") is not None and not isinstance(doc["data"].get("spec"), str):
+        raise bad("data", "a table whose 'spec' is a data spec such as 'digits'")
+    log = doc.get("update_log")
+    if log is not None:
+        name = log.get("dir")
+        # The log lives beside the model file, under a plain folder name.
+        if not isinstance(name, str) or not name or name in (".", "..") or "/" in name or "\\" in name:
+            raise bad("update_log", "a table whose 'dir' names the log folder beside the model file")
+    if doc.get("recipe") is not None:
+        from unlearning import TrainConfig
+
+        try:
+            TrainConfig.from_dict(doc["recipe"]).validate()
+        except (TypeError, ValueError):
+            raise bad("recipe", "a training recipe (epochs, batch_size, lr, optimizer, seed, ...)") from None
+
+
+def _check_weights_fit(sd: dict, arch: str, in_channels: int, num_classes: int, arch_args: dict | None,
+                       path: Path, what: str) -> None:
+    """Compare the file's tensors with the shapes the claimed architecture needs, on the meta
+    device (no memory), so that a small file claiming 30 million classes is refused before
+    a 7 GB layer is allocated."""
+    try:
+        with torch.device("meta"):
+            skeleton = build_network(arch, in_channels, num_classes, arch_args)
+    except InputError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - a builder refusing its arguments
+        raise InputError(f"{path}: architecture {arch!r} cannot be built with {in_channels} channels and "
+                         f"{num_classes} classes ({_one_line(exc, 120)})") from None
+    need = {k: tuple(v.shape) for k, v in skeleton.state_dict().items()}
+    have = {k: tuple(v.shape) for k, v in sd.items()}
+    missing = sorted(need.keys() - have.keys())
+    extra = sorted(have.keys() - need.keys())
+    wrong = [k for k in need if k in have and need[k] != have[k]]
+    if missing or extra or wrong:
+        if wrong:
+            detail = f"{wrong[0]} has shape {list(have[wrong[0]])} but needs {list(need[wrong[0]])}"
+        elif missing:
+            detail = f"{len(missing)} tensors are missing, e.g. {missing[0]}"
+        else:
+            detail = f"{len(extra)} tensors are unexpected, e.g. {extra[0]}"
+        raise InputError(f"{path}: the state_dict does not fit {what} ({detail})")
+    nonfinite = [k for k, v in sd.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if nonfinite:
+        raise InputError(f"{path}: the weights hold NaN or infinite values (in {nonfinite[0]}); the model diverged "
+                         "when it was trained, so train it again with a lower learning rate")
 
 
 def _from_document(doc: dict, path: Path) -> ModelFile:
     version = doc.get("format_version")
     if version != FORMAT_VERSION:
         raise InputError(f"{path} has model format version {version}; this toolkit reads version {FORMAT_VERSION}")
+    _check_document(doc, path)
     norm = doc["normalization"]
     shape = tuple(int(v) for v in doc["input_shape"])
+    _check_weights_fit(doc["state_dict"], doc["arch"], shape[0], doc["num_classes"], doc.get("arch_args"), path,
+                       f"the file's claim of architecture {doc['arch']!r} with {doc['num_classes']} classes and "
+                       f"{'x'.join(map(str, shape))} inputs")
     model = build_model(doc["arch"], shape[0], int(doc["num_classes"]), norm["mean"], norm["std"], doc.get("arch_args"))
     try:
         model.net.load_state_dict(doc["state_dict"])
@@ -222,6 +367,8 @@ def _from_state_dict(sd: dict, path: Path, arch: str | None, input_shape, num_cl
     if input_shape is None or not num_classes:
         raise InputError(f"{path} is a bare state_dict: pass --data SPEC so that its input shape and classes are known")
     c = input_shape[0]
+    claim = f"--arch {arch} with {num_classes} classes and {'x'.join(map(str, input_shape))} inputs"
+    _check_weights_fit(sd, arch, c, int(num_classes), None, path, claim)
     # Bare weights carry no normalisation: the network is fed images in [0, 1] as they are.
     model = build_model(arch, c, int(num_classes), [0.0] * c, [1.0] * c)
     try:

@@ -112,3 +112,23 @@ def build_model(
     if seed is not None:
         torch.manual_seed(seed)
     return Classifier(build_network(arch, in_channels, num_classes, arch_args), mean, std)
+
+
+def check_forward(model: nn.Module, input_shape: tuple[int, int, int], num_classes: int, arch: str) -> None:
+    """A trial forward pass on two blank images, so that an architecture that cannot take
+    this input (a ViT's fixed patch grid on 8x8 digits, pooling past 1x1) is refused
+    before training starts rather than failing in its first step."""
+    was_training = model.training
+    model.eval()  # no batch-norm statistics move, no dropout draws from the RNG
+    try:
+        with torch.no_grad():
+            out = model(torch.zeros(2, *input_shape))
+    except (RuntimeError, ValueError, AssertionError, IndexError) as exc:
+        text = " ".join(str(exc).split())[:160]
+        raise InputError(f"--arch {arch} cannot take {'x'.join(map(str, input_shape))} inputs ({text}); "
+                         "use smallcnn or resnet18, or resize the images to what this architecture expects") from None
+    finally:
+        model.train(was_training)
+    if tuple(out.shape) != (2, num_classes):
+        raise InputError(f"--arch {arch} outputs shape {tuple(out.shape)[1:]} per image, not {num_classes} class "
+                         "scores; use a classification architecture")

@@ -43,7 +43,7 @@ from audit.data import Dataset, load_dataset
 from audit.errors import InputError
 from audit.forget import parse_forget
 from audit.modelfile import ModelFile, save_model
-from audit.models import build_model
+from audit.models import build_model, check_forward
 from audit.progress import progress_bar
 from unlearning import TrainConfig, UpdateRecorder, accuracy, fit, per_class_accuracy
 from unlearning.training import make_optimizer
@@ -159,6 +159,7 @@ def train_model(
     record_ids = _record_ids(record, data)
     mean, std = data.channel_stats()
     model = build_model(arch, data.input_shape[0], data.num_classes, mean, std, arch_args, seed=config.seed)
+    check_forward(model, data.input_shape, data.num_classes, arch)
     recorder = None
     optimizer = make_optimizer(model, config)
     log_dir = fresh_log_dir(out)

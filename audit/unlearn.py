@@ -249,8 +249,21 @@ def unlearn_command(
         raise InputError(f"--out {out} lies under a file, not a folder; choose another path")
     if Path(model_path).exists() and out.resolve() == Path(model_path).resolve():
         raise InputError(f"--out {out} is the input model; write the unlearned model to another file")
+    if epochs is not None and epochs < 0:
+        raise InputError(f"--epochs must be 0 or more, not {epochs}")
+    if epochs == 0 and method != "amnesiac":
+        # Amnesiac's epochs are repair epochs (0: subtraction alone); the others would do nothing
+        # (or, for retrain, write an untrained model) yet be labelled as unlearned.
+        raise InputError(f"--epochs {epochs} with --method {method} would leave the model "
+                         f"{'untrained' if method == 'retrain' else 'unchanged'}; give --epochs 1 or more")
     mf, ds = _load(Path(model_path), data, data_root, arch)
     forget_set = parse_forget(forget, ds.y_train, ds.num_classes)
+    if method == "retrain" and epochs is None and mf.recipe and default_epochs(method, mf) < 1:
+        raise InputError(f"{model_path}'s recipe trains for {default_epochs(method, mf)} epochs, so retraining would "
+                         "write an untrained model; give --epochs 1 or more")
+    if len(forget_set) >= len(ds.y_train):
+        raise InputError(f"forget spec {forget_set.spec!r} selects all {len(ds.y_train)} training examples, leaving no "
+                         "retain set to keep or measure; forget fewer examples")
     start = time.perf_counter()
     new, result = unlearn_model(mf, ds, forget_set, method, epochs, seed, show_progress=not quiet)
     save_model(out, new)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import base64
+import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,7 +33,12 @@ def embed(relative: str, base_dir: Path) -> Embedded:
     if not path.is_relative_to(base):
         return Embedded(relative, None, "outside the results folder, not embedded")
     try:
-        with open(path, "rb") as fh:
+        # Non-blocking, then checked: opening a FIFO planted in place of an image would
+        # otherwise wait forever for a writer.
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+        with open(fd, "rb") as fh:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                return Embedded(relative, None, "not a regular file, not embedded")
             data = fh.read(MAX_BYTES + 1)
     except FileNotFoundError:
         return Embedded(relative, None, "missing")

@@ -7,13 +7,23 @@ from unlearning.finetune import FINETUNE_EPOCHS, UnlearningResult, finetune_unle
 from unlearning.recorder import RecordingOptimizer, UpdateRecorder
 from unlearning.relabel import RELABEL_EPOCHS, RELABEL_SAMPLE_COPIES, random_wrong_labels, relabel_unlearn
 from unlearning.retrain import retrain_unlearn
-from unlearning.training import TrainConfig, TrainFunction, accuracy, fit, per_class_accuracy, predict_logits, train_with
+from unlearning.training import (
+    NonFiniteTraining,
+    TrainConfig,
+    TrainFunction,
+    accuracy,
+    fit,
+    per_class_accuracy,
+    predict_logits,
+    train_with,
+)
 from unlearning.update_log import UpdateLog, UpdateLogError
 
 __all__ = [
     "AMNESIAC_REPAIR_EPOCHS",
     "AmnesiacRefused",
     "FINETUNE_EPOCHS",
+    "NonFiniteTraining",
     "RELABEL_EPOCHS",
     "RELABEL_SAMPLE_COPIES",
     "RecordingOptimizer",

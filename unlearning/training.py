@@ -8,6 +8,7 @@ reach the optimizer's ``step`` when it is an update recorder (see
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 from typing import Callable
 
@@ -16,6 +17,11 @@ from torch import nn
 from torch.nn import functional as F
 
 OPTIMIZERS = ("adam", "sgd")
+
+
+class NonFiniteTraining(RuntimeError):
+    """The loss or the weights became NaN or infinite: training diverged (often a learning
+    rate too large for the data), and nothing it produced should be kept."""
 
 
 @dataclass(frozen=True)
@@ -45,8 +51,12 @@ class TrainConfig:
             raise ValueError(f"epochs must be 0 or more, not {self.epochs}")
         if self.batch_size < 1:
             raise ValueError(f"the batch size must be at least 1, not {self.batch_size}")
-        if not self.lr > 0:
-            raise ValueError(f"the learning rate must be positive, not {self.lr}")
+        if not (self.lr > 0 and math.isfinite(self.lr)):
+            raise ValueError(f"the learning rate must be a positive, finite number, not {self.lr}")
+        if not (self.weight_decay >= 0 and math.isfinite(self.weight_decay)):
+            raise ValueError(f"the weight decay must be 0 or a positive, finite number, not {self.weight_decay}")
+        if not (self.momentum >= 0 and math.isfinite(self.momentum)):
+            raise ValueError(f"the momentum must be 0 or a positive, finite number, not {self.momentum}")
 
 
 def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
@@ -128,6 +138,9 @@ def fit(
             idx = perm[step * config.batch_size : (step + 1) * config.batch_size]
             optimizer.zero_grad(set_to_none=True)
             loss = F.cross_entropy(model(x[idx]), y[idx])
+            if not torch.isfinite(loss):
+                raise NonFiniteTraining(f"training diverged: the loss became {float(loss.detach())} at epoch {epoch + 1}, "
+                                        f"step {step + 1}; lower the learning rate (now {config.lr:g})")
             loss.backward()
             if recording:
                 optimizer.step(ids=ids[idx], epoch=epoch)
@@ -135,6 +148,11 @@ def fit(
                 optimizer.step()
             if on_step is not None:
                 on_step(epoch, step, steps_per_epoch)
+    # The last step's update is not seen by any loss: check the weights it left.
+    if config.epochs and not all(bool(torch.isfinite(t).all()) for t in model.state_dict().values()
+                                 if t.is_floating_point()):
+        raise NonFiniteTraining("training diverged: the weights became NaN or infinite; "
+                                f"lower the learning rate (now {config.lr:g})")
     model.eval()
     return model
 

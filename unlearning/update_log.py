@@ -26,6 +26,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -209,6 +210,42 @@ class UpdateLogWriter:
         shutil.rmtree(self.path, ignore_errors=True)
 
 
+_ENTRY_TYPES = {"step": int, "epoch": int, "file": str, "sha256": str, "bytes": int, "n_ids": int,
+                "ids": (list, type(None))}
+_CLOSING_TYPES = {"closed": bool, "total_steps": int, "recorded": int, "bytes": int}
+
+
+def _journal_record(rec: object, journal: Path, lineno: int) -> LogEntry | dict:
+    """One parsed journal line after the first: a :class:`LogEntry`, or the closing record (a dict).
+
+    Exactly the keys the writer writes, with their types; anything else means the journal
+    was edited, so the log is refused rather than half-read.
+    """
+    def refuse(why: str) -> UpdateLogError:
+        return UpdateLogError(f"{journal} line {lineno} {why}; the log cannot be trusted")
+
+    if not isinstance(rec, dict):
+        raise refuse("is not a JSON object")
+    types = _CLOSING_TYPES if "closed" in rec else _ENTRY_TYPES
+    required = set(types) - {"ids", "recorded", "bytes"}
+    if not required <= rec.keys() <= set(types):
+        extra, missing = sorted(rec.keys() - set(types)), sorted(required - rec.keys())
+        raise refuse(f"has unexpected keys {extra}" if extra else f"lacks keys {missing}")
+    for key, value in rec.items():
+        want = types[key]
+        if not isinstance(value, want) or (isinstance(value, bool) and want is int):
+            raise refuse(f"has a {key!r} that is not a {'whole number' if want is int else 'valid value'}")
+    if "closed" in rec:
+        if rec["closed"] is not True or rec["total_steps"] < 0:
+            raise refuse("is a malformed closing line")
+        return rec
+    if not re.fullmatch(r"batches/s\d{8,}\.safetensors", rec["file"]):
+        raise refuse(f"names a file {rec['file'][:80]!r} outside the log's batches/ folder")
+    if rec.get("ids") is not None and not all(isinstance(i, int) and not isinstance(i, bool) for i in rec["ids"]):
+        raise refuse("lists ids that are not whole numbers")
+    return LogEntry(**rec)
+
+
 @dataclass
 class UpdateLog:
     """A log read back from disk (checksums verified on :meth:`open`)."""
@@ -280,21 +317,14 @@ class UpdateLog:
                     raise UpdateLogError(f"{path / fname} fails its SHA-256 checksum: the log was modified")
         entries: list[LogEntry] = []
         closed, total, closing = False, None, {}
-        for rec in records[1:]:
-            if not isinstance(rec, dict):
-                raise UpdateLogError(f"{journal} holds a line that is not a step; the log cannot be trusted")
-            if rec.get("closed"):
-                try:
-                    closed, total, closing = True, int(rec["total_steps"]), rec
-                except (KeyError, TypeError, ValueError):
-                    raise UpdateLogError(f"{journal} has a malformed closing line; the log cannot be trusted") from None
+        for lineno, rec in enumerate(records[1:], start=2):
+            rec = _journal_record(rec, journal, lineno)
+            if isinstance(rec, dict):
+                closed, total, closing = True, rec["total_steps"], rec
                 continue
             if closed:
                 raise UpdateLogError(f"{journal} has steps after its closing line; the log cannot be trusted")
-            try:
-                entries.append(LogEntry(**rec))
-            except TypeError:
-                raise UpdateLogError(f"{journal} holds a line that is not a step; the log cannot be trusted") from None
+            entries.append(rec)
         if closed and closing.get("recorded", len(entries)) != len(entries):
             # A step line cut out of a finished journal would otherwise go unnoticed.
             raise UpdateLogError(f"{journal} closes with {closing['recorded']} recorded steps but lists "

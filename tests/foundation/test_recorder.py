@@ -300,10 +300,10 @@ def test_info_reports_an_unclosed_or_swapped_log(acceptance_model, tmp_path):
 
 
 def test_failed_training_leaves_no_log(digits, tmp_path):
-    """A run that dies mid-way (here: an architecture too deep for 8x8 images) leaves nothing."""
+    """A run that dies mid-way (here: a learning rate so large that the loss turns NaN) leaves nothing."""
     from audit.training import train_model
 
     with pytest.raises(RuntimeError):
-        train_model(digits, tmp_path / "a.pt", arch="alexnet", config=TrainConfig(epochs=1), record="all",
+        train_model(digits, tmp_path / "a.pt", arch="smallcnn", config=TrainConfig(epochs=1, lr=1e30), record="all",
                     show_progress=False)
     assert list(tmp_path.iterdir()) == []
