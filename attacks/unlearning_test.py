@@ -31,6 +31,10 @@ import numpy as np
 from scipy.stats import binom
 
 MIN_VARIANCE = 1e-6
+# Deviations beyond this many standard deviations carry no more evidence: a model that lost
+# a whole class puts every example of it far below its baseline, and unclipped, the
+# statistic's scale (and any ratio of effects) would follow that distance instead of membership.
+CLIP_SD = 4.0
 DEFAULT_PERMUTATIONS = 4000
 DEFAULT_BOOTSTRAP = 1000
 
@@ -50,6 +54,8 @@ def per_example_statistic(target_phi: np.ndarray, reference_phi: np.ndarray, in_
     - ``w_i`` is the example's own IN-OUT gap shrunk towards the global gap by empirical
       Bayes (method of moments): examples that training visibly moves weigh more, and a
       noisy gap from few models is not trusted. Negative weights are clipped at 0.
+    - The deviation ``(phi - mu_out_i) / sqrt(s2)`` is clipped to +-``CLIP_SD``, so the
+      statistic stays on the scale of membership evidence.
     """
     phi = np.asarray(target_phi, dtype=np.float64)
     ref = np.asarray(reference_phi, dtype=np.float64)
@@ -76,7 +82,8 @@ def per_example_statistic(target_phi: np.ndarray, reference_phi: np.ndarray, in_
     tau2 = max(float(np.var(gap_i[both]) - np.mean(noise[both])), 0.0)
     shrink = np.where(both, tau2 / (tau2 + noise), 0.0)
     weight = gap + shrink * (np.nan_to_num(gap_i, nan=gap) - gap)
-    return np.maximum(weight, 0.0) * (phi - baseline) / s2
+    sd = np.sqrt(s2)
+    return np.maximum(weight, 0.0) / sd * np.clip((phi - baseline) / sd, -CLIP_SD, CLIP_SD)
 
 
 @dataclass
@@ -88,7 +95,9 @@ class PairedTest:
     treats the forget set as members" (upper tail), ``p_over`` for the lower tail (the
     forget set looks *less* like members than held-out data: over-forgetting);
     ``effect_ci`` a 95% percentile bootstrap interval over examples. ``ratio_ci`` holds
-    95% intervals of ``effect[role] / effect[baseline]`` from the same bootstrap draws.
+    95% intervals of ``(effect[role] - r) / (effect[baseline] - r)`` from the same bootstrap
+    draws, where ``r`` is the mean effect of the ``null_roles`` (models that never trained on
+    the forget set, e.g. retrained ones; 0 without them).
     """
 
     n_forget: int
@@ -101,6 +110,17 @@ class PairedTest:
     effect_ci: dict[str, tuple[float, float]]
     ratio_ci: dict[str, tuple[float, float]] = field(default_factory=dict)
     baseline: str | None = None
+    null_roles: list[str] = field(default_factory=list)
+
+    def null_effect(self) -> float:
+        """Mean effect of the models that never trained on the forget set (0 without them)."""
+        return float(np.mean([self.effect[r] for r in self.null_roles])) if self.null_roles else 0.0
+
+    def ratio(self, role: str) -> float | None:
+        """(effect[role] - null effect) / (effect[baseline] - null effect), None when the denominator is not positive."""
+        base = self.null_effect()
+        denominator = self.effect[self.baseline] - base if self.baseline else 0.0
+        return (self.effect[role] - base) / denominator if denominator > 0 else None
 
 
 def paired_permutation_test(
@@ -108,6 +128,7 @@ def paired_permutation_test(
     is_forget: np.ndarray,
     *,
     baseline: str | None = None,
+    null_roles: list[str] | None = None,
     n_permutations: int = DEFAULT_PERMUTATIONS,
     n_bootstrap: int = DEFAULT_BOOTSTRAP,
     seed: int = 0,
@@ -120,7 +141,8 @@ def paired_permutation_test(
     the forget and held-out examples together (a two-sample permutation test): sets
     drawn from held-out data alone would be anti-conservative when the forget set is
     not small next to it. p-values are ``(1 + #{T_perm >= T}) / (1 + B)``, valid at any B.
-    ``baseline`` names the role whose effect divides the others in ``ratio_ci``.
+    ``baseline`` names the role whose effect divides the others in ``ratio_ci``, after the
+    mean effect of ``null_roles`` is subtracted from both (see :class:`PairedTest`).
     """
     forget = np.asarray(is_forget, dtype=bool)
     n, k = forget.size, int(forget.sum())
@@ -148,16 +170,19 @@ def paired_permutation_test(
         boots[role] = s[f_idx][boot_f].mean(1) - s[h_idx][boot_h].mean(1)
         effect_ci[role] = (float(np.quantile(boots[role], 0.025)), float(np.quantile(boots[role], 0.975)))
     ratio_ci = {}
+    null_roles = list(null_roles or [])
     if baseline is not None:
-        denominator = boots[baseline]
+        null = np.mean([boots[r] for r in null_roles], axis=0) if null_roles else 0.0
+        denominator = boots[baseline] - null
         for role in statistic:
             with np.errstate(divide="ignore", invalid="ignore"):
-                r = np.where(denominator > 0, boots[role] / denominator, np.nan)
+                r = np.where(denominator > 0, (boots[role] - null) / denominator, np.nan)
             # Draws where the baseline shows no membership at all give no ratio: count them
             # as unbounded above, so the interval widens rather than shrinks.
             r = np.where(np.isnan(r), np.inf, r)
             ratio_ci[role] = (float(np.quantile(r, 0.025, method="lower")), float(np.quantile(r, 0.975, method="higher")))
-    return PairedTest(k, n - k, n_permutations, n_bootstrap, effect, p_member, p_over, effect_ci, ratio_ci, baseline)
+    return PairedTest(k, n - k, n_permutations, n_bootstrap, effect, p_member, p_over, effect_ci, ratio_ci, baseline,
+                      null_roles)
 
 
 def holm(p_values: list[float]) -> list[float]:

@@ -1,6 +1,8 @@
 """amnesia-audit: the harness that unlearns, attacks, scores and reports.
 
-``audit.run(model, forget=[...], **options)`` is the Python API of ``audit run``.
+``audit.run(model, forget=[...], **options)`` is the Python API of ``audit run`` (files);
+``audit.evaluate(model, train=..., held_out=..., forget=..., ...)`` the same audit on
+models and tensors in memory, with the user's own model factory and training function.
 """
 
 __version__ = "0.1.0"
@@ -15,3 +17,10 @@ def run(model, forget, **options):
     from audit.harness import run as _run
 
     return _run(model, forget, **options)
+
+
+def evaluate(original, **kwargs):
+    """Audit an in-memory model; see :func:`audit.evaluate.evaluate`."""
+    from audit.evaluate import evaluate as _evaluate
+
+    return _evaluate(original, **kwargs)

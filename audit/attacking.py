@@ -46,6 +46,8 @@ def code_identity(fn) -> str | None:
     import hashlib
     import inspect
 
+    if isinstance(fn, functools.partial):  # a factory with its --arch-args
+        return f"{code_identity(fn.func)}{json.dumps(fn.keywords, sort_keys=True, default=str)}"
     name = f"{getattr(fn, '__module__', '?')}:{getattr(fn, '__qualname__', type(fn).__name__)}"
     try:
         source = inspect.getsource(fn)

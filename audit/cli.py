@@ -156,7 +156,26 @@ def run_cmd(
                                        "digits | mnist | fashion-mnist | cifar10 | cifar100 | npz:PATH | folder:PATH"),
     data_root: Optional[str] = typer.Option(None, "--data-root", help="folder holding torchvision's files (default: "
                                             "the one recorded in the model)"),
-    arch: Optional[str] = typer.Option(None, "--arch", help="architecture of a bare state_dict"),
+    arch: Optional[str] = typer.Option(None, "--arch", help="architecture of a bare state_dict: smallcnn | resnet18 "
+                                       "| a torchvision name | your own package.module:factory"),
+    arch_args: Optional[str] = typer.Option(None, "--arch-args", help="JSON keyword arguments for your factory, "
+                                            "e.g. '{\"width\": 32}'"),
+    code_path: Optional[list[str]] = typer.Option(None, "--code-path", help="folder added to the import path for "
+                                                  "--arch and --train; repeatable"),
+    train_fn: Optional[str] = typer.Option(None, "--train", help="your training function package.module:fit, "
+                                           "called as fit(model, x, y, *, seed, epochs=None) -> model"),
+    normalize: Optional[str] = typer.Option(None, "--normalize", help="input normalisation of a file that does not "
+                                            "record it: MEAN,STD or M1,M2,M3/S1,S2,S3 (default: none, said aloud)"),
+    epochs: Optional[int] = typer.Option(None, "--epochs", help="recipe for a file without one: epochs"),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", help="recipe: batch size (default 64)"),
+    lr: Optional[float] = typer.Option(None, "--lr", help="recipe: learning rate (default 0.001)"),
+    optimizer: Optional[str] = typer.Option(None, "--optimizer", help="recipe: adam (default) | sgd"),
+    momentum: Optional[float] = typer.Option(None, "--momentum", help="recipe: SGD momentum (default 0.9)"),
+    weight_decay: Optional[float] = typer.Option(None, "--weight-decay", help="recipe: weight decay (default 0)"),
+    lr_schedule: Optional[str] = typer.Option(None, "--lr-schedule", help="recipe: none (default) | cosine | "
+                                              "step:EPOCHS:GAMMA"),
+    augment: Optional[bool] = typer.Option(None, "--augment/--no-augment", help="recipe: random shifts (and flips "
+                                           "for colour images) (default off)"),
     out: Optional[Path] = typer.Option(None, "--out", help="output folder (default ./audit-out)"),
     seed: Optional[int] = typer.Option(None, "--seed", help="seed of every random choice of the audit (default 0)"),
     fail_on: Optional[list[str]] = typer.Option(None, "--fail-on", help="extra gate besides the verdict, e.g. "
@@ -180,10 +199,15 @@ def run_cmd(
     for key in ("attacks", "mia_attacks"):
         if isinstance(settings.get(key), str):
             settings[key] = _split([settings[key]])
+    flags = {"epochs": epochs, "batch_size": batch_size, "lr": lr, "optimizer": optimizer, "momentum": momentum,
+             "weight_decay": weight_decay, "lr_schedule": lr_schedule, "augment": augment}
+    recipe = {**(settings.pop("recipe", None) or {}), **{k: v for k, v in flags.items() if v is not None}}
+    cli.update({"arch": arch, "arch_args": arch_args, "code_path": code_path or None, "train": train_fn,
+                "normalize": normalize, "recipe": recipe or None})
     merged = {**settings, **{k: v for k, v in cli.items() if v is not None}}
     forget_specs = merged.pop("forget", None) or []
     formats = [] if fmt.strip() in ("", "none") else _split([fmt])
-    result = run(model, forget_specs, arch=arch, show_progress=not quiet and not as_json, formats=formats,
+    result = run(model, forget_specs, show_progress=not quiet and not as_json, formats=formats,
                  command=" ".join(["audit"] + sys.argv[1:]), **merged)
     if as_json:
         _echo_json(result.document)  # stdout: the document alone; failures still go to stderr

@@ -3,7 +3,10 @@
 Command-line options win over the file. Keys (all optional): ``fail_on`` (list of gate
 expressions), ``forget`` (list of specs), ``method``, ``reference``, ``attacks``,
 ``mia_attacks``, ``reference_models``, ``retrains``, ``alpha``, ``inconclusive`` (fail | pass),
-``original``, ``seed``, ``data``, ``data_root``, ``out``.
+``original``, ``seed``, ``data``, ``data_root``, ``out``; the user's own model: ``arch``
+(``package.module:factory``), ``arch_args``, ``code_path``, ``train`` (``package.module:fit``),
+``normalize``, and the table ``[tool.audit.recipe]`` (epochs, batch_size, lr, optimizer,
+momentum, weight_decay, lr_schedule, augment).
 """
 
 from __future__ import annotations
@@ -17,7 +20,11 @@ from audit.errors import InputError
 KEYS = {"fail_on": list, "forget": list, "method": str, "reference": str, "attacks": (list, str),
         "mia_attacks": (list, str), "reference_models": int, "seed": int, "data": str, "data_root": str,
         "out": str, "inversion_iterations": int, "retrains": int, "alpha": (float, int), "inconclusive": str,
-        "original": str}
+        "original": str, "arch": str, "arch_args": (str, dict), "code_path": (list, str), "train": str,
+        "normalize": str, "recipe": dict}
+# [tool.audit.recipe]: the declarative training recipe of a model file that carries none.
+RECIPE_KEYS = {"epochs": int, "batch_size": int, "lr": (float, int), "optimizer": str, "momentum": (float, int),
+               "weight_decay": (float, int), "lr_schedule": str, "augment": bool, "seed": int}
 # TOML's integers are 64-bit; Python's tomllib reads larger ones, which then fail deep in a run.
 MAX_INT = 2**63 - 1
 
@@ -63,5 +70,21 @@ def _read(path: Path, required: bool) -> dict:
             raise InputError(f"setting {key!r} in {path} must not be negative")
         if isinstance(value, int) and not isinstance(value, bool) and value > MAX_INT:
             raise InputError(f"setting {key!r} in {path} is too large: use at most {MAX_INT}")
+        if norm == "recipe":
+            value = _recipe(value, path)
         out[norm] = value
+    return out
+
+
+def _recipe(table: dict, path: Path) -> dict:
+    out = {}
+    for key, value in table.items():
+        norm = key.replace("-", "_")
+        if norm not in RECIPE_KEYS:
+            raise InputError(f"unknown recipe setting {key!r} in [tool.audit.recipe] of {path}; known: "
+                             f"{', '.join(sorted(RECIPE_KEYS))}")
+        kind = RECIPE_KEYS[norm]
+        if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
+            raise InputError(f"recipe setting {key!r} in {path} has the wrong type ({type(value).__name__})")
+        out[norm] = float(value) if kind == (float, int) else value
     return out

@@ -66,6 +66,11 @@ class AuditOptions:
     alpha: float = DEFAULT_ALPHA
     inconclusive: str = "fail"
     original: Path | None = None
+    arch_args: str | dict | None = None
+    code_path: list[str] | str | None = None
+    train: str | None = None
+    normalize: str | None = None
+    recipe: dict | None = None
     data: str | None = None
     data_root: str | None = None
     arch: str | None = None
@@ -203,7 +208,8 @@ def membership_test(ctx: AttackContext, models: dict[str, torch.nn.Module], ms,
     else:
         stats = {role: attacks.loss_threshold_scores(m, ms.x, ms.y) for role, m in models.items()}
         label = "membership test on the loss (Yeom et al. 2018; no reference models)"
-    test = attacks.paired_permutation_test(stats, ms.is_member, baseline="original", seed=seed)
+    null_roles = [role for role in stats if role == "reference" or role.startswith("retrain_")]
+    test = attacks.paired_permutation_test(stats, ms.is_member, baseline="original", null_roles=null_roles, seed=seed)
     return test, label, stats
 
 
@@ -231,8 +237,9 @@ def audit_target(ctx: AttackContext, opts: AuditOptions, forget: ForgetSet, gate
         start = time.perf_counter()
         if unlearned_given is not None:
             unlearned = unlearned_given.model
-            doc["method"] = {"name": "given", "reason": f"unlearned elsewhere: {unlearned_given.path}, audited against "
-                             f"the original {mf.path} (--original); no unlearning step ran", "seconds": None,
+            doc["method"] = {"name": "given", "reason": f"unlearned elsewhere: {unlearned_given.path or 'a model given in memory'}, "
+                             f"audited against the original {mf.path or 'given in memory'}; no unlearning step ran",
+                             "seconds": None,
                              "details": {"lineage": unlearned_given.lineage}}
         elif opts.method == "none":
             unlearned = copy.deepcopy(mf.model)
@@ -344,10 +351,11 @@ def run(model: str | Path, forget: list[str] | str, **options) -> AuditResult:
     if opts.original is not None:
         opts.original = Path(opts.original)
     gates = opts.validate()
+    user = user_code(opts)
     given = load_dataset(opts.data, opts.data_root) if opts.data else None
     # A bare state_dict takes its input shape and classes from --data.
     shape = dict(arch=opts.arch, input_shape=given.input_shape if given else None,
-                 num_classes=given.num_classes if given else None)
+                 num_classes=given.num_classes if given else None, user=user)
     unlearned_given = None
     if opts.original is not None:
         mf = load_model(opts.original, **shape)
@@ -357,6 +365,26 @@ def run(model: str | Path, forget: list[str] | str, **options) -> AuditResult:
     data = load_data_for(opts.data, opts.data_root, mf, loaded=given)
     forget_sets = [parse_forget(spec, data.y_train, data.num_classes) for spec in opts.forget]
     return audit_loaded(opts, gates, mf, data, forget_sets, unlearned_given)
+
+
+def user_code(opts: AuditOptions):
+    """The user's factory, training function, normalisation and recipe, when any is named."""
+    from audit.usercode import UserCode, is_reference
+
+    paths = [opts.code_path] if isinstance(opts.code_path, str) else list(opts.code_path or [])
+    if not (is_reference(opts.arch) or opts.train or opts.normalize or opts.recipe or opts.arch_args or paths):
+        return None
+    code = UserCode.load(opts.arch, opts.arch_args, opts.train, opts.normalize, paths)
+    if opts.recipe:
+        from unlearning import TrainConfig
+
+        try:
+            config = TrainConfig.from_dict(opts.recipe)
+            config.validate()
+        except (TypeError, ValueError) as exc:
+            raise InputError(f"the training recipe is not valid: {exc}") from None
+        code.recipe = config.to_dict()
+    return code
 
 
 def audit_loaded(opts: AuditOptions, gates: list[Gate], mf: ModelFile, data, forget_sets: list[ForgetSet],

@@ -165,6 +165,57 @@ def _is_torchscript(path: Path) -> bool:
     return any(n.endswith("constants.pkl") for n in names) and any("/code/" in n for n in names)
 
 
+def _is_exported(path: Path) -> bool:
+    """A ``torch.export`` archive (.pt2): a zip holding ``archive_format`` and ``models/*.json``."""
+    if not zipfile.is_zipfile(path):
+        return False
+    with zipfile.ZipFile(path) as z:
+        names = z.namelist()
+    return any(n.endswith("/archive_format") for n in names) and any("/models/" in n for n in names)
+
+
+class ForwardOnly(nn.Module):
+    """A module that only runs forward (an exported program): ``train()``/``eval()`` change
+    nothing inside it, since ``torch.export`` captured it in eval mode."""
+
+    def __init__(self, module: nn.Module):
+        super().__init__()
+        self.module = module
+
+    def train(self, mode: bool = True) -> "ForwardOnly":
+        self.training = mode
+        return self
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.module(x)
+
+
+def _load_exported(path: Path) -> nn.Module:
+    """Load a .pt2 archive without unpickling: ``torch.export.load`` unpickles constants and
+    may fall back to a full ``torch.load``; here tensors load with ``weights_only=True`` and
+    any pickled Python object is refused."""
+    from unittest import mock
+
+    original_load = torch.load
+
+    def tensors_only(*args, **kwargs):
+        kwargs["weights_only"] = True
+        return original_load(*args, **kwargs)
+
+    def refuse(*args, **kwargs):
+        raise pickle.UnpicklingError("the archive holds pickled Python objects, which this toolkit never loads")
+
+    try:
+        with warnings.catch_warnings(), mock.patch.object(torch, "load", tensors_only), \
+                mock.patch.object(pickle, "loads", refuse), mock.patch.object(torch._C, "_pickle_load_obj", refuse):
+            warnings.simplefilter("ignore")
+            program = torch.export.load(str(path))
+        return ForwardOnly(program.module())
+    except Exception as exc:  # noqa: BLE001 - a damaged archive or one that needs pickled objects
+        raise InputError(f"{path} looks like a torch.export archive (.pt2) but does not load safely "
+                         f"({_one_line(exc, 140)}); export it again with torch.export.save") from None
+
+
 def _one_line(exc: Exception, limit: int) -> str:
     """A library's (often multi-line) message squeezed onto one line for the CLI."""
     return " ".join(str(exc).split())[:limit]
@@ -185,11 +236,14 @@ def load_model(
     arch: str | None = None,
     input_shape: tuple[int, int, int] | None = None,
     num_classes: int | None = None,
+    user=None,
 ) -> ModelFile:
-    """Load a toolkit model.pt, a TorchScript archive, or a bare state_dict (needs ``arch``).
+    """Load a toolkit model.pt, a TorchScript or ``torch.export`` (.pt2) archive, or a bare
+    state_dict (torch.save or .safetensors; needs ``arch`` or the user's factory).
 
     ``input_shape`` and ``num_classes`` (from ``--data``) are needed for bare state_dicts
-    and TorchScript files, which do not carry them.
+    and archives, which do not carry them. ``user``: :class:`audit.usercode.UserCode`, the
+    user's factory, training function and normalisation, by their explicit choice.
     """
     path = Path(path)
     if not path.exists():
@@ -199,17 +253,35 @@ def load_model(
     if not path.is_file():  # a FIFO or a device would block or never end
         raise InputError(f"{path} is not a regular file (a pipe, socket or device?); give a model file")
     _check_archive(path)
-    if _is_torchscript(path):
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
         try:
-            with warnings.catch_warnings():  # torch deprecates TorchScript; accepting it is still the point
-                warnings.simplefilter("ignore", FutureWarning)
-                scripted = torch.jit.load(str(path), map_location="cpu")
-        except Exception as exc:  # noqa: BLE001 - a damaged archive
-            raise InputError(f"{path} looks like TorchScript but does not load: {exc}") from None
-        scripted.eval()
-        shape = input_shape or (1, 8, 8)
-        return ModelFile(scripted, "torchscript", tuple(shape), int(num_classes or 0), [0.0] * shape[0],
-                         [1.0] * shape[0], kind="torchscript", path=path)
+            sd = load_file(str(path))
+        except Exception as exc:  # noqa: BLE001 - not a safetensors file
+            raise InputError(f"{path} is not a readable safetensors file ({_one_line(exc, 120)})") from None
+        return with_user_code(_from_state_dict(sd, path, arch, input_shape, num_classes, user), user)
+    archive = "torchscript" if _is_torchscript(path) else ("exported" if _is_exported(path) else None)
+    if archive:
+        if archive == "torchscript":
+            try:
+                with warnings.catch_warnings():  # torch deprecates TorchScript; accepting it is still the point
+                    warnings.simplefilter("ignore", FutureWarning)
+                    net = torch.jit.load(str(path), map_location="cpu")
+            except Exception as exc:  # noqa: BLE001 - a damaged archive
+                raise InputError(f"{path} looks like TorchScript but does not load: {exc}") from None
+            net.eval()
+        else:
+            net = _load_exported(path)
+        if input_shape is None or not num_classes:
+            raise InputError(f"{path} is a {'TorchScript' if archive == 'torchscript' else 'torch.export'} archive, "
+                             "which does not say what data it takes: pass --data SPEC")
+        shape = tuple(input_shape)
+        mean, std = _normalization(user, shape[0], path)
+        model = Classifier(net, mean, std) if (mean, std) != ([0.0] * shape[0], [1.0] * shape[0]) else net
+        mf = ModelFile(model, "torchscript" if archive == "torchscript" else "exported", shape, int(num_classes),
+                       mean, std, kind="torchscript", path=path)
+        return with_user_code(mf, user)
     try:
         with warnings.catch_warnings():  # torch's warnings about a file's pickle protocol: the error says it all
             warnings.simplefilter("ignore")
@@ -228,7 +300,7 @@ def load_model(
     if isinstance(doc, dict) and doc.get("format") == FORMAT:
         return _from_document(doc, path)
     if isinstance(doc, dict) and doc and all(isinstance(v, torch.Tensor) for v in doc.values()):
-        return _from_state_dict(doc, path, arch, input_shape, num_classes)
+        return with_user_code(_from_state_dict(doc, path, arch, input_shape, num_classes, user), user)
     raise InputError(f"{path} is neither a toolkit model.pt, a TorchScript archive nor a state_dict")
 
 
@@ -361,19 +433,63 @@ def _from_document(doc: dict, path: Path) -> ModelFile:
                      dict(doc.get("metrics") or {}), doc.get("update_log"), doc.get("lineage"), "toolkit", path)
 
 
-def _from_state_dict(sd: dict, path: Path, arch: str | None, input_shape, num_classes) -> ModelFile:
-    if not arch:
-        raise InputError(f"{path} is a bare state_dict: pass --arch NAME (smallcnn, resnet18, or a torchvision model)")
+def _from_state_dict(sd: dict, path: Path, arch: str | None, input_shape, num_classes, user=None) -> ModelFile:
+    factory = getattr(user, "factory", None)
+    if not arch and factory is None:
+        raise InputError(f"{path} is a bare state_dict: pass --arch NAME (smallcnn, resnet18, a torchvision model, "
+                         "or your own package.module:factory)")
     if input_shape is None or not num_classes:
         raise InputError(f"{path} is a bare state_dict: pass --data SPEC so that its input shape and classes are known")
     c = input_shape[0]
+    mean, std = _normalization(user, c, path)
+    if factory is not None:
+        net = user.build()
+        try:
+            net.load_state_dict(sd)
+        except RuntimeError as exc:
+            raise InputError(f"{path}: the state_dict does not fit the model --arch {user.arch} builds "
+                             f"({_one_line(exc, 160)}); check --arch and --arch-args") from None
+        nonfinite = [k for k, v in sd.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+        if nonfinite:
+            raise InputError(f"{path}: the weights hold NaN or infinite values (in {nonfinite[0]})")
+        model = Classifier(net, mean, std).eval()
+        return ModelFile(model, user.arch, tuple(input_shape), int(num_classes), mean, std, dict(user.arch_args),
+                         kind="state_dict", path=path)
     claim = f"--arch {arch} with {num_classes} classes and {'x'.join(map(str, input_shape))} inputs"
     _check_weights_fit(sd, arch, c, int(num_classes), None, path, claim)
-    # Bare weights carry no normalisation: the network is fed images in [0, 1] as they are.
-    model = build_model(arch, c, int(num_classes), [0.0] * c, [1.0] * c)
+    model = build_model(arch, c, int(num_classes), mean, std)
     try:
         model.net.load_state_dict(sd)
     except RuntimeError as exc:
         raise InputError(f"{path}: the state_dict does not fit --arch {arch} ({_one_line(exc, 160)})") from None
     model.eval()
-    return ModelFile(model, arch, tuple(input_shape), int(num_classes), [0.0] * c, [1.0] * c, kind="state_dict", path=path)
+    return ModelFile(model, arch, tuple(input_shape), int(num_classes), mean, std, kind="state_dict", path=path)
+
+
+def _normalization(user, channels: int, path: Path) -> tuple[list[float], list[float]]:
+    """The input normalisation of a file that does not record it: ``--normalize``, or an
+    identity that is said out loud (never assumed silently)."""
+    from audit.usercode import parse_normalize
+
+    given = parse_normalize(getattr(user, "normalize", None), channels)
+    if given is not None:
+        return given
+    warnings.warn(f"{path.name} records no input normalisation: assuming the network takes images in [0, 1] as they "
+                  "are (mean 0, std 1); pass --normalize MEAN,STD if it was trained on normalised inputs",
+                  UserWarning, stacklevel=3)
+    return [0.0] * channels, [1.0] * channels
+
+
+def with_user_code(mf: ModelFile, user) -> ModelFile:
+    """Attach the user's factory and training function (and a declarative recipe) to a loaded model."""
+    if user is None:
+        return mf
+    if getattr(user, "factory", None) is not None:
+        mf.factory = user.factory
+        mf.arch, mf.arch_args = user.arch, dict(user.arch_args)
+    if getattr(user, "train_fn", None) is not None:
+        mf.train_fn = user.train_fn
+    recipe = getattr(user, "recipe", None)
+    if recipe is not None and mf.recipe is None:
+        mf.recipe = recipe
+    return mf

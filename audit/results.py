@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 from audit.atomic import write_text
+from audit.attacking import code_identity
 from audit.errors import StepError
 from audit.gates import verdict
 from audit.modelfile import ModelFile, file_sha256
@@ -78,6 +79,9 @@ def build_document(opts, mf: ModelFile, data, targets, started: float, ctx=None)
             "command": opts.command or " ".join(sys.argv),
             "model": {"path": str(opts.model), "sha256": model_sha256(opts.model, mf), "arch": mf.arch,
                       "kind": mf.kind, "parameters": int(sum(p.numel() for p in mf.model.parameters())),
+                      "normalization": {"mean": list(mf.mean), "std": list(mf.std)},
+                      "recipe": mf.recipe,
+                      "factory": code_identity(mf.factory), "train_fn": code_identity(mf.train_fn),
                       "update_log": mf.update_log and {k: mf.update_log.get(k) for k in
                                                        ("dir", "record", "recorded", "total_steps", "bytes", "dtype")}},
             "data": {"spec": data.spec, "sha256": data.sha256(), "n_train": int(len(data.y_train)),

@@ -18,9 +18,13 @@ for the verdict, not per test:
   not have seen its removal;
 - **pass**: the original was detected and the unlearned model is not.
 
-``residual_leakage`` is effect(unlearned) / effect(original) of the strongest powered
-test, with a 95% interval; ``overforgetting`` is signed: how far *below* the retrained
-models the unlearned model puts the forget set, on the same scale.
+``residual_leakage`` is (effect(unlearned) - r) / (effect(original) - r) of the test that
+detected the forget set most strongly in the original model (the smallest power p-value:
+the most sensitive instrument, with the tightest interval), where ``r`` is the retrained
+models' mean effect (0 in expectation for the membership test on random samples), with a
+95% interval; ``overforgetting`` is signed: how far *below* the retrained models the
+unlearned model puts the forget set, on the same scale. Every test still decides the
+verdict: a failing test fails the target whatever the headline says.
 """
 
 from __future__ import annotations
@@ -90,8 +94,9 @@ def membership_evidence(test: PairedTest, label: str, retrained_roles: list[str]
     """The membership test's evidence from a :class:`PairedTest` over roles original, unlearned, retrained-k."""
     e_o, e_u = test.effect["original"], test.effect["unlearned"]
     residual, ci = None, None
-    if e_o > 0:
-        residual = max(e_u, 0.0) / e_o
+    ratio = test.ratio("unlearned")
+    if ratio is not None:
+        residual = max(ratio, 0.0)
         lo, hi = test.ratio_ci.get("unlearned", (math.nan, math.inf))
         ci = (max(lo, 0.0), max(hi, 0.0))
     return Evidence(
@@ -142,17 +147,16 @@ def decide(tests: list[Evidence], alpha: float = DEFAULT_ALPHA) -> Verdict:
     powered = [t for t in tests if t.p_original_holm <= alpha and t.residual is not None]
     residual, ci = None, None
     if powered:
-        top = max(powered, key=lambda t: (t.residual, (t.residual_ci95 or (0, 0))[1]))
-        residual = top.residual
-        ci = (max((t.residual_ci95 or (0.0, 0.0))[0] for t in powered),
-              max((t.residual_ci95 or (0.0, math.inf))[1] for t in powered))
+        top = min(powered, key=lambda t: (t.p_original_holm, -t.residual))
+        residual, ci = top.residual, top.residual_ci95
     over, over_p = None, None
     membership = next((t for t in tests if t.name == "membership"), None)
-    if membership is not None and membership.p_original_holm <= alpha and membership.effect_original:
+    if membership is not None and membership.p_original_holm <= alpha:
         baseline = (sum(membership.effect_retrained) / len(membership.effect_retrained)
                     if membership.effect_retrained else 0.0)
-        over = (baseline - membership.effect_unlearned) / membership.effect_original
-        over_p = membership.detail["p_over"]["unlearned"]
+        if membership.effect_original - baseline > 0:
+            over = (baseline - membership.effect_unlearned) / (membership.effect_original - baseline)
+            over_p = membership.detail["p_over"]["unlearned"]
     failing = [t for t in tests if t.p_unlearned_holm <= alpha]
     if failing:
         words = "; ".join(f"{t.label} (p = {_p(t.p_unlearned_holm)})" for t in failing)

@@ -26,7 +26,13 @@ class NonFiniteTraining(RuntimeError):
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """A training recipe. ``lr`` is the step size; ``momentum`` applies to SGD only."""
+    """A training recipe. ``lr`` is the step size; ``momentum`` applies to SGD only.
+
+    ``lr_schedule``: "none", "cosine" (cosine annealing to 0 over the run, per step) or
+    "step:E:G" (multiply the rate by G every E epochs). ``augment``: random translations
+    by up to 1/8 of the image size (and horizontal flips for 3-channel images), drawn from
+    the seed, in each batch.
+    """
 
     epochs: int = 20
     batch_size: int = 64
@@ -35,9 +41,17 @@ class TrainConfig:
     weight_decay: float = 0.0
     momentum: float = 0.9
     seed: int = 0
+    lr_schedule: str = "none"
+    augment: bool = False
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        # The two later fields appear only when set, so recipes (and cache keys) written before them are unchanged.
+        d = asdict(self)
+        if d["lr_schedule"] == "none":
+            del d["lr_schedule"]
+        if not d["augment"]:
+            del d["augment"]
+        return d
 
     @classmethod
     def from_dict(cls, d: dict) -> "TrainConfig":
@@ -57,6 +71,53 @@ class TrainConfig:
             raise ValueError(f"the weight decay must be 0 or a positive, finite number, not {self.weight_decay}")
         if not (self.momentum >= 0 and math.isfinite(self.momentum)):
             raise ValueError(f"the momentum must be 0 or a positive, finite number, not {self.momentum}")
+        for name, kind in (("epochs", int), ("batch_size", int), ("seed", int), ("augment", bool),
+                           ("optimizer", str), ("lr_schedule", str)):
+            value = getattr(self, name)
+            if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+                raise ValueError(f"{name} must be {kind.__name__}, not {value!r}")
+        parse_schedule(self.lr_schedule)
+
+
+def parse_schedule(text: str) -> tuple[str, int, float]:
+    """("none"|"cosine"|"step", step epochs, gamma) from "none", "cosine" or "step:E:G"."""
+    if text in ("none", "cosine"):
+        return text, 0, 1.0
+    parts = text.split(":") if isinstance(text, str) else []
+    try:
+        if len(parts) == 3 and parts[0] == "step":
+            every, gamma = int(parts[1]), float(parts[2])
+            if every >= 1 and 0 < gamma <= 1:
+                return "step", every, gamma
+    except ValueError:
+        pass
+    raise ValueError(f"lr_schedule {text!r} is unknown; use none, cosine or step:EPOCHS:GAMMA (e.g. step:10:0.1)")
+
+
+def _scheduler(optimizer: torch.optim.Optimizer, config: TrainConfig, steps_per_epoch: int):
+    kind, every, gamma = parse_schedule(config.lr_schedule)
+    if kind == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, config.epochs * steps_per_epoch)), 1
+    if kind == "step":
+        return torch.optim.lr_scheduler.StepLR(optimizer, step_size=every * steps_per_epoch, gamma=gamma), 1
+    return None, 0
+
+
+def augment_batch(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Random translations by up to 1/8 of the size (zero padding), flips for colour images."""
+    n, c, h, w = x.shape
+    pad = max(1, h // 8)
+    padded = F.pad(x, (pad, pad, pad, pad))
+    dy = torch.randint(0, 2 * pad + 1, (n,), generator=generator)
+    dx = torch.randint(0, 2 * pad + 1, (n,), generator=generator)
+    rows = (torch.arange(h)[None, :] + dy[:, None])[:, None, :, None].expand(n, c, h, w + 2 * pad)
+    out = padded.gather(2, rows)
+    cols = (torch.arange(w)[None, :] + dx[:, None])[:, None, None, :].expand(n, c, h, w)
+    out = out.gather(3, cols)
+    if c == 3:
+        flip = torch.rand(n, generator=generator) < 0.5
+        out[flip] = out[flip].flip(3)
+    return out
 
 
 def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
@@ -131,13 +192,16 @@ def fit(
     torch.manual_seed(config.seed)  # dropout and any other layer randomness
     order_rng = torch.Generator().manual_seed(config.seed)
     steps_per_epoch = (n + config.batch_size - 1) // config.batch_size
+    scheduler, _ = _scheduler(optimizer, config, steps_per_epoch)
+    augment_rng = torch.Generator().manual_seed(config.seed + 1) if config.augment else None
     for epoch in range(config.epochs):
         model.train()
         perm = torch.randperm(n, generator=order_rng)
         for step in range(steps_per_epoch):
             idx = perm[step * config.batch_size : (step + 1) * config.batch_size]
             optimizer.zero_grad(set_to_none=True)
-            loss = F.cross_entropy(model(x[idx]), y[idx])
+            batch = x[idx] if augment_rng is None else augment_batch(x[idx], augment_rng)
+            loss = F.cross_entropy(model(batch), y[idx])
             if not torch.isfinite(loss):
                 raise NonFiniteTraining(f"training diverged: the loss became {float(loss.detach())} at epoch {epoch + 1}, "
                                         f"step {step + 1}; lower the learning rate (now {config.lr:g})")
@@ -146,6 +210,8 @@ def fit(
                 optimizer.step(ids=ids[idx], epoch=epoch)
             else:
                 optimizer.step()
+            if scheduler is not None:
+                scheduler.step()
             if on_step is not None:
                 on_step(epoch, step, steps_per_epoch)
     # The last step's update is not seen by any loss: check the weights it left.

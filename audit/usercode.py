@@ -1,0 +1,164 @@
+"""The user's own code, by their explicit choice: ``--arch package.module:factory`` and
+``--train package.module:fit``, with ``--arch-args JSON`` and ``--code-path DIR``.
+
+This runs code the user names on the command line (or in ``[tool.audit]``), from their own
+package or folder, never code carried inside a model file: weights still load with
+``torch.load(weights_only=True)`` or from safetensors.
+
+- ``factory(**arch_args) -> nn.Module``: a fresh, untrained network; its input is what
+  ``--normalize`` produces from images in [0, 1] (or the images themselves).
+- ``fit(model, x, y, *, seed, epochs=None) -> nn.Module``: see
+  :data:`unlearning.training.TrainFunction`. The toolkit calls it to train reference models
+  and retrains (``epochs=None``: the user's full recipe), and, unless told otherwise, for
+  relabel and finetune (a few epochs).
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import inspect
+import json
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from audit.errors import InputError
+
+
+def is_reference(text: str | None) -> bool:
+    """Whether ``text`` names user code (``package.module:name``) rather than a built-in architecture."""
+    return bool(text) and ":" in text  # type: ignore[operator]
+
+
+def import_object(ref: str, code_paths: list[str] | None, flag: str) -> Any:
+    """``package.module:name`` (``name`` may be dotted) imported from ``code_paths`` then sys.path."""
+    module_name, _, attr = ref.partition(":")
+    if not module_name or not attr or not all(part.isidentifier() for part in module_name.split(".") + attr.split(".")):
+        raise InputError(f"{flag} {ref!r} is not of the form package.module:name")
+    for folder in reversed(code_paths or []):
+        path = Path(folder)
+        if not path.is_dir():
+            raise InputError(f"--code-path {folder} is not a folder; give the folder that holds your package")
+        if str(path.resolve()) not in sys.path:
+            sys.path.insert(0, str(path.resolve()))
+    try:
+        obj: Any = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        raise InputError(f"{flag} {ref}: module {exc.name!r} cannot be imported; add its folder with "
+                         "--code-path DIR or install your package") from None
+    except Exception as exc:  # noqa: BLE001 - the user's module failed while importing
+        raise InputError(f"{flag} {ref}: importing {module_name} failed ({type(exc).__name__}: "
+                         f"{' '.join(str(exc).split())[:160]})") from None
+    for part in attr.split("."):
+        if not hasattr(obj, part):
+            raise InputError(f"{flag} {ref}: {module_name} has no {attr!r}; check the name after the colon")
+        obj = getattr(obj, part)
+    if not callable(obj):
+        raise InputError(f"{flag} {ref} is not a function or class")
+    return obj
+
+
+def check_fit_signature(fit: Callable, ref: str) -> None:
+    """``fit(model, x, y, *, seed, epochs=None)``: refuse a function that cannot take these arguments."""
+    try:
+        sig = inspect.signature(fit)
+    except (TypeError, ValueError):
+        return  # a builtin or C function: its call will say
+    try:
+        sig.bind(object(), object(), object(), seed=0, epochs=None)
+    except TypeError as exc:
+        raise InputError(f"--train {ref} has the signature {sig}, which cannot be called as "
+                         f"fit(model, x, y, *, seed, epochs=None) ({exc}); see the README, 'Your own model'") from None
+
+
+def parse_arch_args(text: str | dict | None) -> dict:
+    if text is None or text == "":
+        return {}
+    if isinstance(text, dict):
+        return dict(text)
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InputError(f"--arch-args is not valid JSON ({exc.msg}); write e.g. '{{\"width\": 32}}'") from None
+    if not isinstance(value, dict):
+        raise InputError("--arch-args must be a JSON object of keyword arguments, e.g. '{\"width\": 32}'")
+    return value
+
+
+def parse_normalize(text: str | list | None, channels: int | None = None) -> tuple[list[float], list[float]] | None:
+    """``MEAN,STD`` (one value for every channel) or ``M1,M2,M3/S1,S2,S3`` (per channel)."""
+    if text is None or text == "":
+        return None
+    try:
+        if isinstance(text, (list, tuple)):
+            mean, std = [float(v) for v in text[0]], [float(v) for v in text[1]]
+        elif "/" in text:
+            m, s = text.split("/", 1)
+            mean, std = [float(v) for v in m.split(",")], [float(v) for v in s.split(",")]
+        else:
+            m, s = text.split(",")
+            mean, std = [float(m)], [float(s)]
+    except (ValueError, IndexError, TypeError):
+        raise InputError(f"--normalize {text!r}: write MEAN,STD (e.g. 0.5,0.5) or per channel "
+                         "M1,M2,M3/S1,S2,S3") from None
+    if len(mean) != len(std) or not all(v > 0 for v in std) or not all(abs(v) < 1e6 for v in mean + std):
+        raise InputError(f"--normalize {text!r}: as many means as standard deviations, every std above 0")
+    if channels is not None and len(mean) == 1:
+        mean, std = mean * channels, std * channels
+    if channels is not None and len(mean) != channels:
+        raise InputError(f"--normalize gives {len(mean)} values per statistic but the images have {channels} channels")
+    return mean, std
+
+
+@dataclass
+class UserCode:
+    """What the user's flags name: the factory, its arguments, the training function, the normalisation."""
+
+    arch: str | None = None
+    arch_args: dict = field(default_factory=dict)
+    factory: Callable | None = None
+    train: str | None = None
+    train_fn: Callable | None = None
+    normalize: str | None = None
+    code_paths: list[str] = field(default_factory=list)
+    recipe: dict | None = None  # the declarative recipe (flags or [tool.audit.recipe]), TrainConfig.to_dict()
+
+    @classmethod
+    def load(cls, arch: str | None, arch_args: str | dict | None, train: str | None, normalize: str | None,
+             code_paths: list[str] | None) -> "UserCode":
+        """Import what is named and check it; InputError (one line) for anything that does not fit."""
+        code = cls(arch=arch, arch_args=parse_arch_args(arch_args), train=train, normalize=normalize,
+                   code_paths=list(code_paths or []))
+        parse_normalize(normalize)  # the syntax now; the channel count once the data is known
+        if is_reference(arch):
+            builder = import_object(arch, code.code_paths, "--arch")
+            code.factory = functools.partial(builder, **code.arch_args)
+        elif arch_args and arch:
+            code.arch_args = parse_arch_args(arch_args)
+        if train:
+            code.train_fn = import_object(train, code.code_paths, "--train")
+            check_fit_signature(code.train_fn, train)
+        return code
+
+    def build(self):
+        """One fresh network from the factory; its failures are the user's input errors."""
+        try:
+            net = self.factory()  # type: ignore[misc]
+        except Exception as exc:  # noqa: BLE001 - the user's factory raised
+            raise InputError(f"--arch {self.arch} raised {type(exc).__name__}: {' '.join(str(exc).split())[:160]}; "
+                             "check the factory and --arch-args") from None
+        import torch.nn as nn
+
+        if not isinstance(net, nn.Module):
+            raise InputError(f"--arch {self.arch} returned {type(net).__name__}, not an nn.Module")
+        return net
+
+    def describe(self) -> dict:
+        """For results.json provenance: what ran, by name (the code itself is the user's)."""
+        from audit.attacking import code_identity
+
+        return {"arch": self.arch, "arch_args": self.arch_args, "train": self.train,
+                "train_identity": code_identity(self.train_fn), "factory_identity": code_identity(self.factory),
+                "normalize": self.normalize, "code_paths": self.code_paths, "recipe": self.recipe}
