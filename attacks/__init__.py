@@ -21,6 +21,7 @@ from attacks.reference import (
     default_cache_dir,
     load_or_train,
     model_digest,
+    train_one,
     train_reference_models,
 )
 from attacks.rmia import rmia_scores, rmia_statistics
@@ -76,5 +77,6 @@ __all__ = [
     "scaled_confidence",
     "score_reconstructions",
     "shadow_model_scores",
+    "train_one",
     "train_reference_models",
 ]

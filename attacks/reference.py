@@ -21,6 +21,7 @@ the models an audit used are in :meth:`ReferenceModels.to_dict`.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
@@ -41,6 +42,7 @@ from torch import nn
 from attacks.signals import model_logits
 
 TrainReference = Callable[[np.ndarray, int], nn.Module]
+MapTasks = Callable[[Callable, list], list]
 ModelFactory = Callable[[], nn.Module]
 #: ``check(model, ids) -> None`` when a cached reference model looks right, else the reason
 #: it does not (e.g. its accuracy on ``ids``, its own training data, is far below the target's).
@@ -308,6 +310,7 @@ def train_reference_models(
     cache_key: str | None = None,
     fraction: float = 0.5,
     check: ReferenceCheck | None = None,
+    map_tasks: MapTasks | None = None,
 ) -> ReferenceModels:
     """Train (or load) ``num_models`` reference models on random subsets of the data.
 
@@ -317,17 +320,26 @@ def train_reference_models(
     ``cache_dir=None`` disables caching; otherwise ``model_factory`` and ``cache_key``
     are required (see :class:`ReferenceCache`). Model ``m`` uses seed ``seed + m``.
     ``check(model, ids)``: vets each cached model before use (see :func:`load_or_train`).
+    ``map_tasks(fn, tasks)``: runs ``fn(task)`` for every task and returns the results in
+    order; the default runs them here, one after another; an executor may run them on a
+    cluster (each task is ``(ids, seed)``, independent of the others).
     """
     mask = reference_inclusion(num_examples, num_models, seed, fraction)
     cache = ReferenceCache(cache_dir, model_factory, cache_key) if cache_dir is not None else None  # type: ignore[arg-type]
     start = time.perf_counter()
-    models, hits, seeds = [], [], []
-    for m in range(num_models):
-        model, hit = load_or_train(train_reference, np.flatnonzero(mask[m]), seed + m, cache, check)
-        models.append(model)
-        hits.append(hit)
-        seeds.append(seed + m)
-    return ReferenceModels(models, mask, seeds, hits, time.perf_counter() - start)
+    tasks = [(np.flatnonzero(mask[m]), seed + m) for m in range(num_models)]
+    run_one = functools.partial(train_one, train_reference, cache, check)
+    results = map_tasks(run_one, tasks) if map_tasks is not None else [run_one(task) for task in tasks]
+    models = [model for model, _ in results]
+    hits = [hit for _, hit in results]
+    return ReferenceModels(models, mask, [s for _, s in tasks], hits, time.perf_counter() - start)
+
+
+def train_one(train_reference: TrainReference, cache: "ReferenceCache | None", check: "ReferenceCheck | None",
+              task: tuple[np.ndarray, int]) -> tuple[nn.Module, bool]:
+    """One reference model for ``task = (ids, seed)``: :func:`load_or_train`, as a picklable task."""
+    ids, seed = task
+    return load_or_train(train_reference, ids, seed, cache, check)
 
 
 def reference_signals(

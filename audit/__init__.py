@@ -20,7 +20,7 @@ def run(model, forget, **options):
 
 
 def evaluate(original, **kwargs):
-    """Audit an in-memory model; see :func:`audit.evaluate.evaluate`."""
-    from audit.evaluate import evaluate as _evaluate
+    """Audit an in-memory model; see :func:`audit.in_memory.evaluate`."""
+    from audit.in_memory import evaluate as _evaluate
 
     return _evaluate(original, **kwargs)

@@ -74,6 +74,7 @@ class AttackContext:
     mia_attacks: list[str]
     inversion_iterations: int = 400
     use_reference: bool = True
+    executor: object = None  # audit.executor.LocalExecutor or RayExecutor; None: here, in order
     _reference: object = None
     _evaluator: nn.Module | None = None
 
@@ -138,8 +139,14 @@ class AttackContext:
             self._reference = attacks.train_reference_models(
                 self.train_reference, len(self.pool[1]), num_models=self.num_reference_models,
                 seed=self.seed, cache_dir=self.cache_dir, model_factory=self.model_file.fresh_model,
-                cache_key=self.cache_key(), fraction=self.train_fraction, check=self.cache_check())
+                cache_key=self.cache_key(), fraction=self.train_fraction, check=self.cache_check(),
+                map_tasks=self._mapper("reference models"))
         return self._reference
+
+    def _mapper(self, label: str):
+        if self.executor is None:
+            return None
+        return lambda fn, tasks: self.executor.map(fn, tasks, label)
 
     @functools.cached_property
     def reference_logits(self) -> torch.Tensor:
@@ -171,11 +178,12 @@ class AttackContext:
         keep = np.setdiff1d(np.arange(len(self.data.y_train)), forget.ids.numpy())
         if keep.size == 0:
             raise InputError(f"{forget.spec} would forget every training example; nothing is left to retrain on")
-        cache, out = self.cache(), []
-        for seed in self.retrain_seeds(count):
-            model, hit = attacks.load_or_train(self.train_reference, keep, seed, cache, self.cache_check())
-            out.append((model, seed, hit))
-        return out
+        seeds = self.retrain_seeds(count)
+        run_one = functools.partial(attacks.train_one, self.train_reference, self.cache(), self.cache_check())
+        tasks = [(keep, seed) for seed in seeds]
+        mapper = self._mapper(f"retraining without {forget.spec}")
+        results = mapper(run_one, tasks) if mapper else [run_one(task) for task in tasks]
+        return [(model, seed, hit) for (model, hit), seed in zip(results, seeds)]
 
     def evaluator(self) -> nn.Module:
         """The independent classifier that judges inversions: another seed, trained on held-out data."""

@@ -176,6 +176,13 @@ def run_cmd(
                                               "step:EPOCHS:GAMMA"),
     augment: Optional[bool] = typer.Option(None, "--augment/--no-augment", help="recipe: random shifts (and flips "
                                            "for colour images) (default off)"),
+    executor: Optional[str] = typer.Option(None, "--executor", help="where reference models and retrains train: "
+                                           "local (default) | ray"),
+    ray_address: Optional[str] = typer.Option(None, "--ray-address", help="join a Ray cluster: auto | HOST:PORT "
+                                              "(default: start a local Ray for this command)"),
+    cpus_per_model: Optional[float] = typer.Option(None, "--cpus-per-model", help="CPUs per training task (default 1)"),
+    gpus_per_model: Optional[float] = typer.Option(None, "--gpus-per-model", help="GPUs per training task "
+                                                   "(default 0; 1 places one model per GPU)"),
     out: Optional[Path] = typer.Option(None, "--out", help="output folder (default ./audit-out)"),
     seed: Optional[int] = typer.Option(None, "--seed", help="seed of every random choice of the audit (default 0)"),
     fail_on: Optional[list[str]] = typer.Option(None, "--fail-on", help="extra gate besides the verdict, e.g. "
@@ -202,7 +209,8 @@ def run_cmd(
     flags = {"epochs": epochs, "batch_size": batch_size, "lr": lr, "optimizer": optimizer, "momentum": momentum,
              "weight_decay": weight_decay, "lr_schedule": lr_schedule, "augment": augment}
     recipe = {**(settings.pop("recipe", None) or {}), **{k: v for k, v in flags.items() if v is not None}}
-    cli.update({"arch": arch, "arch_args": arch_args, "code_path": code_path or None, "train": train_fn,
+    cli.update({"executor": executor, "ray_address": ray_address, "cpus_per_model": cpus_per_model,
+                "gpus_per_model": gpus_per_model, "arch": arch, "arch_args": arch_args, "code_path": code_path or None, "train": train_fn,
                 "normalize": normalize, "recipe": recipe or None})
     merged = {**settings, **{k: v for k, v in cli.items() if v is not None}}
     forget_specs = merged.pop("forget", None) or []

@@ -21,7 +21,8 @@ KEYS = {"fail_on": list, "forget": list, "method": str, "reference": str, "attac
         "mia_attacks": (list, str), "reference_models": int, "seed": int, "data": str, "data_root": str,
         "out": str, "inversion_iterations": int, "retrains": int, "alpha": (float, int), "inconclusive": str,
         "original": str, "arch": str, "arch_args": (str, dict), "code_path": (list, str), "train": str,
-        "normalize": str, "recipe": dict}
+        "normalize": str, "recipe": dict, "executor": str, "ray_address": str, "cpus_per_model": (float, int),
+        "gpus_per_model": (float, int)}
 # [tool.audit.recipe]: the declarative training recipe of a model file that carries none.
 RECIPE_KEYS = {"epochs": int, "batch_size": int, "lr": (float, int), "optimizer": str, "momentum": (float, int),
                "weight_decay": (float, int), "lr_schedule": str, "augment": bool, "seed": int}

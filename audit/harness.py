@@ -36,7 +36,7 @@ from audit.data import load_dataset
 from audit.errors import AuditError, InputError
 from audit.forget import ForgetSet, parse_forget
 from audit.gates import Gate, gate_target, parse_gates
-from audit.modelfile import ModelFile, load_model
+from audit.modelfile import ModelFile, load_model, say_assumptions
 from audit.progress import progress_bar
 from audit.scoring import DEFAULT_ALPHA, Evidence, decide, membership_evidence, rate_evidence
 from audit.training import load_data_for
@@ -71,6 +71,11 @@ class AuditOptions:
     train: str | None = None
     normalize: str | None = None
     recipe: dict | None = None
+    assumptions: list[str] = field(default_factory=list)
+    executor: str = "local"
+    ray_address: str | None = None
+    cpus_per_model: float = 1.0
+    gpus_per_model: float = 0.0
     data: str | None = None
     data_root: str | None = None
     arch: str | None = None
@@ -97,6 +102,8 @@ class AuditOptions:
         if isinstance(self.alpha, bool) or not isinstance(self.alpha, (int, float)) or not 0 < self.alpha < 1:
             raise InputError(f"--alpha must lie strictly between 0 and 1 (a significance level such as 0.05), "
                              f"not {self.alpha}")
+        if self.executor not in ("local", "ray"):
+            raise InputError(f"--executor {self.executor!r} is unknown; use local or ray")
         if self.inconclusive not in INCONCLUSIVE:
             raise InputError(f"--inconclusive {self.inconclusive!r} is unknown; use fail (the default) or pass")
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not 0 <= self.seed < 2**32:
@@ -413,12 +420,23 @@ def audit_loaded(opts: AuditOptions, gates: list[Gate], mf: ModelFile, data, for
     for fs in forget_sets:
         if len(fs) >= len(data.y_train):
             raise InputError(f"--forget {fs.spec} selects every training example; nothing would be left to keep")
+    opts.assumptions = say_assumptions(mf, unlearned_given)  # every input checked: now say what was assumed
     cache_dir = Path(opts.cache_dir) if opts.cache_dir else attacks.default_cache_dir()
+    from audit.executor import make_executor
+
+    paths = [opts.code_path] if isinstance(opts.code_path, str) else list(opts.code_path or [])
+    executor = make_executor(opts.executor, opts.ray_address, opts.cpus_per_model, opts.gpus_per_model,
+                             opts.show_progress, paths)
+    if executor.name == "ray":
+        executor.start()  # an unreachable cluster is bad input (exit 2), found before any work
     ctx = AttackContext(mf, data, opts.seed, opts.reference_models, cache_dir,
                         opts.mia_attacks if "mia" in opts.attacks else [], opts.inversion_iterations,
-                        use_reference=mf.trainable and opts.reference_models >= 2)
+                        use_reference=mf.trainable and opts.reference_models >= 2, executor=executor)
     started = time.time()
-    targets = [audit_target(ctx, opts, fs, gates, unlearned_given) for fs in forget_sets]
+    try:
+        targets = [audit_target(ctx, opts, fs, gates, unlearned_given) for fs in forget_sets]
+    finally:
+        executor.close()
     doc = build_document(opts, mf, data, targets, started, ctx)
     files = (write_outputs(doc, opts, {k: v for t in targets for k, v in t.images.items()})
              if opts.out is not None else [])

@@ -57,6 +57,8 @@ class ModelFile:
     # or audit.evaluate): never code carried in a model file. Not saved.
     factory: Callable[[], nn.Module] | None = field(default=None, repr=False, compare=False)
     train_fn: TrainFunction | None = field(default=None, repr=False, compare=False)
+    # What loading had to assume (e.g. no normalisation recorded): said once the inputs are all checked.
+    assumptions: list[str] = field(default_factory=list, repr=False, compare=False)
 
     @property
     def trainable(self) -> bool:
@@ -277,7 +279,7 @@ def load_model(
             raise InputError(f"{path} is a {'TorchScript' if archive == 'torchscript' else 'torch.export'} archive, "
                              "which does not say what data it takes: pass --data SPEC")
         shape = tuple(input_shape)
-        mean, std = _normalization(user, shape[0], path)
+        mean, std = _normalization(user, shape[0], path, [])  # an archive may normalise inside: no assumption to state
         model = Classifier(net, mean, std) if (mean, std) != ([0.0] * shape[0], [1.0] * shape[0]) else net
         mf = ModelFile(model, "torchscript" if archive == "torchscript" else "exported", shape, int(num_classes),
                        mean, std, kind="torchscript", path=path)
@@ -441,7 +443,6 @@ def _from_state_dict(sd: dict, path: Path, arch: str | None, input_shape, num_cl
     if input_shape is None or not num_classes:
         raise InputError(f"{path} is a bare state_dict: pass --data SPEC so that its input shape and classes are known")
     c = input_shape[0]
-    mean, std = _normalization(user, c, path)
     if factory is not None:
         net = user.build()
         try:
@@ -452,32 +453,44 @@ def _from_state_dict(sd: dict, path: Path, arch: str | None, input_shape, num_cl
         nonfinite = [k for k, v in sd.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
         if nonfinite:
             raise InputError(f"{path}: the weights hold NaN or infinite values (in {nonfinite[0]})")
+        assumed: list[str] = []
+        mean, std = _normalization(user, c, path, assumed)
         model = Classifier(net, mean, std).eval()
         return ModelFile(model, user.arch, tuple(input_shape), int(num_classes), mean, std, dict(user.arch_args),
-                         kind="state_dict", path=path)
+                         kind="state_dict", path=path, assumptions=assumed)
     claim = f"--arch {arch} with {num_classes} classes and {'x'.join(map(str, input_shape))} inputs"
     _check_weights_fit(sd, arch, c, int(num_classes), None, path, claim)
+    assumed: list[str] = []
+    mean, std = _normalization(user, c, path, assumed)
     model = build_model(arch, c, int(num_classes), mean, std)
     try:
         model.net.load_state_dict(sd)
     except RuntimeError as exc:
         raise InputError(f"{path}: the state_dict does not fit --arch {arch} ({_one_line(exc, 160)})") from None
     model.eval()
-    return ModelFile(model, arch, tuple(input_shape), int(num_classes), mean, std, kind="state_dict", path=path)
+    return ModelFile(model, arch, tuple(input_shape), int(num_classes), mean, std, kind="state_dict", path=path,
+                     assumptions=assumed)
 
 
-def _normalization(user, channels: int, path: Path) -> tuple[list[float], list[float]]:
+def _normalization(user, channels: int, path: Path, assumed: list[str]) -> tuple[list[float], list[float]]:
     """The input normalisation of a file that does not record it: ``--normalize``, or an
-    identity that is said out loud (never assumed silently)."""
+    identity that is noted in ``assumed`` and said out loud (never assumed silently)."""
     from audit.usercode import parse_normalize
 
     given = parse_normalize(getattr(user, "normalize", None), channels)
     if given is not None:
         return given
-    warnings.warn(f"{path.name} records no input normalisation: assuming the network takes images in [0, 1] as they "
-                  "are (mean 0, std 1); pass --normalize MEAN,STD if it was trained on normalised inputs",
-                  UserWarning, stacklevel=3)
+    assumed.append(f"{path.name} records no input normalisation: assuming the network takes images in [0, 1] as "
+                   "they are (mean 0, std 1); pass --normalize MEAN,STD if it was trained on normalised inputs")
     return [0.0] * channels, [1.0] * channels
+
+
+def say_assumptions(*files: "ModelFile | None") -> list[str]:
+    """Warn once (one ``warning:`` line each) about what loading these files assumed; returns the lines."""
+    lines = [line for mf in files if mf is not None for line in mf.assumptions]
+    for line in lines:
+        warnings.warn(line, UserWarning, stacklevel=2)
+    return lines
 
 
 def with_user_code(mf: ModelFile, user) -> ModelFile:

@@ -39,7 +39,7 @@ def build_document(opts, mf: ModelFile, data, targets, started: float, ctx=None)
     from audit import __version__
 
     outcome, code = verdict([t.document for t in targets])
-    notes = []
+    notes = [f"Assumed: {line}." for line in getattr(opts, "assumptions", [])]
     if opts.reference == "none":
         notes.append("No retrained models (--reference none): the class tests and the over-forgetting baseline "
                      "are left out; the verdict rests on the membership test alone.")
@@ -93,6 +93,7 @@ def build_document(opts, mf: ModelFile, data, targets, started: float, ctx=None)
             "reference_models": (ctx.reference_models().to_dict() | {"train_fraction": ctx.train_fraction}
                                  if ctx is not None and ctx.has_reference and ctx._reference is not None else None),
             "machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
+            "executor": ctx.executor.describe() if ctx is not None and ctx.executor is not None else {"executor": "local"},
         },
         "config": {
             "method": opts.method,

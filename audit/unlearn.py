@@ -17,7 +17,7 @@ import torch
 from audit.data import Dataset, load_dataset
 from audit.errors import InputError
 from audit.forget import ForgetSet, parse_forget
-from audit.modelfile import ModelFile, file_sha256, load_model, save_model
+from audit.modelfile import ModelFile, file_sha256, load_model, save_model, say_assumptions
 from audit.progress import progress_bar
 from audit.training import evaluate, load_data_for
 from unlearning import (
@@ -264,6 +264,10 @@ def unlearn_command(
     if len(forget_set) >= len(ds.y_train):
         raise InputError(f"forget spec {forget_set.spec!r} selects all {len(ds.y_train)} training examples, leaving no "
                          "retain set to keep or measure; forget fewer examples")
+    if method == "retrain" and mf.recipe is None and mf.train_fn is None:
+        raise InputError(f"{mf.path} carries no training recipe, so it cannot be retrained from scratch; "
+                         "retrain needs a model.pt written by audit train")
+    say_assumptions(mf)  # every input checked: now say what loading assumed
     start = time.perf_counter()
     new, result = unlearn_model(mf, ds, forget_set, method, epochs, seed, show_progress=not quiet)
     save_model(out, new)

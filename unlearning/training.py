@@ -9,6 +9,7 @@ reach the optimizer's ``step`` when it is an update recorder (see
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import asdict, dataclass
 from typing import Callable
 
@@ -187,6 +188,12 @@ def fit(
         raise ValueError(f"x has {len(x)} examples but y has {n}")
     if ids is None:
         ids = torch.arange(n)
+    # A worker given a GPU (audit's Ray executor) trains there; the model comes back to the CPU.
+    device = torch.device(os.environ.get("AUDIT_TRAIN_DEVICE") or "cpu")
+    if device.type != "cpu" and optimizer is None:
+        model.to(device)
+    else:
+        device = torch.device("cpu")
     optimizer = optimizer or make_optimizer(model, config)
     recording = getattr(optimizer, "records_updates", False)
     torch.manual_seed(config.seed)  # dropout and any other layer randomness
@@ -201,7 +208,7 @@ def fit(
             idx = perm[step * config.batch_size : (step + 1) * config.batch_size]
             optimizer.zero_grad(set_to_none=True)
             batch = x[idx] if augment_rng is None else augment_batch(x[idx], augment_rng)
-            loss = F.cross_entropy(model(batch), y[idx])
+            loss = F.cross_entropy(model(batch.to(device)), y[idx].to(device))
             if not torch.isfinite(loss):
                 raise NonFiniteTraining(f"training diverged: the loss became {float(loss.detach())} at epoch {epoch + 1}, "
                                         f"step {step + 1}; lower the learning rate (now {config.lr:g})")
@@ -219,7 +226,7 @@ def fit(
                                  if t.is_floating_point()):
         raise NonFiniteTraining("training diverged: the weights became NaN or infinite; "
                                 f"lower the learning rate (now {config.lr:g})")
-    model.eval()
+    model.to("cpu").eval()
     return model
 
 

@@ -1,0 +1,182 @@
+"""Where the audit's training runs: here, one model after another (``local``), or as Ray
+tasks on a cluster (``ray``): ``--executor local|ray``, ``--ray-address``,
+``--cpus-per-model``, ``--gpus-per-model`` (README, "Scaling out").
+
+Reference models and retrained models are independent training runs: each is one task
+``fn(task)``. Under Ray every task is retried on failure (Ray's task retries, exceptions
+included); after its retries the step fails (exit 3) with the task's error recorded,
+never a silent pass. The same seeds give the same models under both executors: a task
+sets torch's thread count to its CPUs and draws every random choice from its seed.
+
+Fault injection, for testing a pipeline (documented with ``AUDIT_FAULT``):
+``AUDIT_FAULT=task`` makes every training task fail; ``AUDIT_FAULT=task-once`` makes each
+task fail on its first attempt only (a marker file per task under ``AUDIT_FAULT_DIR``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+from typing import Any, Callable
+
+from audit.errors import InputError, StepError
+from audit.progress import progress_bar
+
+EXECUTORS = ("local", "ray")
+DEFAULT_RETRIES = 2
+
+
+def _fault(task: Any) -> None:
+    mode = os.environ.get("AUDIT_FAULT")
+    if mode == "task":
+        raise RuntimeError("training task failed (injected by AUDIT_FAULT=task)")
+    if mode == "task-once":
+        folder = Path(os.environ.get("AUDIT_FAULT_DIR") or ".")
+        key = hashlib.sha256(repr(task).encode()).hexdigest()[:16]
+        marker = folder / f".fault-{key}"
+        if not marker.exists():
+            marker.parent.mkdir(parents=True, exist_ok=True)
+            marker.write_text("failed once\n")
+            raise RuntimeError("training task failed on its first attempt (injected by AUDIT_FAULT=task-once)")
+
+
+def _run_task(fn: Callable, threads: int, gpus: float, task: Any) -> Any:
+    """One task in a worker: a fixed thread count (results do not depend on the machine's cores);
+    with a GPU assigned, the toolkit's training loop runs on it (``AUDIT_TRAIN_DEVICE``)."""
+    import torch
+
+    torch.set_num_threads(max(1, threads))
+    if gpus and torch.cuda.is_available():
+        os.environ["AUDIT_TRAIN_DEVICE"] = "cuda"
+    _fault(task)
+    return fn(task)
+
+
+class LocalExecutor:
+    """Runs every task here, in order."""
+
+    name = "local"
+
+    def __init__(self, show_progress: bool = True):
+        self.show_progress = show_progress
+
+    def map(self, fn: Callable, tasks: list, label: str = "training") -> list:
+        out = []
+        with progress_bar(label, len(tasks), self.show_progress) as advance:
+            for task in tasks:
+                _fault(task)
+                out.append(fn(task))
+                advance(1)
+        return out
+
+    def describe(self) -> dict:
+        return {"executor": "local"}
+
+    def close(self) -> None:
+        pass
+
+
+class RayExecutor:
+    """Runs tasks on a Ray cluster: a local one started (and stopped) here, or ``address``."""
+
+    name = "ray"
+
+    def __init__(self, address: str | None = None, cpus_per_model: float = 1, gpus_per_model: float = 0,
+                 retries: int = DEFAULT_RETRIES, show_progress: bool = True, code_paths: list[str] | None = None):
+        self.address, self.cpus, self.gpus, self.retries = address, cpus_per_model, gpus_per_model, retries
+        self.show_progress = show_progress
+        self.code_paths = [str(Path(p).resolve()) for p in code_paths or []]
+        self._started = False
+        self._ray = None
+        self.tasks_run = 0
+
+    def start(self) -> None:
+        """Join or start the cluster; InputError (exit 2) if it cannot be reached or lacks what is asked."""
+        try:
+            import ray
+        except ImportError:
+            raise InputError("--executor ray needs Ray: pip install ray (make installs it)") from None
+        self._ray = ray
+        # Workers import the toolkit (and the user's --code-path folders) like this process does.
+        root = str(Path(__file__).resolve().parent.parent)
+        path = os.pathsep.join([root, *self.code_paths, os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+        runtime_env = {"env_vars": {"PYTHONPATH": path, "AUDIT_FAULT": os.environ.get("AUDIT_FAULT", ""),
+                                    "AUDIT_FAULT_DIR": os.environ.get("AUDIT_FAULT_DIR", "")}}
+        kwargs: dict = {"runtime_env": runtime_env, "log_to_driver": False, "configure_logging": False}
+        try:
+            if self.address:
+                ray.init(address=self.address, **kwargs)
+            else:
+                ray.init(num_cpus=os.cpu_count(), include_dashboard=False, **kwargs)
+        except Exception as exc:  # noqa: BLE001 - ConnectionError, a timeout, a bad address
+            where = f"the Ray cluster at {self.address}" if self.address else "a local Ray instance"
+            raise InputError(f"cannot reach {where} ({' '.join(str(exc).split())[:160]}); start one with "
+                             "`ray start --head` and pass --ray-address HOST:PORT (or auto)") from None
+        self._started = True
+        resources = ray.cluster_resources()
+        if self.gpus and resources.get("GPU", 0) < self.gpus:
+            self.close()
+            raise InputError(f"--gpus-per-model {self.gpus:g} asks for GPUs, but the Ray cluster has "
+                             f"{resources.get('GPU', 0):g}; drop the flag or join a cluster with GPUs")
+        if resources.get("CPU", 0) < self.cpus:
+            self.close()
+            raise InputError(f"--cpus-per-model {self.cpus:g} is more than the Ray cluster's {resources.get('CPU', 0):g} "
+                             "CPUs; ask for fewer")
+
+    def map(self, fn: Callable, tasks: list, label: str = "training") -> list:
+        ray = self._ray
+        if ray is None:
+            self.start()
+            ray = self._ray
+        remote = ray.remote(num_cpus=self.cpus, num_gpus=self.gpus, max_retries=self.retries,
+                            retry_exceptions=True)(_run_task)
+        threads = max(1, int(self.cpus))
+        shared = ray.put(fn)  # the training recipe and the data travel once, not once per task
+        refs = [remote.remote(shared, threads, self.gpus, task) for task in tasks]
+        index = {ref: i for i, ref in enumerate(refs)}
+        results: list = [None] * len(refs)
+        pending = list(refs)
+        with progress_bar(f"{label} on Ray ({len(tasks)} tasks)", len(tasks), self.show_progress) as advance:
+            while pending:
+                done, pending = ray.wait(pending, num_returns=1)
+                for ref in done:
+                    try:
+                        results[index[ref]] = ray.get(ref)
+                    except Exception as exc:  # noqa: BLE001 - the task failed after its retries
+                        cause = getattr(exc, "cause", None) or exc
+                        raise StepError(f"a Ray training task failed after {self.retries} retries: "
+                                        f"{type(cause).__name__}: {' '.join(str(cause).split())[:200]}") from None
+                    advance(1)
+        self.tasks_run += len(tasks)
+        return results
+
+    def describe(self) -> dict:
+        return {"executor": "ray", "address": self.address or "local (started by the command)",
+                "cpus_per_model": self.cpus, "gpus_per_model": self.gpus, "retries": self.retries,
+                "tasks": self.tasks_run}
+
+    def close(self) -> None:
+        if self._started and self._ray is not None:
+            self._ray.shutdown()
+            self._started = False
+
+
+def make_executor(name: str, address: str | None, cpus_per_model: float, gpus_per_model: float,
+                  show_progress: bool, code_paths: list[str] | None = None):
+    """The executor ``--executor`` names, checked (InputError for bad values)."""
+    if name not in EXECUTORS:
+        raise InputError(f"--executor {name!r} is unknown; use local or ray")
+    if not (cpus_per_model > 0) or gpus_per_model < 0:
+        raise InputError("--cpus-per-model must be above 0 and --gpus-per-model 0 or more")
+    if name == "local":
+        if address:
+            raise InputError("--ray-address needs --executor ray")
+        if gpus_per_model:
+            import torch
+
+            if not torch.cuda.is_available():
+                raise InputError(f"--gpus-per-model {gpus_per_model:g} asks for a GPU, but this machine has none "
+                                 "torch can use; drop the flag")
+        return LocalExecutor(show_progress)
+    return RayExecutor(address, cpus_per_model, gpus_per_model, show_progress=show_progress, code_paths=code_paths)
