@@ -2,7 +2,7 @@
 
 Plain torch in, plain torch out. Batches are drawn from a seeded permutation of the
 examples each epoch, so the same seed gives the same batches; the ids of each batch
-reach the optimizer's ``step`` when it is an update recorder (see
+reach the update recorder attached to the optimizer, if any (see
 :mod:`unlearning.recorder`).
 """
 
@@ -14,6 +14,8 @@ from typing import Callable
 import torch
 from torch import nn
 from torch.nn import functional as F
+
+from unlearning.recorder import recorder_of
 
 OPTIMIZERS = ("adam", "sgd")
 
@@ -72,9 +74,9 @@ def fit(
 ) -> nn.Module:
     """Train ``model`` in place on images ``x`` (N, C, H, W) and labels ``y`` (N,).
 
-    ``ids`` (N,) are the stable example ids passed to ``optimizer.step(ids=...)`` when
-    the optimizer records updates; by default ``arange(N)``. The model is left in
-    eval mode.
+    ``ids`` (N,) are the stable example ids given to ``recorder.batch`` when an
+    :class:`~unlearning.recorder.UpdateRecorder` is attached to ``optimizer``; by
+    default ``arange(N)``. The model is left in eval mode.
     """
     config.validate()
     n = len(y)
@@ -83,7 +85,7 @@ def fit(
     if ids is None:
         ids = torch.arange(n)
     optimizer = optimizer or make_optimizer(model, config)
-    recording = getattr(optimizer, "records_updates", False)
+    recorder = recorder_of(optimizer)
     torch.manual_seed(config.seed)  # dropout and any other layer randomness
     order_rng = torch.Generator().manual_seed(config.seed)
     steps_per_epoch = (n + config.batch_size - 1) // config.batch_size
@@ -95,10 +97,9 @@ def fit(
             optimizer.zero_grad(set_to_none=True)
             loss = F.cross_entropy(model(x[idx]), y[idx])
             loss.backward()
-            if recording:
-                optimizer.step(ids=ids[idx], epoch=epoch)
-            else:
-                optimizer.step()
+            if recorder is not None:
+                recorder.batch(ids[idx], epoch=epoch)
+            optimizer.step()
             if on_step is not None:
                 on_step(epoch, step, steps_per_epoch)
     model.eval()
