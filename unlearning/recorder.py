@@ -91,9 +91,9 @@ class DatasetWithIds(Dataset):
     def __init__(self, dataset: Dataset, ids: Sequence[int] | torch.Tensor | None = None):
         self.dataset = dataset
         self.ids = None if ids is None else _as_ids(ids, "DatasetWithIds ids")
-        if self.ids is not None and len(self.ids) != len(dataset):  # type: ignore[arg-type]
-            raise ValueError(f"DatasetWithIds got {len(self.ids)} ids for {len(dataset)} examples "  # type: ignore[arg-type]
-                             "; give one id per example")
+        n = len(dataset)  # type: ignore[arg-type]
+        if self.ids is not None and len(self.ids) != n:
+            raise ValueError(f"DatasetWithIds got {len(self.ids)} ids for {n} examples; give one id per example")
 
     def __len__(self) -> int:
         return len(self.dataset)  # type: ignore[arg-type]
