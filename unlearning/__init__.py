@@ -4,7 +4,7 @@ beyond the amnesiac update log, of the CLI or of reports."""
 
 from unlearning.amnesiac import AMNESIAC_REPAIR_EPOCHS, AmnesiacRefused, amnesiac_unlearn
 from unlearning.finetune import FINETUNE_EPOCHS, UnlearningResult, finetune_unlearn, retain_mask
-from unlearning.recorder import RecordingOptimizer, UpdateRecorder
+from unlearning.recorder import DatasetWithIds, MissingBatchIds, UpdateRecorder
 from unlearning.relabel import RELABEL_EPOCHS, RELABEL_SAMPLE_COPIES, random_wrong_labels, relabel_unlearn
 from unlearning.retrain import retrain_unlearn
 from unlearning.training import (
@@ -22,11 +22,12 @@ from unlearning.update_log import UpdateLog, UpdateLogError
 __all__ = [
     "AMNESIAC_REPAIR_EPOCHS",
     "AmnesiacRefused",
+    "DatasetWithIds",
     "FINETUNE_EPOCHS",
+    "MissingBatchIds",
     "NonFiniteTraining",
     "RELABEL_EPOCHS",
     "RELABEL_SAMPLE_COPIES",
-    "RecordingOptimizer",
     "TrainConfig",
     "TrainFunction",
     "UnlearningResult",

@@ -2,7 +2,7 @@
 
 Plain torch in, plain torch out. Batches are drawn from a seeded permutation of the
 examples each epoch, so the same seed gives the same batches; the ids of each batch
-reach the optimizer's ``step`` when it is an update recorder (see
+reach the update recorder attached to the optimizer, if any (see
 :mod:`unlearning.recorder`).
 """
 
@@ -16,6 +16,8 @@ from typing import Callable
 import torch
 from torch import nn
 from torch.nn import functional as F
+
+from unlearning.recorder import recorder_of
 
 OPTIMIZERS = ("adam", "sgd")
 
@@ -178,9 +180,9 @@ def fit(
 ) -> nn.Module:
     """Train ``model`` in place on images ``x`` (N, C, H, W) and labels ``y`` (N,).
 
-    ``ids`` (N,) are the stable example ids passed to ``optimizer.step(ids=...)`` when
-    the optimizer records updates; by default ``arange(N)``. The model is left in
-    eval mode.
+    ``ids`` (N,) are the stable example ids given to ``recorder.batch`` when an
+    :class:`~unlearning.recorder.UpdateRecorder` is attached to ``optimizer``; by
+    default ``arange(N)``. The model is left in eval mode.
     """
     config.validate()
     n = len(y)
@@ -195,7 +197,7 @@ def fit(
     else:
         device = torch.device("cpu")
     optimizer = optimizer or make_optimizer(model, config)
-    recording = getattr(optimizer, "records_updates", False)
+    recorder = recorder_of(optimizer)
     torch.manual_seed(config.seed)  # dropout and any other layer randomness
     order_rng = torch.Generator().manual_seed(config.seed)
     steps_per_epoch = (n + config.batch_size - 1) // config.batch_size
@@ -213,10 +215,9 @@ def fit(
                 raise NonFiniteTraining(f"training diverged: the loss became {float(loss.detach())} at epoch {epoch + 1}, "
                                         f"step {step + 1}; lower the learning rate (now {config.lr:g})")
             loss.backward()
-            if recording:
-                optimizer.step(ids=ids[idx], epoch=epoch)
-            else:
-                optimizer.step()
+            if recorder is not None:
+                recorder.batch(ids[idx], epoch=epoch)
+            optimizer.step()
             if scheduler is not None:
                 scheduler.step()
             if on_step is not None:
