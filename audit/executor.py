@@ -104,6 +104,11 @@ class RayExecutor:
         runtime_env = {"env_vars": {"PYTHONPATH": path, "AUDIT_FAULT": os.environ.get("AUDIT_FAULT", ""),
                                     "AUDIT_FAULT_DIR": os.environ.get("AUDIT_FAULT_DIR", "")}}
         kwargs: dict = {"runtime_env": runtime_env, "log_to_driver": False, "configure_logging": False}
+        import logging
+
+        logging.getLogger("ray").setLevel(logging.ERROR)  # Ray's start-up notices are not the audit's output
+        if self.address:
+            self._check_reachable()
         try:
             if self.address:
                 ray.init(address=self.address, **kwargs)
@@ -123,6 +128,26 @@ class RayExecutor:
             self.close()
             raise InputError(f"--cpus-per-model {self.cpus:g} is more than the Ray cluster's {resources.get('CPU', 0):g} "
                              "CPUs; ask for fewer")
+
+    def _check_reachable(self) -> None:
+        """A quick TCP check of HOST:PORT (Ray itself would retry for a minute or more before giving up)."""
+        import socket
+
+        if self.address == "auto":
+            if not (os.environ.get("RAY_ADDRESS") or Path("/tmp/ray/ray_current_cluster").exists()):
+                raise InputError("--ray-address auto found no running Ray cluster on this machine; start one with "
+                                 "`ray start --head` or pass --ray-address HOST:PORT")
+            return
+        address = self.address.removeprefix("ray://")
+        host, _, port = address.rpartition(":")
+        if not host or not port.isdigit():
+            raise InputError(f"--ray-address {self.address!r} is not HOST:PORT or auto")
+        try:
+            with socket.create_connection((host, int(port)), timeout=3):
+                pass
+        except OSError as exc:
+            raise InputError(f"cannot reach the Ray cluster at {self.address} ({exc.strerror or exc}); start it with "
+                             "`ray start --head` and pass the address it prints") from None
 
     def map(self, fn: Callable, tasks: list, label: str = "training") -> list:
         ray = self._ray

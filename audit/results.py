@@ -8,6 +8,7 @@ import os
 import platform
 import shutil
 import sys
+import time
 from pathlib import Path
 
 from audit.atomic import write_text
@@ -140,35 +141,56 @@ def clean(obj):
     return obj
 
 
-def write_outputs(doc: dict, opts, images: dict | None = None) -> list[Path]:
-    """Inversion images, results.json and junit.xml, then the reports; all written atomically.
+OUTPUT_SET = ("results.json", "junit.xml", "report.html", "report.pdf", "inversion")
 
-    The inversion folder is replaced whole, and reports that are not regenerated are
-    removed, so nothing from an earlier run into the same folder is left to disagree.
+
+def write_outputs(doc: dict, opts, images: dict | None = None) -> list[Path]:
+    """Write a run's outputs as one set: results.json, junit.xml, the reports and the inversion images.
+
+    Everything is first written to a staging folder inside ``--out``; only when the whole
+    set is ready is the earlier run's set removed and the new one moved into place. A run
+    killed before that point leaves the earlier set untouched; one killed during the swap
+    leaves part of the new set, never old files beside new ones (crash points for tests:
+    ``AUDIT_FAULT_STOP=outputs-staged`` and ``outputs-swapping``). A report that fails to
+    render fails the step (exit 3) and nothing of the set is replaced.
     """
-    from audit.atomic import atomic_dir
+    import contextlib
+    import tempfile
+
+    from audit.atomic import crash_point
     from audit.attacking import save_png
+    from reports import render_files, render_junit
 
     out = Path(opts.out)
     out.mkdir(parents=True, exist_ok=True)
-    inversion = out / "inversion"
-    if images:
-        with atomic_dir(inversion) as tmp:
-            for rel, image in images.items():
-                save_png(image, tmp / Path(rel).relative_to("inversion"))
-    elif inversion.is_dir():
-        shutil.rmtree(inversion)
-    for fmt, name in (("html", "report.html"), ("pdf", "report.pdf")):
-        if fmt not in (opts.formats or []) and (out / name).is_file():
-            (out / name).unlink()
-    files = [out / "results.json", out / "junit.xml"]
-    write_text(files[0], json.dumps(doc, indent=1, allow_nan=False) + "\n")
-    from reports import render_files, render_junit
-
-    write_text(files[1], render_junit(doc))
-    if opts.formats:
-        try:
-            files += render_files(files[0], list(opts.formats), out)
-        except Exception as exc:  # noqa: BLE001 - results.json stands; the report step failed
-            raise StepError(f"the results are in {files[0]}, but writing the report failed: {exc}") from None
-    return files
+    for stale in out.glob(".staging-*.tmp"):  # left by a run killed with kill -9; an hour old, not a concurrent run's
+        if stale.is_dir() and time.time() - stale.stat().st_mtime > 3600:
+            shutil.rmtree(stale, ignore_errors=True)
+    staging = Path(tempfile.mkdtemp(prefix=".staging-", suffix=".tmp", dir=out))
+    try:
+        os.chmod(staging, 0o755)
+        for rel, image in (images or {}).items():
+            save_png(image, staging / rel)
+        write_text(staging / "results.json", json.dumps(doc, indent=1, allow_nan=False) + "\n")
+        write_text(staging / "junit.xml", render_junit(doc))
+        if opts.formats:
+            try:
+                render_files(staging / "results.json", list(opts.formats), staging)
+            except Exception as exc:  # noqa: BLE001 - the report step failed: the earlier set stays
+                raise StepError(f"writing the report failed, so the outputs in {out} were left as they were: "
+                                f"{exc}") from None
+        crash_point("outputs-staged")
+        for name in OUTPUT_SET:  # the earlier set goes first, so old and new never sit side by side
+            old = out / name
+            if old.is_dir() and not old.is_symlink():
+                shutil.rmtree(old)
+            elif old.exists() or old.is_symlink():
+                old.unlink()
+        for name in OUTPUT_SET:
+            if (staging / name).exists():
+                os.replace(staging / name, out / name)
+                crash_point("outputs-swapping")
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            shutil.rmtree(staging)
+    return [out / name for name in OUTPUT_SET if (out / name).is_file()]

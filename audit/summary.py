@@ -27,7 +27,8 @@ def print_summary(doc: dict, quiet: bool, out: Path | None) -> None:
         method = t.get("method") or {}
         ref = f" (retrained {_pct(r.get('forget'))})" if r else ""
         leak, ci = t.get("residual_leakage"), t.get("residual_leakage_ci95") or [None, None]
-        leak_s = "n/a" if leak is None else f"{leak:.2f} (95% interval {ci[0]:.2f} to {ci[1]:.2f})"
+        upper = "unbounded" if ci[1] is None else f"{ci[1]:.2f}"
+        leak_s = "n/a" if leak is None else f"{leak:.2f} (95% interval {(ci[0] or 0.0):.2f} to {upper})"
         power, p = t.get("power_p_value"), t.get("p_value")
         p_s = "" if power is None else f"power p = {power:.2g}, after unlearning p = {p:.2g}; "
         typer.echo(f"{t['name']}: verdict {t.get('verdict')}; {method.get('name')} ({method.get('reason')}); "

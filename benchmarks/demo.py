@@ -1,7 +1,10 @@
-"""Time ``audit demo`` (the main job on the embedded digits) end to end, as ``make demo`` runs it.
+"""Time ``audit demo`` (the main job on the embedded digits) end to end, as ``make demo`` runs
+it, and the default ``audit run`` on the digits model.
 
-Target (issue 5): within 2 minutes on a 2-core CPU. Runs it twice: a cold run with an
-empty reference-model cache, then a warm one that reuses the cached reference models.
+Targets (issue 9): ``audit demo`` within 60 seconds and the default ``audit run model.pt
+--forget class=3`` within 2 minutes on a 2-core CPU. The demo runs twice: a cold run with
+an empty reference-model cache, then a warm one that reuses the cached models; the default
+run is timed once, with a cold cache, on the model the default ``audit train`` writes.
 """
 
 from __future__ import annotations
@@ -17,24 +20,40 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from _common import write_tables  # noqa: E402
 
-TARGET_SECONDS = 120.0
+DEMO_TARGET_SECONDS = 60.0
+RUN_TARGET_SECONDS = 120.0
+
+
+def _timed(args: list[str], env: dict) -> tuple[float, subprocess.CompletedProcess]:
+    start = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-m", "audit.cli", *args], env=env, capture_output=True, text=True)
+    print(proc.stdout, proc.stderr, sep="\n")
+    return time.perf_counter() - start, proc
 
 
 def main() -> None:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         env = {**os.environ, "AUDIT_NO_PROGRESS": "1", "AMNESIA_AUDIT_CACHE": str(Path(tmp) / "cache")}
-        for label in ("cold cache", "warm cache"):
-            start = time.perf_counter()
-            proc = subprocess.run([sys.executable, "-m", "audit.cli", "demo", "--out", str(Path(tmp) / "demo")],
-                                  env=env, capture_output=True, text=True)
-            seconds = time.perf_counter() - start
-            print(proc.stdout, proc.stderr, sep="\n")
+        for label in ("audit demo, cold cache", "audit demo, warm cache"):
+            seconds, proc = _timed(["demo", "--out", str(Path(tmp) / "demo")], env)
+            # Exit 0 (the amnesiac unlearning of class 3 passes) or 1 are both completed audits.
             rows.append({"run": label, "seconds": round(seconds, 1), "exit_code": proc.returncode,
-                         "met_target": seconds <= TARGET_SECONDS and proc.returncode == 0})
-    md = "| run | wall time (s) | exit code | within 2 min |\n| --- | --- | --- | --- |\n"
-    md += "".join(f"| {r['run']} | {r['seconds']} | {r['exit_code']} | {'yes' if r['met_target'] else 'NO'} |\n" for r in rows)
-    write_tables("demo", md, {"target_seconds": TARGET_SECONDS, "rows": rows})
+                         "target_seconds": DEMO_TARGET_SECONDS,
+                         "met_target": seconds <= DEMO_TARGET_SECONDS and proc.returncode in (0, 1)})
+        model = str(Path(tmp) / "model.pt")
+        _, trained = _timed(["train", "--out", model, "--quiet"], env)
+        env_cold = {**env, "AMNESIA_AUDIT_CACHE": str(Path(tmp) / "cache-run")}
+        seconds, proc = _timed(["run", model, "--forget", "class=3", "--out", str(Path(tmp) / "run"), "--quiet"],
+                               env_cold)
+        rows.append({"run": "default audit run model.pt --forget class=3, cold cache", "seconds": round(seconds, 1),
+                     "exit_code": proc.returncode, "target_seconds": RUN_TARGET_SECONDS,
+                     "met_target": trained.returncode == 0 and seconds <= RUN_TARGET_SECONDS
+                     and proc.returncode in (0, 1)})
+    md = "| run | wall time (s) | exit code | target (s) | met |\n| --- | --- | --- | --- | --- |\n"
+    md += "".join(f"| {r['run']} | {r['seconds']} | {r['exit_code']} | {r['target_seconds']:.0f} | "
+                  f"{'yes' if r['met_target'] else 'NO'} |\n" for r in rows)
+    write_tables("demo", md, {"targets": {"demo": DEMO_TARGET_SECONDS, "run": RUN_TARGET_SECONDS}, "rows": rows})
     print(md)
 
 

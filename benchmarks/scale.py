@@ -14,7 +14,9 @@ Measured (one torch thread, generated data, nothing downloaded):
   step (``UpdateLog.read_step`` plus the float64 sum ``amnesiac_unlearn`` forms), and
   ``amnesiac_unlearn`` end to end.
 * 8 reference models (smallcnn on the embedded digits, the audit's default recipe)
-  one after another, then the same 8 as Ray tasks on 2 worker processes, in one run.
+  one after another, then the same 8 as Ray tasks on 2 worker processes (a bare
+  ``@ray.remote`` function, then the audit's ``RayExecutor``), then sequentially again,
+  in one run; every Ray-trained model must have the sequential one's weights.
 
 Computed from those (labelled so in the tables): retraining vs amnesiac removal for
 10 epochs of CIFAR-10 at batch 64 (7,820 steps) with 1%, 10% and 100% of the ids
@@ -75,7 +77,7 @@ REQUESTS = (("1 sample", 1), ("1% of the data", CIFAR_TRAIN // 100), ("10% of th
 # on the order of 10-20 s. Myrtle.ai, "How to Train Your ResNet" (2018), starts from the
 # DAWNBench single-V100 record of 341 s for a whole ResNet-18-class CIFAR-10 training of a
 # few tens of epochs. The toolkit's resnet18 keeps torchvision's ImageNet stem (7x7 conv,
-# stride 2, max-pool), ~15x fewer FLOPs at 32x32 than the CIFAR variant, so it is likely faster.
+# stride 2, max-pool): fewer FLOPs at 32x32 than the CIFAR variant (the run counts both).
 GPU_EPOCH_SECONDS, GPU_EPOCH_RANGE = 15.0, (10.0, 20.0)
 AUDIT_REFERENCE_MODELS, GPU_COUNTS = 64, (1, 8, 64)
 
@@ -168,6 +170,24 @@ def measure_resnet(num_classes: int, warmup: int, steps: int, repair_steps: int,
         }
         del log, every, one
     return res
+
+
+def forward_flops(num_classes: int) -> dict:
+    """Forward FLOPs per 32x32 image (torch's FlopCounterMode) of the toolkit's resnet18, and of
+    the CIFAR variant most GPU timings quote (3x3 stride-1 stem, no max-pool) for comparison."""
+    from torch import nn
+    from torch.utils.flop_counter import FlopCounterMode
+
+    def count(model: nn.Module) -> int:
+        with torch.no_grad(), FlopCounterMode(display=False) as counter:
+            model.eval()(torch.zeros(1, 3, 32, 32))
+        return int(counter.get_total_flops())
+
+    model = build_model("resnet18", 3, num_classes, [0.5] * 3, [0.5] * 3, seed=0)
+    toolkit = count(model)
+    model.net.conv1 = nn.Conv2d(3, 64, 3, stride=1, padding=1, bias=False)
+    model.net.maxpool = nn.Identity()
+    return {"toolkit_resnet18": toolkit, "cifar_stem_resnet18": count(model)}
 
 
 def measure_journal(epochs: int, workdir: Path) -> dict:
@@ -270,47 +290,101 @@ def train_reference_state(x: torch.Tensor, y: torch.Tensor, ids, seed: int, epoc
     return model.state_dict()
 
 
+class _ReferenceTrainer:
+    """``train_reference(ids, seed) -> nn.Module`` for :func:`attacks.train_reference_models` (picklable)."""
+
+    def __init__(self, x: torch.Tensor, y: torch.Tensor, epochs: int, mean: list[float], std: list[float]):
+        self.x, self.y, self.epochs, self.mean, self.std = x, y, epochs, mean, std
+
+    def __call__(self, ids, seed: int) -> torch.nn.Module:
+        model = build_model("smallcnn", self.x.shape[1], int(self.y.max()) + 1, self.mean, self.std)
+        model.load_state_dict(train_reference_state(self.x, self.y, ids, seed, self.epochs, self.mean, self.std))
+        return model
+
+
+def _ray_rounds(run, reference: list[str]) -> dict:
+    """Two rounds of ``run() -> state digests``: the first starts the worker processes, the second finds them
+    running. The weights must match the sequential models'."""
+    rounds, same = [], True
+    for _ in range(2):
+        start = time.perf_counter()
+        digests = run()
+        rounds.append(time.perf_counter() - start)
+        same = same and digests == reference
+    return {"tasks_s": rounds[0], "warm_tasks_s": rounds[1], "identical_weights": same}
+
+
 def measure_references(num_models: int, epochs: int, seed: int, use_ray: bool) -> dict:
+    """Reference models one after another here, then as Ray tasks: a bare ``@ray.remote`` function
+    returning state_dicts, and the audit's own ``RayExecutor`` (``--executor ray``)."""
     data = load_dataset("digits")
     x, y = torch.cat([data.x_train, data.x_test]), torch.cat([data.y_train, data.y_test])  # the audit's pool
     mean, std = data.channel_stats()
-    mask = reference_inclusion(len(y), num_models, seed, len(data.y_train) / len(y))
+    fraction = len(data.y_train) / len(y)
+    mask = reference_inclusion(len(y), num_models, seed, fraction)
     tasks = [(mask[m].nonzero()[0], seed + m) for m in range(num_models)]
     out: dict = {"models": num_models, "epochs": epochs, "pool": len(y), "train_ids_per_model": int(mask[0].sum())}
-    start = time.perf_counter()
-    seq = [train_reference_state(x, y, ids, s, epochs, mean, std) for ids, s in tasks]
-    out["sequential_s"] = time.perf_counter() - start
+    def sequential() -> tuple[list[str], float]:
+        start = time.perf_counter()
+        digests = [state_digest(train_reference_state(x, y, ids, s, epochs, mean, std)) for ids, s in tasks]
+        return digests, time.perf_counter() - start
+
+    seq, out["sequential_s"] = sequential()
     if not use_ray:
-        out["ray"] = {"skipped": "--no-ray was given"}
+        out["ray"] = out["audit_executor"] = {"skipped": "--no-ray was given"}
         return out
     try:
         import ray
     except ImportError as exc:
-        out["ray"] = {"skipped": f"Ray is not importable here ({exc}); pip install ray"}
+        out["ray"] = out["audit_executor"] = {"skipped": f"Ray is not importable here ({exc}); pip install ray"}
         return out
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+
     start = time.perf_counter()
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False,
              object_store_memory=128 * 1024**2)
     init_s = time.perf_counter() - start
     try:
         remote = ray.remote(num_cpus=1)(train_reference_state)
-        rounds, states = [], []
-        for _ in range(2):  # the first round starts the worker processes; the second finds them ready
-            start = time.perf_counter()
+
+        def direct() -> list[str]:
             xr, yr = ray.put(x), ray.put(y)
-            states.append(ray.get([remote.remote(xr, yr, ids, s, epochs, mean, std) for ids, s in tasks]))
-            rounds.append(time.perf_counter() - start)
-        workers = int(ray.cluster_resources().get("CPU", 0))
+            return [state_digest(sd) for sd in ray.get([remote.remote(xr, yr, ids, s, epochs, mean, std)
+                                                         for ids, s in tasks])]
+
+        out["ray"] = {"version": ray.__version__, "workers": int(ray.cluster_resources().get("CPU", 0)),
+                      "init_s": init_s, **_ray_rounds(direct, seq)}
     finally:
         ray.shutdown()
-    same = all(state_digest(a) == state_digest(b) for run in states for a, b in zip(seq, run))
-    out["ray"] = {"version": ray.__version__, "workers": workers, "init_s": init_s, "tasks_s": rounds[0],
-                  "total_s": init_s + rounds[0], "warm_tasks_s": rounds[1],
-                  "speedup_tasks": out["sequential_s"] / rounds[0],
-                  "speedup_with_init": out["sequential_s"] / (init_s + rounds[0]),
-                  "speedup_warm": out["sequential_s"] / rounds[1],
-                  "identical_weights": same}
+
+    try:  # the audit's executor: the same models through attacks.train_reference_models(map_tasks=...)
+        from attacks.reference import train_reference_models
+        from audit.executor import RayExecutor
+
+        executor = RayExecutor(cpus_per_model=1, show_progress=False)
+        start = time.perf_counter()
+        executor.start()
+        init_s = time.perf_counter() - start
+        trainer = _ReferenceTrainer(x, y, epochs, mean, std)
+
+        def audit_path() -> list[str]:
+            refs = train_reference_models(trainer, len(y), num_models=num_models, seed=seed, fraction=fraction,
+                                          map_tasks=lambda fn, ts: executor.map(fn, ts, "reference models"))
+            return [state_digest(m.state_dict()) for m in refs.models]
+
+        try:
+            out["audit_executor"] = {"init_s": init_s, **_ray_rounds(audit_path, seq)}
+        finally:
+            executor.close()
+    except Exception as exc:  # noqa: BLE001 - an older checkout without the executor, or a Ray failure
+        out["audit_executor"] = {"skipped": f"{type(exc).__name__}: {' '.join(str(exc).split())[:200]}"}
+    # The other jobs' load drifts: time the sequential run again after Ray's and compare with the mean.
+    _, out["sequential_after_s"] = sequential()
+    base = (out["sequential_s"] + out["sequential_after_s"]) / 2
+    for r in (out["ray"], out["audit_executor"]):
+        if "skipped" not in r:
+            r.update(speedup_tasks=base / r["tasks_s"], speedup_warm=base / r["warm_tasks_s"],
+                     speedup_with_init=base / (r["init_s"] + r["tasks_s"]))
     return out
 
 
@@ -411,8 +485,8 @@ def render(p: dict) -> str:
     lines += [
         "", "Removal = `amnesiac_unlearn` of one step (measured) + each further removed batch at the measured "
         "read+verify+subtract time (page cache warm) + the journal's cost per entry, measured with a tiny model: "
-        f"`amnesiac_unlearn` of one sample from a log of {j['entries']:,} entries took {j['one_sample_removal_s']:.2f} s "
-        f"(opening it {j['open_s']:.2f} s), {1e6 * j['one_sample_removal_s'] / j['entries']:.0f} us per entry. "
+        f"`amnesiac_unlearn` of one sample from a log of {j['entries']:,} entries took {j['one_sample_removal_s']:.2f} s, "
+        f"{1e6 * j['one_sample_removal_s'] / j['entries']:.0f} us per entry. "
         "Repair = the default one epoch at batch 8 on the retained data at the measured batch-8 step time. The last "
         f"column assumes training at {p['assumptions']['gpu_epoch_s']:g} s per epoch on a GPU (an assumption) while "
         "removal stays as measured here: reading and hashing the log does not get faster with a GPU.", "",
@@ -431,23 +505,31 @@ def render(p: dict) -> str:
         "", "## Reference models: sequential against Ray (measured)", "",
         f"{ref['models']} smallcnn reference models on the digits pool ({ref['pool']} images, "
         f"{ref['train_ids_per_model']} per model, `reference_inclusion` as the audit draws them), {ref['epochs']} epochs "
-        "each (Adam, batch 64), one torch thread per model, in one run.", "",
-        "| run | wall time (s) | sequential / this |", "|---|---|---|",
-        f"| sequential, this process | {ref['sequential_s']:.2f} | 1.00 |",
+        "each (Adam, batch 64), one torch thread per model, in one run. Two workers can run at most twice as fast "
+        "as one process, and only on two idle cores: the load average above says how many other jobs shared them.", "",
+        "| run | wall time (s) | sequential (mean of before and after) / this |", "|---|---|---|",
+        f"| sequential, this process{', before the Ray runs' if 'sequential_after_s' in ref else ''} | "
+        f"{ref['sequential_s']:.2f} | |",
     ]
-    ray_ = ref["ray"]
-    if "skipped" in ray_:
-        lines.append(f"| Ray, 2 workers | skipped: {ray_['skipped']} | |")
-    else:
-        lines += [f"| Ray, {ray_['workers']} workers (tasks only: from submitting to the last result) | "
-                  f"{ray_['tasks_s']:.2f} | {ray_['speedup_tasks']:.2f} |",
-                  f"| Ray, {ray_['workers']} workers including `ray.init` ({ray_['init_s']:.1f} s) | "
-                  f"{ray_['total_s']:.2f} | {ray_['speedup_with_init']:.2f} |",
-                  f"| Ray, the same {ref['models']} again on the now running workers | "
-                  f"{ray_['warm_tasks_s']:.2f} | {ray_['speedup_warm']:.2f} |", "",
-                  f"Ray's models have the same weights as the sequential ones (state digests equal): "
-                  f"{'yes' if ray_['identical_weights'] else 'NO'}."]
-    pr = p["projection"]
+    for key, label in (("ray", "Ray, 2 workers, a bare `@ray.remote` task"),
+                       ("audit_executor", "Ray, 2 workers, the audit's `RayExecutor` (`--executor ray`)")):
+        r = ref[key]
+        if "skipped" in r:
+            lines.append(f"| {label} | skipped: {r['skipped']} | |")
+            continue
+        lines += [f"| {label}: first round, from submitting to the last result (worker processes start) | "
+                  f"{r['tasks_s']:.2f} | {r['speedup_tasks']:.2f} |",
+                  f"| {label}: the same {ref['models']} again on the running workers | "
+                  f"{r['warm_tasks_s']:.2f} | {r['speedup_warm']:.2f} |"]
+    if "sequential_after_s" in ref:
+        lines.append(f"| sequential, this process, after the Ray runs | {ref['sequential_after_s']:.2f} | |")
+    lines.append("")
+    for key, name in (("ray", "bare Ray tasks"), ("audit_executor", "the audit's executor")):
+        r = ref[key]
+        if "skipped" not in r:
+            lines.append(f"- {name}: starting Ray took {r['init_s']:.1f} s (not in the rows above); every model has "
+                         f"the sequential one's weights (state digests equal): {'yes' if r['identical_weights'] else 'NO'}.")
+    pr, fl = p["projection"], p["flops_per_image"]
     lo, hi = GPU_EPOCH_RANGE
     lines += [
         "", f"## A {AUDIT_REFERENCE_MODELS}-reference audit of a CIFAR-10 ResNet-18 (projected)", "",
@@ -455,7 +537,12 @@ def render(p: dict) -> str:
         f"computed from the measured step time, {_s(pr['per_model_cpu_s'])} per model on one core. GPU column: "
         f"**assumed** {p['assumptions']['gpu_epoch_s']:g} s per epoch (range {lo:g}-{hi:g} s; "
         f"{p['assumptions']['gpu_epoch_source']}), i.e. {EPOCHS * p['assumptions']['gpu_epoch_s']:g} s per model, "
-        f"{pr['implied_gpu_speedup']:.0f}x the measured CPU core. Ideal scaling: models in waves of N, no scheduling, "
+        f"{pr['implied_gpu_speedup']:.0f}x the measured CPU core. That small factor says the assumption fits this "
+        "model loosely: GPU timings are quoted for the CIFAR variant of ResNet-18 (3x3 stride-1 stem, no max-pool), "
+        f"{fl['cifar_stem_resnet18'] / 1e9:.2f} GFLOPs per image forward, while the toolkit's resnet18 keeps "
+        f"torchvision's ImageNet stem, {fl['toolkit_resnet18'] / 1e9:.3f} GFLOPs per image "
+        f"({fl['cifar_stem_resnet18'] / fl['toolkit_resnet18']:.0f}x less; both counted by torch's FlopCounterMode), "
+        "so the GPU column is more likely an upper bound than a lower one. Ideal scaling: models in waves of N, no scheduling, "
         "data-shipping or straggler time (the measured 2-worker Ray run above shows what a small cluster loses); "
         "scoring the models (one forward pass each over the pool) is not counted.", "",
         "| N workers | waves | N CPU cores (computed) | N GPUs (assumed epoch time) |", "|---|---|---|---|",
@@ -470,7 +557,7 @@ def render(p: dict) -> str:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="1 timed step, 2 reference epochs: a smoke run")
-    ap.add_argument("--steps", type=int, default=None, help="timed ResNet steps per measurement (default 5; quick 1)")
+    ap.add_argument("--steps", type=int, default=None, help="timed ResNet steps per measurement (default 12; quick 1)")
     ap.add_argument("--warmup", type=int, default=None, help="untimed warm-up steps (default 2; quick 1)")
     ap.add_argument("--repair-steps", type=int, default=None, help="timed batch-8 steps (default 10; quick 2)")
     ap.add_argument("--ref-models", type=int, default=8)
@@ -483,7 +570,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out-dir", default=None, help="folder for the tables (default benchmarks/results)")
     ap.add_argument("--out-name", default="scale", help="file name of the tables, without suffix")
     args = ap.parse_args(argv)
-    steps = args.steps or (1 if args.quick else 5)
+    steps = args.steps or (1 if args.quick else 12)
     warmup = args.warmup if args.warmup is not None else (1 if args.quick else 2)
     repair_steps = args.repair_steps or (2 if args.quick else 10)
     ref_epochs = args.ref_epochs or (2 if args.quick else TrainConfig().epochs)
@@ -516,6 +603,7 @@ def main(argv: list[str] | None = None) -> int:
                    "measured_float32": r10["float32"]["update_bytes"], "measured_float16": r10["float16"]["update_bytes"],
                    "raw_values": r10["parameters"] + r10["float_buffer_values"],
                    "buffer_values": r10["float_buffer_values"]},
+        "flops_per_image": forward_flops(10),
         "journal": journal,
         "cifar10": cifar,
         "reference_models": refs,

@@ -32,7 +32,8 @@ def _positive(*values: float) -> None:
 
 def _check_costs(doc: dict) -> None:
     assert {"command", "machine", "settings", "resnet18", "anchor", "journal", "cifar10", "reference_models",
-            "assumptions", "projection"} <= doc.keys()
+            "assumptions", "projection", "flops_per_image"} <= doc.keys()
+    _positive(*doc["flops_per_image"].values())
     assert [r["num_classes"] for r in doc["resnet18"]] == [10, 100]
     for r in doc["resnet18"]:
         _positive(*r["train_step_s"], *r["repair_step_s"])
@@ -70,3 +71,5 @@ def test_scale_quick_with_ray(tmp_path):
     ray = doc["reference_models"]["ray"]
     _positive(ray["init_s"], ray["tasks_s"], ray["warm_tasks_s"], ray["speedup_tasks"])
     assert ray["identical_weights"] is True
+    executor = doc["reference_models"]["audit_executor"]
+    assert "skipped" in executor or (executor["identical_weights"] is True and executor["tasks_s"] > 0)
