@@ -347,6 +347,25 @@ def main() -> None:
         sys.exit(exc.exit_code)
 
 
+def _click_exceptions() -> tuple[type, ...]:
+    """Click's usage-error class: typer >= 0.22 vendors click as typer._click, and a separately
+    installed click (Ray brings one) is another class; accept whichever exist."""
+    classes: list[type] = []
+    try:
+        from typer._click.exceptions import ClickException as vendored
+
+        classes.append(vendored)
+    except ModuleNotFoundError:
+        pass
+    try:
+        from click import ClickException as standalone
+
+        classes.append(standalone)
+    except ModuleNotFoundError:
+        pass
+    return tuple(classes)
+
+
 def _main() -> None:
     try:
         # standalone_mode=False: click returns a command's typer.Exit code instead of exiting.
@@ -367,12 +386,7 @@ def _main() -> None:
                      "were", markup=False, highlight=False, soft_wrap=True)
         sys.exit(128 + signal.SIGINT)
     except Exception as exc:  # noqa: BLE001 - fail closed with one line; AUDIT_DEBUG=1 shows the traceback
-        try:
-            from click import ClickException
-        except ModuleNotFoundError:  # typer >= 0.22 vendors click as typer._click
-            from typer._click.exceptions import ClickException
-
-        if isinstance(exc, ClickException):  # usage errors: unknown option, missing argument
+        if isinstance(exc, _click_exceptions()):  # usage errors: unknown option, missing argument
             if type(exc).__name__ == "NoArgsIsHelpError":
                 exc.show()  # bare `audit`: the help text
             else:

@@ -131,16 +131,17 @@ def decide(tests: list[dict]) -> dict:
     p_value = min(t["p_unlearned_holm"] for t in tests)
     powered = [t for t in tests if t["p_original_holm"] <= ALPHA and t["residual"] is not None]
     residual = ci = None
-    if powered:
-        residual = max(powered, key=lambda t: (t["residual"], t["residual_ci95"][1]))["residual"]
-        ci = [max(t["residual_ci95"][0] for t in powered), max(t["residual_ci95"][1] for t in powered)]
+    if powered:  # the most sensitive instrument: the smallest power p-value sets the headline
+        top = min(powered, key=lambda t: (t["p_original_holm"], -t["residual"]))
+        residual, ci = top["residual"], list(top["residual_ci95"])
     over = over_p = None
     mem = next(t for t in tests if t["name"] == "membership")
     if mem["p_original_holm"] <= ALPHA:
         baseline = (sum(mem["effect_retrained"]) / len(mem["effect_retrained"]) if mem["effect_retrained"]
                     else 0.0)
-        over = (baseline - mem["effect_unlearned"]) / mem["effect_original"]
-        over_p = mem["detail"]["p_over"]["unlearned"]
+        if mem["effect_original"] - baseline > 0:
+            over = (baseline - mem["effect_unlearned"]) / (mem["effect_original"] - baseline)
+            over_p = mem["detail"]["p_over"]["unlearned"]
     fields = {"alpha": ALPHA, "power_p_value": power, "p_value": p_value, "residual_leakage": residual,
               "residual_leakage_ci95": ci, "residual_leakage_upper": None if ci is None else ci[1],
               "overforgetting": over, "overforgetting_p_value": over_p, "advice": None}

@@ -88,7 +88,7 @@ def test_each_target_shows_its_verdict_in_words_and_the_power_check(rendered):
     positions(passing, "Pass: before unlearning the attacks detected these data; after unlearning they no longer do.",
               "<strong>Power check:</strong> before unlearning the attacks told the forget set from unseen data at "
               "p = 1e-288 (significance level 0.05, Holm-corrected over 3 test(s)). After unlearning: p = 0.69.",
-              "Residual leakage: <strong>0.05</strong> (95% interval 0.00 to 0.24)")
+              "Residual leakage: <strong>0.00</strong> (95% interval 0.00 to 0.03)")
     positions(failing, "Fail: the unlearned model still shows these data to the attacks.",
               "<strong>Power check:</strong> before unlearning the attacks told the forget set from unseen data at "
               "p = 0.00025 (significance level 0.05, Holm-corrected over 1 test(s)). After unlearning: p = 0.0015.",

@@ -62,7 +62,7 @@ def test_the_fixture_verdicts_are_those_the_harness_decides(results_doc):
      "targets[2].verdict \"unsure\" is not one of pass, fail, inconclusive, error"),
     (lambda d: d["targets"][2].update(verdict_reason=["no power"]), "targets[2].verdict_reason should be text"),
     (lambda d: d["targets"][1].update(residual_leakage_ci95=[0.38]),
-     "targets[1].residual_leakage_ci95 should be a pair of numbers [low, high] or null"),
+     "targets[1].residual_leakage_ci95 should be a pair of numbers [low, high] (high null: unbounded) or null"),
     (lambda d: d["targets"][0]["tests"][1].update(p_original_holm="tiny"),
      "targets[0].tests[1].p_original_holm should be a finite number or null, not text"),
     (lambda d: d["targets"][0]["tests"][2].pop("name"), "targets[0].tests[2].name is missing"),
