@@ -36,17 +36,18 @@ def _echo_json(doc: dict) -> None:
 @app.command()
 def train(
     data: str = typer.Option("digits", "--data", help="digits | mnist | fashion-mnist | cifar10 | cifar100 | npz:PATH | folder:PATH"),
-    data_root: Optional[str] = typer.Option(None, "--data-root", help="folder holding torchvision's files"),
+    data_root: Optional[str] = typer.Option(None, "--data-root", help="folder holding torchvision's files "
+                                            "(default: none; needed for mnist, fashion-mnist, cifar10, cifar100)"),
     arch: str = typer.Option("smallcnn", "--arch", help="smallcnn | resnet18 | a torchvision model name"),
-    epochs: int = typer.Option(20, "--epochs"),
-    batch_size: int = typer.Option(64, "--batch-size"),
-    lr: float = typer.Option(1e-3, "--lr"),
+    epochs: int = typer.Option(20, "--epochs", help="training epochs"),
+    batch_size: int = typer.Option(64, "--batch-size", help="examples per batch"),
+    lr: float = typer.Option(1e-3, "--lr", help="learning rate"),
     optimizer: str = typer.Option("adam", "--optimizer", help="adam | sgd"),
-    seed: int = typer.Option(0, "--seed"),
+    seed: int = typer.Option(0, "--seed", help="seed of the initial weights and the batch order"),
     record: str = typer.Option("all", "--record", help="all | none | a forget spec: whose batches to record"),
     log_dtype: str = typer.Option("float32", "--log-dtype", help="float32 | float16 (half the bytes) | float64 (exact)"),
-    out: Path = typer.Option(Path("model.pt"), "--out"),
-    quiet: bool = typer.Option(False, "--quiet"),
+    out: Path = typer.Option(Path("model.pt"), "--out", help="model file to write; its update log goes beside it"),
+    quiet: bool = typer.Option(False, "--quiet", help="print nothing on success"),
 ) -> None:
     """Train a model from scratch, recording the amnesiac update log."""
     from audit.data import load_dataset
@@ -74,7 +75,8 @@ def info(
     as_json: bool = typer.Option(False, "--json", help="print a JSON document"),
     arch: Optional[str] = typer.Option(None, "--arch", help="architecture of a bare state_dict"),
     data: Optional[str] = typer.Option(None, "--data", help="data spec, to evaluate files that carry no metrics"),
-    data_root: Optional[str] = typer.Option(None, "--data-root"),
+    data_root: Optional[str] = typer.Option(None, "--data-root", help="folder holding torchvision's files "
+                                            "(default: the one recorded in the model)"),
 ) -> None:
     """Say what a model file is: architecture, data, recipe, accuracy, update log."""
     from audit.inspect import describe_model
@@ -94,12 +96,13 @@ def unlearn(
     forget: str = typer.Option(..., "--forget", help="class=3 | class=3,7 | samples=PATH | random=0.01@SEED"),
     method: str = typer.Option("amnesiac", "--method", help="amnesiac | relabel | finetune | retrain"),
     epochs: Optional[int] = typer.Option(None, "--epochs", help="repair/training epochs (default: the method's)"),
-    seed: int = typer.Option(0, "--seed"),
-    out: Path = typer.Option(..., "--out", help="where to write the unlearned model file"),
+    seed: int = typer.Option(0, "--seed", help="seed of relabel's wrong labels, the batch order and retrain's weights"),
+    out: Path = typer.Option(..., "--out", help="where to write the unlearned model file (required)"),
     data: Optional[str] = typer.Option(None, "--data", help="data spec (default: the one recorded in the model)"),
-    data_root: Optional[str] = typer.Option(None, "--data-root"),
-    arch: Optional[str] = typer.Option(None, "--arch", help="architecture of a bare state_dict"),
-    quiet: bool = typer.Option(False, "--quiet"),
+    data_root: Optional[str] = typer.Option(None, "--data-root", help="folder holding torchvision's files "
+                                            "(default: the one recorded in the model)"),
+    arch: Optional[str] = typer.Option(None, "--arch", help="architecture of a bare state_dict (default: none)"),
+    quiet: bool = typer.Option(False, "--quiet", help="print nothing on success"),
 ) -> None:
     """Forget a set of training examples and write the unlearned model."""
     from audit.unlearn import unlearn_command
@@ -136,7 +139,8 @@ def _split(values: list[str] | None) -> list[str] | None:
 @app.command("run")
 def run_cmd(
     model: Path = typer.Argument(..., help="the trained model.pt (or TorchScript / state_dict with --arch)"),
-    forget: Optional[list[str]] = typer.Option(None, "--forget", help="a forget target; repeat for several"),
+    forget: Optional[list[str]] = typer.Option(None, "--forget", metavar="SPEC", help="a forget target: class=3 | "
+                                               "class=3,7 | samples=PATH | random=0.01@SEED; repeat for several"),
     method: Optional[str] = typer.Option(None, "--method", help="auto (default: amnesiac when the update log covers "
                                          "the target, else relabel) | amnesiac | relabel | finetune | retrain | "
                                          "none (the no-op control, which must not pass)"),
@@ -160,7 +164,7 @@ def run_cmd(
                                        "| a torchvision name | your own package.module:factory"),
     arch_args: Optional[str] = typer.Option(None, "--arch-args", help="JSON keyword arguments for your factory, "
                                             "e.g. '{\"width\": 32}'"),
-    code_path: Optional[list[str]] = typer.Option(None, "--code-path", help="folder added to the import path for "
+    code_path: Optional[list[str]] = typer.Option(None, "--code-path", metavar="DIR", help="folder added to the import path for "
                                                   "--arch and --train; repeatable"),
     train_fn: Optional[str] = typer.Option(None, "--train", help="your training function package.module:fit, "
                                            "called as fit(model, x, y, *, seed, epochs=None) -> model"),
@@ -185,7 +189,7 @@ def run_cmd(
                                                    "(default 0; 1 places one model per GPU)"),
     out: Optional[Path] = typer.Option(None, "--out", help="output folder (default ./audit-out)"),
     seed: Optional[int] = typer.Option(None, "--seed", help="seed of every random choice of the audit (default 0)"),
-    fail_on: Optional[list[str]] = typer.Option(None, "--fail-on", help="extra gate besides the verdict, e.g. "
+    fail_on: Optional[list[str]] = typer.Option(None, "--fail-on", metavar="EXPR", help="extra gate besides the verdict, e.g. "
                                                 "'residual_leakage_upper>0.5'; repeatable"),
     config: Optional[Path] = typer.Option(None, "--config", help="TOML file: the table tool.audit, or top-level keys "
                                           "(default: ./audit.toml or ./pyproject.toml)"),
@@ -193,7 +197,8 @@ def run_cmd(
     quiet: bool = typer.Option(False, "--quiet", help="print only failures"),
     as_json: bool = typer.Option(False, "--json", help="print the results document to stdout"),
 ) -> None:
-    """Unlearn each forget target, attack before and after, compare with a retrained reference, gate."""
+    """Unlearn each forget target (or audit a model unlearned elsewhere), test the original and the unlearned
+    model against retrained ones, and give each target a verdict: pass, fail or inconclusive."""
     from audit.config import load_config
     from audit.harness import run
 
@@ -232,7 +237,7 @@ def run_cmd(
 @app.command()
 def gate(
     results: Path = typer.Argument(..., help="results.json of an earlier audit run"),
-    fail_on: Optional[list[str]] = typer.Option(None, "--fail-on", help="gate expression; repeatable (default: the "
+    fail_on: Optional[list[str]] = typer.Option(None, "--fail-on", metavar="EXPR", help="gate expression; repeatable (default: the "
                                                 "gates recorded in results.json)"),
     inconclusive: Optional[str] = typer.Option(None, "--inconclusive", help="fail | pass (default: the policy "
                                                "recorded in results.json)"),
@@ -270,7 +275,7 @@ def gate(
 @app.command()
 def demo(
     out: Path = typer.Option(Path("demo-out"), "--out", help="folder for the model, its log and the audit"),
-    quiet: bool = typer.Option(False, "--quiet"),
+    quiet: bool = typer.Option(False, "--quiet", help="print only failures"),
 ) -> None:
     """The main job on the embedded digits: train with an update log, forget class 3, audit, report."""
     from audit.data import load_dataset
