@@ -13,6 +13,8 @@ Python API::
 from __future__ import annotations
 
 import copy
+import dataclasses
+import functools
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -374,6 +376,39 @@ def run(model: str | Path, forget: list[str] | str, **options) -> AuditResult:
     return audit_loaded(opts, gates, mf, data, forget_sets, unlearned_given)
 
 
+def _audit_one(ctx: AttackContext, opts: AuditOptions, gates: list[Gate], unlearned_given: ModelFile | None,
+               forget: ForgetSet) -> TargetResult | InputError:
+    """One forget target as a task; bad input comes back as a value (no retry can mend it)."""
+    try:
+        return audit_target(ctx, opts, forget, gates, unlearned_given)
+    except InputError as exc:
+        return exc
+
+
+def audit_targets_as_tasks(ctx: AttackContext, opts: AuditOptions, forget_sets: list[ForgetSet], gates: list[Gate],
+                           unlearned_given: ModelFile | None) -> list[TargetResult]:
+    """Independent forget targets as tasks of the executor (Ray), sharing what every target needs.
+
+    The reference models (and their logits) and the inversion evaluator are built first,
+    once, with their training spread over the cluster; each target task then unlearns,
+    retrains and tests in its worker. Targets come back in order.
+    """
+    if ctx.has_reference:
+        ctx.reference_models()
+        ctx.reference_confidence  # noqa: B018 - computed here, shipped with the context
+    if "inversion" in opts.attacks and any(fs.classes for fs in forget_sets):
+        ctx.evaluator()
+    worker = copy.copy(ctx)  # the cached reference models and signals travel; the cluster handle does not
+    worker.executor = None
+    quiet = dataclasses.replace(opts, show_progress=False)
+    results = ctx.executor.map(functools.partial(_audit_one, worker, quiet, gates, unlearned_given), forget_sets,
+                               "forget requests")
+    for result in results:
+        if isinstance(result, InputError):
+            raise result
+    return results
+
+
 def user_code(opts: AuditOptions):
     """The user's factory, training function, normalisation and recipe, when any is named."""
     from audit.usercode import UserCode, is_reference
@@ -434,7 +469,10 @@ def audit_loaded(opts: AuditOptions, gates: list[Gate], mf: ModelFile, data, for
                         use_reference=mf.trainable and opts.reference_models >= 2, executor=executor)
     started = time.time()
     try:
-        targets = [audit_target(ctx, opts, fs, gates, unlearned_given) for fs in forget_sets]
+        if executor.name == "ray" and len(forget_sets) > 1:
+            targets = audit_targets_as_tasks(ctx, opts, forget_sets, gates, unlearned_given)
+        else:
+            targets = [audit_target(ctx, opts, fs, gates, unlearned_given) for fs in forget_sets]
     finally:
         executor.close()
     doc = build_document(opts, mf, data, targets, started, ctx)

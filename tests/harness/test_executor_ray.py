@@ -29,26 +29,30 @@ def small_model(tmp_path_factory, audit_env) -> Path:
 
 def _figures(out: Path) -> dict:
     doc = json.loads((out / "results.json").read_text())
-    [target] = doc["targets"]
-    return {"reference_digests": doc["provenance"]["reference_models"]["digests"],
-            "retrain_digests": [r["digest"] for r in target["retrains"]],
+    figures: dict = {"reference_digests": doc["provenance"]["reference_models"]["digests"],
+                     "executor": doc["provenance"]["executor"]["executor"], "targets": []}
+    for target in doc["targets"]:
+        figures["targets"].append({
+            "name": target["name"], "retrain_digests": [r["digest"] for r in target["retrains"]],
             "verdict": target["verdict"], "p_value": target["p_value"], "power_p_value": target["power_p_value"],
             "tests": [(t["name"], t["p_original"], t["p_unlearned"], t["effect_original"]) for t in target["tests"]],
-            "aucs": [(m["attack"], m["original"]["auc"], m["reference"]["auc"]) for m in target["membership"]],
-            "executor": doc["provenance"]["executor"]["executor"]}
+            "aucs": [(m["attack"], m["original"]["auc"], m["reference"]["auc"]) for m in target["membership"]]})
+    return figures
 
 
 def test_ray_trains_the_same_models_as_local_even_after_retries(small_model, audit_env, tmp_path):
-    local = run_audit(["run", small_model, *FAST, "--out", tmp_path / "local"],
+    two = ["--forget", "random=5@3"]  # with a second target, the targets themselves are tasks too
+    local = run_audit(["run", small_model, *FAST, *two, "--out", tmp_path / "local"],
                       {**audit_env, "AMNESIA_AUDIT_CACHE": str(tmp_path / "cache-local")})
     assert local.returncode in (0, 1), local.stderr  # the no-op may be caught or inconclusive: either is a result
     # Every Ray task fails on its first attempt and is retried: the models must not change.
     env = {**audit_env, "AMNESIA_AUDIT_CACHE": str(tmp_path / "cache-ray"), "AUDIT_FAULT": "task-once",
            "AUDIT_FAULT_DIR": str(tmp_path / "faults")}
-    ray = run_audit(["run", small_model, *FAST, "--executor", "ray", "--cpus-per-model", "1", "--out",
+    ray = run_audit(["run", small_model, *FAST, *two, "--executor", "ray", "--cpus-per-model", "1", "--out",
                      tmp_path / "ray"], env)
     assert ray.returncode == local.returncode, ray.stderr
-    assert len(list((tmp_path / "faults").glob(".fault-*"))) == 6  # 4 reference models and 2 retrains failed once
+    # The 4 reference-model tasks and the 2 target tasks each failed once and were retried.
+    assert len(list((tmp_path / "faults").glob(".fault-*"))) == 6
     a, b = _figures(tmp_path / "local"), _figures(tmp_path / "ray")
     assert (a.pop("executor"), b.pop("executor")) == ("local", "ray")
     assert a == b  # the same state_dict hashes and the same figures
