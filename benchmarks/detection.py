@@ -28,7 +28,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 # benchmarks/attacks.py and unlearning.py carry the packages' names: keep this folder off

@@ -4,9 +4,7 @@ executor, a shared cache that no concurrent writer corrupts, retries, and bad in
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest

@@ -7,7 +7,6 @@ import re
 from collections import Counter
 from pathlib import Path
 
-import pytest
 from report_documents import build_document, finish, step_failed
 
 from reports import render_html
