@@ -1,83 +1,80 @@
 '''The results document (``results.json``): a plain, versioned, JSON-able structure.
 
-The harness (``audit run``) writes it; everything in ``reports/`` renders it and CI
-gates read it. Version 1, all fractions in [0, 1], times in seconds::
+The harness (``audit run``, ``audit.evaluate``) writes it; everything in ``reports/``
+renders it and CI gates read it. Version 2 (version 1 had no per-target verdict and is
+refused with one line), fractions in [0, 1], times in seconds::
 
     {
       "schema": "amnesia-audit/results",
-      "schema_version": 1,
+      "schema_version": 2,
       "created": "2026-11-28T00:10:00+00:00",          # UTC, ISO 8601
-      "verdict": "pass" | "fail" | "error",             # fail: a gate failed; error: a step failed
+      "verdict": "pass" | "fail" | "error",             # of the run: fail if any target or gate failed
       "exit_code": 0 | 1 | 3,
-      "tool": {"name": "amnesia-audit", "version": "0.1.0",
-               "libraries": {"python": "3.11.7", "torch": "...", "numpy": "...", "art": "..."}},
+      "tool": {"name": "amnesia-audit", "version": "0.1.0", "libraries": {...}},
       "provenance": {
         "command": "audit run model.pt --forget class=3",
-        "model": {"path": "model.pt", "sha256": "...", "arch": "smallcnn", "parameters": 23034},
-        "data": {"spec": "digits", "sha256": "...", "n_train": 1348, "n_test": 449, "num_classes": 10},
+        "model": {"path", "sha256", "arch", "kind", "parameters", "normalization": {"mean", "std"},
+                  "recipe", "factory", "train_fn", "update_log"},   # factory/train_fn: module:name@source digest
+        "original": null | {"path", "sha256"},                       # --original: the model unlearned from
+        "data": {"spec", "sha256", "n_train", "n_test", "num_classes", "class_names"},
         "seed": 0,
-        "machine": {"platform": "...", "cpus": 2}
+        "reference_models": null | {"num_models", "seeds", "from_cache", "digests", "train_fraction", ...},
+        "machine": {"platform", "cpus"},
+        "executor": {"executor": "local" | "ray", "address", "cpus_per_model", "gpus_per_model", "retries", "tasks"}
       },
-      "config": {
-        "method": "auto" | "amnesiac" | "relabel" | "finetune",
-        "reference": "retrain" | "none",
-        "attacks": ["mia", "inversion"],
-        "mia_attacks": ["loss", "lira_offline", "rmia_offline"],
-        "reference_models": 8,
-        "gates": ["residual_leakage>0.1"]
-      },
+      "config": {"method", "reference", "attacks", "mia_attacks", "reference_models", "retrains",
+                 "alpha": 0.05, "inconclusive": "fail" | "pass", "inversion_iterations", "gates": [...]},
       "targets": [ TARGET, ... ],
-      "notes": ["free text lines the reader must see, e.g. 'no reference: absolute scores'"]
+      "notes": ["free text lines the reader must see"]
     }
 
 TARGET::
 
     {
       "name": "class=3",
-      "forget": {"spec": "class=3", "n": 137, "classes": [3]},    # classes: null for sample sets
-      "method": {"name": "amnesiac", "reason": "the update log covers every forget example",
-                 "seconds": 0.41,
-                 "details": {"batches_removed": 429, "batches_recorded": 429, "total_steps": 440,
-                             "fraction_of_batches_removed": 0.975, "repair_epochs": 1,
-                             "log_bytes": 40814064, "log_bytes_read": 40800000,
-                             "log_bytes_removed": 40800000}},
-                 # details are the method's own (amnesiac shown; relabel/finetune: epochs, ...)
-      "accuracy": {                      # each: {"forget", "retain", "test", "test_other_classes"}
-        "original": {...}, "unlearned": {...}, "reference": {...} | null
-      },
+      "forget": {"spec": "class=3", "n": 137, "classes": [3]},      # classes: null for sample sets
+      "method": {"name": "amnesiac" | "relabel" | "finetune" | "retrain" | "none" | "given",
+                 "reason": "...", "seconds": 0.41, "details": {...}},
+      "accuracy": {"original": ACC, "unlearned": ACC, "reference": ACC | null},   # reference: the first retrain
+      "retrains": [{"seed", "from_cache", "digest", "accuracy": ACC}, ...],
       "timings": {"unlearn": 0.41, "reference": 4.2, "attacks": 12.3},
-      "membership": [                    # one entry per attack
-        {"attack": "lira_offline", "label": "LiRA offline (Carlini et al. 2022)",
-         "assumes": "black-box scores; reference models on the auditor's data",
-         "original": METRICS, "unlearned": METRICS, "reference": METRICS | null,
-         "distinguishability": {"unlearned_vs_reference": 0.1, "original_vs_reference": 0.9}}
-                                         # absent without a reference (README, "Residual leakage")
-      ],
-      "inversion": null | {
-        "classes": [3], "restarts": 4, "iterations": 400, "n_reconstructions": 4,
-        "evaluator": "same architecture, another seed, trained on the held-out test split",
-        "original":  {"attack_accuracy": 0.9, "similarity": 0.2, "similarity_other": 0.1,
-                      "nearest_is_target": 0.75, "confidence": 0.99, "seconds": 0.4,
-                      "images": ["inversion/class_3/original-class3-0.png", ...]},
-        "unlearned": {...}, "reference": {...} | null
-      },
-      "residual_leakage": 0.04,          # headline, in [0, 1] (README, "Residual leakage")
-      "residual_leakage_basis": "reference" | "absolute",
-      "residual_components": {"mia:lira_offline": 0.04, "inversion": 0.0},
-      "gates": [{"expr": "residual_leakage>0.1", "value": 0.04, "passed": true,
-                 "message": "residual_leakage = 0.04, gate fails above 0.1"}],
+      "verdict": "pass" | "fail" | "inconclusive" | "error",
+      "verdict_reason": "one sentence",
+      "advice": null | "what would give the attacks power (inconclusive targets)",
+      "alpha": 0.05,
+      "power_p_value": 0.0003,           # smallest Holm-adjusted p-value on the original model, in [0, 1]
+      "p_value": 0.61,                   # the same on the unlearned model, in [0, 1]
+      "residual_leakage": 0.04,          # 0 or more (1: as much as the original; may exceed 1)
+      "residual_leakage_ci95": [0.0, 0.2] | [0.0, null] | null,    # null high end: unbounded
+      "residual_leakage_upper": 0.2 | null,
+      "overforgetting": -0.1 | null,     # signed; positive: the deletion itself is visible
+      "overforgetting_p_value": 0.7 | null,
+      "tests": [{"name": "membership" | "class_accuracy" | "inversion", "label": "...",
+                 "p_original", "p_unlearned", "p_original_holm", "p_unlearned_holm",
+                 "effect_original", "effect_unlearned", "effect_retrained": [...],
+                 "residual", "residual_ci95", "detail": {...}}],
+      "per_example": {"original": [...], "unlearned": [...], "retrained": [...], "held_out_original": [...]},
+      "membership": [{"attack", "label", "assumes", "original": METRICS, "unlearned": METRICS,
+                      "reference": METRICS | null}],          # population attacks: diagnostics only
+      "inversion": null | {"classes", "restarts": 16, "iterations", "n_reconstructions", "evaluator",
+                           "original": INV, "unlearned": INV, "reference": INV | null,
+                           "retrains": [{"attack_accuracy", "recognised"}]},
+      "gates": [{"expr": "verdict", "value": null, "passed": true, "message": "pass: ..."},
+                {"expr": "residual_leakage_upper>0.5", "value": 0.2, "passed": true, "message": "..."}],
       "passed": true,
       "error": null | "one line: what failed"
     }
+
+ACC: {"forget", "retain", "test", "test_other_classes"}. INV: {"attack_accuracy", "recognised",
+"similarity", "similarity_other", "nearest_is_target", "confidence", "seconds", "images": [paths]}.
 
 METRICS (one attack on one model: the forget set as members against held-out
 non-members)::
 
     {"auc": 0.61, "tpr_at_1pct_fpr": 0.05, "tpr_at_0.1pct_fpr": 0.01,
      "balanced_accuracy": 0.58, "advantage": 0.16, "precision": 0.6, "recall": 0.55,
-     "threshold": 1.3, "epsilon_lower_bound": 0.4, "epsilon_ci95": [0.0, 0.9],
-     # "advantage" is max(TPR - FPR) at the operating threshold; the residual-leakage
-     # formula uses the AUC-based 2|AUC - 1/2| instead (README, "Residual leakage")
+     "threshold": 1.3, "epsilon": 0.5, "epsilon_lower_bound": 0.4, "epsilon_ci95": [0.0, 0.9],
+     # epsilon_lower_bound: threshold chosen on one half of the examples, bounded on the other
      "n_members": 137, "n_non_members": 45, "delta": 1e-05,
      "roc": {"fpr": [...], "tpr": [...]}}              # <= 200 points, log-spaced in FPR
 
