@@ -1,4 +1,4 @@
-"""Reference ("shadow") models on random halves of the auditor's data, cached on disk.
+"""Reference ("shadow") models on random subsets of the auditor's data, cached on disk.
 
 LiRA and RMIA compare the target model with models trained the same way on data that
 does or does not contain each example. The auditor supplies the recipe as a callable

@@ -77,7 +77,7 @@ def forget_sets(setting: str, data, count: int, seed0: int) -> list[ForgetSet]:
 
 
 def run_target(name: str, sets: int, methods: list[str], settings: list[str], cache: Path, work: Path,
-               partial: Path) -> dict:
+               partial: Path, first_seed: int = 1000) -> dict:
     data = target_data(name)
     arch_args = {"batch_norm": False} if name == "leaky" else None
     start = time.perf_counter()
@@ -88,7 +88,7 @@ def run_target(name: str, sets: int, methods: list[str], settings: list[str], ca
                  "train_seconds": time.perf_counter() - start, "cells": {}}
     ctx = AttackContext(mf, data, 0, 16, cache, [], 400)
     for setting in settings:
-        for fs in forget_sets(setting, data, sets, 1000):
+        for fs in forget_sets(setting, data, sets, first_seed):
             for method in methods:
                 # retrain: exact unlearning with a seed (777, for its initial weights and batch
                 # order) that neither the target (0) nor the audit's retrained models (1_000_003 +) use.
@@ -140,6 +140,7 @@ def main() -> None:
     ap.add_argument("--methods", default=",".join(METHODS))
     ap.add_argument("--settings", default=";".join(SETTINGS))
     ap.add_argument("--out-name", default="detection")
+    ap.add_argument("--first-seed", type=int, default=1000, help="seed of the first random forget set (then +1 each)")
     args = ap.parse_args()
     torch.set_num_threads(1)
     methods = args.methods.split(",")
@@ -149,7 +150,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for name in names:
             partial = RESULTS / f"{args.out_name}-{name}.partial.json"
-            results.append(run_target(name, args.sets, methods, settings, Path(tmp) / "cache", Path(tmp), partial))
+            results.append(run_target(name, args.sets, methods, settings, Path(tmp) / "cache", Path(tmp), partial,
+                                      args.first_seed))
             partial.unlink()
     md = table(results, methods, settings)
     print(md)
