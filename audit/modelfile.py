@@ -300,7 +300,13 @@ def load_model(
             ) from None
         _refuse_unreadable(path, exc)
     if isinstance(doc, dict) and doc.get("format") == FORMAT:
-        return _from_document(doc, path)
+        if getattr(user, "factory", None) is not None:
+            raise InputError(f"{path} is a toolkit model.pt, which records its architecture; --arch "
+                             "package.module:factory applies to bare state_dicts and archives, so drop it")
+        mf = _from_document(doc, path)
+        if getattr(user, "train_fn", None) is not None:
+            mf.train_fn = user.train_fn  # the user's own training function replaces the recorded recipe's loop
+        return mf
     if isinstance(doc, dict) and doc and all(isinstance(v, torch.Tensor) for v in doc.values()):
         return with_user_code(_from_state_dict(doc, path, arch, input_shape, num_classes, user), user)
     raise InputError(f"{path} is neither a toolkit model.pt, a TorchScript archive nor a state_dict")
