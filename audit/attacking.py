@@ -220,10 +220,12 @@ def membership_set(ctx: AttackContext, forget: ForgetSet) -> MembershipSet:
     return MembershipSet(x, y, ids, is_member)
 
 
-def signals_for(ctx: AttackContext, model: nn.Module, ms: MembershipSet, with_reference: bool) -> attacks.Signals:
-    """The signals every attack reads: ``model``'s logits on the audited examples, and the
-    reference models' (computed once per audit over the pool, sliced here)."""
-    signals = attacks.Signals(ms.y, attacks.model_logits(model, ms.x))
+def signals_for(ctx: AttackContext, model: nn.Module, ms: MembershipSet, with_reference: bool,
+                logits: torch.Tensor | None = None) -> attacks.Signals:
+    """The signals every attack reads: ``model``'s logits on the audited examples (``logits``,
+    when the caller has them already), and the reference models' (computed once per audit
+    over the pool, sliced here)."""
+    signals = attacks.Signals(ms.y, attacks.model_logits(model, ms.x) if logits is None else logits)
     if with_reference:
         ref = ctx.reference_logits
         test_ids = ctx.test_ids(np.arange(len(ctx.data.y_test)))
@@ -262,10 +264,13 @@ class MembershipOutcome:
 
 
 def run_membership(ctx: AttackContext, models: dict[str, nn.Module], ms: MembershipSet,
-                   advance: Callable[[int], None]) -> list[MembershipOutcome]:
-    """Every configured attack on every model; each model's signals are computed once and shared."""
+                   advance: Callable[[int], None],
+                   logits: dict[str, torch.Tensor] | None = None) -> list[MembershipOutcome]:
+    """Every configured attack on every model; each model's signals are computed once and shared
+    (``logits``: the models' logits on ``ms``, when the caller computed them already)."""
     with_reference = bool(NEEDS_REFERENCE & set(ctx.mia_attacks) - {"shadow"})
-    signals = {role: signals_for(ctx, model, ms, with_reference) for role, model in models.items()}
+    signals = {role: signals_for(ctx, model, ms, with_reference, (logits or {}).get(role))
+               for role, model in models.items()}
     outcomes = []
     for attack in ctx.mia_attacks:
         metrics, forget_scores = {}, {}

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 import attacks
+from attacks.signals import cross_entropy
 
 from audit.attacking import (
     DEFAULT_MIA,
@@ -192,30 +193,29 @@ def accuracies(model: torch.nn.Module, data, forget: ForgetSet) -> dict:
             "test": accuracy(model, data.x_test, data.y_test), "test_other_classes": m["test_accuracy_kept_classes"]}
 
 
-def forget_correct(model: torch.nn.Module, data, forget: ForgetSet) -> tuple[int, float]:
-    """(forget examples classified correctly, mean probability of their true class)."""
-    logits = attacks.model_logits(model, data.x_train[forget.ids])
-    y = data.y_train[forget.ids]
+def forget_correct(logits: torch.Tensor, y: torch.Tensor) -> tuple[int, float]:
+    """(forget examples classified correctly, mean probability of their true class) from their logits."""
     correct = int((logits.argmax(1) == y).sum())
     confidence = float(torch.softmax(logits, 1).gather(1, y.view(-1, 1)).mean())
     return correct, confidence
 
 
-def membership_test(ctx: AttackContext, models: dict[str, torch.nn.Module], ms,
+def membership_test(ctx: AttackContext, logits: dict[str, torch.Tensor], ms,
                     seed: int) -> tuple[attacks.PairedTest, str, dict[str, np.ndarray]]:
     """The per-example paired test over every model on the same examples (attacks.unlearning_test).
 
-    With reference models: U-LiRA's per-example statistic. Without (``--reference-models``
-    cannot be trained for a model without a recipe): the negative loss, a population test.
+    ``logits``: each model role's logits on ``ms``. With reference models: U-LiRA's
+    per-example statistic. Without (they cannot be trained for a model without a recipe):
+    the negative loss, a population test.
     """
     if ctx.has_reference:
         ref_phi = ctx.reference_confidence[:, ms.ids]
         in_mask = ctx.reference_models().in_mask[:, ms.ids]
-        stats = {role: attacks.per_example_statistic(attacks.scaled_confidence(attacks.model_logits(m, ms.x), ms.y),
-                                                     ref_phi, in_mask) for role, m in models.items()}
+        stats = {role: attacks.per_example_statistic(attacks.scaled_confidence(z, ms.y), ref_phi, in_mask)
+                 for role, z in logits.items()}
         label = "per-example membership test (U-LiRA, Hayes et al. 2025)"
     else:
-        stats = {role: attacks.loss_threshold_scores(m, ms.x, ms.y) for role, m in models.items()}
+        stats = {role: -cross_entropy(z, ms.y) for role, z in logits.items()}
         label = "membership test on the loss (Yeom et al. 2018; no reference models)"
     null_roles = [role for role in stats if role == "reference" or role.startswith("retrain_")]
     test = attacks.paired_permutation_test(stats, ms.is_member, baseline="original", null_roles=null_roles, seed=seed)
@@ -281,12 +281,15 @@ def audit_target(ctx: AttackContext, opts: AuditOptions, forget: ForgetSet, gate
 
         start = time.perf_counter()
         ms = membership_set(ctx, forget)
+        # Every model's logits on the audited examples, once: the verdict's tests and the attacks read them.
+        logits = {role: attacks.model_logits(m, ms.x) for role, m in models.items()}
         # The verdict's membership test: per example, every model, the same examples.
-        paired, label, stats = membership_test(ctx, models, ms, opts.seed)
+        paired, label, stats = membership_test(ctx, logits, ms, opts.seed)
         tests.append(membership_evidence(paired, label, retrain_roles))
         doc["per_example"] = per_example_picture(stats, ms.is_member, retrain_roles)
         if forget.classes and retrain_roles:
-            counts = {role: forget_correct(models[role], data, forget) for role in models}
+            n_forget = len(forget)  # the forget set leads the membership set, in its own order
+            counts = {role: forget_correct(z[:n_forget], ms.y[:n_forget]) for role, z in logits.items()}
             ref_counts = [counts[r][0] for r in retrain_roles]
             n = len(forget)
             ev = rate_evidence("class_accuracy", "accuracy on the forgotten class against retrained models",
@@ -300,7 +303,7 @@ def audit_target(ctx: AttackContext, opts: AuditOptions, forget: ForgetSet, gate
         if "mia" in opts.attacks and ctx.mia_attacks:
             total = len(ctx.mia_attacks) * len(shown)
             with progress_bar(f"membership attacks on {forget.spec}", total, opts.show_progress) as advance:
-                outcomes = run_membership(ctx, shown, ms, advance)
+                outcomes = run_membership(ctx, shown, ms, advance, logits)
             doc["membership"] = [o.to_dict() for o in outcomes]
         if "inversion" in opts.attacks and forget.classes:
             inv, images = run_inversion(ctx, models, list(forget.classes), forget.spec)
