@@ -35,18 +35,11 @@ import torch
 _HERE = Path(__file__).resolve().parent
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
 sys.path.insert(0, str(_HERE.parent))
+sys.path.append(str(_HERE))  # after the packages: only _common.py is looked up here
 
 
-def _load_common():
-    import importlib.util
+import _common  # noqa: E402  (benchmarks/_common.py, found at the end of the path)
 
-    spec = importlib.util.spec_from_file_location("_bench_common", _HERE / "_common.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)  # type: ignore[union-attr]
-    return module
-
-
-_common = _load_common()
 RESULTS, write_tables = _common.RESULTS, _common.write_tables
 
 from audit.attacking import AttackContext  # noqa: E402

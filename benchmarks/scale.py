@@ -44,18 +44,10 @@ _HERE = Path(__file__).resolve().parent
 _ROOT = _HERE.parent
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
 sys.path.insert(0, str(_ROOT))
+sys.path.append(str(_HERE))  # after the packages: only _common.py is looked up here
 
 
-def _load_common():
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("_bench_common", _HERE / "_common.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)  # type: ignore[union-attr]
-    return module
-
-
-_common = _load_common()
+import _common  # noqa: E402  (benchmarks/_common.py, found at the end of the path)
 
 from attacks.reference import reference_inclusion, state_digest  # noqa: E402
 from audit.data import load_dataset  # noqa: E402

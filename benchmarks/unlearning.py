@@ -31,18 +31,10 @@ import torch
 _HERE = Path(__file__).resolve().parent
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
 sys.path.insert(0, str(_HERE.parent))
+sys.path.append(str(_HERE))  # after the packages: only _common.py is looked up here
 
 
-def _load_common():
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("_bench_common", _HERE / "_common.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)  # type: ignore[union-attr]
-    return module
-
-
-write_tables = _load_common().write_tables
+from _common import write_tables  # noqa: E402  (benchmarks/_common.py, found at the end of the path)
 
 from audit.data import Dataset, load_dataset  # noqa: E402
 from audit.forget import ForgetSet, parse_forget  # noqa: E402
