@@ -159,21 +159,18 @@ def _is_raw_pickle(path: Path) -> bool:
     return len(head) == 2 and head[0] == 0x80 and 2 <= head[1] <= 5
 
 
-def _is_torchscript(path: Path) -> bool:
+def _archive_kind(path: Path) -> str | None:
+    """"torchscript" (``constants.pkl`` and ``code/``), "exported" (a torch.export .pt2:
+    ``archive_format`` and ``models/*.json``) or None, from one read of the zip's listing."""
     if not zipfile.is_zipfile(path):
-        return False
+        return None
     with zipfile.ZipFile(path) as z:
         names = z.namelist()
-    return any(n.endswith("constants.pkl") for n in names) and any("/code/" in n for n in names)
-
-
-def _is_exported(path: Path) -> bool:
-    """A ``torch.export`` archive (.pt2): a zip holding ``archive_format`` and ``models/*.json``."""
-    if not zipfile.is_zipfile(path):
-        return False
-    with zipfile.ZipFile(path) as z:
-        names = z.namelist()
-    return any(n.endswith("/archive_format") for n in names) and any("/models/" in n for n in names)
+    if any(n.endswith("constants.pkl") for n in names) and any("/code/" in n for n in names):
+        return "torchscript"
+    if any(n.endswith("/archive_format") for n in names) and any("/models/" in n for n in names):
+        return "exported"
+    return None
 
 
 class ForwardOnly(nn.Module):
@@ -263,7 +260,7 @@ def load_model(
         except Exception as exc:  # noqa: BLE001 - not a safetensors file
             raise InputError(f"{path} is not a readable safetensors file ({_one_line(exc, 120)})") from None
         return with_user_code(_from_state_dict(sd, path, arch, input_shape, num_classes, user), user)
-    archive = "torchscript" if _is_torchscript(path) else ("exported" if _is_exported(path) else None)
+    archive = _archive_kind(path)
     if archive:
         if archive == "torchscript":
             try:
