@@ -57,6 +57,7 @@ def _check_costs(doc: dict) -> None:
               *[r["gpus_s"] for r in doc["projection"]["rows"]])
 
 
+@pytest.mark.slow  # a benchmark script, not the product: `make test-all` runs it
 def test_scale_quick_without_ray(tmp_path):
     doc = _run(tmp_path, "--no-ray")
     _check_costs(doc)
