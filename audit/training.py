@@ -46,7 +46,7 @@ from audit.modelfile import ModelFile, save_model
 from audit.models import build_model, check_forward
 from audit.progress import progress_bar
 from unlearning import TrainConfig, UpdateRecorder, accuracy, fit, per_class_accuracy
-from unlearning.training import make_optimizer
+from unlearning.training import make_optimizer, steps_per_epoch
 
 LOG_DTYPES = {"float32": torch.float32, "float16": torch.float16, "float64": torch.float64}
 
@@ -168,7 +168,7 @@ def train_model(
                                   record=record, all_ids=torch.arange(len(data.y_train)))
         optimizer = recorder.wrap(optimizer)
     try:
-        steps = config.epochs * ((len(data.y_train) + config.batch_size - 1) // config.batch_size)
+        steps = config.epochs * steps_per_epoch(len(data.y_train), config.batch_size)
         start = time.perf_counter()
         with progress_bar(f"training {arch} on {data.spec}", steps, show_progress) as advance:
             fit(model, data.x_train, data.y_train, config, optimizer=optimizer, on_step=lambda *_: advance(1))

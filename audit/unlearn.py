@@ -38,6 +38,7 @@ from unlearning import (
     retrain_unlearn,
 )
 from unlearning.amnesiac import amnesiac_progress_total, check_log, default_repair
+from unlearning.training import steps_per_epoch
 
 METHODS = ("amnesiac", "relabel", "finetune", "retrain")
 
@@ -162,7 +163,7 @@ def unlearn_model(
     k = default_epochs(method, mf) if epochs is None else epochs
     config = dataclasses.replace(recipe or TrainConfig(), epochs=k, seed=seed)
     n_keep = len(data.y_train) - len(forget)
-    steps = k * ((n_keep + config.batch_size - 1) // config.batch_size)
+    steps = k * steps_per_epoch(n_keep, config.batch_size)
     x, y = data.x_train, data.y_train
     label = f"{method} unlearning {forget.spec}"
 
@@ -180,7 +181,7 @@ def unlearn_model(
         # by a few relabelled copies (Graves et al. 2021, Sec. 5).
         copies = 1 if forget.classes else RELABEL_SAMPLE_COPIES
         n_train = n_keep + copies * len(forget)
-        with progress_bar(label, k * ((n_train + config.batch_size - 1) // config.batch_size), show_progress) as adv:
+        with progress_bar(label, k * steps_per_epoch(n_train, config.batch_size), show_progress) as adv:
             result = relabel_unlearn(mf.model, x, y, forget.ids, config, num_classes=data.num_classes, seed=seed,
                                      copies=copies, on_progress=adv, train_fn=mf.train_fn)
     elif method == "finetune":

@@ -18,7 +18,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from unlearning.training import TrainConfig, TrainFunction, train_with
+from unlearning.training import TrainConfig, TrainFunction, steps_per_epoch, train_with
 
 #: Default epochs of :func:`finetune_unlearn`; see benchmarks/results/unlearning.md.
 FINETUNE_EPOCHS = 5
@@ -50,10 +50,6 @@ def retain_mask(n_train: int, forget_ids: torch.Tensor) -> torch.Tensor:
     mask = torch.ones(n_train, dtype=torch.bool)
     mask[forget_ids] = False
     return mask
-
-
-def steps_per_epoch(n_examples: int, batch_size: int) -> int:
-    return (n_examples + batch_size - 1) // batch_size
 
 
 def train_steps(model: nn.Module, x: torch.Tensor, y: torch.Tensor, config: TrainConfig,
