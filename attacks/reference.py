@@ -311,6 +311,7 @@ def train_reference_models(
     fraction: float = 0.5,
     check: ReferenceCheck | None = None,
     map_tasks: MapTasks | None = None,
+    avoid_seeds: tuple[int, ...] = (),
 ) -> ReferenceModels:
     """Train (or load) ``num_models`` reference models on random subsets of the data.
 
@@ -318,7 +319,9 @@ def train_reference_models(
 
     ``num_examples`` is the size of the auditor's data that ``train_reference`` indexes.
     ``cache_dir=None`` disables caching; otherwise ``model_factory`` and ``cache_key``
-    are required (see :class:`ReferenceCache`). Model ``m`` uses seed ``seed + m``.
+    are required (see :class:`ReferenceCache`). Model ``m`` uses the ``m``-th seed from
+    ``seed`` up that is not in ``avoid_seeds`` (the audited model's own seed: a reference
+    model trained with it is a near-copy of the target, not an independent draw).
     ``check(model, ids)``: vets each cached model before use (see :func:`load_or_train`).
     ``map_tasks(fn, tasks)``: runs ``fn(task)`` for every task and returns the results in
     order; the default runs them here, one after another; an executor may run them on a
@@ -327,7 +330,8 @@ def train_reference_models(
     mask = reference_inclusion(num_examples, num_models, seed, fraction)
     cache = ReferenceCache(cache_dir, model_factory, cache_key) if cache_dir is not None else None  # type: ignore[arg-type]
     start = time.perf_counter()
-    tasks = [(np.flatnonzero(mask[m]), seed + m) for m in range(num_models)]
+    seeds = [s for s in range(seed, seed + num_models + len(avoid_seeds)) if s not in set(avoid_seeds)][:num_models]
+    tasks = [(np.flatnonzero(mask[m]), seeds[m]) for m in range(num_models)]
     run_one = functools.partial(train_one, train_reference, cache, check)
     results = map_tasks(run_one, tasks) if map_tasks is not None else [run_one(task) for task in tasks]
     models = [model for model, _ in results]

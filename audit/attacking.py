@@ -140,7 +140,8 @@ class AttackContext:
                 self.train_reference, len(self.pool[1]), num_models=self.num_reference_models,
                 seed=self.seed, cache_dir=self.cache_dir, model_factory=self.model_file.fresh_model,
                 cache_key=self.cache_key(), fraction=self.train_fraction, check=self.cache_check(),
-                map_tasks=self._mapper("reference models"))
+                map_tasks=self._mapper("reference models"),
+                avoid_seeds=() if self.model_file.seed is None else (int(self.model_file.seed),))
         return self._reference
 
     def _mapper(self, label: str):

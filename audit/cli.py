@@ -150,6 +150,8 @@ def run_cmd(
     retrains: Optional[int] = typer.Option(None, "--retrains", help="models retrained without the forget set, with "
                                            "seeds other than the model's (default 3; cached)"),
     alpha: Optional[float] = typer.Option(None, "--alpha", help="significance level of the tests (default 0.05)"),
+    max_residual: Optional[float] = typer.Option(None, "--max-residual", help="a pass needs the residual leakage's "
+                                                 "95% upper bound below this (default 0.5)"),
     inconclusive: Optional[str] = typer.Option(None, "--inconclusive", help="what an inconclusive target does to the "
                                                "gates: fail (default) | pass"),
     attacks: Optional[str] = typer.Option(None, "--attacks", help="mia,inversion"),
@@ -204,7 +206,7 @@ def run_cmd(
 
     settings, _ = load_config(config)
     cli = {"forget": forget or None, "method": method, "reference": reference, "original": original,
-           "retrains": retrains, "alpha": alpha, "inconclusive": inconclusive,
+           "retrains": retrains, "alpha": alpha, "max_residual": max_residual, "inconclusive": inconclusive,
            "attacks": _split([attacks]) if attacks else None,
            "mia_attacks": _split([mia]) if mia else None, "reference_models": reference_models, "data": data,
            "data_root": data_root, "out": out, "seed": seed, "fail_on": fail_on or None}

@@ -2,7 +2,7 @@
 
 Command-line options win over the file. Keys (all optional): ``fail_on`` (list of gate
 expressions), ``forget`` (list of specs), ``method``, ``reference``, ``attacks``,
-``mia_attacks``, ``reference_models``, ``retrains``, ``alpha``, ``inconclusive`` (fail | pass),
+``mia_attacks``, ``reference_models``, ``retrains``, ``alpha``, ``max_residual``, ``inconclusive`` (fail | pass),
 ``original``, ``seed``, ``data``, ``data_root``, ``out``; the user's own model: ``arch``
 (``package.module:factory``), ``arch_args``, ``code_path``, ``train`` (``package.module:fit``),
 ``normalize``, and the table ``[tool.audit.recipe]`` (epochs, batch_size, lr, optimizer,
@@ -19,7 +19,7 @@ from audit.errors import InputError
 
 KEYS = {"fail_on": list, "forget": list, "method": str, "reference": str, "attacks": (list, str),
         "mia_attacks": (list, str), "reference_models": int, "seed": int, "data": str, "data_root": str,
-        "out": str, "inversion_iterations": int, "retrains": int, "alpha": (float, int), "inconclusive": str,
+        "out": str, "inversion_iterations": int, "retrains": int, "alpha": (float, int), "max_residual": (float, int), "inconclusive": str,
         "original": str, "arch": str, "arch_args": (str, dict), "code_path": (list, str), "train": str,
         "normalize": str, "recipe": dict, "executor": str, "ray_address": str, "cpus_per_model": (float, int),
         "gpus_per_model": (float, int)}

@@ -41,7 +41,7 @@ from audit.forget import ForgetSet, parse_forget
 from audit.gates import Gate, gate_target, parse_gates
 from audit.modelfile import ModelFile, load_model, say_assumptions
 from audit.progress import progress_bar
-from audit.scoring import DEFAULT_ALPHA, Evidence, decide, membership_evidence, rate_evidence
+from audit.scoring import DEFAULT_ALPHA, DEFAULT_MAX_RESIDUAL, Evidence, decide, membership_evidence, rate_evidence
 from audit.training import load_data_for
 from audit.unlearn import forget_metrics, trusted_log_or_problem, unlearn_model
 from unlearning import accuracy
@@ -67,6 +67,7 @@ class AuditOptions:
     reference_models: int = DEFAULT_REFERENCE_MODELS
     retrains: int = DEFAULT_RETRAINS
     alpha: float = DEFAULT_ALPHA
+    max_residual: float = DEFAULT_MAX_RESIDUAL
     inconclusive: str = "fail"
     original: Path | None = None
     arch_args: str | dict | None = None
@@ -105,6 +106,10 @@ class AuditOptions:
         if isinstance(self.alpha, bool) or not isinstance(self.alpha, (int, float)) or not 0 < self.alpha < 1:
             raise InputError(f"--alpha must lie strictly between 0 and 1 (a significance level such as 0.05), "
                              f"not {self.alpha}")
+        if (isinstance(self.max_residual, bool) or not isinstance(self.max_residual, (int, float))
+                or not 0 < self.max_residual <= 1):
+            raise InputError(f"--max-residual must lie in (0, 1] (the share of the original's membership signal a "
+                             f"pass may leave, at 95% confidence, such as 0.5), not {self.max_residual}")
         if self.executor not in ("local", "ray"):
             raise InputError(f"--executor {self.executor!r} is unknown; use local or ray")
         if self.inconclusive not in INCONCLUSIVE:
@@ -218,7 +223,9 @@ def membership_test(ctx: AttackContext, logits: dict[str, torch.Tensor], ms,
         stats = {role: -cross_entropy(z, ms.y) for role, z in logits.items()}
         label = "membership test on the loss (Yeom et al. 2018; no reference models)"
     null_roles = [role for role in stats if role == "reference" or role.startswith("retrain_")]
-    test = attacks.paired_permutation_test(stats, ms.is_member, baseline="original", null_roles=null_roles, seed=seed)
+    # With retrained models, every model is tested against them (scoring: the "retrained" null).
+    test = attacks.paired_permutation_test(stats, ms.is_member, baseline="original", null_roles=null_roles,
+                                           centre_on_null=bool(null_roles), seed=seed)
     return test, label, stats
 
 
@@ -235,6 +242,7 @@ def audit_target(ctx: AttackContext, opts: AuditOptions, forget: ForgetSet, gate
     mf, data = ctx.model_file, ctx.data
     doc: dict = {"name": forget.spec, "forget": forget.describe(), "method": None, "accuracy": {},
                  "timings": {}, "verdict": None, "verdict_reason": None, "advice": None, "alpha": opts.alpha,
+                 "max_residual": opts.max_residual,
                  "power_p_value": None, "p_value": None, "residual_leakage": None, "residual_leakage_ci95": None,
                  "residual_leakage_upper": None, "overforgetting": None, "overforgetting_p_value": None,
                  "tests": [], "per_example": None, "membership": [], "inversion": None, "retrains": [],
@@ -316,7 +324,7 @@ def audit_target(ctx: AttackContext, opts: AuditOptions, forget: ForgetSet, gate
                     attacks.rate_excess_test(inv["original"]["recognised"], n, ref_counts),
                     attacks.rate_excess_test(inv["unlearned"]["recognised"], n, ref_counts)))
         doc["timings"]["attacks"] = time.perf_counter() - start
-        verdict = decide(tests, opts.alpha)
+        verdict = decide(tests, opts.alpha, opts.max_residual)
         doc["tests"] = [t.to_dict() for t in tests]
         found = verdict.to_dict()
         found["verdict_reason"] = found.pop("reason")

@@ -104,6 +104,7 @@ def build_document(opts, mf: ModelFile, data, targets, started: float, ctx=None)
             "reference_models": opts.reference_models,
             "retrains": opts.retrains if opts.reference == "retrain" else 0,
             "alpha": opts.alpha,
+            "max_residual": opts.max_residual,
             "inconclusive": opts.inconclusive,
             "inversion_iterations": opts.inversion_iterations,
             "gates": list(opts.fail_on),

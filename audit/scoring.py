@@ -15,8 +15,16 @@ for the verdict, not per test:
 
 - **fail**: some test still detects the forget set in the unlearned model at ``alpha``;
 - **inconclusive**: no test detects it even in the original model, so the attacks could
-  not have seen its removal;
-- **pass**: the original was detected and the unlearned model is not.
+  not have seen its removal; or the unlearned model is not detected either, but the removal
+  itself is not shown (the residual's 95% upper bound reaches ``max_residual``);
+- **pass**: the original was detected, the unlearned model is not, *and* the removal is
+  shown: the upper end of the residual's 95% interval lies below ``max_residual`` (default
+  0.5: at most half of the original's membership signal can remain). Without that rule a
+  model that forgot nothing passed whenever its p-value crossed alpha by chance.
+
+With retrained models, the membership test compares each model *with them* (the
+"retrained" null of :func:`attacks.unlearning_test.paired_permutation_test`); without
+them, with its own permutation null ("permutation"). The test's evidence says which.
 
 ``residual_leakage`` is (effect(unlearned) - r) / (effect(original) - r) of the test that
 detected the forget set most strongly in the original model (the smallest power p-value:
@@ -38,6 +46,8 @@ from attacks.metrics import clopper_pearson
 from attacks.unlearning_test import PairedTest, RateTest, holm
 
 DEFAULT_ALPHA = 0.05
+#: A pass needs the residual leakage's 95% upper bound below this (README, "The verdict").
+DEFAULT_MAX_RESIDUAL = 0.5
 VERDICTS = ("pass", "fail", "inconclusive")
 
 
@@ -79,6 +89,7 @@ class Verdict:
     overforgetting: float | None
     overforgetting_p_value: float | None
     advice: str | None = None
+    max_residual: float = DEFAULT_MAX_RESIDUAL
 
     @property
     def residual_leakage_upper(self) -> float | None:
@@ -105,7 +116,8 @@ def membership_evidence(test: PairedTest, label: str, retrained_roles: list[str]
         residual=residual, residual_ci95=ci,
         detail={"n_forget": test.n_forget, "n_held_out": test.n_held_out, "permutations": test.n_permutations,
                 "bootstrap": test.n_bootstrap, "effect_ci95": {k: list(v) for k, v in test.effect_ci.items()},
-                "p_member": dict(test.p_member), "p_over": dict(test.p_over)},
+                "p_member": dict(test.p_member), "p_over": dict(test.p_over), "null": test.null,
+                "centred_effect": dict(test.centred_effect)},
     )
 
 
@@ -133,11 +145,17 @@ ADVICE = ("To give the attacks power: forget more examples at once (the per-exam
           "simply not leak these data.")
 
 
-def decide(tests: list[Evidence], alpha: float = DEFAULT_ALPHA) -> Verdict:
+REMOVAL_ADVICE = ("To show the removal: more retrained models (--retrains) and reference models "
+                  "(--reference-models) narrow the residual's interval, and so does a larger forget set; or accept a "
+                  "weaker proof with --max-residual (recorded in results.json).")
+
+
+def decide(tests: list[Evidence], alpha: float = DEFAULT_ALPHA,
+           max_residual: float = DEFAULT_MAX_RESIDUAL) -> Verdict:
     """Apply Holm over ``tests`` on each model and turn them into a :class:`Verdict` (sets the ``*_holm`` fields)."""
     if not tests:
         return Verdict("inconclusive", "no test could be run on this target, so nothing shows what the model knows",
-                       alpha, None, None, None, None, None, None, ADVICE)
+                       alpha, None, None, None, None, None, None, ADVICE, max_residual)
     for t, p in zip(tests, holm([t.p_original for t in tests])):
         t.p_original_holm = p
     for t, p in zip(tests, holm([t.p_unlearned for t in tests])):
@@ -161,16 +179,35 @@ def decide(tests: list[Evidence], alpha: float = DEFAULT_ALPHA) -> Verdict:
     if failing:
         words = "; ".join(f"{t.label} (p = {_p(t.p_unlearned_holm)})" for t in failing)
         reason = f"the unlearned model still shows the forget set: {words}, at alpha = {alpha:g} after Holm's correction"
-        return Verdict("fail", reason, alpha, power_p, p_value, residual, ci, over, over_p)
+        return Verdict("fail", reason, alpha, power_p, p_value, residual, ci, over, over_p, None, max_residual)
     if power_p > alpha:
         reason = (f"even before unlearning no test told the forget set from unseen data (best p = {_p(power_p)} > "
                   f"alpha = {alpha:g}), so the attacks cannot confirm that these data are gone")
-        return Verdict("inconclusive", reason, alpha, power_p, p_value, residual, ci, over, over_p, ADVICE)
+        return Verdict("inconclusive", reason, alpha, power_p, p_value, residual, ci, over, over_p, ADVICE,
+                       max_residual)
     best = min(tests, key=lambda t: t.p_original_holm)
-    reason = (f"before unlearning the attacks told the forget set from unseen data ({best.label}, p = "
-              f"{_p(best.p_original_holm)}); after unlearning no test does (smallest p = {_p(p_value)})")
-    return Verdict("pass", reason, alpha, power_p, p_value, residual, ci, over, over_p)
+    seen = (f"before unlearning the attacks told the forget set from unseen data ({best.label}, p = "
+            f"{_p(best.p_original_holm)}); after unlearning no test does (smallest p = {_p(p_value)})")
+    upper = None if ci is None else ci[1]
+    if upper is None or not upper < max_residual:
+        if upper is None:
+            shown = "no residual leakage could be measured"
+        elif math.isinf(upper):
+            shown = f"the residual leakage's 95% interval is unbounded above ({_bound(residual)} measured)"
+        else:
+            shown = (f"up to {_bound(upper)} of the original's signal may remain (95% upper bound of the residual "
+                     f"leakage, {_bound(residual)} measured)")
+        reason = (f"{seen}, but the removal itself is not shown: {shown}, and a pass needs that bound below "
+                  f"{max_residual:g}")
+        return Verdict("inconclusive", reason, alpha, power_p, p_value, residual, ci, over, over_p, REMOVAL_ADVICE,
+                       max_residual)
+    reason = f"{seen}, and at most {_bound(upper)} of its signal can remain (95% upper bound, below {max_residual:g})"
+    return Verdict("pass", reason, alpha, power_p, p_value, residual, ci, over, over_p, None, max_residual)
 
 
 def _p(p: float) -> str:
     return f"{p:.2g}"
+
+
+def _bound(x: float | None) -> str:
+    return "none" if x is None else f"{x:.2f}"

@@ -1,33 +1,44 @@
-"""Does the verdict do its job? Share of pass / fail / inconclusive per method and forget setting.
+"""Does the verdict do its job? Rates of pass / fail / inconclusive per method and forget setting.
 
 Targets: the default digits model (smallcnn, 1348 training digits, the `audit train`
-recipe) and a leaky one (smallcnn without BatchNorm on the first 500 training digits,
-same recipe), each trained once with every batch recorded. Forget settings: class 3,
-and random 1%, 5%, 10% of the training set (``--sets`` random forget sets each). Rows:
+recipe) and a leaky one (smallcnn without BatchNorm on 500 training digits, same
+recipe), each trained with every batch recorded. Forget settings: class 3, and random
+1%, 5%, 10% of the training set. Rows:
 
 - ``none``: the no-op control (weights unchanged): must never pass;
-- ``retrain``: exact unlearning, retrained with a seed other than the target's and the
-  audit's retrained models: must not *fail* more than alpha of the time;
+- ``retrain``: exact unlearning, retrained with a seed drawn per forget set (never the
+  target's, never the audit's retrained models'): must not *fail* more than alpha of the time;
 - ``amnesiac``, ``relabel``, ``finetune``: the toolkit's methods, at their defaults.
 
-Each cell runs the same verdict code as ``audit run`` (``audit.harness.audit_target``),
-with the default 16 reference models and 3 retrained models; the population attacks'
-ROC diagnostics, which do not enter the verdict, are skipped to save time.
+A rate measured on one split and one seed measures that draw's luck, so the digits'
+train/test split is redrawn (with the target model, the audit's seed and so its reference
+models and retrains) every ``--sets-per-split`` forget sets, and the control's seed is drawn
+per forget set. Class 3 is audited once per split, ``--class-splits`` splits. Every rate
+comes with its 95% Clopper-Pearson interval.
 
-    python benchmarks/detection.py                        # both targets, all settings
-    python benchmarks/detection.py --target leaky --sets 50 --out-name detection-leaky
+Each cell runs the same verdict code as ``audit run`` (``audit.harness.audit_target``) with
+the default 16 reference models and 3 retrained models; the population attacks' ROC
+diagnostics, which do not enter the verdict, are skipped to save time. The same tests are
+decided again at alpha 0.01 and with other ``--max-residual`` margins (the p-values and
+intervals do not depend on them), so one run gives every column.
+
+    python benchmarks/detection.py --target default --sets 100 --out-name detection-default
+    python benchmarks/detection.py --target leaky --sets 100 --out-name detection-leaky
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import dataclasses
 import json
+import shutil
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 # benchmarks/attacks.py and unlearning.py carry the packages' names: keep this folder off
@@ -42,113 +53,181 @@ import _common  # noqa: E402  (benchmarks/_common.py, found at the end of the pa
 
 RESULTS, write_tables = _common.RESULTS, _common.write_tables
 
+from attacks.metrics import clopper_pearson  # noqa: E402
 from audit.attacking import AttackContext  # noqa: E402
 from audit.data import load_dataset  # noqa: E402
-from audit.forget import ForgetSet, parse_forget  # noqa: E402
+from audit.forget import parse_forget  # noqa: E402
 from audit.harness import AuditOptions, audit_target  # noqa: E402
+from audit.scoring import Evidence, decide  # noqa: E402
 from audit.training import train_model  # noqa: E402
 from unlearning import TrainConfig  # noqa: E402
 
 METHODS = ("none", "retrain", "amnesiac", "relabel", "finetune")
+CONTROLS = ("none", "retrain")
 SETTINGS = ("class=3", "random 1%", "random 5%", "random 10%")
+ALPHAS = (0.05, 0.01)
+MARGINS = (0.5, 1.0)  # --max-residual values decided from the same evidence; 0.5 is the default
 
 
-def target_data(name: str):
+def split_data(name: str, split: int):
+    """The digits with their train/test split redrawn from ``split`` (the sizes stay the toolkit's)."""
     data = load_dataset("digits")
+    x = torch.cat([data.x_train, data.x_test])
+    y = torch.cat([data.y_train, data.y_test])
+    order = torch.randperm(len(y), generator=torch.Generator().manual_seed(10_000 + split))
+    n_train = len(data.y_train)
+    train, test = order[:n_train], order[n_train:]
     if name == "leaky":
-        n = 500
-        data = dataclasses.replace(data, spec="digits-first-500", x_train=data.x_train[:n].clone(),
-                                   y_train=data.y_train[:n].clone())
-    return data
+        train = train[:500]
+    return dataclasses.replace(data, spec=f"digits-split{split}" + ("-first-500" if name == "leaky" else ""),
+                               x_train=x[train].clone(), y_train=y[train].clone(), x_test=x[test].clone(),
+                               y_test=y[test].clone(), split={"benchmark_split": split})
 
 
-def forget_sets(setting: str, data, count: int, seed0: int) -> list[ForgetSet]:
-    if setting.startswith("class="):
-        return [parse_forget(setting, data.y_train, data.num_classes)]
-    fraction = float(setting.split()[1].rstrip("%")) / 100
-    return [parse_forget(f"random={fraction}@{seed0 + k}", data.y_train, data.num_classes) for k in range(count)]
+def redecide(tests: list[Evidence], alpha: float, margin: float) -> str:
+    return decide(copy.deepcopy(tests), alpha, margin).verdict
 
 
-def run_target(name: str, sets: int, methods: list[str], settings: list[str], cache: Path, work: Path,
-               partial: Path, first_seed: int = 1000) -> dict:
-    data = target_data(name)
+def run_split(name: str, split: int, jobs: list[tuple[str, list[str], int]], work: Path) -> list[dict]:
+    """Train the split's target and audit each (forget spec, methods, control seed) job on it."""
+    data = split_data(name, split)
+    here = work / f"{name}-{split}"
+    here.mkdir()
     arch_args = {"batch_norm": False} if name == "leaky" else None
-    start = time.perf_counter()
-    trained = train_model(data, work / f"{name}.pt", "smallcnn", TrainConfig(epochs=20, seed=0), record="all",
-                          arch_args=arch_args, show_progress=False)
+    # The target's seed and the audit's seed are drawn with the split.
+    trained = train_model(data, here / "model.pt", "smallcnn", TrainConfig(epochs=20, seed=split),
+                          record="all", arch_args=arch_args, show_progress=False)
     mf = trained.model_file
-    out: dict = {"target": name, "n_train": len(data.y_train), "test_accuracy": mf.metrics["test_accuracy"],
-                 "train_seconds": time.perf_counter() - start, "cells": {}}
-    ctx = AttackContext(mf, data, 0, 16, cache, [], 400)
-    for setting in settings:
-        for fs in forget_sets(setting, data, sets, first_seed):
-            for method in methods:
-                # retrain: exact unlearning with a seed (777, for its initial weights and batch
-                # order) that neither the target (0) nor the audit's retrained models (1_000_003 +) use.
-                opts = AuditOptions(model=mf.path, forget=[fs.spec], method=method, show_progress=False,
-                                    attacks=["inversion"] if fs.classes else ["mia"], mia_attacks=[], formats=[],
-                                    seed=777 if method == "retrain" else 0)
-                t0 = time.perf_counter()
-                doc = audit_target(ctx, opts, fs, []).document
-                cell = out["cells"].setdefault(f"{setting}|{method}", [])
-                cell.append({"spec": fs.spec, "verdict": doc["verdict"], "p": doc["p_value"],
-                             "power_p": doc["power_p_value"], "residual": doc["residual_leakage"],
-                             "forget_accuracy": (doc["accuracy"].get("unlearned") or {}).get("forget"),
-                             "retrained_forget_accuracy": (doc["accuracy"].get("reference") or {}).get("forget"),
-                             "seconds": time.perf_counter() - t0, "error": doc["error"]})
-            partial.write_text(json.dumps(out, indent=1))
-        print(f"{name} {setting}: " + ", ".join(
-            f"{m} {_shares(out['cells'][f'{setting}|{m}'])}" for m in methods), flush=True)
+    ctx = AttackContext(mf, data, 100 + split, 16, work / "cache", [], 400)
+    rows = []
+    for spec, methods, control_seed in jobs:
+        fs = parse_forget(spec, data.y_train, data.num_classes)
+        for method in methods:
+            opts = AuditOptions(model=mf.path, forget=[fs.spec], method=method, show_progress=False,
+                                attacks=["inversion"] if fs.classes else ["mia"], mia_attacks=[], formats=[],
+                                seed=control_seed if method == "retrain" else 100 + split)
+            t0 = time.perf_counter()
+            result = audit_target(ctx, opts, fs, [])
+            doc = result.document
+            row = {"split": split, "spec": fs.spec, "method": method, "target_test_accuracy": mf.metrics["test_accuracy"],
+                   "seed": opts.seed, "p": doc["p_value"], "power_p": doc["power_p_value"],
+                   "residual": doc["residual_leakage"], "residual_upper": doc["residual_leakage_upper"],
+                   "forget_accuracy": (doc["accuracy"].get("unlearned") or {}).get("forget"),
+                   "test_accuracy": (doc["accuracy"].get("unlearned") or {}).get("test"),
+                   "seconds": time.perf_counter() - t0, "error": doc["error"], "verdicts": {}}
+            for alpha in ALPHAS:
+                for margin in MARGINS:
+                    key = f"{alpha:g}/{margin:g}"
+                    row["verdicts"][key] = "error" if doc["error"] else redecide(result.tests, alpha, margin)
+            assert doc["error"] or row["verdicts"][f"{ALPHAS[0]:g}/{MARGINS[0]:g}"] == doc["verdict"]
+            rows.append(row)
+    shutil.rmtree(here)  # the recorded update log: 40 MB a split
+    return rows
+
+
+def plan(setting: str, sets: int, method_sets: int, per_split: int, class_splits: int,
+         first_split: int) -> list[tuple[int, list[tuple[str, list[str], int]]]]:
+    """(split, [(forget spec, methods, control seed)]) for one setting."""
+    if setting.startswith("class="):
+        return [(first_split + s, [(setting, list(METHODS), 50_000 + first_split + s)]) for s in range(class_splits)]
+    fraction = float(setting.split()[1].rstrip("%")) / 100
+    out = []
+    for k in range(0, sets, per_split):
+        split = first_split + k // per_split
+        jobs = []
+        for j in range(k, min(k + per_split, sets)):
+            methods = list(METHODS) if (j % per_split) < max(1, method_sets * per_split // sets) else list(CONTROLS)
+            jobs.append((f"random={fraction}@{1000 + j}", methods, 50_000 + j))
+        out.append((split, jobs))
     return out
 
 
-def _shares(cell: list[dict]) -> str:
-    n = len(cell)
-    counts = {v: sum(1 for c in cell if c["verdict"] == v) for v in ("pass", "fail", "inconclusive", "error")}
-    return "/".join(f"{counts[v] / n:.0%}" for v in ("pass", "fail", "inconclusive")) + (
-        f" ({counts['error']} errors)" if counts["error"] else "")
+def rate(cell: list[dict], word: str, key: str) -> tuple[int, int]:
+    return sum(1 for c in cell if c["verdicts"][key] == word), len(cell)
+
+
+def fmt_rate(k: int, n: int) -> str:
+    if n == 0:
+        return "-"
+    lo, hi = clopper_pearson(np.array([k]), n)
+    return f"{k / n:.0%} [{lo[0]:.0%}, {hi[0]:.0%}]"
 
 
 def table(results: list[dict], methods: list[str], settings: list[str]) -> str:
-    lines = []
+    lines = ["Each cell: pass / fail / inconclusive, at alpha 0.05 and the default --max-residual 0.5, with n.\n"]
     for res in results:
-        lines.append(f"\n### Target `{res['target']}` ({res['n_train']} training digits, test accuracy "
-                     f"{res['test_accuracy']:.1%})\n")
+        lines.append(f"\n### Target `{res['target']}`: verdict shares\n")
         lines.append("| setting | " + " | ".join(methods) + " |")
         lines.append("|---|" + "---|" * len(methods))
         for setting in settings:
             cells = []
             for m in methods:
-                cell = res["cells"].get(f"{setting}|{m}", [])
-                cells.append(f"{_shares(cell)} (n={len(cell)})" if cell else "-")
+                cell = [r for r in res["rows"] if r["setting"] == setting and r["method"] == m]
+                if not cell:
+                    cells.append("-")
+                    continue
+                shares = "/".join(f"{rate(cell, w, '0.05/0.5')[0] / len(cell):.0%}" for w in ("pass", "fail", "inconclusive"))
+                errors = sum(1 for c in cell if c["error"])
+                cells.append(f"{shares} (n={len(cell)}{f', {errors} errors' if errors else ''})")
             lines.append(f"| {setting} | " + " | ".join(cells) + " |")
-    return ("Share of verdicts pass / fail / inconclusive per forget setting (rows) and method (columns); "
-            "alpha = 0.05, 16 reference models, 3 retrained models.\n" + "\n".join(lines) + "\n")
+        lines.append(f"\n### Target `{res['target']}`: the controls' error rates, with 95% intervals\n")
+        lines.append("| setting | splits | retrain fails, alpha 0.05 | retrain fails, alpha 0.01 | no-op passes "
+                     "(0.05) | no-op fails (0.05) | no-op fails (0.01) | retrain passes (0.05, margin 0.5) | "
+                     "retrain passes (0.05, margin 1.0) |")
+        lines.append("|---|---|---|---|---|---|---|---|---|")
+        for setting in settings:
+            r = [c for c in res["rows"] if c["setting"] == setting and c["method"] == "retrain"]
+            z = [c for c in res["rows"] if c["setting"] == setting and c["method"] == "none"]
+            if not r and not z:
+                continue
+            splits = len({c["split"] for c in r + z})
+            lines.append(f"| {setting} | {splits} | {fmt_rate(*rate(r, 'fail', '0.05/0.5'))} | "
+                         f"{fmt_rate(*rate(r, 'fail', '0.01/0.5'))} | {fmt_rate(*rate(z, 'pass', '0.05/0.5'))} | "
+                         f"{fmt_rate(*rate(z, 'fail', '0.05/0.5'))} | {fmt_rate(*rate(z, 'fail', '0.01/0.5'))} | "
+                         f"{fmt_rate(*rate(r, 'pass', '0.05/0.5'))} | {fmt_rate(*rate(r, 'pass', '0.05/1'))} |")
+    return "\n".join(lines) + "\n"
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--target", choices=["default", "leaky", "both"], default="both")
-    ap.add_argument("--sets", type=int, default=50, help="random forget sets per random setting")
+    ap.add_argument("--sets", type=int, default=100, help="random forget sets per random setting (retrain and no-op rows)")
+    ap.add_argument("--method-sets", type=int, default=30,
+                    help="of those, how many also run amnesiac, relabel and finetune")
+    ap.add_argument("--sets-per-split", type=int, default=10, help="forget sets audited on one redrawn split")
+    ap.add_argument("--class-splits", type=int, default=4, help="splits (and seeds) on which class 3 is audited")
     ap.add_argument("--methods", default=",".join(METHODS))
     ap.add_argument("--settings", default=";".join(SETTINGS))
     ap.add_argument("--out-name", default="detection")
-    ap.add_argument("--first-seed", type=int, default=1000, help="seed of the first random forget set (then +1 each)")
+    ap.add_argument("--first-split", type=int, default=0, help="number of the first split (then +1 each)")
     args = ap.parse_args()
     torch.set_num_threads(1)
     methods = args.methods.split(",")
     settings = args.settings.split(";")
     names = ["default", "leaky"] if args.target == "both" else [args.target]
     results = []
+    start = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         for name in names:
             partial = RESULTS / f"{args.out_name}-{name}.partial.json"
-            results.append(run_target(name, args.sets, methods, settings, Path(tmp) / "cache", Path(tmp), partial,
-                                      args.first_seed))
+            res: dict = {"target": name, "rows": []}
+            split_base = args.first_split
+            for setting in settings:
+                for split, jobs in plan(setting, args.sets, args.method_sets, args.sets_per_split, args.class_splits,
+                                        split_base):
+                    jobs = [(spec, [m for m in ms if m in methods], seed) for spec, ms, seed in jobs]
+                    for row in run_split(name, split, jobs, Path(tmp)):
+                        res["rows"].append({"setting": setting, **row})
+                    partial.write_text(json.dumps(res, indent=1))
+                split_base += 1000  # every setting gets splits of its own
+                print(table([res], methods, [setting]), flush=True)
+            results.append(res)
             partial.unlink()
     md = table(results, methods, settings)
+    md += f"\nWall time {time.perf_counter() - start:.0f} s.\n"
     print(md)
-    write_tables(args.out_name, md, {"results": results, "methods": methods, "settings": settings, "sets": args.sets})
+    write_tables(args.out_name, md, {"results": results, "methods": methods, "settings": settings,
+                                     "sets": args.sets, "sets_per_split": args.sets_per_split})
 
 
 if __name__ == "__main__":

@@ -76,10 +76,14 @@ def method_and_limits(doc: dict) -> str:
 <p>Each forget request gets one of three verdicts. The same tests run on the <strong>original</strong> model first: if
 they cannot detect the data to forget there (the power check), the verdict is <strong>inconclusive</strong>, because
 an attack that cannot see the data before unlearning cannot confirm they are gone. Otherwise the verdict is
-<strong>fail</strong> when a test still detects the data in the unlearned model, and <strong>pass</strong> when none
-does. Membership is tested per example (Hayes et al., SaTML 2025): each example's confidence under the model is
-compared with its own confidence under reference models that never trained on it, and the forget set's average is
-compared with held-out data under the same model by a permutation test. Class requests add the accuracy on the
+<strong>fail</strong> when a test still detects the data in the unlearned model. A <strong>pass</strong> needs more
+than no test detecting them: the removal itself must be shown, with the residual leakage's 95% upper bound below
+{esc(config.get('max_residual', 0.5))}; otherwise the verdict is inconclusive. Membership is tested per example (Hayes
+et al., SaTML 2025): each example's confidence under the model is compared with its own confidence under reference
+models that never trained on it, and the forget set's average is compared with held-out data. With retrained models
+(the default), each model is compared with them example by example, so that what the split of the data and the
+reference models share cancels, and a permutation over examples calibrates the difference (the
+<em>retrained</em> null); without them, each model's own statistic is permuted (the <em>permutation</em> null). Class requests add the accuracy on the
 forgotten class and model inversion, each against the retrained models. Holm's correction runs over the tests, at
 significance level {esc(config.get('alpha', 0.05))}. Inconclusive requests {'pass' if config.get('inconclusive') == 'pass' else 'fail'}
 this audit, by its policy (<code>--inconclusive</code>).</p>
@@ -143,6 +147,7 @@ def provenance(doc: dict) -> str:
                    ("Reference models", _plain(config.get("reference_models"))),
                    ("Retrained models", _plain(config.get("retrains"))),
                    ("Significance level", _plain(config.get("alpha"))),
+                   ("Largest residual upper bound for a pass", _plain(config.get("max_residual"))),
                    ("Inconclusive requests", _plain(config.get("inconclusive"))),
                    ("Gates", _code(", ".join(config.get("gates") or []) or None))]
     rerun = (f"<p>To reproduce, run the same command on the files with these hashes:</p><pre>{esc(prov['command'])}</pre>"

@@ -56,10 +56,12 @@ def describe_method(target: dict) -> str:
 
 
 TARGET_VERDICT_WORDS = {
-    "pass": "Pass: before unlearning the attacks detected these data; after unlearning they no longer do.",
+    "pass": "Pass: before unlearning the attacks detected these data; after unlearning they no longer do, and "
+            "the drop shows that they are gone.",
     "fail": "Fail: the unlearned model still shows these data to the attacks.",
-    "inconclusive": "Inconclusive: the attacks could not detect these data even in the original model, so they "
-                    "cannot confirm that the data are gone. This is not evidence of erasure.",
+    "inconclusive": "Inconclusive: the attacks could not detect these data even in the original model, or could "
+                    "not show that the unlearned model lost them, so they cannot confirm that the data are gone. This "
+                    "is not evidence of erasure.",
 }
 
 
@@ -78,7 +80,7 @@ def describe_leakage(target: dict) -> str:
             "could not tell the forget set from unseen data"
         parts.append(f"<p><strong>Power check:</strong> before unlearning the attacks {seen} at p = {pval(power)} "
                      f"(significance level {num(alpha, 2)}, Holm-corrected over {len(target.get('tests') or [])} "
-                     f"test(s)). After unlearning: p = {pval(target.get('p_value'))}.</p>")
+                     f"test(s)). After unlearning: p = {pval(target.get('p_value'))}.{_null_words(target)}</p>")
     if target.get("advice"):
         parts.append(f"<p class=\"note\">{esc(target['advice'])}</p>")
     value = target.get("residual_leakage")
@@ -93,6 +95,20 @@ def describe_leakage(target: dict) -> str:
                      " <span class=\"note\">positive when the forget set looks less like training data than under "
                      "retrained models: the deletion itself is then visible</span></p>")
     return "".join(parts)
+
+
+NULL_WORDS = {
+    "retrained": " The membership test compared each model with the retrained models, example by example.",
+    "permutation": " The membership test compared each model's forget set with held-out data under that model alone "
+                   "(no retrained models: this null ignores what the data split and the reference models share).",
+}
+
+
+def _null_words(target: dict) -> str:
+    for test in target.get("tests") or []:
+        if test.get("name") == "membership":
+            return esc(NULL_WORDS.get((test.get("detail") or {}).get("null"), ""))
+    return ""
 
 
 def gate_table(target: dict) -> str:

@@ -83,3 +83,42 @@ def test_rate_excess_test_floors_at_one_example_above_the_retrains():
     assert rate_excess_test(1, 137, [0, 0, 0]).p_value > 0.5  # one lucky example is no evidence
     assert rate_excess_test(12, 137, [0, 0, 0]).p_value < 1e-6  # 90% kept must fail
     assert rate_excess_test(12, 137, [0, 0, 0]).p_value < rate_excess_test(12, 137, [5, 2, 0]).p_value
+
+
+def test_centring_on_retrained_models_cancels_what_the_split_shares():
+    # One fixed split: every model that never trained on an example carries the same per-example
+    # part, and the held-out examples' mean of it is one draw, here 0.3 below the training
+    # examples'. The per-model permutation null treats that draw as redrawn and fails a perfect
+    # unlearning far more often than alpha; tested against the retrained models it keeps its
+    # level, and still detects a model that trained on the forget set.
+    rng = np.random.default_rng(7)
+    n_train, n_held, k = 300, 150, 30
+    shared = rng.normal(0, 1, n_train + n_held)
+    shared[:n_train] -= shared[:n_train].mean()
+    shared[n_train:] -= shared[n_train:].mean() + 0.3
+    trials, own, centred, detected = 80, 0, 0, 0
+    nulls = [f"retrain_{j}" for j in range(3)]
+    for t in range(trials):
+        r = np.random.default_rng(1000 + t)
+        ids = np.r_[r.choice(n_train, k, replace=False), np.arange(n_train, n_train + n_held)]
+        is_forget = np.arange(ids.size) < k
+        model = lambda: shared[ids] + r.normal(0, 0.5, ids.size)  # noqa: E731 - never saw the forget set
+        stats = {"original": model() + 0.6 * is_forget, "unlearned": model(), **{role: model() for role in nulls}}
+        plain = paired_permutation_test(stats, is_forget, baseline="original", null_roles=nulls,
+                                        n_permutations=400, n_bootstrap=50, seed=t)
+        fair = paired_permutation_test(stats, is_forget, baseline="original", null_roles=nulls, centre_on_null=True,
+                                       n_permutations=400, n_bootstrap=50, seed=t)
+        assert plain.null == "permutation" and fair.null == "retrained"
+        assert fair.effect == plain.effect  # the effects stay the models' own; only the null changes
+        own += plain.p_member["unlearned"] <= 0.05
+        centred += fair.p_member["unlearned"] <= 0.05
+        detected += fair.p_member["original"] <= 0.05
+    assert own / trials >= 0.2       # measured 24 of 80
+    assert centred / trials <= 0.125  # nominal 0.05, measured 6 of 80; 80 trials leave room for chance
+    assert detected / trials >= 0.8  # measured 80 of 80
+
+
+def test_centring_needs_retrained_models():
+    stats = {"original": np.r_[np.ones(5), np.zeros(5)], "unlearned": np.zeros(10)}
+    with pytest.raises(ValueError, match="retrained"):
+        paired_permutation_test(stats, np.arange(10) < 5, centre_on_null=True)
