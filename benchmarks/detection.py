@@ -88,7 +88,8 @@ def redecide(tests: list[Evidence], alpha: float, margin: float) -> str:
     return decide(copy.deepcopy(tests), alpha, margin).verdict
 
 
-def run_split(name: str, split: int, jobs: list[tuple[str, list[str], int]], work: Path) -> list[dict]:
+def run_split(name: str, split: int, jobs: list[tuple[str, list[str], int]], work: Path, retrains: int = 3,
+              reference_models: int = 16) -> list[dict]:
     """Train the split's target and audit each (forget spec, methods, control seed) job on it."""
     data = split_data(name, split)
     here = work / f"{name}-{split}"
@@ -98,14 +99,15 @@ def run_split(name: str, split: int, jobs: list[tuple[str, list[str], int]], wor
     trained = train_model(data, here / "model.pt", "smallcnn", TrainConfig(epochs=20, seed=split),
                           record="all", arch_args=arch_args, show_progress=False)
     mf = trained.model_file
-    ctx = AttackContext(mf, data, 100 + split, 16, work / "cache", [], 400)
+    ctx = AttackContext(mf, data, 100 + split, reference_models, work / "cache", [], 400)
     rows = []
     for spec, methods, control_seed in jobs:
         fs = parse_forget(spec, data.y_train, data.num_classes)
         for method in methods:
             opts = AuditOptions(model=mf.path, forget=[fs.spec], method=method, show_progress=False,
                                 attacks=["inversion"] if fs.classes else ["mia"], mia_attacks=[], formats=[],
-                                seed=control_seed if method == "retrain" else 100 + split)
+                                seed=control_seed if method == "retrain" else 100 + split, retrains=retrains,
+                                reference_models=reference_models)
             t0 = time.perf_counter()
             result = audit_target(ctx, opts, fs, [])
             doc = result.document
@@ -188,6 +190,30 @@ def table(results: list[dict], methods: list[str], settings: list[str]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def merge(paths: list[Path], out_name: str) -> None:
+    """Pool the rows of several runs (e.g. settings run as separate processes) into one table."""
+    by_target: dict[str, dict] = {}
+    methods: list[str] = []
+    settings: list[str] = []
+    commands = []
+    for path in paths:
+        run = json.loads(path.read_text())
+        if "results" not in run:  # a run's partial file ({"target", "rows"}), kept when it was stopped early
+            run = {"command": f"{path.name} (a run stopped after {len(run['rows'])} audits)", "methods": list(METHODS),
+                   "results": [run]}
+        commands.append(run["command"])
+        methods += [m for m in run["methods"] if m not in methods]
+        for res in run["results"]:
+            by_target.setdefault(res["target"], {"target": res["target"], "rows": []})["rows"] += res["rows"]
+            settings += [s for s in SETTINGS if any(r["setting"] == s for r in res["rows"]) and s not in settings]
+    settings = [s for s in SETTINGS if s in settings]
+    md = table(list(by_target.values()), methods, settings)
+    md += "\nPooled from the runs of:\n\n" + "".join(f"- `{c}`\n" for c in commands)
+    print(md)
+    write_tables(out_name, md, {"results": list(by_target.values()), "methods": methods, "settings": settings,
+                                "merged_from": [str(p) for p in paths]})
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--target", choices=["default", "leaky", "both"], default="both")
@@ -200,7 +226,14 @@ def main() -> None:
     ap.add_argument("--settings", default=";".join(SETTINGS))
     ap.add_argument("--out-name", default="detection")
     ap.add_argument("--first-split", type=int, default=0, help="number of the first split (then +1 each)")
+    ap.add_argument("--retrains", type=int, default=3, help="retrained models per audit (the audit's --retrains)")
+    ap.add_argument("--reference-models", type=int, default=16, help="the audit's --reference-models")
+    ap.add_argument("--merge", nargs="+", type=Path, metavar="JSON",
+                    help="write one table from earlier runs' results files (rows of the same target are pooled)")
     args = ap.parse_args()
+    if args.merge:
+        merge(args.merge, args.out_name)
+        return
     torch.set_num_threads(1)
     methods = args.methods.split(",")
     settings = args.settings.split(";")
@@ -216,7 +249,7 @@ def main() -> None:
                 for split, jobs in plan(setting, args.sets, args.method_sets, args.sets_per_split, args.class_splits,
                                         split_base):
                     jobs = [(spec, [m for m in ms if m in methods], seed) for spec, ms, seed in jobs]
-                    for row in run_split(name, split, jobs, Path(tmp)):
+                    for row in run_split(name, split, jobs, Path(tmp), args.retrains, args.reference_models):
                         res["rows"].append({"setting": setting, **row})
                     partial.write_text(json.dumps(res, indent=1))
                 split_base += 1000  # every setting gets splits of its own
@@ -227,7 +260,8 @@ def main() -> None:
     md += f"\nWall time {time.perf_counter() - start:.0f} s.\n"
     print(md)
     write_tables(args.out_name, md, {"results": results, "methods": methods, "settings": settings,
-                                     "sets": args.sets, "sets_per_split": args.sets_per_split})
+                                     "sets": args.sets, "sets_per_split": args.sets_per_split,
+                                     "retrains": args.retrains, "reference_models": args.reference_models})
 
 
 if __name__ == "__main__":
