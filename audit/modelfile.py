@@ -269,7 +269,9 @@ def load_model(
                     net = torch.jit.load(str(path), map_location="cpu")
             except Exception as exc:  # noqa: BLE001 - a damaged archive
                 raise InputError(f"{path} looks like TorchScript but does not load: {exc}") from None
-            net.eval()
+            from audit.interruptible import InterruptibleForward
+
+            net = InterruptibleForward(net.eval())  # a forward that never ends must not outlast a SIGTERM
         else:
             net = _load_exported(path)
         if input_shape is None or not num_classes:
