@@ -184,7 +184,8 @@ def run_cmd(
                                            "local (default) | ray"),
     ray_address: Optional[str] = typer.Option(None, "--ray-address", help="join a Ray cluster: auto | HOST:PORT "
                                               "(default: start a local Ray for this command)"),
-    cpus_per_model: Optional[float] = typer.Option(None, "--cpus-per-model", help="CPUs per training task (default 1)"),
+    cpus_per_model: Optional[float] = typer.Option(None, "--cpus-per-model", help="CPUs (torch threads) of every "
+                                                  "model the audit trains, local or on Ray (default 1)"),
     gpus_per_model: Optional[float] = typer.Option(None, "--gpus-per-model", help="GPUs per training task "
                                                    "(default 0; 1 places one model per GPU)"),
     out: Optional[Path] = typer.Option(None, "--out", help="output folder (default ./audit-out)"),
