@@ -186,7 +186,8 @@ def run_cmd(
                                            "local (default) | ray"),
     ray_address: Optional[str] = typer.Option(None, "--ray-address", help="join a Ray cluster: auto | HOST:PORT "
                                               "(default: start a local Ray for this command)"),
-    cpus_per_model: Optional[float] = typer.Option(None, "--cpus-per-model", help="CPUs per training task (default 1)"),
+    cpus_per_model: Optional[float] = typer.Option(None, "--cpus-per-model", help="CPUs (torch threads) of every "
+                                                  "model the audit trains, local or on Ray (default 1)"),
     gpus_per_model: Optional[float] = typer.Option(None, "--gpus-per-model", help="GPUs per training task "
                                                    "(default 0; 1 places one model per GPU)"),
     out: Optional[Path] = typer.Option(None, "--out", help="output folder (default ./audit-out)"),
@@ -239,33 +240,34 @@ def run_cmd(
 @app.command()
 def gate(
     results: Path = typer.Argument(..., help="results.json of an earlier audit run"),
-    fail_on: Optional[list[str]] = typer.Option(None, "--fail-on", metavar="EXPR", help="gate expression; repeatable (default: the "
-                                                "gates recorded in results.json)"),
+    fail_on: Optional[list[str]] = typer.Option(None, "--fail-on", metavar="EXPR", help="gate expression, added to the "
+                                                "gates recorded in results.json; repeatable"),
     inconclusive: Optional[str] = typer.Option(None, "--inconclusive", help="fail | pass (default: the policy "
                                                "recorded in results.json)"),
     config: Optional[Path] = typer.Option(None, "--config", help="TOML file: the table tool.audit, or top-level keys"),
+    replace_recorded_gates: bool = typer.Option(False, "--replace-recorded-gates", help="apply the gates of --fail-on "
+                                                "(else of the config file) instead of those recorded in results.json"),
     quiet: bool = typer.Option(False, "--quiet", help="print only failures"),
 ) -> None:
-    """Apply the verdicts and gates to an earlier run's results.json without recomputing."""
+    """Apply the verdicts and gates to an earlier run's results.json without recomputing its figures;
+    each recorded verdict is first checked against the evidence the document records."""
     from audit.config import load_config
-    from audit.gates import INCONCLUSIVE_POLICIES, gate_target, parse_gates, verdict
+    from audit.gates import check_recorded_verdict, gate_target, plan_gates, verdict
     from audit.summary import print_summary
     from reports import ReportError, load_results
 
-    settings, _ = load_config(config)
-    exprs = fail_on or settings.get("fail_on")
-    gates = parse_gates(exprs) if exprs is not None else None
+    settings, source = load_config(config)
     try:
         doc = load_results(results)
     except ReportError as exc:
         raise InputError(str(exc)) from None
-    if gates is None:
-        gates = parse_gates(doc.get("config", {}).get("gates") or [])
-    policy = inconclusive or settings.get("inconclusive") or doc.get("config", {}).get("inconclusive") or "fail"
-    if policy not in INCONCLUSIVE_POLICIES:
-        raise InputError(f"--inconclusive {policy!r} is unknown; use fail (the default) or pass")
+    plan = plan_gates(doc.get("config", {}), fail_on, inconclusive, settings, source, replace_recorded_gates)
+    for i, target in enumerate(doc["targets"]):
+        check_recorded_verdict(target, doc.get("config", {}), f"{results}: targets[{i}]")
+    for line in plan.notices:
+        stderr.print(f"note: {line}", markup=False, highlight=False, soft_wrap=True)
     for target in doc["targets"]:
-        gate_target(target, gates, policy)
+        gate_target(target, plan.gates, plan.policy)
     doc["verdict"], doc["exit_code"] = verdict(doc["targets"])
     code = doc["exit_code"]
     if not doc["targets"]:

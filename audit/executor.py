@@ -5,8 +5,10 @@ tasks on a cluster (``ray``): ``--executor local|ray``, ``--ray-address``,
 Reference models and retrained models are independent training runs: each is one task
 ``fn(task)``. Under Ray every task is retried on failure (Ray's task retries, exceptions
 included); after its retries the step fails (exit 3) with the task's error recorded,
-never a silent pass. The same seeds give the same models under both executors: a task
-sets torch's thread count to its CPUs and draws every random choice from its seed.
+never a silent pass. The same seeds give the same models under both executors and on any
+machine: every task, local or on Ray, runs on :func:`task_threads` torch threads (float
+sums are split by the thread count, so the count changes the last bits of every step and
+then the trained weights), and draws every random choice from its seed.
 
 Fault injection, for testing a pipeline (documented with ``AUDIT_FAULT``):
 ``AUDIT_FAULT=task`` makes every training task fail; ``AUDIT_FAULT=task-once`` makes each
@@ -15,16 +17,36 @@ task fail on its first attempt only (a marker file per task under ``AUDIT_FAULT_
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 from audit.errors import InputError, StepError
 from audit.progress import progress_bar
 
 EXECUTORS = ("local", "ray")
 DEFAULT_RETRIES = 2
+
+
+def task_threads(cpus_per_model: float) -> int:
+    """Torch threads of every model the audit trains, under either executor: ``--cpus-per-model``
+    rounded down, at least 1. Never the machine's core count, on which the figures would depend."""
+    return max(1, int(cpus_per_model))
+
+
+@contextlib.contextmanager
+def torch_threads(threads: int) -> Iterator[None]:
+    """Run the body on ``threads`` torch threads; the caller's count comes back after."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def _fault(task: Any) -> None:
@@ -46,7 +68,7 @@ def _run_task(fn: Callable, threads: int, gpus: float, task: Any) -> Any:
     with a GPU assigned, the toolkit's training loop runs on it (``AUDIT_TRAIN_DEVICE``)."""
     import torch
 
-    torch.set_num_threads(max(1, threads))
+    torch.set_num_threads(max(1, threads))  # a worker runs one task at a time: nothing to restore
     if gpus and torch.cuda.is_available():
         os.environ["AUDIT_TRAIN_DEVICE"] = "cuda"
     _fault(task)
@@ -54,16 +76,17 @@ def _run_task(fn: Callable, threads: int, gpus: float, task: Any) -> Any:
 
 
 class LocalExecutor:
-    """Runs every task here, in order."""
+    """Runs every task here, in order, on the threads a Ray task of the same ``cpus_per_model`` gets."""
 
     name = "local"
 
-    def __init__(self, show_progress: bool = True):
+    def __init__(self, show_progress: bool = True, cpus_per_model: float = 1):
         self.show_progress = show_progress
+        self.threads = task_threads(cpus_per_model)
 
     def map(self, fn: Callable, tasks: list, label: str = "training") -> list:
         out = []
-        with progress_bar(label, len(tasks), self.show_progress) as advance:
+        with progress_bar(label, len(tasks), self.show_progress) as advance, torch_threads(self.threads):
             for task in tasks:
                 _fault(task)
                 out.append(fn(task))
@@ -71,7 +94,7 @@ class LocalExecutor:
         return out
 
     def describe(self) -> dict:
-        return {"executor": "local"}
+        return {"executor": "local", "threads_per_model": self.threads}
 
     def close(self) -> None:
         pass
@@ -86,6 +109,7 @@ class RayExecutor:
                  retries: int = DEFAULT_RETRIES, show_progress: bool = True, code_paths: list[str] | None = None):
         self.address, self.cpus, self.gpus, self.retries = address, cpus_per_model, gpus_per_model, retries
         self.show_progress = show_progress
+        self.threads = task_threads(cpus_per_model)
         self.code_paths = [str(Path(p).resolve()) for p in code_paths or []]
         self._started = False
         self._ray = None
@@ -156,9 +180,8 @@ class RayExecutor:
             ray = self._ray
         remote = ray.remote(num_cpus=self.cpus, num_gpus=self.gpus, max_retries=self.retries,
                             retry_exceptions=True)(_run_task)
-        threads = max(1, int(self.cpus))
         shared = ray.put(fn)  # the training recipe and the data travel once, not once per task
-        refs = [remote.remote(shared, threads, self.gpus, task) for task in tasks]
+        refs = [remote.remote(shared, self.threads, self.gpus, task) for task in tasks]
         index = {ref: i for i, ref in enumerate(refs)}
         results: list = [None] * len(refs)
         pending = list(refs)
@@ -178,8 +201,8 @@ class RayExecutor:
 
     def describe(self) -> dict:
         return {"executor": "ray", "address": self.address or "local (started by the command)",
-                "cpus_per_model": self.cpus, "gpus_per_model": self.gpus, "retries": self.retries,
-                "tasks": self.tasks_run}
+                "cpus_per_model": self.cpus, "threads_per_model": self.threads, "gpus_per_model": self.gpus,
+                "retries": self.retries, "tasks": self.tasks_run}
 
     def close(self) -> None:
         if self._started and self._ray is not None:
@@ -203,5 +226,5 @@ def make_executor(name: str, address: str | None, cpus_per_model: float, gpus_pe
             if not torch.cuda.is_available():
                 raise InputError(f"--gpus-per-model {gpus_per_model:g} asks for a GPU, but this machine has none "
                                  "torch can use; drop the flag")
-        return LocalExecutor(show_progress)
+        return LocalExecutor(show_progress, cpus_per_model)
     return RayExecutor(address, cpus_per_model, gpus_per_model, show_progress=show_progress, code_paths=code_paths)

@@ -220,3 +220,149 @@ def verdict(targets: list[dict]) -> tuple[str, int]:
     if not targets:
         return "fail", 1
     return ("fail", 1) if any(not t["passed"] for t in targets) else ("pass", 0)
+
+
+# --- A recorded verdict, checked against its own evidence ------------------------------------
+# `audit gate` trusts no verdict it did not reach itself: each target's verdict and headline
+# figures are recomputed from the tests the document records, by the rule `audit run` used.
+HEADLINE = ("power_p_value", "p_value", "residual_leakage", "residual_leakage_upper", "overforgetting",
+            "overforgetting_p_value")
+
+
+def recompute_verdict(target: dict, config: dict):
+    """The :class:`audit.scoring.Verdict` that ``target``'s recorded evidence gives under the run's
+    settings (``config``, the document's ``config``): :func:`audit.scoring.decide` over its ``tests``.
+
+    The one place that turns a document's evidence back into a verdict; when ``decide``
+    takes new evidence or settings, read them from the document here. Raises
+    :class:`InputError` when the evidence is incomplete or not shaped as ``audit run`` writes it.
+    """
+    import dataclasses
+
+    from audit.scoring import Evidence, decide
+
+    alpha = config.get("alpha")
+    if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0 < alpha < 1:
+        raise InputError(f"config.alpha is {alpha!r}, not a significance level between 0 and 1; the document is "
+                         "corrupt or edited: regenerate it with `audit run`")
+    names = {f.name for f in dataclasses.fields(Evidence)}
+    tests = []
+    try:
+        for test in target.get("tests") or []:
+            known = {k: v for k, v in test.items() if k in names}
+            if isinstance(known.get("residual_ci95"), list):
+                known["residual_ci95"] = tuple(known["residual_ci95"])
+            tests.append(Evidence(**known))
+        return decide(tests, float(alpha))
+    except (TypeError, ValueError, KeyError, AttributeError, ZeroDivisionError) as exc:
+        raise InputError(f"the tests recorded for target {target.get('name')!r} are incomplete or malformed "
+                         f"({type(exc).__name__}: {' '.join(str(exc).split())[:120]}), so its verdict cannot be "
+                         "checked: regenerate the document with `audit run`") from None
+
+
+def check_recorded_verdict(target: dict, config: dict, where: str) -> None:
+    """Refuse (:class:`InputError`) a target whose recorded verdict or headline figures are not
+    those its recorded evidence gives (:func:`recompute_verdict`). A target whose step failed
+    is left alone: it fails every gate whatever it records."""
+    if target.get("error"):
+        return
+    found = recompute_verdict(target, config)
+    name = target.get("name")
+    if target.get("alpha") is not None and not _same(target.get("alpha"), config.get("alpha")):
+        raise InputError(f"{where} ({name}) records alpha = {target.get('alpha')} but the run's config "
+                         f"alpha = {config.get('alpha')}; the document is corrupt or edited: regenerate it with "
+                         "`audit run`")
+    if found.verdict != target.get("verdict"):
+        raise InputError(f"{where} ({name}) records the verdict {target.get('verdict')!r}, but the evidence it "
+                         f"records gives {found.verdict!r} at alpha = {found.alpha:g}; the document is corrupt or "
+                         "edited: regenerate it with `audit run`")
+    recomputed = found.to_dict()
+    for key in HEADLINE:
+        if not _same(target.get(key), recomputed.get(key)):
+            raise InputError(f"{where} ({name}) records {key} = {target.get(key)}, but its evidence gives "
+                             f"{_show(recomputed.get(key))}; the document is corrupt or edited: regenerate it with "
+                             "`audit run`")
+
+
+def _same(recorded, computed) -> bool:
+    """Equal as results.json writes them: non-finite numbers are written as null; floats round-trip exactly."""
+    if isinstance(computed, float) and not math.isfinite(computed):
+        computed = None
+    if recorded is None or computed is None:
+        return recorded is None and computed is None
+    if isinstance(recorded, bool) or not isinstance(recorded, (int, float)):
+        return False
+    return math.isclose(float(recorded), float(computed), rel_tol=1e-9, abs_tol=1e-12)
+
+
+def _show(value) -> str:
+    return "nothing (null)" if value is None or (isinstance(value, float) and not math.isfinite(value)) else f"{value:.6g}"
+
+
+# --- Which gates `audit gate` applies ---------------------------------------------------------
+@dataclass
+class GatePlan:
+    """The gates and inconclusive policy ``audit gate`` applies, and one line for every way a
+    config file or a flag changed them from those recorded in results.json."""
+
+    gates: list[Gate]
+    policy: str
+    notices: list[str]
+
+
+def plan_gates(recorded_config: dict, fail_on: list[str] | None, inconclusive: str | None, settings: dict,
+               source: object = None, replace_recorded: bool = False) -> GatePlan:
+    """The gates to apply to a results document whose ``config`` is ``recorded_config``.
+
+    The gates the run recorded always apply: ``--fail-on`` (``fail_on``) and a config file's
+    ``fail_on`` (``settings``, read from ``source``) add to them, and a config's
+    ``inconclusive`` may tighten the recorded policy but never loosen it; only
+    ``replace_recorded`` (``--replace-recorded-gates``) lets the command line or the config
+    stand in for the recorded gates. ``--inconclusive`` is explicit and applies as given.
+    """
+    recorded = recorded_config.get("gates") or []
+    recorded_policy = recorded_config.get("inconclusive") or "fail"
+    if recorded_policy not in INCONCLUSIVE_POLICIES:
+        raise InputError(f"config.inconclusive {recorded_policy!r} in the document is not fail or pass; the document "
+                         "is corrupt or edited: regenerate it with `audit run`")
+    for policy, whose in ((inconclusive, "--inconclusive"), (settings.get("inconclusive"), f"inconclusive in {source}")):
+        if policy is not None and policy not in INCONCLUSIVE_POLICIES:
+            raise InputError(f"{whose} {policy!r} is unknown; use fail (the default) or pass")
+    parse_gates(recorded)  # a malformed recorded gate is a corrupt document, said before anything else
+    from_file = list(settings.get("fail_on") or [])
+    from_cli = list(fail_on or [])
+    notices: list[str] = []
+    if replace_recorded:
+        chosen = from_cli if from_cli else from_file
+        dropped = [g for g in recorded if g not in chosen]
+        if dropped:
+            notices.append(f"--replace-recorded-gates drops the recorded gate(s) {_quoted(dropped)}")
+        exprs = chosen
+    else:
+        exprs = list(dict.fromkeys([*recorded, *from_file, *from_cli]))
+        if "fail_on" in settings:
+            added = [g for g in from_file if g not in recorded]
+            left_out = [g for g in recorded if g not in from_file]
+            if added:
+                notices.append(f"{source} adds the gate(s) {_quoted(added)} to those recorded in the document")
+            if left_out:
+                notices.append(f"{source} sets fail_on without the recorded gate(s) {_quoted(left_out)}; they still "
+                               "apply (pass --replace-recorded-gates to drop them)")
+    policy = recorded_policy
+    if inconclusive is not None:
+        policy = inconclusive
+    elif settings.get("inconclusive") not in (None, recorded_policy):
+        wanted = settings["inconclusive"]
+        if wanted == "fail" or replace_recorded:
+            policy = wanted
+            notices.append(f"{source} changes the inconclusive policy from the recorded {recorded_policy!r} "
+                           f"to {wanted!r}")
+        else:
+            notices.append(f"{source} sets inconclusive = {wanted!r}, which would loosen the recorded policy "
+                           f"{recorded_policy!r}; the recorded policy stays (pass --inconclusive {wanted} to "
+                           "loosen it)")
+    return GatePlan(parse_gates(exprs), policy, notices)
+
+
+def _quoted(exprs: list[str]) -> str:
+    return ", ".join(f"'{e}'" for e in exprs)

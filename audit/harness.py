@@ -468,7 +468,7 @@ def audit_loaded(opts: AuditOptions, gates: list[Gate], mf: ModelFile, data, for
             raise InputError(f"--forget {fs.spec} selects every training example; nothing would be left to keep")
     opts.assumptions = say_assumptions(mf, unlearned_given)  # every input checked: now say what was assumed
     cache_dir = Path(opts.cache_dir) if opts.cache_dir else attacks.default_cache_dir()
-    from audit.executor import make_executor
+    from audit.executor import make_executor, torch_threads
 
     paths = [opts.code_path] if isinstance(opts.code_path, str) else list(opts.code_path or [])
     executor = make_executor(opts.executor, opts.ray_address, opts.cpus_per_model, opts.gpus_per_model,
@@ -480,10 +480,13 @@ def audit_loaded(opts: AuditOptions, gates: list[Gate], mf: ModelFile, data, for
                         use_reference=mf.trainable and opts.reference_models >= 2, executor=executor)
     started = time.time()
     try:
-        if executor.name == "ray" and len(forget_sets) > 1:
-            targets = audit_targets_as_tasks(ctx, opts, forget_sets, gates, unlearned_given)
-        else:
-            targets = [audit_target(ctx, opts, fs, gates, unlearned_given) for fs in forget_sets]
+        # Unlearning, the evaluator, the attacks' own models and every figure run on the thread count of
+        # the training tasks, not the machine's core count (issue 16, item 8).
+        with torch_threads(executor.threads):
+            if executor.name == "ray" and len(forget_sets) > 1:
+                targets = audit_targets_as_tasks(ctx, opts, forget_sets, gates, unlearned_given)
+            else:
+                targets = [audit_target(ctx, opts, fs, gates, unlearned_given) for fs in forget_sets]
     finally:
         executor.close()
     doc = build_document(opts, mf, data, targets, started, ctx)

@@ -68,16 +68,23 @@ def _tensors(data, what: str) -> tuple[torch.Tensor, torch.Tensor]:
 
 def _forget_sets(forget, y_train: torch.Tensor, num_classes: int) -> list[ForgetSet]:
     """Specs ("class=3"), id sequences, or a list mixing them: one forget target each."""
-    if isinstance(forget, str) or (hasattr(forget, "__len__") and len(forget) and
-                                   all(isinstance(v, (int, np.integer)) for v in forget)) \
-            or isinstance(forget, (torch.Tensor, np.ndarray)):
+    usage = ("forget must be a spec such as \"class=3\", a sequence of training ids (whole numbers), or a list of "
+             "them")
+    if isinstance(forget, str) or isinstance(forget, (torch.Tensor, np.ndarray)) or (
+            isinstance(forget, (list, tuple)) and forget and all(_is_id(v) for v in forget)):
         forget = [forget]
+    if not isinstance(forget, (list, tuple)) or not forget:
+        raise InputError(f"{usage}, not {_shown(forget)}")
     targets = []
     for item in forget:
         if isinstance(item, str):
             targets.append(parse_forget(item, y_train, num_classes))
             continue
-        ids = torch.as_tensor(np.asarray(item), dtype=torch.int64).reshape(-1)
+        array = item.numpy() if isinstance(item, torch.Tensor) else np.asarray(item) \
+            if isinstance(item, (list, tuple, np.ndarray)) else None
+        if array is None or (array.size and (array.dtype == bool or not np.issubdtype(array.dtype, np.integer))):
+            raise InputError(f"{usage}; {_shown(item)} is not")
+        ids = torch.as_tensor(array, dtype=torch.int64).reshape(-1)
         if ids.numel() == 0 or int(ids.min()) < 0 or int(ids.max()) >= len(y_train):
             raise InputError(f"forget ids must be a non-empty set of training ids in 0..{len(y_train) - 1}")
         ids = torch.unique(ids)
@@ -122,6 +129,9 @@ def evaluate(
             recipe.validate()
         except ValueError as exc:
             raise InputError(f"recipe: {exc}") from None
+    if model_factory is not None and (not callable(model_factory) or isinstance(model_factory, nn.Module)):
+        raise InputError(f"model_factory must be a function () -> nn.Module that builds a fresh, untrained model, "
+                         f"not {_shown(model_factory)}")
     if (train_fn is not None or recipe is not None) and model_factory is None:
         raise InputError("reference models and retrains need model_factory, a () -> nn.Module that builds a fresh model")
     if train_fn is not None and not callable(train_fn):
@@ -144,6 +154,10 @@ def evaluate(
     else:
         raise InputError("unlearned must be an nn.Module unlearned elsewhere or a method name "
                          "(auto, amnesiac, relabel, finetune, retrain, none)")
+    known = {f.name for f in dataclasses.fields(AuditOptions)} - {"model", "forget", "method"}
+    unknown = sorted(set(options) - known)
+    if unknown:
+        raise InputError(f"audit.evaluate got an unknown option {unknown[0]!r}; known: {', '.join(sorted(known))}")
     opts = AuditOptions(model=Path("<memory>"), forget=["<memory>"], method=method,
                         out=Path(out) if out is not None else None, show_progress=options.pop("show_progress", False),
                         formats=options.pop("formats", ["html", "pdf"] if out is not None else []),
@@ -152,6 +166,15 @@ def evaluate(
     targets = _forget_sets(forget, y_train, classes)
     opts.forget = [t.spec for t in targets]
     return audit_loaded(opts, gates, mf, data, targets, unlearned_mf)
+
+
+def _is_id(value) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+
+
+def _shown(value) -> str:
+    text = repr(value)
+    return f"{type(value).__name__} {text if len(text) <= 40 else text[:37] + '...'}"
 
 
 def _name(fn) -> str | None:

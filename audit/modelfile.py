@@ -269,7 +269,9 @@ def load_model(
                     net = torch.jit.load(str(path), map_location="cpu")
             except Exception as exc:  # noqa: BLE001 - a damaged archive
                 raise InputError(f"{path} looks like TorchScript but does not load: {exc}") from None
-            net.eval()
+            from audit.interruptible import InterruptibleForward
+
+            net = InterruptibleForward(net.eval())  # a forward that never ends must not outlast a SIGTERM
         else:
             net = _load_exported(path)
         if input_shape is None or not num_classes:
@@ -385,11 +387,25 @@ def _check_document(doc: dict, path: Path) -> None:
             raise bad("recipe", "a training recipe (epochs, batch_size, lr, optimizer, seed, ...)") from None
 
 
+# Weights the toolkit trains and attacks: float8, complex and quantised tensors have no arithmetic on the CPU.
+WEIGHT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64, torch.int64, torch.int32, torch.int16,
+                 torch.int8, torch.uint8, torch.bool)
+
+
+def _check_dtypes(sd: dict, path: Path) -> None:
+    odd = next(((k, v.dtype) for k, v in sd.items() if v.dtype not in WEIGHT_DTYPES), None)
+    if odd is not None:
+        name = str(odd[1]).removeprefix("torch.")
+        raise InputError(f"{path}: tensor {odd[0]} is {name}, which this toolkit cannot train or attack; "
+                         "convert the weights to float32 (or float16/bfloat16) and save them again")
+
+
 def _check_weights_fit(sd: dict, arch: str, in_channels: int, num_classes: int, arch_args: dict | None,
                        path: Path, what: str) -> None:
     """Compare the file's tensors with the shapes the claimed architecture needs, on the meta
     device (no memory), so that a small file claiming 30 million classes is refused before
     a 7 GB layer is allocated."""
+    _check_dtypes(sd, path)
     try:
         with torch.device("meta"):
             skeleton = build_network(arch, in_channels, num_classes, arch_args)
@@ -447,6 +463,7 @@ def _from_state_dict(sd: dict, path: Path, arch: str | None, input_shape, num_cl
         raise InputError(f"{path} is a bare state_dict: pass --data SPEC so that its input shape and classes are known")
     c = input_shape[0]
     if factory is not None:
+        _check_dtypes(sd, path)
         net = user.build()
         try:
             net.load_state_dict(sd)

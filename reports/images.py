@@ -29,7 +29,10 @@ def embed(relative: str, base_dir: Path) -> Embedded:
     local files into a report that is then shared.
     """
     base = Path(base_dir).resolve()
-    path = (base / relative).resolve()
+    try:
+        path = (base / relative).resolve()
+    except (OSError, ValueError):  # ValueError: a NUL byte, which no path holds
+        return Embedded(relative, None, "not a valid path, not embedded")
     if not path.is_relative_to(base):
         return Embedded(relative, None, "outside the results folder, not embedded")
     try:

@@ -286,6 +286,9 @@ def _validate_target(c: _Checker, target: Any, where: str) -> None:
                                             required=False, nullable=True)):
                 if not isinstance(image, str):
                     c.fail(f"{where}.inversion.{role}.images[{k}]", "a path", image)
+                if "\x00" in image:
+                    raise ReportError(f"{c.source}: {where}.inversion.{role}.images[{k}] holds a NUL byte, which "
+                                      "no file path can; regenerate it with `audit run` or fix the file")
     components = c.obj(target, "residual_components", f"{where}.residual_components", required=False, nullable=True)
     for name in components or {}:
         c.number(components, name, f"{where}.residual_components.{name}")

@@ -1,0 +1,79 @@
+"""Issue 16, item 8: an audit's figures do not depend on the executor or on the machine's
+core count. Every model the audit trains (and every figure it computes) runs on the same
+fixed number of torch threads, ``--cpus-per-model`` (default 1), locally and on Ray.
+
+These tests leave torch at its default thread count (the machine's cores): the shared
+fixture that pins one thread, and ``OMP_NUM_THREADS=1`` of the CLI runner, would hide
+the difference between a local run and a Ray task.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from robustness_helpers import cli_env, train
+
+MULTI_CORE = pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="needs a machine with more than one core")
+
+
+@pytest.fixture()
+def default_threads():
+    """torch at its default thread count (one per core), whatever the module's fixture set."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(os.cpu_count() or 1)
+    yield os.cpu_count() or 1
+    torch.set_num_threads(before)
+
+
+@MULTI_CORE
+@pytest.mark.parametrize("cpus, threads", [(1, 1), (0.5, 1), (2, 2)])
+def test_local_tasks_run_on_the_threads_a_ray_task_gets(default_threads, cpus, threads):
+    import torch
+
+    from audit.executor import LocalExecutor, task_threads
+
+    assert task_threads(cpus) == threads
+    seen = LocalExecutor(show_progress=False, cpus_per_model=cpus).map(lambda _: torch.get_num_threads(), [0, 1])
+    assert seen == [threads, threads]
+    assert torch.get_num_threads() == default_threads  # the caller's setting comes back
+
+
+def _audit(model: Path, out: Path, cache: Path, *extra: str) -> dict:
+    env = {k: v for k, v in cli_env().items() if k not in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")}
+    env["AMNESIA_AUDIT_CACHE"] = str(cache)
+    args = ["run", str(model), "--forget", "class=3", "--seed", "0", "--method", "relabel", "--reference-models", "4",
+            "--retrains", "2", "--mia", "loss,lira_online", "--config", str(model.parent / "audit.toml"),
+            "--format", "none", "--quiet", "--out", str(out), *extra]
+    proc = subprocess.run([sys.executable, "-c", "from audit.cli import main; main()", *args], cwd=model.parent,
+                          env=env, capture_output=True, text=True, timeout=900)
+    assert proc.returncode in (0, 1), proc.stderr
+    return json.loads((out / "results.json").read_text())
+
+
+def _figures(doc: dict) -> dict:
+    [t] = doc["targets"]
+    return {"reference_digests": doc["provenance"]["reference_models"]["digests"],
+            "retrain_digests": [r["digest"] for r in t["retrains"]],
+            "accuracy": t["accuracy"], "tests": t["tests"], "verdict": t["verdict"],
+            "membership": [(m["attack"], m["original"]["auc"], m["unlearned"]["auc"], m["reference"]["auc"])
+                           for m in t["membership"]],
+            "inversion": {role: t["inversion"][role]["attack_accuracy"] for role in ("original", "unlearned")}}
+
+
+@MULTI_CORE
+def test_local_and_ray_give_the_same_models_and_figures_at_default_threads(tmp_path):
+    pytest.importorskip("ray")
+    res = train(tmp_path, "m.pt", "--record", "none", epochs=3)
+    assert res.returncode == 0, res.stderr
+    (tmp_path / "audit.toml").write_text("inversion_iterations = 40\n")
+    local = _audit(tmp_path / "m.pt", tmp_path / "local", tmp_path / "cache-local")
+    ray = _audit(tmp_path / "m.pt", tmp_path / "ray", tmp_path / "cache-ray", "--executor", "ray")
+    assert local["provenance"]["executor"]["threads_per_model"] == ray["provenance"]["executor"]["threads_per_model"]
+    assert _figures(local) == _figures(ray)
