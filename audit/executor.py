@@ -18,7 +18,9 @@ task fail on its first attempt only (a marker file per task under ``AUDIT_FAULT_
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
+import multiprocessing
 import os
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -75,16 +77,38 @@ def _run_task(fn: Callable, threads: int, gpus: float, task: Any) -> Any:
     return fn(task)
 
 
+# The task function of a local worker pool: set before the workers fork, so that nothing
+# about it needs pickling (results come back pickled, from our own child processes).
+_FORKED_FN: Callable | None = None
+
+
+def _forked_task(task: Any) -> Any:
+    assert _FORKED_FN is not None
+    return _FORKED_FN(task)
+
+
+def local_workers(threads: int) -> int:
+    """How many models train at once on this machine: its cores over each model's threads."""
+    return max(1, (os.cpu_count() or 1) // max(1, threads))
+
+
 class LocalExecutor:
-    """Runs every task here, in order, on the threads a Ray task of the same ``cpus_per_model`` gets."""
+    """Runs the tasks on this machine, each on the threads a Ray task of the same ``cpus_per_model``
+    gets: ``workers`` at a time in forked worker processes (default: the cores over the threads),
+    or here, in order, with one worker. Each task trains alone on its fixed thread count, so the
+    models, and every figure, are the same whatever the number of workers or cores."""
 
     name = "local"
 
-    def __init__(self, show_progress: bool = True, cpus_per_model: float = 1):
+    def __init__(self, show_progress: bool = True, cpus_per_model: float = 1, workers: int | None = None):
         self.show_progress = show_progress
         self.threads = task_threads(cpus_per_model)
+        self.workers = local_workers(self.threads) if workers is None else max(1, int(workers))
 
     def map(self, fn: Callable, tasks: list, label: str = "training") -> list:
+        workers = min(self.workers, len(tasks))
+        if workers > 1 and "fork" in multiprocessing.get_all_start_methods():
+            return self._map_forked(fn, tasks, label, workers)
         out = []
         with progress_bar(label, len(tasks), self.show_progress) as advance, torch_threads(self.threads):
             for task in tasks:
@@ -93,8 +117,24 @@ class LocalExecutor:
                 advance(1)
         return out
 
+    def _map_forked(self, fn: Callable, tasks: list, label: str, workers: int) -> list:
+        global _FORKED_FN
+        _FORKED_FN = functools.partial(_run_task, fn, self.threads, 0)
+        try:
+            # Workers are forked before the progress bar starts its thread; they inherit this
+            # process's signal handlers, and are terminated when the pool closes (also on errors).
+            with multiprocessing.get_context("fork").Pool(workers) as pool:
+                with progress_bar(label, len(tasks), self.show_progress) as advance:
+                    out = []
+                    for result in pool.imap(_forked_task, tasks):
+                        out.append(result)
+                        advance(1)
+                return out
+        finally:
+            _FORKED_FN = None
+
     def describe(self) -> dict:
-        return {"executor": "local", "threads_per_model": self.threads}
+        return {"executor": "local", "threads_per_model": self.threads, "workers": self.workers}
 
     def close(self) -> None:
         pass

@@ -239,12 +239,18 @@ def recompute_verdict(target: dict, config: dict):
     """
     import dataclasses
 
-    from audit.scoring import Evidence, decide
+    from audit.scoring import DEFAULT_MAX_RESIDUAL, Evidence, decide
 
     alpha = config.get("alpha")
     if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0 < alpha < 1:
         raise InputError(f"config.alpha is {alpha!r}, not a significance level between 0 and 1; the document is "
                          "corrupt or edited: regenerate it with `audit run`")
+    # Documents written before a pass needed the removal shown carry no margin: they are judged by the
+    # default one, so an old pass without that evidence is refused (see check_recorded_verdict).
+    margin = config.get("max_residual", DEFAULT_MAX_RESIDUAL)
+    if isinstance(margin, bool) or not isinstance(margin, (int, float)) or not 0 < margin <= 1:
+        raise InputError(f"config.max_residual is {margin!r}, not a share in (0, 1]; the document is corrupt or "
+                         "edited: regenerate it with `audit run`")
     names = {f.name for f in dataclasses.fields(Evidence)}
     tests = []
     try:
@@ -253,7 +259,7 @@ def recompute_verdict(target: dict, config: dict):
             if isinstance(known.get("residual_ci95"), list):
                 known["residual_ci95"] = tuple(known["residual_ci95"])
             tests.append(Evidence(**known))
-        return decide(tests, float(alpha))
+        return decide(tests, float(alpha), float(margin))
     except (TypeError, ValueError, KeyError, AttributeError, ZeroDivisionError) as exc:
         raise InputError(f"the tests recorded for target {target.get('name')!r} are incomplete or malformed "
                          f"({type(exc).__name__}: {' '.join(str(exc).split())[:120]}), so its verdict cannot be "
@@ -272,6 +278,11 @@ def check_recorded_verdict(target: dict, config: dict, where: str) -> None:
         raise InputError(f"{where} ({name}) records alpha = {target.get('alpha')} but the run's config "
                          f"alpha = {config.get('alpha')}; the document is corrupt or edited: regenerate it with "
                          "`audit run`")
+    if (found.verdict, target.get("verdict")) == ("inconclusive", "pass") and "max_residual" not in config:
+        raise InputError(f"{where} ({name}) records the verdict {target.get('verdict')!r}, which its evidence does "
+                         f"not support now that a pass needs the removal shown ({found.verdict!r} with the default "
+                         f"--max-residual {found.max_residual:g}); the document was written by an older audit: "
+                         "regenerate it with `audit run`")
     if found.verdict != target.get("verdict"):
         raise InputError(f"{where} ({name}) records the verdict {target.get('verdict')!r}, but the evidence it "
                          f"records gives {found.verdict!r} at alpha = {found.alpha:g}; the document is corrupt or "

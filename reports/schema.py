@@ -23,7 +23,8 @@ refused with one line), fractions in [0, 1], times in seconds::
         "executor": {"executor": "local" | "ray", "address", "cpus_per_model", "gpus_per_model", "retries", "tasks"}
       },
       "config": {"method", "reference", "attacks", "mia_attacks", "reference_models", "retrains",
-                 "alpha": 0.05, "inconclusive": "fail" | "pass", "inversion_iterations", "gates": [...]},
+                 "alpha": 0.05, "max_residual": 0.5, "inconclusive": "fail" | "pass", "inversion_iterations",
+                 "gates": [...]},
       "targets": [ TARGET, ... ],
       "notes": ["free text lines the reader must see"]
     }
@@ -42,6 +43,7 @@ TARGET::
       "verdict_reason": "one sentence",
       "advice": null | "what would give the attacks power (inconclusive targets)",
       "alpha": 0.05,
+      "max_residual": 0.5,               # a pass needs residual_leakage_upper below this
       "power_p_value": 0.0003,           # smallest Holm-adjusted p-value on the original model, in [0, 1]
       "p_value": 0.61,                   # the same on the unlearned model, in [0, 1]
       "residual_leakage": 0.04,          # 0 or more (1: as much as the original; may exceed 1)
@@ -52,7 +54,8 @@ TARGET::
       "tests": [{"name": "membership" | "class_accuracy" | "inversion", "label": "...",
                  "p_original", "p_unlearned", "p_original_holm", "p_unlearned_holm",
                  "effect_original", "effect_unlearned", "effect_retrained": [...],
-                 "residual", "residual_ci95", "detail": {...}}],
+                 "residual", "residual_ci95",
+                 "detail": {...}}],              # membership: detail.null "retrained" | "permutation"
       "per_example": {"original": [...], "unlearned": [...], "retrained": [...], "held_out_original": [...]},
       "membership": [{"attack", "label", "assumes", "original": METRICS, "unlearned": METRICS,
                       "reference": METRICS | null}],          # population attacks: diagnostics only
@@ -220,7 +223,7 @@ TARGET_VERDICTS = ("pass", "fail", "inconclusive", "error")
 # document is corrupt or edited, and must not be rendered or gated as if it were sound.
 TARGET_RANGES = {"residual_leakage": (0.0, None), "residual_leakage_upper": (0.0, None), "p_value": (0.0, 1.0),
                  "power_p_value": (0.0, 1.0), "overforgetting": (None, None), "overforgetting_p_value": (0.0, 1.0),
-                 "alpha": (0.0, 1.0)}
+                 "alpha": (0.0, 1.0), "max_residual": (0.0, 1.0)}
 
 
 def _validate_target(c: _Checker, target: Any, where: str) -> None:

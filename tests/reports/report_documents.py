@@ -142,7 +142,7 @@ def decide(tests: list[dict]) -> dict:
         if mem["effect_original"] - baseline > 0:
             over = (baseline - mem["effect_unlearned"]) / (mem["effect_original"] - baseline)
             over_p = mem["detail"]["p_over"]["unlearned"]
-    fields = {"alpha": ALPHA, "power_p_value": power, "p_value": p_value, "residual_leakage": residual,
+    fields = {"alpha": ALPHA, "max_residual": 0.5, "power_p_value": power, "p_value": p_value, "residual_leakage": residual,
               "residual_leakage_ci95": ci, "residual_leakage_upper": None if ci is None else ci[1],
               "overforgetting": over, "overforgetting_p_value": over_p, "advice": None}
     failing = [t for t in tests if t["p_unlearned_holm"] <= ALPHA]
@@ -154,6 +154,9 @@ def decide(tests: list[dict]) -> dict:
         return {**fields, "verdict": "inconclusive", "advice": ADVICE, "verdict_reason": (
             f"even before unlearning no test told the forget set from unseen data (best p = {power:.2g} > "
             f"alpha = {ALPHA:g}), so the attacks cannot confirm that these data are gone")}
+    if ci is None or ci[1] is None or not ci[1] < 0.5:  # a pass needs the removal shown
+        return {**fields, "verdict": "inconclusive", "advice": "more retrained models", "verdict_reason":
+                "the removal itself is not shown"}
     best = min(tests, key=lambda t: t["p_original_holm"])
     return {**fields, "verdict": "pass", "verdict_reason": (
         f"before unlearning the attacks told the forget set from unseen data ({best['label']}, p = "
@@ -361,7 +364,7 @@ def build_document(folder: Path, inconclusive: str = "fail") -> dict:
                                  "train_fraction_mean": 0.5, "seconds": 0.0, "train_fraction": 0.5},
             "machine": {"platform": "Linux-6.1-x86_64", "cpus": 2}},
         "config": {"method": "auto", "reference": "retrain", "attacks": ["mia", "inversion"],
-                   "mia_attacks": ["lira_online", "loss"], "reference_models": 16, "retrains": 3, "alpha": ALPHA,
+                   "mia_attacks": ["lira_online", "loss"], "reference_models": 16, "retrains": 3, "alpha": ALPHA, "max_residual": 0.5,
                    "inconclusive": inconclusive, "inversion_iterations": 400, "gates": [GATE]},
         "targets": targets,
         "notes": [f"1 target(s) were inconclusive: the attacks could not detect the forget set even in the original "

@@ -77,3 +77,42 @@ def test_local_and_ray_give_the_same_models_and_figures_at_default_threads(tmp_p
     ray = _audit(tmp_path / "m.pt", tmp_path / "ray", tmp_path / "cache-ray", "--executor", "ray")
     assert local["provenance"]["executor"]["threads_per_model"] == ray["provenance"]["executor"]["threads_per_model"]
     assert _figures(local) == _figures(ray)
+
+
+def _train_tiny(seed: int) -> str:
+    """A real (small) training run on the digits, its weights' digest."""
+    import torch
+    from sklearn.datasets import load_digits
+
+    from attacks import model_digest
+    from unlearning import TrainConfig, fit
+
+    digits = load_digits()
+    x = torch.tensor(digits.images[:300], dtype=torch.float32).unsqueeze(1) / 16
+    y = torch.tensor(digits.target[:300])
+    torch.manual_seed(seed)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 32), torch.nn.ReLU(), torch.nn.Linear(32, 10))
+    fit(model, x, y, TrainConfig(epochs=2, batch_size=32, seed=seed))
+    return model_digest(model)
+
+
+@MULTI_CORE
+def test_local_worker_processes_train_the_same_models_as_one_after_another(default_threads):
+    from audit.executor import LocalExecutor
+
+    seeds = [3, 4, 5]
+    alone = LocalExecutor(show_progress=False, workers=1).map(_train_tiny, seeds)
+    forked = LocalExecutor(show_progress=False, workers=2)
+    assert forked.describe()["workers"] == 2
+    assert forked.map(_train_tiny, seeds) == alone
+    assert len(set(alone)) == 3  # three seeds, three different models: the comparison can fail
+
+
+def test_a_failing_task_in_a_worker_fails_the_step():
+    from audit.executor import LocalExecutor
+
+    def boom(task):
+        raise ValueError(f"task {task} failed")
+
+    with pytest.raises(ValueError, match="task 1 failed|task 0 failed"):
+        LocalExecutor(show_progress=False, workers=2).map(boom, [0, 1])

@@ -95,7 +95,8 @@ def test_a_forged_test_p_value_is_refused(doc, tmp_path):
     forged = _only(doc, FAILING)
     for test in forged["targets"][0]["tests"]:
         test["p_unlearned"] = 0.9
-    assert_one_line_failure(_gate(_write(tmp_path, forged)), 2, "records the verdict 'fail'", "gives 'pass'")
+    # No test detects it any more, but its residual interval does not show the removal: inconclusive.
+    assert_one_line_failure(_gate(_write(tmp_path, forged)), 2, "records the verdict 'fail'", "gives 'inconclusive'")
 
 
 def test_incomplete_evidence_is_refused_not_a_traceback(doc, tmp_path):
