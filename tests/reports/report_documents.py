@@ -37,6 +37,9 @@ ALPHA = 0.05
 RETRAIN_SEEDS = [1_000_003, 1_000_004, 1_000_005]
 N_HELD_OUT = {"class=3": 45, "samples=forget-ids.txt": 449, "random=0.01@0": 449}
 MEMBERSHIP_LABEL = "per-example membership test (U-LiRA, Hayes et al. 2025)"
+REMOVAL_ADVICE = ("To show the removal: more retrained models (--retrains) and reference models "
+                  "(--reference-models) narrow the residual's interval, and so does a larger forget set; or accept a "
+                  "weaker proof with --max-residual (recorded in results.json).")
 ADVICE = ("To give the attacks power: forget more examples at once (the per-example test's power grows with the "
           "forget set: about 0.4 at 10 examples and 0.9 at 40 on a small, leaky model), train more reference "
           "models (--reference-models), or audit a model that memorises more; a well-generalising model may "
@@ -154,13 +157,18 @@ def decide(tests: list[dict]) -> dict:
         return {**fields, "verdict": "inconclusive", "advice": ADVICE, "verdict_reason": (
             f"even before unlearning no test told the forget set from unseen data (best p = {power:.2g} > "
             f"alpha = {ALPHA:g}), so the attacks cannot confirm that these data are gone")}
-    if ci is None or ci[1] is None or not ci[1] < 0.5:  # a pass needs the removal shown
-        return {**fields, "verdict": "inconclusive", "advice": "more retrained models", "verdict_reason":
-                "the removal itself is not shown"}
     best = min(tests, key=lambda t: t["p_original_holm"])
+    seen = (f"before unlearning the attacks told the forget set from unseen data ({best['label']}, p = "
+            f"{best['p_original_holm']:.2g}); after unlearning no test does (smallest p = {p_value:.2g})")
+    if ci is None or ci[1] is None or not ci[1] < 0.5:  # a pass needs the removal shown
+        shown = ("no residual leakage could be measured" if ci is None or residual is None else
+                 f"the residual leakage's 95% interval is unbounded above ({residual:.2f} measured)" if ci[1] is None
+                 else f"up to {ci[1]:.2f} of the original's signal may remain (95% upper bound of the residual "
+                      f"leakage, {residual:.2f} measured)")
+        return {**fields, "verdict": "inconclusive", "advice": REMOVAL_ADVICE, "verdict_reason":
+                f"{seen}, but the removal itself is not shown: {shown}, and a pass needs that bound below 0.5"}
     return {**fields, "verdict": "pass", "verdict_reason": (
-        f"before unlearning the attacks told the forget set from unseen data ({best['label']}, p = "
-        f"{best['p_original_holm']:.2g}); after unlearning no test does (smallest p = {p_value:.2g})")}
+        f"{seen}, and at most {ci[1]:.2f} of its signal can remain (95% upper bound, below 0.5)")}
 
 
 def gates(target: dict, inconclusive: str = "fail") -> list[dict]:

@@ -84,7 +84,8 @@ def test_each_target_shows_its_verdict_in_words_and_the_power_check(rendered):
     inconclusive = section(page, "random=0.01@0")
     for text, word in ((passing, "pass"), (failing, "fail"), (inconclusive, "inconclusive")):
         assert f'<span class="value verdict-word-{word}">{word.upper()}</span>' in text
-    positions(passing, "Pass: before unlearning the attacks detected these data; after unlearning they no longer do.",
+    positions(passing, "Pass: before unlearning the attacks detected these data; after unlearning they no longer do, "
+              "and the drop shows that they are gone.",
               "<strong>Power check:</strong> before unlearning the attacks told the forget set from unseen data at "
               "p = 1e-288 (significance level 0.05, Holm-corrected over 3 test(s)). After unlearning: p = 0.69.",
               "Residual leakage: <strong>0.00</strong> (95% interval 0.00 to 0.03)")
