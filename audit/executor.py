@@ -22,6 +22,7 @@ import functools
 import hashlib
 import multiprocessing
 import os
+import signal
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -82,6 +83,14 @@ def _run_task(fn: Callable, threads: int, gpus: float, task: Any) -> Any:
 _FORKED_FN: Callable | None = None
 
 
+def _worker_init() -> None:
+    """A forked worker leaves interrupts to the process that forked it: it ignores SIGINT (a Ctrl-C
+    reaches the whole process group, and the parent stops the pool) and dies quietly on SIGTERM
+    (how the pool stops it), instead of running the CLI's handlers it inherited."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
 def _forked_task(task: Any) -> Any:
     assert _FORKED_FN is not None
     return _FORKED_FN(task)
@@ -123,7 +132,7 @@ class LocalExecutor:
         try:
             # Workers are forked before the progress bar starts its thread; they inherit this
             # process's signal handlers, and are terminated when the pool closes (also on errors).
-            with multiprocessing.get_context("fork").Pool(workers) as pool:
+            with multiprocessing.get_context("fork").Pool(workers, initializer=_worker_init) as pool:
                 with progress_bar(label, len(tasks), self.show_progress) as advance:
                     out = []
                     for result in pool.imap(_forked_task, tasks):

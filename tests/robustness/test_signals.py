@@ -60,6 +60,10 @@ def audited(tmp_path_factory) -> Path:
                                "--attacks", "mia", "--mia", "loss", "--format", "html,pdf", "--quiet",
                                "--out", "audit-out"], work)
     assert run.returncode in (0, 1), run.stderr  # the verdict does not matter here, only the outputs
+    # Without retrained models the membership test keeps each model's own permutation null, and says so.
+    [membership] = [t for t in json.loads((work / "audit-out" / "results.json").read_text())["targets"][0]["tests"]
+                    if t["name"] == "membership"]
+    assert membership["detail"]["null"] == "permutation"
     report = run_audit_inprocess(["report", "audit-out/results.json", "--format", "html,pdf,junit"], work)
     assert report.returncode == 0, report.stderr
     return work
