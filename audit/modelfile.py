@@ -297,7 +297,7 @@ def load_model(
             ) from None
         _refuse_unreadable(path, exc)
     if isinstance(doc, dict) and doc.get("format") == FORMAT:
-        if getattr(user, "factory", None) is not None:
+        if getattr(user, "names_factory", False):  # said before the factory is ever imported
             raise InputError(f"{path} is a toolkit model.pt, which records its architecture; --arch "
                              "package.module:factory applies to bare state_dicts and archives, so drop it")
         mf = _from_document(doc, path)
@@ -307,6 +307,25 @@ def load_model(
     if isinstance(doc, dict) and doc and all(isinstance(v, torch.Tensor) for v in doc.values()):
         return with_user_code(_from_state_dict(doc, path, arch, input_shape, num_classes, user), user)
     raise InputError(f"{path} is neither a toolkit model.pt, a TorchScript archive nor a state_dict")
+
+
+def records_architecture(path: str | Path) -> bool:
+    """Whether ``path`` is a toolkit model.pt (which records its architecture, so needs no
+    ``--arch``): a tensors-only read of its header, the weights memory-mapped, not loaded.
+    Anything unreadable answers False; loading it later says what is wrong."""
+    path = Path(path)
+    try:
+        if not path.is_file() or path.suffix == ".safetensors" or not zipfile.is_zipfile(path):
+            return False
+        _check_archive(path)
+        if _archive_kind(path):
+            return False
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            doc = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception:  # noqa: BLE001 - not a model.pt this check can read
+        return False
+    return isinstance(doc, dict) and doc.get("format") == FORMAT
 
 
 def _refuse_unreadable(path: Path, exc: Exception) -> NoReturn:
