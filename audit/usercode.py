@@ -78,6 +78,9 @@ class UserFunction:
         self.what = what  # e.g. "--train mynet:fit" or "model_factory"
         functools.update_wrapper(self, fn)
 
+    def __repr__(self) -> str:
+        return repr(self.fn)
+
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         try:
             return self.fn(*args, **kwargs)
@@ -96,6 +99,8 @@ def guard(fn: Callable | None, what: str) -> Callable | None:
     """``fn`` as a :class:`UserFunction` (None stays None, a guarded function is not wrapped twice)."""
     if fn is None or isinstance(fn, UserFunction):
         return fn
+    if isinstance(fn, functools.partial):  # keep the partial outermost: cache keys read its keywords
+        return functools.partial(guard(fn.func, what), *fn.args, **fn.keywords)
     return UserFunction(fn, what)
 
 
