@@ -448,6 +448,9 @@ def audit_loaded(opts: AuditOptions, gates: list[Gate], mf: ModelFile, data, for
                          f"{mf.num_classes} classes); pass the --data the model was trained on")
     if unlearned_given is not None:
         _check_pair(mf, unlearned_given, data)
+    from audit.preflight import check_before_work
+
+    check_before_work(mf, data, unlearned_given)  # one probe forward pass per model, before any training
     if not mf.trainable and (opts.reference == "retrain" or NEEDS_REFERENCE & set(opts.mia_attacks)):
         raise InputError(f"{source} carries no training recipe, so reference models cannot be trained; pass "
                          "--arch package.module:factory with --train package.module:fit (or a recipe: --epochs, "

@@ -36,9 +36,13 @@ def print_summary(doc: dict, quiet: bool, out: Path | None) -> None:
                    f"forget accuracy {_pct(o.get('forget'))} -> {_pct(u.get('forget'))}{ref}; "
                    f"test accuracy on other classes {_pct(o.get('test_other_classes'))} -> "
                    f"{_pct(u.get('test_other_classes'))}; gates {'pass' if t['passed'] else 'FAIL'}")
+    for note in doc.get("notes", []):
+        if note.startswith("Warning:"):  # loud: on stderr, even with --quiet or --json
+            typer.echo(f"WARNING: {note.removeprefix('Warning:').strip()}", err=True)
     if not quiet:
         for note in doc.get("notes", []):
-            typer.echo(f"note: {note}")
+            if not note.startswith("Warning:"):
+                typer.echo(f"note: {note}")
         if out is not None:
             typer.echo(f"verdict: {doc['verdict']} (exit {doc['exit_code']}); outputs in {out}/")
         else:
