@@ -111,9 +111,9 @@ class AuditOptions:
             raise InputError(f"--inconclusive {self.inconclusive!r} is unknown; use fail (the default) or pass")
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not 0 <= self.seed < 2**32:
             raise InputError(f"--seed must be a whole number from 0 to {2**32 - 1}, not {self.seed}")
-        if self.original is not None and self.method not in ("auto", "none"):
-            raise InputError("--original audits a model unlearned elsewhere, so no unlearning runs; "
-                             f"drop --method {self.method}")
+        if self.original is not None and self.method != "auto":  # one rule for every method, none included
+            raise InputError("--original audits a model unlearned elsewhere, so no unlearning runs and --method "
+                             f"does not apply; drop --method {self.method}")
         if self.method not in METHODS:
             raise InputError(f"--method {self.method!r} is unknown; use {', '.join(METHODS)}")
         if self.reference not in REFERENCES:
@@ -455,7 +455,7 @@ def audit_loaded(opts: AuditOptions, gates: list[Gate], mf: ModelFile, data, for
         raise InputError(f"{source} carries no training recipe, so reference models cannot be trained; pass "
                          "--arch package.module:factory with --train package.module:fit (or a recipe: --epochs, "
                          "--lr, ...), or --reference none --mia loss for a weaker audit")
-    if mf.kind == "torchscript" and unlearned_given is None and opts.method != "none":
+    if mf.kind == "torchscript" and not mf.trainable and unlearned_given is None and opts.method != "none":
         raise InputError(f"{source} is a TorchScript archive, which cannot be unlearned here; unlearn it elsewhere "
                          "and audit the result with --original, or pass its state_dict with --arch")
     for fs in forget_sets:

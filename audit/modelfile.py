@@ -61,10 +61,31 @@ class ModelFile:
     assumptions: list[str] = field(default_factory=list, repr=False, compare=False)
 
     @property
+    def scripted(self):
+        """The :class:`audit.scripted.ScriptedNet` of a TorchScript archive (inside the normalisation), else None."""
+        from audit.scripted import ScriptedNet
+
+        net = self.model.net if isinstance(self.model, Classifier) else self.model
+        return net if self.kind == "torchscript" and isinstance(net, ScriptedNet) else None
+
+    @property
+    def cannot_rebuild(self) -> str | None:
+        """Why fresh models of this architecture cannot be built (None: they can)."""
+        if self.kind != "torchscript" or self.factory is not None:
+            return None
+        scripted = self.scripted
+        if scripted is None:
+            return "it is a torch.export graph (.pt2), which runs forward only and cannot be trained"
+        unknown = scripted.unknown_layers()
+        if unknown:
+            return (f"its layer {unknown[0]} holds parameters whose initialisation is not known here, so a fresh "
+                    "copy cannot be drawn")
+        return None
+
+    @property
     def trainable(self) -> bool:
         """Whether reference models and retrains can be built: a fresh model and a way to train it."""
-        rebuild = self.kind != "torchscript" or self.factory is not None
-        return rebuild and (self.recipe is not None or self.train_fn is not None)
+        return self.cannot_rebuild is None and (self.recipe is not None or self.train_fn is not None)
 
     @property
     def log_dir(self) -> Path | None:
@@ -104,8 +125,12 @@ class ModelFile:
                 raise InputError(f"the model factory returned {type(net).__name__}, not an nn.Module")
             return net if self.kind == "memory" else Classifier(net, self.mean, self.std)
         if self.kind == "torchscript":
-            raise InputError("a TorchScript model cannot be rebuilt from scratch; save a toolkit model.pt "
-                             "(audit train) or pass a bare state_dict with --arch")
+            why = self.cannot_rebuild
+            if why is not None:
+                raise InputError(f"{self.path} cannot be rebuilt from scratch: {why}; pass --arch "
+                                 "package.module:factory, or a bare state_dict with --arch")
+            fresh = self.scripted.reinitialised(seed)  # type: ignore[union-attr]
+            return Classifier(fresh, self.mean, self.std) if isinstance(self.model, Classifier) else fresh
         return build_model(self.arch, self.input_shape[0], self.num_classes, self.mean, self.std,
                            self.arch_args, seed=seed)
 
@@ -269,7 +294,9 @@ def load_model(
                     net = torch.jit.load(str(path), map_location="cpu")
             except Exception as exc:  # noqa: BLE001 - a damaged archive
                 raise InputError(f"{path} looks like TorchScript but does not load: {exc}") from None
-            net.eval()
+            from audit.scripted import ScriptedNet
+
+            net = ScriptedNet(net).eval()
         else:
             net = _load_exported(path)
         if input_shape is None or not num_classes:
@@ -280,7 +307,15 @@ def load_model(
         model = Classifier(net, mean, std) if (mean, std) != ([0.0] * shape[0], [1.0] * shape[0]) else net
         mf = ModelFile(model, "torchscript" if archive == "torchscript" else "exported", shape, int(num_classes),
                        mean, std, kind="torchscript", path=path)
-        return with_user_code(mf, user)
+        if archive == "torchscript":  # which graph this is: reference models of another one must not be shared
+            mf.arch_args = {"graph": net.identity()}
+        mf = with_user_code(mf, user)
+        if mf.factory is None and mf.recipe is not None and mf.cannot_rebuild is None:
+            layers = sorted(set(net.layer_types().values()))
+            mf.assumptions.append(f"{path.name} is TorchScript without a factory: reference models and retrains "
+                                  f"start from copies of it with every parameter re-initialised as torch's layers "
+                                  f"initialise ({', '.join(layers)}), trained with the recipe given")
+        return mf
     try:
         with warnings.catch_warnings():  # torch's warnings about a file's pickle protocol: the error says it all
             warnings.simplefilter("ignore")

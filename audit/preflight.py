@@ -72,15 +72,16 @@ def _layout(model: torch.nn.Module) -> dict[str, tuple[int, ...]]:
 
 
 def check_pair(original: ModelFile, unlearned: ModelFile) -> None:
-    """A model unlearned elsewhere must not be the ``--original`` file itself, and an archive
-    (which records no architecture) must carry the original's weights by name and shape."""
+    """A model unlearned elsewhere that is the ``--original`` file itself is said (the no-op
+    control), and an archive (which records no architecture) must carry the original's weights
+    by name and shape."""
     a, b = original.path, unlearned.path
     if a is not None and b is not None and a.is_file() and b.is_file():
         same = os.path.samefile(a, b) or (a.stat().st_size == b.stat().st_size and file_sha256(a) == file_sha256(b))
-        if same:
-            raise InputError(f"{b} and --original {a} are the same model, so nothing was unlearned; pass the "
-                             "unlearned model first, or audit the original alone with --method none (the no-op "
-                             "control)")
+        if same:  # allowed (it is the no-op control, which must fail), but never without a word
+            unlearned.assumptions.append(
+                f"{b} is the same model as --original {a}, so nothing was unlearned: this run is the no-op control, "
+                "which must not pass (to audit an unlearned model, pass it first)")
     if unlearned.kind != "torchscript":
         return
     want, have = _layout(original.model), _layout(unlearned.model)
@@ -96,7 +97,13 @@ def check_pair(original: ModelFile, unlearned: ModelFile) -> None:
 
 
 def check_before_work(mf: ModelFile, data, unlearned: ModelFile | None = None) -> None:
-    """Every model fits the data (one probe forward pass each) and, with ``--original``, each other."""
+    """Every model fits the data (one probe forward pass each) and, with ``--original``, each other;
+    an archive given a recipe it cannot be trained with says exactly what to pass instead."""
+    why = mf.cannot_rebuild
+    if why is not None and (mf.recipe is not None or mf.train_fn is not None):
+        raise InputError(f"{_name(mf, 'the model')} cannot be rebuilt to train reference models and retrains with "
+                         f"the recipe given: {why}; pass --arch package.module:factory (a fresh model of this "
+                         "architecture) as well, or --reference none --mia loss for a weaker audit")
     probe_forward(mf, data, "the model")
     if unlearned is not None:
         check_pair(mf, unlearned)
