@@ -324,7 +324,8 @@ def audit_target(ctx: AttackContext, opts: AuditOptions, forget: ForgetSet, gate
     except InputError:
         raise
     except Exception as exc:  # noqa: BLE001 - fail closed: any failure of a step is recorded, exit 3
-        doc["error"] = f"{type(exc).__name__}: {exc}" if not isinstance(exc, AuditError) else str(exc)
+        doc["error"] = (f"{type(exc).__name__}: {exc}" if not isinstance(exc, AuditError) else str(exc)) \
+            or type(exc).__name__  # never "": an empty message is still a failed step
         doc["verdict"] = "error"
     gate_target(doc, gates, opts.inconclusive)  # fails every gate of a target whose step failed
     ci = doc["residual_leakage_ci95"]

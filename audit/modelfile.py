@@ -439,11 +439,30 @@ def _check_document(doc: dict, path: Path) -> None:
             raise bad("recipe", "a training recipe (epochs, batch_size, lr, optimizer, seed, ...)") from None
 
 
+def _check_dtypes(sd: dict, want: dict, path: Path) -> list[str]:
+    """Refuse integer, boolean or complex tensors where the model holds floating-point weights
+    (``load_state_dict`` would cast them without a word); return one line per other cast."""
+    casts: dict[tuple, list[str]] = {}
+    for key, tensor in sd.items():
+        need = want.get(key)
+        if need is None or not need.is_floating_point or tensor.dtype == need:
+            continue
+        if not tensor.is_floating_point():
+            have = str(tensor.dtype).replace("torch.", "")
+            raise InputError(f"{path}: {key} is stored as {have}, but the model's weights are "
+                             f"{str(need).replace('torch.', '')}: weights must be floating-point numbers; save the "
+                             "trained model's state_dict as it is, without converting it")
+        casts.setdefault((tensor.dtype, need), []).append(key)
+    return [f"{path.name} stores {len(keys)} weight tensor(s) as {str(have).replace('torch.', '')} (e.g. {keys[0]}); "
+            f"they are cast to {str(need).replace('torch.', '')}, the model's type"
+            for (have, need), keys in casts.items()]
+
+
 def _check_weights_fit(sd: dict, arch: str, in_channels: int, num_classes: int, arch_args: dict | None,
-                       path: Path, what: str) -> None:
+                       path: Path, what: str) -> list[str]:
     """Compare the file's tensors with the shapes the claimed architecture needs, on the meta
     device (no memory), so that a small file claiming 30 million classes is refused before
-    a 7 GB layer is allocated."""
+    a 7 GB layer is allocated. Returns the casts that loading will do (one line each)."""
     try:
         with torch.device("meta"):
             skeleton = build_network(arch, in_channels, num_classes, arch_args)
@@ -465,10 +484,12 @@ def _check_weights_fit(sd: dict, arch: str, in_channels: int, num_classes: int, 
         else:
             detail = f"{len(extra)} tensors are unexpected, e.g. {extra[0]}"
         raise InputError(f"{path}: the state_dict does not fit {what} ({detail})")
+    casts = _check_dtypes(sd, {k: v.dtype for k, v in skeleton.state_dict().items()}, path)
     nonfinite = [k for k, v in sd.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
     if nonfinite:
         raise InputError(f"{path}: the weights hold NaN or infinite values (in {nonfinite[0]}); the model diverged "
                          "when it was trained, so train it again with a lower learning rate")
+    return casts
 
 
 def _from_document(doc: dict, path: Path) -> ModelFile:
@@ -478,7 +499,7 @@ def _from_document(doc: dict, path: Path) -> ModelFile:
     _check_document(doc, path)
     norm = doc["normalization"]
     shape = tuple(int(v) for v in doc["input_shape"])
-    _check_weights_fit(doc["state_dict"], doc["arch"], shape[0], doc["num_classes"], doc.get("arch_args"), path,
+    casts = _check_weights_fit(doc["state_dict"], doc["arch"], shape[0], doc["num_classes"], doc.get("arch_args"), path,
                        f"the file's claim of architecture {doc['arch']!r} with {doc['num_classes']} classes and "
                        f"{'x'.join(map(str, shape))} inputs")
     model = build_model(doc["arch"], shape[0], int(doc["num_classes"]), norm["mean"], norm["std"], doc.get("arch_args"))
@@ -489,7 +510,8 @@ def _from_document(doc: dict, path: Path) -> ModelFile:
     model.eval()
     return ModelFile(model, doc["arch"], shape, int(doc["num_classes"]), list(norm["mean"]), list(norm["std"]),
                      dict(doc.get("arch_args") or {}), doc.get("data"), doc.get("recipe"), doc.get("seed"),
-                     dict(doc.get("metrics") or {}), doc.get("update_log"), doc.get("lineage"), "toolkit", path)
+                     dict(doc.get("metrics") or {}), doc.get("update_log"), doc.get("lineage"), "toolkit", path,
+                     assumptions=casts)
 
 
 def _from_state_dict(sd: dict, path: Path, arch: str | None, input_shape, num_classes, user=None) -> ModelFile:
@@ -502,6 +524,7 @@ def _from_state_dict(sd: dict, path: Path, arch: str | None, input_shape, num_cl
     c = input_shape[0]
     if factory is not None:
         net = user.build()
+        casts = _check_dtypes(sd, {k: v.dtype for k, v in net.state_dict().items()}, path)
         try:
             net.load_state_dict(sd)
         except RuntimeError as exc:
@@ -510,14 +533,13 @@ def _from_state_dict(sd: dict, path: Path, arch: str | None, input_shape, num_cl
         nonfinite = [k for k, v in sd.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
         if nonfinite:
             raise InputError(f"{path}: the weights hold NaN or infinite values (in {nonfinite[0]})")
-        assumed: list[str] = []
+        assumed: list[str] = casts
         mean, std = _normalization(user, c, path, assumed)
         model = Classifier(net, mean, std).eval()
         return ModelFile(model, user.arch, tuple(input_shape), int(num_classes), mean, std, dict(user.arch_args),
                          kind="state_dict", path=path, assumptions=assumed)
     claim = f"--arch {arch} with {num_classes} classes and {'x'.join(map(str, input_shape))} inputs"
-    _check_weights_fit(sd, arch, c, int(num_classes), None, path, claim)
-    assumed: list[str] = []
+    assumed: list[str] = _check_weights_fit(sd, arch, c, int(num_classes), None, path, claim)
     mean, std = _normalization(user, c, path, assumed)
     model = build_model(arch, c, int(num_classes), mean, std)
     try:

@@ -73,8 +73,8 @@ def _layout(model: torch.nn.Module) -> dict[str, tuple[int, ...]]:
 
 def check_pair(original: ModelFile, unlearned: ModelFile) -> None:
     """A model unlearned elsewhere that is the ``--original`` file itself is said (the no-op
-    control), and an archive (which records no architecture) must carry the original's weights
-    by name and shape."""
+    control), and it must carry every weight of the original by name and shape (archives record
+    no architecture, and a toolkit file's name can hide another width)."""
     a, b = original.path, unlearned.path
     if a is not None and b is not None and a.is_file() and b.is_file():
         same = os.path.samefile(a, b) or (a.stat().st_size == b.stat().st_size and file_sha256(a) == file_sha256(b))
@@ -82,16 +82,15 @@ def check_pair(original: ModelFile, unlearned: ModelFile) -> None:
             unlearned.assumptions.append(
                 f"{b} is the same model as --original {a}, so nothing was unlearned: this run is the no-op control, "
                 "which must not pass (to audit an unlearned model, pass it first)")
-    if unlearned.kind != "torchscript":
-        return
     want, have = _layout(original.model), _layout(unlearned.model)
-    if not have:
+    if not have or not want:
         return  # a graph that keeps its weights as constants: only the probe's output shape can be checked
-    if want != have:
-        missing = sorted(set(want) - set(have))
-        wrong = [k for k in want if k in have and want[k] != have[k]]
+    # Every weight of the original, by name and shape (an archive may add its normalisation's mean and std).
+    missing = sorted(set(want) - set(have))
+    wrong = [k for k in want if k in have and want[k] != have[k]]
+    if missing or wrong:
         detail = (f"{wrong[0]} has shape {list(have[wrong[0]])}, not {list(want[wrong[0]])}" if wrong
-                  else f"it has no {missing[0]}" if missing else f"it has {sorted(set(have) - set(want))[0]} besides")
+                  else f"it has no {missing[0]}")
         raise InputError(f"{b} is not the network of --original {a} ({detail}); pass the model that was "
                          "unlearned from it")
 

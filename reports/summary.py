@@ -66,9 +66,9 @@ TARGET_VERDICT_WORDS = {
 def describe_leakage(target: dict) -> str:
     """The target's verdict, why, the power statement and the residual leakage, in plain words."""
     verdict = target.get("verdict")
-    if target.get("error") or verdict not in TARGET_VERDICT_WORDS:
+    if target.get("error") is not None or verdict not in TARGET_VERDICT_WORDS:
         return ("<p class=\"headline\">Verdict: <span class=\"value\">not reached</span>"
-                + (" because a step failed." if target.get("error") else ".") + "</p>")
+                + (" because a step failed." if target.get("error") is not None else ".") + "</p>")
     parts = [f"<p class=\"headline\">Verdict: <span class=\"value verdict-word-{verdict}\">{verdict.upper()}</span></p>",
              f"<p>{TARGET_VERDICT_WORDS[verdict]} In detail: {esc(target.get('verdict_reason') or DASH)}.</p>"]
     power = target.get("power_p_value")
@@ -112,7 +112,7 @@ def gate_table(target: dict) -> str:
 
 def target_card(target: dict, index: int, class_names: list | None) -> str:
     state = status(target)
-    error = (f"<p><strong>A step failed:</strong> {esc(target['error'])}</p>" if target.get("error") else "")
+    error = (f"<p><strong>A step failed:</strong> {esc(target['error'])}</p>" if target.get("error") is not None else "")
     return (f"<article class=\"target-card {state}\"><h4><span class=\"badge badge-{state}\">{state.upper()}</span> "
             f"<a href=\"#{anchor(target['name'], index)}\">{esc(target['name'])}</a></h4>"
             f"<p><strong>Request:</strong> forget {describe_request(target, class_names)}.</p>"
@@ -127,7 +127,7 @@ def render_summary(doc: dict) -> str:
     targets = doc["targets"]
     indexed = {id(t): i for i, t in enumerate(targets)}
     verdict = doc["verdict"]
-    failing = sum(1 for t in targets if t.get("error") or not t["passed"])
+    failing = sum(1 for t in targets if t.get("error") is not None or not t["passed"])
     let_through = sum(1 for t in targets if t["passed"] and t.get("verdict") == "inconclusive")
     count = (f"{failing} of {len(targets)} forget request{'s' if len(targets) != 1 else ''} "
              f"did not pass. " if failing else
