@@ -15,6 +15,7 @@ task fail on its first attempt only (a marker file per task under ``AUDIT_FAULT_
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 from pathlib import Path
@@ -51,6 +52,26 @@ def _run_task(fn: Callable, threads: int, gpus: float, task: Any) -> Any:
         os.environ["AUDIT_TRAIN_DEVICE"] = "cuda"
     _fault(task)
     return fn(task)
+
+
+@contextlib.contextmanager
+def _keep_signal_handlers():
+    """Put back this process's SIGINT and SIGTERM handlers after ``ray.init``, which replaces
+    them in the driver (a Python handler that exits with status 15, and a native one that
+    dumps a stack and aborts): the CLI's handlers remove staged files and exit 130 or 143."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            if handler is not None:  # None: set outside Python, nothing to put back
+                signal.signal(sig, handler)
 
 
 class LocalExecutor:
@@ -110,10 +131,11 @@ class RayExecutor:
         if self.address:
             self._check_reachable()
         try:
-            if self.address:
-                ray.init(address=self.address, **kwargs)
-            else:
-                ray.init(num_cpus=os.cpu_count(), include_dashboard=False, **kwargs)
+            with _keep_signal_handlers():
+                if self.address:
+                    ray.init(address=self.address, **kwargs)
+                else:
+                    ray.init(num_cpus=os.cpu_count(), include_dashboard=False, **kwargs)
         except Exception as exc:  # noqa: BLE001 - ConnectionError, a timeout, a bad address
             where = f"the Ray cluster at {self.address}" if self.address else "a local Ray instance"
             raise InputError(f"cannot reach {where} ({' '.join(str(exc).split())[:160]}); start one with "
