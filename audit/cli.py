@@ -167,7 +167,8 @@ def run_cmd(
     code_path: Optional[list[str]] = typer.Option(None, "--code-path", metavar="DIR", help="folder added to the import path for "
                                                   "--arch and --train; repeatable"),
     train_fn: Optional[str] = typer.Option(None, "--train", help="your training function package.module:fit, "
-                                           "called as fit(model, x, y, *, seed, epochs=None) -> model"),
+                                           "called as fit(model, x, y, seed=S) for your full recipe and with "
+                                           "epochs=N for a shorter run; returns the model"),
     normalize: Optional[str] = typer.Option(None, "--normalize", help="input normalisation of a file that does not "
                                             "record it: MEAN,STD or M1,M2,M3/S1,S2,S3 (default: none, said aloud)"),
     epochs: Optional[int] = typer.Option(None, "--epochs", help="recipe for a file without one: epochs"),
