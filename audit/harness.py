@@ -456,7 +456,7 @@ def audit_loaded(opts: AuditOptions, gates: list[Gate], mf: ModelFile, data, for
         raise InputError(f"{source} carries no training recipe, so reference models cannot be trained; pass "
                          "--arch package.module:factory with --train package.module:fit (or a recipe: --epochs, "
                          "--lr, ...), or --reference none --mia loss for a weaker audit")
-    if mf.kind == "torchscript" and not mf.trainable and unlearned_given is None and opts.method != "none":
+    if not mf.unlearnable and unlearned_given is None and opts.method != "none":
         raise InputError(f"{source} is a TorchScript archive, which cannot be unlearned here; unlearn it elsewhere "
                          "and audit the result with --original, or pass its state_dict with --arch")
     for fs in forget_sets:

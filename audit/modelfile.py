@@ -83,6 +83,12 @@ class ModelFile:
         return None
 
     @property
+    def unlearnable(self) -> bool:
+        """Whether an unlearning method can train this model: any but an archive, or a
+        TorchScript archive with a way to train it (a .pt2 graph runs forward only)."""
+        return self.kind != "torchscript" or (self.trainable and self.scripted is not None)
+
+    @property
     def trainable(self) -> bool:
         """Whether reference models and retrains can be built: a fresh model and a way to train it."""
         return self.cannot_rebuild is None and (self.recipe is not None or self.train_fn is not None)
