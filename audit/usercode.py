@@ -125,7 +125,9 @@ def import_object(ref: str, code_paths: list[str] | None, flag: str) -> Any:
     except ModuleNotFoundError as exc:
         raise InputError(f"{flag} {ref}: module {exc.name!r} cannot be imported; add its folder with "
                          "--code-path DIR or install your package") from None
-    except Exception as exc:  # noqa: BLE001 - the user's module failed while importing
+    except (KeyboardInterrupt, Interrupted):
+        raise
+    except BaseException as exc:  # noqa: BLE001 - the user's module failed (or called sys.exit) while importing
         raise InputError(f"{flag} {ref}: importing {module_name} failed ({type(exc).__name__}: "
                          f"{' '.join(str(exc).split())[:160]})") from None
     for part in attr.split("."):

@@ -196,3 +196,10 @@ def test_a_model_near_chance_is_flagged_in_the_summary_and_the_report(work):
     # Control: the trained model is not flagged.
     run = _run(work, "make", None, "--method", "none", "--reference", "none", "--quiet")
     assert "WARNING" not in run.stderr
+
+
+def test_a_module_that_exits_while_importing_is_refused_not_a_silent_exit_0(work):
+    (work / "exits_on_import.py").write_text("import sys\nsys.exit(0)\n")
+    run = run_audit_inprocess(["run", "lin.pt", "--data", "npz:d.npz", "--arch", "exits_on_import:make",
+                               "--code-path", ".", "--forget", "class=3", "--out", "out", *FAST], work.path)
+    refused(run, 2, "--arch exits_on_import:make: importing exits_on_import failed (SystemExit: 0)")
