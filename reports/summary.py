@@ -147,9 +147,13 @@ def render_summary(doc: dict) -> str:
     notes = doc.get("notes") or []
     notes_html = ("<h3>Notes</h3><ul class=\"notes\">" + "".join(f"<li>{esc(n)}</li>" for n in notes) + "</ul>"
                   if notes else "")
+    # A warning (e.g. a model near chance, whose verdict measures nothing) stands beside the verdict, not below.
+    warnings_html = "".join(f"<div class=\"verdict verdict-fail\"><strong>Warning:</strong> "
+                            f"{esc(n.removeprefix('Warning:').strip())}</div>"
+                            for n in notes if isinstance(n, str) and n.startswith("Warning:"))
     return (f"<section id=\"summary\"><h2>Summary</h2>"
             f"<div class=\"verdict verdict-{verdict}\"><strong>Verdict: {verdict.upper()}</strong> &mdash; "
-            f"{count}{VERDICT_WORDS[verdict]}</div>"
+            f"{count}{VERDICT_WORDS[verdict]}</div>{warnings_html}"
             f"<p>This audit checked whether {model_words}{data_words} has forgotten the data it was asked to forget. "
             f"For each request the model was unlearned, then attacked before and after, and the results were compared "
             f"with a model retrained without the data where one was available. Requests that failed are listed first.</p>"

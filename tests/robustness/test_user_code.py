@@ -193,6 +193,10 @@ def test_a_model_near_chance_is_flagged_in_the_summary_and_the_report(work):
     assert len(warning) == 1 and "near chance" in warning[0] and "--arch, --normalize or --data" in warning[0]
     notes = json.loads((work / "out" / "results.json").read_text())["notes"]
     assert sum(n.startswith("Warning: the original model scores") for n in notes) == 1
+    from reports import render_files
+
+    [html] = render_files(work / "out" / "results.json", ["html"], work / "out")
+    assert "<strong>Warning:</strong> the original model scores" in html.read_text()
     # Control: the trained model is not flagged.
     run = _run(work, "make", None, "--method", "none", "--reference", "none", "--quiet")
     assert "WARNING" not in run.stderr
