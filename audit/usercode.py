@@ -76,7 +76,8 @@ class UserFunction:
     def __init__(self, fn: Callable, what: str):
         self.fn = fn
         self.what = what  # e.g. "--train mynet:fit" or "model_factory"
-        functools.update_wrapper(self, fn)
+        # The names only (not the function's or class's __dict__, which may not pickle).
+        functools.update_wrapper(self, fn, updated=())
 
     def __repr__(self) -> str:
         return repr(self.fn)

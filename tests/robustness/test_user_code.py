@@ -207,3 +207,24 @@ def test_a_module_that_exits_while_importing_is_refused_not_a_silent_exit_0(work
     run = run_audit_inprocess(["run", "lin.pt", "--data", "npz:d.npz", "--arch", "exits_on_import:make",
                                "--code-path", ".", "--forget", "class=3", "--out", "out", *FAST], work.path)
     refused(run, 2, "--arch exits_on_import:make: importing exits_on_import failed (SystemExit: 0)")
+
+
+def test_guarded_user_functions_keep_their_identity_and_pickle(work):
+    """The guard is invisible to the cache key (module, name, source digest) and travels to Ray workers."""
+    import functools
+    import importlib
+    import pickle
+    import sys
+
+    from audit.attacking import code_identity
+    from audit.usercode import guard
+
+    sys.path.insert(0, str(work.path))
+    try:
+        user = importlib.import_module(work.module)
+    finally:
+        sys.path.remove(str(work.path))
+    for fn in (user.fit_natural, functools.partial(user.make, outputs=10), nn.Linear):
+        guarded = guard(fn, "test")
+        assert code_identity(guarded) == code_identity(fn)
+        assert code_identity(pickle.loads(pickle.dumps(guarded))) == code_identity(fn)
