@@ -145,7 +145,7 @@ def run_cmd(
                                          "the target, else relabel) | amnesiac | relabel | finetune | retrain | "
                                          "none (the no-op control, which must not pass)"),
     original: Optional[Path] = typer.Option(None, "--original", help="audit MODEL as unlearned elsewhere from this "
-                                            "original model.pt; no unlearning step runs"),
+                                            "original model.pt; no unlearning step runs, so --method does not apply"),
     reference: Optional[str] = typer.Option(None, "--reference", help="retrain (default) | none"),
     retrains: Optional[int] = typer.Option(None, "--retrains", help="models retrained without the forget set, with "
                                            "seeds other than the model's (default 3; cached)"),
