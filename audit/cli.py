@@ -145,7 +145,7 @@ def run_cmd(
                                          "the target, else relabel) | amnesiac | relabel | finetune | retrain | "
                                          "none (the no-op control, which must not pass)"),
     original: Optional[Path] = typer.Option(None, "--original", help="audit MODEL as unlearned elsewhere from this "
-                                            "original model.pt; no unlearning step runs"),
+                                            "original model.pt; no unlearning step runs, so --method does not apply"),
     reference: Optional[str] = typer.Option(None, "--reference", help="retrain (default) | none"),
     retrains: Optional[int] = typer.Option(None, "--retrains", help="models retrained without the forget set, with "
                                            "seeds other than the model's (default 3; cached)"),
@@ -169,7 +169,8 @@ def run_cmd(
     code_path: Optional[list[str]] = typer.Option(None, "--code-path", metavar="DIR", help="folder added to the import path for "
                                                   "--arch and --train; repeatable"),
     train_fn: Optional[str] = typer.Option(None, "--train", help="your training function package.module:fit, "
-                                           "called as fit(model, x, y, *, seed, epochs=None) -> model"),
+                                           "called as fit(model, x, y, seed=S) for your full recipe and with "
+                                           "epochs=N for a shorter run; returns the model"),
     normalize: Optional[str] = typer.Option(None, "--normalize", help="input normalisation of a file that does not "
                                             "record it: MEAN,STD or M1,M2,M3/S1,S2,S3 (default: none, said aloud)"),
     epochs: Optional[int] = typer.Option(None, "--epochs", help="recipe for a file without one: epochs"),
@@ -195,17 +196,20 @@ def run_cmd(
     fail_on: Optional[list[str]] = typer.Option(None, "--fail-on", metavar="EXPR", help="extra gate besides the verdict, e.g. "
                                                 "'residual_leakage_upper>0.5'; repeatable"),
     config: Optional[Path] = typer.Option(None, "--config", help="TOML file: the table tool.audit, or top-level keys "
-                                          "(default: ./audit.toml or ./pyproject.toml)"),
+                                          "(default: ./audit.toml or ./pyproject.toml, said in one line)"),
+    isolated: bool = typer.Option(False, "--isolated", help="ignore every config file (./audit.toml, "
+                                  "./pyproject.toml): use it to audit a repository you do not control"),
     fmt: str = typer.Option("html,pdf", "--format", help="reports to write: html,pdf (or none)"),
     quiet: bool = typer.Option(False, "--quiet", help="print only failures"),
     as_json: bool = typer.Option(False, "--json", help="print the results document to stdout"),
 ) -> None:
     """Unlearn each forget target (or audit a model unlearned elsewhere), test the original and the unlearned
     model against retrained ones, and give each target a verdict: pass, fail or inconclusive."""
-    from audit.config import load_config
+    from audit.config import read_settings
     from audit.harness import run
 
-    settings, _ = load_config(config)
+    source = read_settings(config, isolated=isolated)
+    settings = dict(source.values)
     cli = {"forget": forget or None, "method": method, "reference": reference, "original": original,
            "retrains": retrains, "alpha": alpha, "max_residual": max_residual, "inconclusive": inconclusive,
            "attacks": _split([attacks]) if attacks else None,
@@ -221,6 +225,7 @@ def run_cmd(
                 "gpus_per_model": gpus_per_model, "arch": arch, "arch_args": arch_args, "code_path": code_path or None, "train": train_fn,
                 "normalize": normalize, "recipe": recipe or None})
     merged = {**settings, **{k: v for k, v in cli.items() if v is not None}}
+    _announce_settings(source, cli, merged, model, quiet)
     forget_specs = merged.pop("forget", None) or []
     formats = [] if fmt.strip() in ("", "none") else _split([fmt])
     result = run(model, forget_specs, show_progress=not quiet and not as_json, formats=formats,
@@ -235,6 +240,31 @@ def run_cmd(
 
         print_summary(result.document, quiet=quiet, out=result.out)
     raise typer.Exit(result.exit_code)
+
+
+def _announce_settings(source, cli: dict, merged: dict, model: Path, quiet: bool) -> None:
+    """Say which file supplied which settings (one line), and drop the file's ``arch`` and
+    ``arch_args`` where every model file records its architecture, so that a factory the run
+    does not use is never imported."""
+    from audit.config import CODE_KEYS
+    from audit.modelfile import records_architecture
+
+    if source.path is None:
+        return
+    ignored: dict[str, str] = {}
+    if cli.get("arch") is None and "arch" in source.values:
+        files = [model] + ([Path(merged["original"])] if merged.get("original") else [])
+        if all(records_architecture(f) for f in files):
+            for key in ("arch", "arch_args"):
+                if key in source.values and cli.get(key) is None:
+                    merged.pop(key, None)
+                    ignored[key] = "the model file records its architecture"
+    taken = [k for k in source.keys if k not in ignored and (cli.get(k) is None or k == "recipe")]
+    line = source.announcement(taken, ignored)
+    runs_code = any(k in CODE_KEYS for k in taken)
+    # A file nobody named that supplies code to run is said even with --quiet.
+    if line and not source.named and (not quiet or runs_code):
+        typer.echo(f"note: {line}", err=True)
 
 
 @app.command()

@@ -7,10 +7,16 @@ expressions), ``forget`` (list of specs), ``method``, ``reference``, ``attacks``
 (``package.module:factory``), ``arch_args``, ``code_path``, ``train`` (``package.module:fit``),
 ``normalize``, and the table ``[tool.audit.recipe]`` (epochs, batch_size, lr, optimizer,
 momentum, weight_decay, lr_schedule, augment).
+
+A file found in the current folder (not named with ``--config``) is a convention, as
+pytest's and ruff's are, not a choice the user made on this command line: :func:`read_settings`
+says which file and which keys it took, and ``isolated`` (``--isolated``) ignores every
+config file, for auditors running the tool in a repository they do not control.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import tomllib
@@ -30,19 +36,69 @@ RECIPE_KEYS = {"epochs": int, "batch_size": int, "lr": (float, int), "optimizer"
 MAX_INT = 2**63 - 1
 
 
-def load_config(path: Path | None, search_dir: Path | None = None) -> tuple[dict, Path | None]:
-    """(settings, the file they came from). Without ``path``, looks in ``search_dir``."""
+# Settings that name code the run imports and calls: a file nobody named must not supply
+# them silently.
+CODE_KEYS = ("arch", "arch_args", "code_path", "train")
+
+
+@dataclass(frozen=True)
+class ConfigSource:
+    """The settings of one config file, and where they came from.
+
+    ``path`` is None when no file was read; ``named`` says whether the user named it
+    (``--config``) or it was found in the search folder (audit.toml, pyproject.toml).
+    """
+
+    values: dict = field(default_factory=dict)
+    path: Path | None = None
+    named: bool = False
+
+    @property
+    def keys(self) -> list[str]:
+        """The keys the file sets, in the file's order."""
+        return list(self.values)
+
+    def announcement(self, taken: list[str], ignored: dict[str, str] | None = None) -> str | None:
+        """One line naming the file and the keys taken from it (``taken``), and those set
+        there but not used (``ignored``: key -> why); None when nothing came from a file."""
+        if self.path is None or not (taken or ignored):
+            return None
+        table = " [tool.audit]" if self.path.name == "pyproject.toml" else ""
+        line = f"settings from {self.path}{table}: {', '.join(taken) if taken else 'none used'}"
+        if ignored:
+            line += "; not used: " + ", ".join(f"{k} ({why})" for k, why in ignored.items())
+        if not self.named:
+            line += " (found in the current folder; --isolated ignores config files)"
+        return line
+
+
+def read_settings(path: Path | None, search_dir: Path | None = None, isolated: bool = False) -> ConfigSource:
+    """The settings of ``path`` (``--config``), or of ./audit.toml or ./pyproject.toml's
+    ``[tool.audit]`` in ``search_dir`` (default: the current folder); ``isolated``: none."""
+    if isolated:
+        if path is not None:
+            raise InputError(f"--isolated ignores every config file, so --config {path} would be ignored too; "
+                             "drop one of them")
+        return ConfigSource()
     if path is None:
         search_dir = search_dir or Path.cwd()
         for candidate in (search_dir / "audit.toml", search_dir / "pyproject.toml"):
             if candidate.is_file():
                 settings = _read(candidate, required=candidate.name == "audit.toml")
                 if settings or candidate.name == "audit.toml":
-                    return settings, candidate
-        return {}, None
+                    return ConfigSource(settings, candidate, named=False)
+        return ConfigSource()
     if not path.is_file():
         raise InputError(f"config file {path} not found")
-    return _read(path, required=True), path
+    return ConfigSource(_read(path, required=True), path, named=True)
+
+
+def load_config(path: Path | None, search_dir: Path | None = None,
+                isolated: bool = False) -> tuple[dict, Path | None]:
+    """(settings, the file they came from). Without ``path``, looks in ``search_dir``;
+    ``isolated``: reads no file. See :func:`read_settings` for where the values came from."""
+    source = read_settings(path, search_dir, isolated)
+    return dict(source.values), source.path
 
 
 def _read(path: Path, required: bool) -> dict:

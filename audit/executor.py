@@ -99,6 +99,24 @@ def _forked_task(task: Any) -> Any:
 def local_workers(threads: int) -> int:
     """How many models train at once on this machine: its cores over each model's threads."""
     return max(1, (os.cpu_count() or 1) // max(1, threads))
+@contextlib.contextmanager
+def _keep_signal_handlers():
+    """Put back this process's SIGINT and SIGTERM handlers after ``ray.init``, which replaces
+    them in the driver (a Python handler that exits with status 15, and a native one that
+    dumps a stack and aborts): the CLI's handlers remove staged files and exit 130 or 143."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            if handler is not None:  # None: set outside Python, nothing to put back
+                signal.signal(sig, handler)
 
 
 class LocalExecutor:
@@ -183,10 +201,11 @@ class RayExecutor:
         if self.address:
             self._check_reachable()
         try:
-            if self.address:
-                ray.init(address=self.address, **kwargs)
-            else:
-                ray.init(num_cpus=os.cpu_count(), include_dashboard=False, **kwargs)
+            with _keep_signal_handlers():
+                if self.address:
+                    ray.init(address=self.address, **kwargs)
+                else:
+                    ray.init(num_cpus=os.cpu_count(), include_dashboard=False, **kwargs)
         except Exception as exc:  # noqa: BLE001 - ConnectionError, a timeout, a bad address
             where = f"the Ray cluster at {self.address}" if self.address else "a local Ray instance"
             raise InputError(f"cannot reach {where} ({' '.join(str(exc).split())[:160]}); start one with "

@@ -190,7 +190,7 @@ def verdict_gate(target: dict, inconclusive: str = "fail") -> GateResult:
 
 def gate_target(target: dict, gates: list[Gate], inconclusive: str = "fail") -> None:
     """Set ``target["gates"]`` (the verdict first) and ``target["passed"]``; a target whose step failed fails every gate."""
-    if target.get("error"):
+    if target.get("error") is not None:  # "" is an error too: a failed step with no message
         target["gates"] = [{"expr": e, "value": None, "passed": False,
                             "message": "not evaluated: a step of this target failed"}
                            for e in ["verdict"] + [g.expr for g in gates]]
@@ -200,7 +200,7 @@ def gate_target(target: dict, gates: list[Gate], inconclusive: str = "fail") -> 
             target["gates"] = [{"expr": "verdict", "value": None, "passed": False, "message": out_of_range}]
         else:
             target["gates"] = [verdict_gate(target, inconclusive).to_dict()] + [r.to_dict() for r in apply_gates(target, gates)]
-    target["passed"] = not target.get("error") and all(g["passed"] for g in target["gates"])
+    target["passed"] = target.get("error") is None and all(g["passed"] for g in target["gates"])
 
 
 def _out_of_range(target: dict) -> str | None:
@@ -215,7 +215,7 @@ def _out_of_range(target: dict) -> str | None:
 
 def verdict(targets: list[dict]) -> tuple[str, int]:
     """(verdict, exit code): error/3 if a step failed, else fail/1 if a gate failed or nothing was audited, else pass/0."""
-    if any(t.get("error") for t in targets):
+    if any(t.get("error") is not None for t in targets):
         return "error", 3
     if not targets:
         return "fail", 1

@@ -116,9 +116,9 @@ class AuditOptions:
             raise InputError(f"--inconclusive {self.inconclusive!r} is unknown; use fail (the default) or pass")
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not 0 <= self.seed < 2**32:
             raise InputError(f"--seed must be a whole number from 0 to {2**32 - 1}, not {self.seed}")
-        if self.original is not None and self.method not in ("auto", "none"):
-            raise InputError("--original audits a model unlearned elsewhere, so no unlearning runs; "
-                             f"drop --method {self.method}")
+        if self.original is not None and self.method != "auto":  # one rule for every method, none included
+            raise InputError("--original audits a model unlearned elsewhere, so no unlearning runs and --method "
+                             f"does not apply; drop --method {self.method}")
         if self.method not in METHODS:
             raise InputError(f"--method {self.method!r} is unknown; use {', '.join(METHODS)}")
         if self.reference not in REFERENCES:
@@ -332,7 +332,8 @@ def audit_target(ctx: AttackContext, opts: AuditOptions, forget: ForgetSet, gate
     except InputError:
         raise
     except Exception as exc:  # noqa: BLE001 - fail closed: any failure of a step is recorded, exit 3
-        doc["error"] = f"{type(exc).__name__}: {exc}" if not isinstance(exc, AuditError) else str(exc)
+        doc["error"] = (f"{type(exc).__name__}: {exc}" if not isinstance(exc, AuditError) else str(exc)) \
+            or type(exc).__name__  # never "": an empty message is still a failed step
         doc["verdict"] = "error"
     gate_target(doc, gates, opts.inconclusive)  # fails every gate of a target whose step failed
     ci = doc["residual_leakage_ci95"]
@@ -456,11 +457,14 @@ def audit_loaded(opts: AuditOptions, gates: list[Gate], mf: ModelFile, data, for
                          f"{mf.num_classes} classes); pass the --data the model was trained on")
     if unlearned_given is not None:
         _check_pair(mf, unlearned_given, data)
+    from audit.preflight import check_before_work
+
+    check_before_work(mf, data, unlearned_given)  # one probe forward pass per model, before any training
     if not mf.trainable and (opts.reference == "retrain" or NEEDS_REFERENCE & set(opts.mia_attacks)):
         raise InputError(f"{source} carries no training recipe, so reference models cannot be trained; pass "
                          "--arch package.module:factory with --train package.module:fit (or a recipe: --epochs, "
                          "--lr, ...), or --reference none --mia loss for a weaker audit")
-    if mf.kind == "torchscript" and unlearned_given is None and opts.method != "none":
+    if not mf.unlearnable and unlearned_given is None and opts.method != "none":
         raise InputError(f"{source} is a TorchScript archive, which cannot be unlearned here; unlearn it elsewhere "
                          "and audit the result with --original, or pass its state_dict with --arch")
     for fs in forget_sets:

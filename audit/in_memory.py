@@ -136,6 +136,10 @@ def evaluate(
         raise InputError("reference models and retrains need model_factory, a () -> nn.Module that builds a fresh model")
     if train_fn is not None and not callable(train_fn):
         raise InputError("train_fn must be a function fit(model, x, y, *, seed, epochs=None) -> nn.Module")
+    from audit.usercode import guard
+
+    # Whatever the user's functions raise (SystemExit too) is a failed step that names them.
+    model_factory, train_fn = guard(model_factory, "model_factory"), guard(train_fn, "train_fn")
     channels = int(x_train.shape[1])
     mf = ModelFile(model=original.eval(), arch=_name(model_factory) or type(original).__name__,
                    input_shape=tuple(int(d) for d in x_train.shape[1:]), num_classes=classes,

@@ -26,25 +26,31 @@ class InterruptibleForward(nn.Module):
         self.net = net
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if threading.current_thread() is not threading.main_thread():
-            return self.net(x)  # signal handlers run in the main thread only: nothing to keep responsive here
-        # Grad mode and the thread count are per thread in torch: the helper thread takes the caller's, so
-        # gradients still flow (model inversion) and the figures do not depend on the machine's cores.
-        grad, threads = torch.is_grad_enabled(), torch.get_num_threads()
-        outcome: dict = {}
+        return call_interruptibly(self.net, x)
 
-        def call() -> None:
-            try:
-                torch.set_num_threads(threads)
-                with torch.set_grad_enabled(grad):
-                    outcome["value"] = self.net(x)
-            except BaseException as exc:  # noqa: BLE001 - raised again in the caller's thread
-                outcome["error"] = exc
 
-        helper = threading.Thread(target=call, name="torchscript-forward", daemon=True)
-        helper.start()
-        while helper.is_alive():
-            helper.join(WAIT_STEP_SECONDS)
-        if "error" in outcome:
-            raise outcome["error"]
-        return outcome["value"]
+def call_interruptibly(net: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """``net(x)`` in a helper thread while this (main) thread waits in short steps, so that a
+    forward that never ends cannot outlast a SIGTERM: the signal handler runs between steps."""
+    if threading.current_thread() is not threading.main_thread():
+        return net(x)  # signal handlers run in the main thread only: nothing to keep responsive here
+    # Grad mode and the thread count are per thread in torch: the helper thread takes the caller's, so
+    # gradients still flow (model inversion) and the figures do not depend on the machine's cores.
+    grad, threads = torch.is_grad_enabled(), torch.get_num_threads()
+    outcome: dict = {}
+
+    def call() -> None:
+        try:
+            torch.set_num_threads(threads)
+            with torch.set_grad_enabled(grad):
+                outcome["value"] = net(x)
+        except BaseException as exc:  # noqa: BLE001 - raised again in the caller's thread
+            outcome["error"] = exc
+
+    helper = threading.Thread(target=call, name="torchscript-forward", daemon=True)
+    helper.start()
+    while helper.is_alive():
+        helper.join(WAIT_STEP_SECONDS)
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["value"]

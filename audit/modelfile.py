@@ -61,10 +61,37 @@ class ModelFile:
     assumptions: list[str] = field(default_factory=list, repr=False, compare=False)
 
     @property
+    def scripted(self):
+        """The :class:`audit.scripted.ScriptedNet` of a TorchScript archive (inside the normalisation), else None."""
+        from audit.scripted import ScriptedNet
+
+        net = self.model.net if isinstance(self.model, Classifier) else self.model
+        return net if self.kind == "torchscript" and isinstance(net, ScriptedNet) else None
+
+    @property
+    def cannot_rebuild(self) -> str | None:
+        """Why fresh models of this architecture cannot be built (None: they can)."""
+        if self.kind != "torchscript" or self.factory is not None:
+            return None
+        scripted = self.scripted
+        if scripted is None:
+            return "it is a torch.export graph (.pt2), which runs forward only and cannot be trained"
+        unknown = scripted.unknown_layers()
+        if unknown:
+            return (f"its layer {unknown[0]} holds parameters whose initialisation is not known here, so a fresh "
+                    "copy cannot be drawn")
+        return None
+
+    @property
+    def unlearnable(self) -> bool:
+        """Whether an unlearning method can train this model: any but an archive, or a
+        TorchScript archive with a way to train it (a .pt2 graph runs forward only)."""
+        return self.kind != "torchscript" or (self.trainable and self.scripted is not None)
+
+    @property
     def trainable(self) -> bool:
         """Whether reference models and retrains can be built: a fresh model and a way to train it."""
-        rebuild = self.kind != "torchscript" or self.factory is not None
-        return rebuild and (self.recipe is not None or self.train_fn is not None)
+        return self.cannot_rebuild is None and (self.recipe is not None or self.train_fn is not None)
 
     @property
     def log_dir(self) -> Path | None:
@@ -104,8 +131,12 @@ class ModelFile:
                 raise InputError(f"the model factory returned {type(net).__name__}, not an nn.Module")
             return net if self.kind == "memory" else Classifier(net, self.mean, self.std)
         if self.kind == "torchscript":
-            raise InputError("a TorchScript model cannot be rebuilt from scratch; save a toolkit model.pt "
-                             "(audit train) or pass a bare state_dict with --arch")
+            why = self.cannot_rebuild
+            if why is not None:
+                raise InputError(f"{self.path} cannot be rebuilt from scratch: {why}; pass --arch "
+                                 "package.module:factory, or a bare state_dict with --arch")
+            fresh = self.scripted.reinitialised(seed)  # type: ignore[union-attr]
+            return Classifier(fresh, self.mean, self.std) if isinstance(self.model, Classifier) else fresh
         return build_model(self.arch, self.input_shape[0], self.num_classes, self.mean, self.std,
                            self.arch_args, seed=seed)
 
@@ -269,9 +300,9 @@ def load_model(
                     net = torch.jit.load(str(path), map_location="cpu")
             except Exception as exc:  # noqa: BLE001 - a damaged archive
                 raise InputError(f"{path} looks like TorchScript but does not load: {exc}") from None
-            from audit.interruptible import InterruptibleForward
+            from audit.scripted import ScriptedNet
 
-            net = InterruptibleForward(net.eval())  # a forward that never ends must not outlast a SIGTERM
+            net = ScriptedNet(net).eval()
         else:
             net = _load_exported(path)
         if input_shape is None or not num_classes:
@@ -282,7 +313,15 @@ def load_model(
         model = Classifier(net, mean, std) if (mean, std) != ([0.0] * shape[0], [1.0] * shape[0]) else net
         mf = ModelFile(model, "torchscript" if archive == "torchscript" else "exported", shape, int(num_classes),
                        mean, std, kind="torchscript", path=path)
-        return with_user_code(mf, user)
+        if archive == "torchscript":  # which graph this is: reference models of another one must not be shared
+            mf.arch_args = {"graph": net.identity()}
+        mf = with_user_code(mf, user)
+        if mf.factory is None and mf.recipe is not None and mf.cannot_rebuild is None:
+            layers = sorted(set(net.layer_types().values()))
+            mf.assumptions.append(f"{path.name} is TorchScript without a factory: reference models and retrains "
+                                  f"start from copies of it with every parameter re-initialised as torch's layers "
+                                  f"initialise ({', '.join(layers)}), trained with the recipe given")
+        return mf
     try:
         with warnings.catch_warnings():  # torch's warnings about a file's pickle protocol: the error says it all
             warnings.simplefilter("ignore")
@@ -299,7 +338,7 @@ def load_model(
             ) from None
         _refuse_unreadable(path, exc)
     if isinstance(doc, dict) and doc.get("format") == FORMAT:
-        if getattr(user, "factory", None) is not None:
+        if getattr(user, "names_factory", False):  # said before the factory is ever imported
             raise InputError(f"{path} is a toolkit model.pt, which records its architecture; --arch "
                              "package.module:factory applies to bare state_dicts and archives, so drop it")
         mf = _from_document(doc, path)
@@ -309,6 +348,25 @@ def load_model(
     if isinstance(doc, dict) and doc and all(isinstance(v, torch.Tensor) for v in doc.values()):
         return with_user_code(_from_state_dict(doc, path, arch, input_shape, num_classes, user), user)
     raise InputError(f"{path} is neither a toolkit model.pt, a TorchScript archive nor a state_dict")
+
+
+def records_architecture(path: str | Path) -> bool:
+    """Whether ``path`` is a toolkit model.pt (which records its architecture, so needs no
+    ``--arch``): a tensors-only read of its header, the weights memory-mapped, not loaded.
+    Anything unreadable answers False; loading it later says what is wrong."""
+    path = Path(path)
+    try:
+        if not path.is_file() or path.suffix == ".safetensors" or not zipfile.is_zipfile(path):
+            return False
+        _check_archive(path)
+        if _archive_kind(path):
+            return False
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            doc = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception:  # noqa: BLE001 - not a model.pt this check can read
+        return False
+    return isinstance(doc, dict) and doc.get("format") == FORMAT
 
 
 def _refuse_unreadable(path: Path, exc: Exception) -> NoReturn:
@@ -392,7 +450,7 @@ WEIGHT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64, to
                  torch.int8, torch.uint8, torch.bool)
 
 
-def _check_dtypes(sd: dict, path: Path) -> None:
+def _check_supported_dtypes(sd: dict, path: Path) -> None:
     odd = next(((k, v.dtype) for k, v in sd.items() if v.dtype not in WEIGHT_DTYPES), None)
     if odd is not None:
         name = str(odd[1]).removeprefix("torch.")
@@ -400,12 +458,31 @@ def _check_dtypes(sd: dict, path: Path) -> None:
                          "convert the weights to float32 (or float16/bfloat16) and save them again")
 
 
+def _check_dtypes(sd: dict, want: dict, path: Path) -> list[str]:
+    """Refuse integer, boolean or complex tensors where the model holds floating-point weights
+    (``load_state_dict`` would cast them without a word); return one line per other cast."""
+    casts: dict[tuple, list[str]] = {}
+    for key, tensor in sd.items():
+        need = want.get(key)
+        if need is None or not need.is_floating_point or tensor.dtype == need:
+            continue
+        if not tensor.is_floating_point():
+            have = str(tensor.dtype).replace("torch.", "")
+            raise InputError(f"{path}: {key} is stored as {have}, but the model's weights are "
+                             f"{str(need).replace('torch.', '')}: weights must be floating-point numbers; save the "
+                             "trained model's state_dict as it is, without converting it")
+        casts.setdefault((tensor.dtype, need), []).append(key)
+    return [f"{path.name} stores {len(keys)} weight tensor(s) as {str(have).replace('torch.', '')} (e.g. {keys[0]}); "
+            f"they are cast to {str(need).replace('torch.', '')}, the model's type"
+            for (have, need), keys in casts.items()]
+
+
 def _check_weights_fit(sd: dict, arch: str, in_channels: int, num_classes: int, arch_args: dict | None,
-                       path: Path, what: str) -> None:
+                       path: Path, what: str) -> list[str]:
     """Compare the file's tensors with the shapes the claimed architecture needs, on the meta
     device (no memory), so that a small file claiming 30 million classes is refused before
-    a 7 GB layer is allocated."""
-    _check_dtypes(sd, path)
+    a 7 GB layer is allocated. Returns the casts that loading will do (one line each)."""
+    _check_supported_dtypes(sd, path)
     try:
         with torch.device("meta"):
             skeleton = build_network(arch, in_channels, num_classes, arch_args)
@@ -427,10 +504,12 @@ def _check_weights_fit(sd: dict, arch: str, in_channels: int, num_classes: int, 
         else:
             detail = f"{len(extra)} tensors are unexpected, e.g. {extra[0]}"
         raise InputError(f"{path}: the state_dict does not fit {what} ({detail})")
+    casts = _check_dtypes(sd, {k: v.dtype for k, v in skeleton.state_dict().items()}, path)
     nonfinite = [k for k, v in sd.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
     if nonfinite:
         raise InputError(f"{path}: the weights hold NaN or infinite values (in {nonfinite[0]}); the model diverged "
                          "when it was trained, so train it again with a lower learning rate")
+    return casts
 
 
 def _from_document(doc: dict, path: Path) -> ModelFile:
@@ -440,7 +519,7 @@ def _from_document(doc: dict, path: Path) -> ModelFile:
     _check_document(doc, path)
     norm = doc["normalization"]
     shape = tuple(int(v) for v in doc["input_shape"])
-    _check_weights_fit(doc["state_dict"], doc["arch"], shape[0], doc["num_classes"], doc.get("arch_args"), path,
+    casts = _check_weights_fit(doc["state_dict"], doc["arch"], shape[0], doc["num_classes"], doc.get("arch_args"), path,
                        f"the file's claim of architecture {doc['arch']!r} with {doc['num_classes']} classes and "
                        f"{'x'.join(map(str, shape))} inputs")
     model = build_model(doc["arch"], shape[0], int(doc["num_classes"]), norm["mean"], norm["std"], doc.get("arch_args"))
@@ -451,7 +530,8 @@ def _from_document(doc: dict, path: Path) -> ModelFile:
     model.eval()
     return ModelFile(model, doc["arch"], shape, int(doc["num_classes"]), list(norm["mean"]), list(norm["std"]),
                      dict(doc.get("arch_args") or {}), doc.get("data"), doc.get("recipe"), doc.get("seed"),
-                     dict(doc.get("metrics") or {}), doc.get("update_log"), doc.get("lineage"), "toolkit", path)
+                     dict(doc.get("metrics") or {}), doc.get("update_log"), doc.get("lineage"), "toolkit", path,
+                     assumptions=casts)
 
 
 def _from_state_dict(sd: dict, path: Path, arch: str | None, input_shape, num_classes, user=None) -> ModelFile:
@@ -463,8 +543,9 @@ def _from_state_dict(sd: dict, path: Path, arch: str | None, input_shape, num_cl
         raise InputError(f"{path} is a bare state_dict: pass --data SPEC so that its input shape and classes are known")
     c = input_shape[0]
     if factory is not None:
-        _check_dtypes(sd, path)
+        _check_supported_dtypes(sd, path)
         net = user.build()
+        casts = _check_dtypes(sd, {k: v.dtype for k, v in net.state_dict().items()}, path)
         try:
             net.load_state_dict(sd)
         except RuntimeError as exc:
@@ -473,14 +554,13 @@ def _from_state_dict(sd: dict, path: Path, arch: str | None, input_shape, num_cl
         nonfinite = [k for k, v in sd.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
         if nonfinite:
             raise InputError(f"{path}: the weights hold NaN or infinite values (in {nonfinite[0]})")
-        assumed: list[str] = []
+        assumed: list[str] = casts
         mean, std = _normalization(user, c, path, assumed)
         model = Classifier(net, mean, std).eval()
         return ModelFile(model, user.arch, tuple(input_shape), int(num_classes), mean, std, dict(user.arch_args),
                          kind="state_dict", path=path, assumptions=assumed)
     claim = f"--arch {arch} with {num_classes} classes and {'x'.join(map(str, input_shape))} inputs"
-    _check_weights_fit(sd, arch, c, int(num_classes), None, path, claim)
-    assumed: list[str] = []
+    assumed: list[str] = _check_weights_fit(sd, arch, c, int(num_classes), None, path, claim)
     mean, std = _normalization(user, c, path, assumed)
     model = build_model(arch, c, int(num_classes), mean, std)
     try:

@@ -62,6 +62,9 @@ def build_document(opts, mf: ModelFile, data, targets, started: float, ctx=None)
                          f"(over-forgetting {over:.2f}, p = {over_p:.2g}): the deletion itself is visible to an "
                          "attacker. This is reported as the overforgetting metric; gate on it with "
                          "--fail-on 'overforgetting>0.5'.")
+    from audit.preflight import chance_warnings
+
+    notes.extend(chance_warnings([t.document for t in targets], data.y_test, data.num_classes))
     n_non = [m["unlearned"]["n_non_members"] for t in targets for m in t.document.get("membership") or []
              if (m.get("unlearned") or {}).get("n_non_members")]
     if n_non and min(n_non) < 1000:

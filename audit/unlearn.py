@@ -151,7 +151,7 @@ def unlearn_model(
     """
     if method not in METHODS:
         raise InputError(f"unknown unlearning method {method!r}: use one of {', '.join(METHODS)}")
-    if mf.kind == "torchscript":
+    if not mf.unlearnable:
         raise InputError(f"{mf.path} is a TorchScript archive, which cannot be trained or saved as model.pt; "
                          "pass its state_dict with --arch instead")
     if epochs is not None and epochs < 0:

@@ -9,8 +9,14 @@ package or folder, never code carried inside a model file: weights still load wi
   ``--normalize`` produces from images in [0, 1] (or the images themselves).
 - ``fit(model, x, y, *, seed, epochs=None) -> nn.Module``: see
   :data:`unlearning.training.TrainFunction`. The toolkit calls it to train reference models
-  and retrains (``epochs=None``: the user's full recipe), and, unless told otherwise, for
-  relabel and finetune (a few epochs).
+  and retrains (without ``epochs``: the user's full recipe, their own default), and, unless
+  told otherwise, for relabel and finetune (a few epochs).
+
+The factory is imported only when a model needs it (a bare state_dict or an archive), not
+for a toolkit model.pt, which records its architecture. Every call into the user's code
+goes through :class:`UserFunction`: whatever it raises, ``SystemExit`` included, becomes a
+:class:`UserCodeError` (a failed step, exit 3) naming the function, its arguments and the
+file:line of the user's frame; only interrupts (Ctrl-C, SIGTERM) pass through as they are.
 """
 
 from __future__ import annotations
@@ -24,7 +30,79 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from audit.errors import InputError
+from audit.errors import InputError, Interrupted, StepError
+
+
+class UserCodeError(StepError):
+    """The user's own function raised or exited: a failed step (exit 3), recorded in results.json."""
+
+
+def _describe_value(value: Any) -> str:
+    """An argument as one short word: tensors by shape and dtype, modules by class."""
+    import torch
+
+    if isinstance(value, torch.Tensor):
+        dtype = str(value.dtype).replace("torch.", "")
+        return f"<tensor {'x'.join(map(str, value.shape)) or 'scalar'} {dtype}>"
+    if isinstance(value, torch.nn.Module):
+        return f"<{type(value).__name__}>"
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _user_frame(exc: BaseException, fn: Callable) -> str | None:
+    """file:line of the deepest traceback frame in the user's function's file (else the deepest frame)."""
+    import traceback
+
+    frames = traceback.extract_tb(exc.__traceback__)
+    if not frames:
+        return None
+    try:
+        source = inspect.getsourcefile(inspect.unwrap(fn))
+    except (TypeError, ValueError):
+        source = None
+    own = [f for f in frames if source and Path(f.filename) == Path(source)]
+    frame = (own or frames)[-1]
+    return f"{frame.filename}:{frame.lineno}"
+
+
+class UserFunction:
+    """The user's factory or training function, called so that a failure says whose it was.
+
+    Transparent to :func:`inspect.signature`, :func:`inspect.getsource` and the cache key
+    (``__wrapped__``, ``__module__``, ``__qualname__`` are the user's), and picklable for Ray.
+    """
+
+    def __init__(self, fn: Callable, what: str):
+        self.fn = fn
+        self.what = what  # e.g. "--train mynet:fit" or "model_factory"
+        # The names only (not the function's or class's __dict__, which may not pickle).
+        functools.update_wrapper(self, fn, updated=())
+
+    def __repr__(self) -> str:
+        return repr(self.fn)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return self.fn(*args, **kwargs)
+        except (KeyboardInterrupt, Interrupted, UserCodeError):
+            raise
+        except BaseException as exc:  # noqa: BLE001 - SystemExit too: the user's code never ends the audit
+            name = getattr(self.fn, "__name__", type(self.fn).__name__)
+            call = ", ".join([_describe_value(a) for a in args] + [f"{k}={_describe_value(v)}" for k, v in kwargs.items()])
+            where = _user_frame(exc, self.fn)
+            text = " ".join(str(exc).split())[:200]
+            raise UserCodeError(f"your {self.what} raised {type(exc).__name__}{': ' + text if text else ''} "
+                                f"when called as {name}({call}){' at ' + where if where else ''}") from exc
+
+
+def guard(fn: Callable | None, what: str) -> Callable | None:
+    """``fn`` as a :class:`UserFunction` (None stays None, a guarded function is not wrapped twice)."""
+    if fn is None or isinstance(fn, UserFunction):
+        return fn
+    if isinstance(fn, functools.partial):  # keep the partial outermost: cache keys read its keywords
+        return functools.partial(guard(fn.func, what), *fn.args, **fn.keywords)
+    return UserFunction(fn, what)
 
 
 def is_reference(text: str | None) -> bool:
@@ -48,7 +126,9 @@ def import_object(ref: str, code_paths: list[str] | None, flag: str) -> Any:
     except ModuleNotFoundError as exc:
         raise InputError(f"{flag} {ref}: module {exc.name!r} cannot be imported; add its folder with "
                          "--code-path DIR or install your package") from None
-    except Exception as exc:  # noqa: BLE001 - the user's module failed while importing
+    except (KeyboardInterrupt, Interrupted):
+        raise
+    except BaseException as exc:  # noqa: BLE001 - the user's module failed (or called sys.exit) while importing
         raise InputError(f"{flag} {ref}: importing {module_name} failed ({type(exc).__name__}: "
                          f"{' '.join(str(exc).split())[:160]})") from None
     for part in attr.split("."):
@@ -57,11 +137,14 @@ def import_object(ref: str, code_paths: list[str] | None, flag: str) -> Any:
         obj = getattr(obj, part)
     if not callable(obj):
         raise InputError(f"{flag} {ref} is not a function or class")
+    if inspect.isbuiltin(obj):  # os:system, subprocess-like C functions: never a factory or a training loop
+        raise InputError(f"{flag} {ref} is a built-in function, not your model factory or training function; "
+                         "name a function or class of your own package")
     return obj
 
 
 def check_fit_signature(fit: Callable, ref: str) -> None:
-    """``fit(model, x, y, *, seed, epochs=None)``: refuse a function that cannot take these arguments."""
+    """``fit(model, x, y, *, seed[, epochs])``: refuse a function that cannot take these arguments."""
     try:
         sig = inspect.signature(fit)
     except (TypeError, ValueError):
@@ -70,7 +153,13 @@ def check_fit_signature(fit: Callable, ref: str) -> None:
         sig.bind(object(), object(), object(), seed=0, epochs=None)
     except TypeError as exc:
         raise InputError(f"--train {ref} has the signature {sig}, which cannot be called as "
-                         f"fit(model, x, y, *, seed, epochs=None) ({exc}); see the README, 'Your own model'") from None
+                         f"fit(model, x, y, *, seed, epochs=N) ({exc}); see the README, 'Your own model'") from None
+    try:
+        sig.bind(object(), object(), object(), seed=0)
+    except TypeError as exc:
+        raise InputError(f"--train {ref} has the signature {sig}, which cannot be called as "
+                         f"fit(model, x, y, *, seed) for your full recipe ({exc}); give epochs a default "
+                         "(e.g. epochs=None); see the README, 'Your own model'") from None
 
 
 def parse_arch_args(text: str | dict | None) -> dict:
@@ -118,7 +207,7 @@ class UserCode:
 
     arch: str | None = None
     arch_args: dict = field(default_factory=dict)
-    factory: Callable | None = None
+    _factory: Callable | None = field(default=None, repr=False)
     train: str | None = None
     train_fn: Callable | None = None
     normalize: str | None = None
@@ -132,23 +221,34 @@ class UserCode:
         code = cls(arch=arch, arch_args=parse_arch_args(arch_args), train=train, normalize=normalize,
                    code_paths=list(code_paths or []))
         parse_normalize(normalize)  # the syntax now; the channel count once the data is known
-        if is_reference(arch):
-            builder = import_object(arch, code.code_paths, "--arch")
-            code.factory = functools.partial(builder, **code.arch_args)
-        elif arch_args and arch:
-            code.arch_args = parse_arch_args(arch_args)
+        # The factory itself is imported by ``factory``, when a model needs it.
         if train:
-            code.train_fn = import_object(train, code.code_paths, "--train")
-            check_fit_signature(code.train_fn, train)
+            fit = import_object(train, code.code_paths, "--train")
+            check_fit_signature(fit, train)
+            code.train_fn = guard(fit, f"training function --train {train}")
         return code
+
+    @property
+    def names_factory(self) -> bool:
+        """Whether ``--arch`` names the user's factory (package.module:factory)."""
+        return is_reference(self.arch)
+
+    @property
+    def factory(self) -> Callable | None:
+        """The user's factory with its ``--arch-args``, imported on first use: a toolkit
+        model.pt records its architecture, so a factory it does not need is never imported."""
+        if self._factory is None and self.names_factory:
+            builder = import_object(self.arch, self.code_paths, "--arch")  # type: ignore[arg-type]
+            self._factory = functools.partial(guard(builder, f"model factory --arch {self.arch}"), **self.arch_args)
+        return self._factory
 
     def build(self):
         """One fresh network from the factory; its failures are the user's input errors."""
+        factory = self.factory
         try:
-            net = self.factory()  # type: ignore[misc]
-        except Exception as exc:  # noqa: BLE001 - the user's factory raised
-            raise InputError(f"--arch {self.arch} raised {type(exc).__name__}: {' '.join(str(exc).split())[:160]}; "
-                             "check the factory and --arch-args") from None
+            net = factory()  # type: ignore[misc]
+        except UserCodeError as exc:  # the user's factory raised (or exited): bad input, found before any work
+            raise InputError(f"{exc}; check the factory and --arch-args") from None
         import torch.nn as nn
 
         if not isinstance(net, nn.Module):

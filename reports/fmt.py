@@ -54,7 +54,7 @@ def interval(pair: list | None, digits: int = 2) -> str:
 def target_order(targets: list[dict]) -> list[dict]:
     """Targets with a failed step first, then those failing a gate, then passing ones (stable)."""
     def rank(t: dict) -> int:
-        return 0 if t.get("error") else (1 if not t["passed"] else 2)
+        return 0 if t.get("error") is not None else (1 if not t["passed"] else 2)
 
     return sorted(targets, key=rank)
 
@@ -66,7 +66,7 @@ def gate_order(gates: list[dict]) -> list[dict]:
 
 def status(target: dict) -> str:
     """"error", "fail", "inconclusive" or "pass" for one target (its gates decide pass or fail)."""
-    if target.get("error"):
+    if target.get("error") is not None:
         return "error"
     if target.get("verdict") == "inconclusive":
         return "inconclusive"

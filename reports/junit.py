@@ -34,7 +34,7 @@ def render_junit(doc: dict) -> str:
             case = ET.SubElement(suite, "testcase", classname=_x(f"amnesia-audit.{name}"), name=_x(gate["expr"]),
                                  time=f"{seconds if i == 0 else 0.0:.3f}")
             tests += 1
-            if target.get("error"):
+            if target.get("error") is not None:
                 errors += 1
                 ET.SubElement(case, "error", message=_x(target["error"]), type="StepError").text = _x(
                     f"{name}: a step failed, so this gate was not evaluated: {target['error']}")
@@ -42,7 +42,7 @@ def render_junit(doc: dict) -> str:
                 failures += 1
                 message = gate.get("message") or f"{gate['expr']} failed (value {gate.get('value')})"
                 ET.SubElement(case, "failure", message=_x(message), type="GateFailure").text = _x(f"{name}: {message}")
-            if not target.get("error"):
+            if target.get("error") is None:
                 out = ET.SubElement(case, "system-out")
                 out.text = _x(f"verdict={target.get('verdict')} p_value={target.get('p_value')} "
                               f"power_p_value={target.get('power_p_value')} "

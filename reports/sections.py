@@ -198,7 +198,7 @@ def inversion(target: dict, base_dir: Path) -> str:
 def target_section(target: dict, index: int, base_dir: Path) -> str:
     state = status(target)
     error = (f"<div class=\"verdict verdict-error\"><strong>A step failed:</strong> {esc(target['error'])}</div>"
-             if target.get("error") else "")
+             if target.get("error") is not None else "")
     return (f"<section class=\"target-section\" id=\"{anchor(target['name'], index)}\">"
             f"<h2><span class=\"badge badge-{state}\">{state.upper()}</span> Forget request "
             f"<code>{esc(target['name'])}</code></h2>{error}{describe_leakage(target)}"

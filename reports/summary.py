@@ -68,9 +68,9 @@ TARGET_VERDICT_WORDS = {
 def describe_leakage(target: dict) -> str:
     """The target's verdict, why, the power statement and the residual leakage, in plain words."""
     verdict = target.get("verdict")
-    if target.get("error") or verdict not in TARGET_VERDICT_WORDS:
+    if target.get("error") is not None or verdict not in TARGET_VERDICT_WORDS:
         return ("<p class=\"headline\">Verdict: <span class=\"value\">not reached</span>"
-                + (" because a step failed." if target.get("error") else ".") + "</p>")
+                + (" because a step failed." if target.get("error") is not None else ".") + "</p>")
     parts = [f"<p class=\"headline\">Verdict: <span class=\"value verdict-word-{verdict}\">{verdict.upper()}</span></p>",
              f"<p>{TARGET_VERDICT_WORDS[verdict]} In detail: {esc(target.get('verdict_reason') or DASH)}.</p>"]
     power = target.get("power_p_value")
@@ -128,7 +128,7 @@ def gate_table(target: dict) -> str:
 
 def target_card(target: dict, index: int, class_names: list | None) -> str:
     state = status(target)
-    error = (f"<p><strong>A step failed:</strong> {esc(target['error'])}</p>" if target.get("error") else "")
+    error = (f"<p><strong>A step failed:</strong> {esc(target['error'])}</p>" if target.get("error") is not None else "")
     return (f"<article class=\"target-card {state}\"><h4><span class=\"badge badge-{state}\">{state.upper()}</span> "
             f"<a href=\"#{anchor(target['name'], index)}\">{esc(target['name'])}</a></h4>"
             f"<p><strong>Request:</strong> forget {describe_request(target, class_names)}.</p>"
@@ -143,7 +143,7 @@ def render_summary(doc: dict) -> str:
     targets = doc["targets"]
     indexed = {id(t): i for i, t in enumerate(targets)}
     verdict = doc["verdict"]
-    failing = sum(1 for t in targets if t.get("error") or not t["passed"])
+    failing = sum(1 for t in targets if t.get("error") is not None or not t["passed"])
     let_through = sum(1 for t in targets if t["passed"] and t.get("verdict") == "inconclusive")
     count = (f"{failing} of {len(targets)} forget request{'s' if len(targets) != 1 else ''} "
              f"did not pass. " if failing else
@@ -163,9 +163,13 @@ def render_summary(doc: dict) -> str:
     notes = doc.get("notes") or []
     notes_html = ("<h3>Notes</h3><ul class=\"notes\">" + "".join(f"<li>{esc(n)}</li>" for n in notes) + "</ul>"
                   if notes else "")
+    # A warning (e.g. a model near chance, whose verdict measures nothing) stands beside the verdict, not below.
+    warnings_html = "".join(f"<div class=\"verdict verdict-fail\"><strong>Warning:</strong> "
+                            f"{esc(n.removeprefix('Warning:').strip())}</div>"
+                            for n in notes if isinstance(n, str) and n.startswith("Warning:"))
     return (f"<section id=\"summary\"><h2>Summary</h2>"
             f"<div class=\"verdict verdict-{verdict}\"><strong>Verdict: {verdict.upper()}</strong> &mdash; "
-            f"{count}{VERDICT_WORDS[verdict]}</div>"
+            f"{count}{VERDICT_WORDS[verdict]}</div>{warnings_html}"
             f"<p>This audit checked whether {model_words}{data_words} has forgotten the data it was asked to forget. "
             f"For each request the model was unlearned, then attacked before and after, and the results were compared "
             f"with a model retrained without the data where one was available. Requests that failed are listed first.</p>"

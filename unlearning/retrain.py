@@ -29,8 +29,8 @@ def retrain_unlearn(
 ) -> UnlearningResult:
     """Train ``make_model()`` (a freshly initialised model) with ``config`` on the retained examples.
 
-    ``train_fn``: the user's training function instead of the toolkit's loop, called with
-    ``epochs=None`` (the user's full recipe).
+    ``train_fn``: the user's training function instead of the toolkit's loop, called without
+    ``epochs`` (the user's full recipe, their own default).
 
     ``x_train`` (N, C, H, W) and ``y_train`` (N,) are the full training set; the
     examples at ``forget_ids`` are left out. ``config`` is the original recipe.

@@ -163,9 +163,10 @@ def steps_per_epoch(n_examples: int, batch_size: int) -> int:
 #:
 #: ``x`` (N, C, H, W) float images in [0, 1] (the model normalises its own input), ``y`` (N,)
 #: int64 labels; ``seed`` fixes every random choice of the run (initial weights are already
-#: drawn); ``epochs`` None means the user's full recipe, a number a shorter or longer run
-#: (unlearning methods ask for a few epochs). Returns the trained model (the same object
-#: or another), which is put in eval mode.
+#: drawn). For the user's full recipe ``epochs`` is not passed, so the function's own default
+#: applies (``epochs=None`` or ``epochs=25`` alike); a number asks for a shorter or longer run
+#: (unlearning methods ask for a few epochs). Returns the trained model (the same object, or
+#: another with the same state_dict keys and shapes), which is put in eval mode.
 TrainFunction = Callable[..., nn.Module]
 
 
@@ -175,20 +176,41 @@ def train_with(model: nn.Module, x: torch.Tensor, y: torch.Tensor, config: Train
     """Train ``model`` with the user's ``train_fn`` if given, else :func:`fit` with ``config``.
 
     ``config.seed`` is passed to ``train_fn`` as ``seed``, and ``config.epochs`` as ``epochs``
-    unless ``full_recipe`` (training from scratch: ``epochs=None``, the user's own count).
+    unless ``full_recipe`` (training from scratch: no ``epochs``, so the function's own default
+    applies). What it returns must be the model it was given, trained, or one with the same
+    state_dict keys and shapes: another network would be audited in its place.
     """
     if train_fn is None:
         return fit(model, x, y, config, on_step=on_step)
+    name = _function_name(train_fn)
+    layout = {k: tuple(v.shape) for k, v in model.state_dict().items()}
     torch.manual_seed(config.seed)
-    out = train_fn(model, x, y, seed=config.seed, epochs=None if full_recipe else config.epochs)
+    kwargs = {"seed": config.seed} if full_recipe else {"seed": config.seed, "epochs": config.epochs}
+    out = train_fn(model, x, y, **kwargs)
     if out is None:
         out = model  # a training function that trains in place and returns nothing
     if not isinstance(out, nn.Module):
-        raise TypeError(f"the training function returned {type(out).__name__}, not the trained nn.Module")
+        raise TypeError(f"the training function {name} returned {type(out).__name__}, not the trained nn.Module")
+    got = {k: tuple(v.shape) for k, v in out.state_dict().items()}
+    if got != layout:
+        missing, extra = sorted(set(layout) - set(got)), sorted(set(got) - set(layout))
+        if missing or extra:
+            detail = (f"it lacks {missing[0]}" if missing else "") + (" and " if missing and extra else "") + \
+                     (f"has {extra[0]}" if extra else "")
+        else:
+            key = next(k for k in layout if layout[k] != got[k])
+            detail = f"{key} has shape {list(got[key])}, not {list(layout[key])}"
+        raise TypeError(f"the training function {name} returned a {type(out).__name__} that is not the model it "
+                        f"was given ({detail}); return the model you were given, trained")
     for p in out.parameters():
         if not torch.isfinite(p).all():
-            raise FloatingPointError("the training function produced non-finite weights (NaN or infinity)")
+            raise FloatingPointError(f"the training function {name} produced non-finite weights (NaN or infinity)")
     return out.eval()
+
+
+def _function_name(fn: Callable) -> str:
+    """``module:qualname`` of a function, for messages."""
+    return f"{getattr(fn, '__module__', '?')}:{getattr(fn, '__qualname__', type(fn).__name__)}"
 
 
 def fit(
