@@ -16,7 +16,7 @@ functions over signal matrices:
   examples *under the same model*, calibrated by permuting which examples are "forget"
   (each model has its own overall offset, so a fixed N(0, 1) null gives false alarms).
   The same permutations and bootstrap draws serve every model, so models are compared on
-  exactly the same examples (a paired design). With retrained models (``centre_on``),
+  exactly the same examples (a paired design). With retrained models (``centre_on_null``),
   each model is tested *against them*: per example, its statistic minus their mean, which
   cancels everything shared by models that never trained on the forget set (the one
   fixed train/test split, the reference models' offsets, the forget set's make-up).
