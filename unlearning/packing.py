@@ -40,6 +40,8 @@ _EPOCH_STRIDE = 0x9E3779B97F4A7C15 % (1 << 61)
 
 def _as_ids(ids: Sequence[int] | torch.Tensor, what: str) -> torch.Tensor:
     t = torch.as_tensor(ids)
+    if t.numel() == 0:
+        return torch.empty(0, dtype=torch.int64)  # an empty list comes in as float32
     if t.is_floating_point() or t.is_complex() or t.dtype == torch.bool:
         raise TypeError(f"{what} must be integer example ids, not {t.dtype}")
     return t.detach().reshape(-1).to("cpu", torch.int64)
