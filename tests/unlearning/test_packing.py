@@ -118,3 +118,34 @@ def test_users_loop_with_a_dataloader(tmp_path):
     summary = recorder.close()
     assert summary["recorded"] == 2 * sampler.recordable_batches == 4
     assert summary["total_steps"] == 2 * len(sampler)
+
+
+def test_audit_train_packs_by_default_and_records_it(digits, tmp_path):
+    from audit.training import train_model
+
+    config = TrainConfig(epochs=1, seed=0)
+    packed = train_model(digits, tmp_path / "p.pt", "smallcnn", config, record="class=3", show_progress=False)
+    plain = train_model(digits, tmp_path / "u.pt", "smallcnn", config, record="class=3", packing="off",
+                        show_progress=False)
+    assert packed.model_file.update_log["packing"] == "on" and plain.model_file.update_log["packing"] == "off"
+    threes = int((digits.y_train == 3).sum())
+    assert packed.log_batches == len(batch_bounds(threes, 64)) < plain.log_batches
+    log = UpdateLog.open(packed.model_file.log_dir)
+    assert all(bool((digits.y_train[torch.tensor(e.ids)] == 3).all()) for e in log.entries)
+    # "all" records every batch: nothing to pack.
+    every = train_model(digits, tmp_path / "a.pt", "smallcnn", config, record="all", show_progress=False)
+    assert every.model_file.update_log["packing"] == "off"
+
+
+def test_bad_packing_value_is_one_line_and_exit_2(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "AUDIT_NO_PROGRESS": "1", "OMP_NUM_THREADS": "1"}
+    run = subprocess.run([sys.executable, "-m", "audit.cli", "train", "--epochs", "1", "--record", "class=3",
+                          "--packing", "maybe", "--out", str(tmp_path / "m.pt")],
+                         capture_output=True, text=True, env=env, timeout=300)
+    lines = [ln for ln in run.stderr.splitlines() if ln.strip()]
+    assert run.returncode == 2 and len(lines) == 1 and "--packing" in lines[0], run.stderr
+    assert "Traceback" not in run.stderr and not (tmp_path / "m.pt").exists()
