@@ -265,14 +265,30 @@ def _pct(v: float | None) -> str:
 
 def render(p: dict) -> str:
     s = p["settings"]
-    retrain = {r["request"]: r for r in p["retrain"]}
+    notes: set[str] = set()
+
+    def retrain_for(row: dict, request: str) -> tuple[dict | None, str]:
+        """The retrain to compare with: the same process's, else the other process's (marked)."""
+        same = [r for r in p["retrain"] if r["request"] == request and r.get("part") == row.get("part")]
+        other = [r for r in p["retrain"] if r["request"] == request]
+        if same or other:
+            mark = "" if same else " (b)"
+            notes.update({mark} - {""})
+            return (same or other)[0], mark
+        if request == "1 example":  # 49,999 examples: at least the 1% retrain's (49,500) steps
+            lower = [r for r in p["retrain"] if r["request"] == "1%"]
+            if lower:
+                notes.add(" (a)")
+                return lower[0], " (a)"
+        return None, ""
     lines = [
         f"Settings: {s['n_train']:,} generated training images 3x32x32, 10 classes; toolkit `resnet18`; Adam lr "
         f"{s['lr']:g}, batch {s['batch']}, {s['epochs']} epoch(s), seed {s['seed']}; torch threads "
         f"{s['torch_threads']}; load average {s['load_start']:.1f} at start, {s.get('load_now', 0):.1f} at the last save "
         f"on {s['cpus']} CPUs (shared with other jobs: times are noisy). Accuracy: test on {s['n_test_probe']:,} "
         f"generated test images, retain on {s['retain_probe']:,} training images outside every forget set, forget on "
-        "the forget set (first 2,000 ids at most). Every figure below was measured in this one run.", "",
+        "the forget set (first 2,000 ids at most). Every figure below was measured in this one run"
+        + (f" ({p['parts']})" if p.get("parts") else "") + ".", "",
         "## Recording: packed against unpacked", "",
         "| ids recordable | batches | log dtype | steps recorded | log on disk | epoch wall time | "
         "step, recorded (median) | step, not recorded (median) | test acc. | zlib size / raw |",
@@ -295,7 +311,7 @@ def render(p: dict) -> str:
     for r in p["recorded"]:
         f16 = {x["request"]: x for x in (r.get("float16") or {}).get("removals", [])}
         for m in r["removals"]:
-            rt = retrain.get(m["request"])
+            rt, mark = retrain_for(r, m["request"])
             h = f16.get(m["request"])
             if r["dtype"] == "float16":  # the log itself is float16
                 h, m_fp32 = m, None
@@ -304,8 +320,16 @@ def render(p: dict) -> str:
             lines.append(
                 f"| {r['share']} | {'packed' if r['packed'] else 'unpacked'} | {m['request']} | "
                 f"{m['batches_removed']:,} | {m['retained_in_removed']:,} | "
-                f"{'-' if m_fp32 is None else _s(m_fp32['seconds'])} | {'-' if rt is None else _s(rt['seconds'])} | "
+                f"{'-' if m_fp32 is None else _s(m_fp32['seconds'])} | "
+                f"{'-' if rt is None else _s(rt['seconds']) + mark} | "
                 f"{_ratio(rt, m_fp32)} | {'-' if h is None else _s(h['seconds'])} | {_ratio(rt, h)} |")
+    if " (a)" in notes:
+        lines.append("\n(a) Retraining without one example (49,999 images, 782 steps) was not measured; the "
+                     "measured retrain without the 1% (49,500 images, 774 steps) stands in for it, which understates "
+                     "the retrain time and so the ratio.")
+    if " (b)" in notes:
+        lines.append("\n(b) This retrain was measured by the run's other process (the 1% and the 10% stages ran "
+                     "side by side, see Settings), under the same load.")
     lines += ["", "## Quality after removal (no repair)", "",
               "| ids recordable | batches | forget | forget acc. | retain acc. | test acc. |", "|---|---|---|---|---|---|"]
     for r in p["recorded"]:
@@ -318,7 +342,7 @@ def render(p: dict) -> str:
                          f"{_pct(q.get('forget'))} | {_pct(q['retain'])} | {_pct(q['test'])} |")
     for r in p["retrain"]:
         q = r["quality"]
-        lines.append(f"| - | retrained | {r['request']} | {_pct(q.get('forget'))} | {_pct(q['retain'])} | "
+        lines.append(f"| - | retrained from scratch | {r['request']} | {_pct(q.get('forget'))} | {_pct(q['retain'])} | "
                      f"{_pct(q['test'])} |")
     zs = [r["zlib"] for r in p["recorded"] if r.get("zlib")]
     if zs:
@@ -327,6 +351,26 @@ def render(p: dict) -> str:
                   f"{z['compressed_over_raw']:.3f} of the raw file, {z['compress_s']:.2f} s to compress and "
                   f"{z['decompress_s']:.2f} s to decompress one file, against {z['read_s']:.3f} s to read it."]
     return "\n".join(lines) + "\n"
+
+
+def merge(args: argparse.Namespace) -> int:
+    import json
+
+    docs = [json.loads(Path(f).read_text()) for f in args.merge]
+    payload = {"settings": docs[0]["settings"], "recorded": [], "retrain": [], "sources": []}
+    for part, doc in zip("ABCDEFGH", docs):
+        for key in ("recorded", "retrain"):
+            payload[key] += [{**row, "part": part} for row in doc[key]]
+        payload["sources"].append({"part": part, "command": doc["command"], "settings": doc["settings"]})
+    payload["settings"]["load_now"] = max(d["settings"].get("load_now", 0) for d in docs)
+    payload["parts"] = "; ".join(f"process {s['part']}: `{s['command']}`" for s in payload["sources"]) + \
+        ", started within minutes of each other"
+    markdown = render(payload)
+    print(markdown)
+    if args.out_dir:
+        _common.RESULTS = Path(args.out_dir)
+    _common.write_tables(args.out_name, markdown, payload)
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -340,7 +384,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--workdir", default=None, help="folder for the update logs (default: a temporary folder)")
     ap.add_argument("--out-dir", default=None)
     ap.add_argument("--out-name", default="scale-resnet-run")
+    ap.add_argument("--merge", nargs="+", default=None, metavar="JSON",
+                    help="combine the JSON of processes that ran stages side by side (--only) into one table")
     args = ap.parse_args(argv)
+    if args.merge:
+        return merge(args)
     torch.set_num_threads(1)
     with tempfile.TemporaryDirectory(prefix="scale-run-", dir=args.workdir) as tmp:
         bench = Bench(args, Path(tmp))
