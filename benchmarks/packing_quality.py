@@ -2,6 +2,8 @@
 
     python benchmarks/packing_quality.py                     # seeds 0-4, verdicts on seeds 0-2
     python benchmarks/packing_quality.py --seeds 3 --verdict-seeds 0 --out-name packing-quality-quick
+    python benchmarks/packing_quality.py --first-seed 2 --seeds 3 --verdict-seeds 0 --out-name pq-2-4
+    python benchmarks/packing_quality.py --merge results/pq-0-1.json results/pq-2-4.json   # one table
 
 For each forget setting (class 3; a random 1%, 5% and 10% of the training ids, drawn
 anew for each seed) and seed, ``audit train`` is run twice with ``--record`` set to the
@@ -171,18 +173,34 @@ def main(argv: list[str] | None = None) -> int:
     import os
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--seeds", type=int, default=5, help="seeds 0..N-1 (model seed; random forget sets 1000+seed)")
+    ap.add_argument("--seeds", type=int, default=5, help="N seeds from --first-seed (model seed; random forget "
+                    "sets 1000+seed)")
+    ap.add_argument("--first-seed", type=int, default=0)
     ap.add_argument("--verdict-seeds", type=int, default=3, help="run the audit's verdict on the first N seeds")
+    ap.add_argument("--merge", nargs="+", default=None, metavar="JSON",
+                    help="combine the JSON of earlier runs (other seeds) into one table, running nothing")
     ap.add_argument("--settings", default=";".join(SETTINGS))
     ap.add_argument("--out-dir", default=None)
     ap.add_argument("--out-name", default="packing-quality")
     args = ap.parse_args(argv)
-    torch.set_num_threads(1)
-    data = load_dataset("digits")
-    payload = {"seeds": list(range(args.seeds)), "settings": args.settings.split(";"), "cells": [], "retrain": [],
-               "verdict_seeds": args.verdict_seeds, "cpus": os.cpu_count(), "load_start": os.getloadavg()[0]}
     if args.out_dir:
         _common.RESULTS = Path(args.out_dir)
+    if args.merge:
+        import json
+
+        docs = [json.loads(Path(f).read_text()) for f in args.merge]
+        merged = {**docs[0], "seeds": sorted({s for d in docs for s in d["seeds"]}),
+                  "cells": [c for d in docs for c in d["cells"]], "retrain": [r for d in docs for r in d["retrain"]],
+                  "commands": [d["command"] for d in docs]}
+        for key in ("command", "machine"):
+            merged.pop(key, None)
+        _common.write_tables(args.out_name, render(merged), merged)
+        print(render(merged))
+        return 0
+    torch.set_num_threads(1)
+    data = load_dataset("digits")
+    payload = {"seeds": list(range(args.first_seed, args.first_seed + args.seeds)), "settings": args.settings.split(";"), "cells": [], "retrain": [],
+               "verdict_seeds": args.verdict_seeds, "cpus": os.cpu_count(), "load_start": os.getloadavg()[0]}
     with tempfile.TemporaryDirectory(prefix="packing-quality-") as tmp:
         work, cache = Path(tmp), Path(tmp) / "cache"
         for seed in payload["seeds"]:
@@ -190,7 +208,7 @@ def main(argv: list[str] | None = None) -> int:
                 start = time.perf_counter()
                 for packing in PACKINGS:
                     payload["cells"].append(run_cell(data, setting, seed, packing, work, cache,
-                                                     seed < args.verdict_seeds))
+                                                     seed < args.first_seed + args.verdict_seeds))
                 from audit.modelfile import load_model
 
                 mf = load_model(work / f"{seed}-on.pt")
