@@ -118,7 +118,8 @@ def render(p: dict) -> str:
         f"Digits (`smallcnn`, the `audit train` recipe: 20 epochs, Adam lr 1e-3, batch 64), seeds "
         f"{', '.join(map(str, p['seeds']))}; accuracies in % as mean ± 95% t-interval over the seeds; "
         f"times from this run ({p['load_start']:.1f} load average at start on {p['cpus']} shared CPUs). "
-        "Removal = `amnesiac_unlearn` with no repair, end to end; repair = the default one epoch at batch 8.", "",
+        "Removal = `amnesiac_unlearn` with no repair, end to end; repair = the default one epoch at batch 8."
+        + ("" if not p.get("commands") else " Merged from the runs `" + "`, `".join(p["commands"]) + "`."), "",
         "## Cost of recording and removal speed", "",
         "| setting | batches | steps recorded | log | test acc. (trained) | removal (median) | retrain (median) | "
         "retrain / removal (median, min) | retrain / (removal + repair) (median) |",
