@@ -259,6 +259,13 @@ def _ratio(retrain: dict | None, removal: dict | None) -> str:
     return f"{retrain['seconds'] / removal['seconds']:,.0f}x"
 
 
+def _own(p: dict, row: dict, removal: dict) -> str:
+    """The row's own training time, scaled to the retained examples' steps, over the removal time."""
+    st = p["settings"]
+    steps = steps_per_epoch(st["n_train"] - removal["ids"], st["batch"]) * st["epochs"]
+    return f"{row['train_s'] * steps / row['steps'] / removal['seconds']:,.0f}x"
+
+
 def _pct(v: float | None) -> str:
     return "-" if v is None else f"{100 * v:.1f}%"
 
@@ -309,9 +316,12 @@ def render(p: dict) -> str:
               "Removal: `amnesiac_unlearn` end to end (open and verify the log, scan the journal, read, check and "
               "subtract the removed steps, from the trained model); no repair. Retrain: the same recipe from the same "
               "initial weights on the retained examples, the same number of epochs.", "",
+              "Same-process column: this process's own training from scratch (the row's training run, minutes "
+              "before the removal, under the same load), scaled to the retained examples' step count; it is the "
+              "comparison least disturbed by the load of other jobs changing over the run.", "",
               "| ids recordable | batches | forget | steps removed | retained examples in them | removal | retrain | "
-              "retrain / removal | removal fp16 | retrain / removal fp16 |",
-              "|---|---|---|---|---|---|---|---|---|---|"]
+              "retrain / removal | same-process training / removal | removal fp16 | retrain / removal fp16 |",
+              "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in p["recorded"]:
         f16 = {x["request"]: x for x in (r.get("float16") or {}).get("removals", [])}
         for m in r["removals"]:
@@ -326,7 +336,7 @@ def render(p: dict) -> str:
                 f"{m['batches_removed']:,} | {m['retained_in_removed']:,} | "
                 f"{'-' if m_fp32 is None else _s(m_fp32['seconds'])} | "
                 f"{'-' if rt is None else _s(rt['seconds']) + mark} | "
-                f"{_ratio(rt, m_fp32)} | {'-' if h is None else _s(h['seconds'])} | {_ratio(rt, h)} |")
+                f"{_ratio(rt, m_fp32)} | {_own(p, r, m)} | {'-' if h is None else _s(h['seconds'])} | {_ratio(rt, h)} |")
     if " (a)" in notes:
         lines.append("\n(a) Retraining without one example (49,999 images, 782 steps) was not measured; the "
                      "measured retrain without the 1% (49,500 images, 774 steps) stands in for it, which understates "
