@@ -312,7 +312,9 @@ def render(p: dict) -> str:
             f"{r['steps']:,} ({r['recorded'] / r['steps']:.1%}) | {_gb(r['log_bytes_on_disk'])} | {_s(r['train_s'])} | "
             f"{_opt(r['recorded_step_median_s'], '{:.3f} s')} | {_opt(r['plain_step_median_s'], '{:.3f} s')} | "
             f"{_pct(r['quality']['test'])} | {_opt(z.get('compressed_over_raw'), '{:.3f}')} |")
-    lines += ["", "## Removal against retraining (both measured)", "",
+    if p.get("note"):
+        lines += ["", f"Note: {p['note']}"]
+    lines += ["", "## Removal against retraining (measured)", "",
               "Removal: `amnesiac_unlearn` end to end (open and verify the log, scan the journal, read, check and "
               "subtract the removed steps, from the trained model); no repair. Retrain: the same recipe from the same "
               "initial weights on the retained examples, the same number of epochs.", "",
@@ -381,6 +383,8 @@ def merge(args: argparse.Namespace) -> int:
             payload[key] += [{**row, "part": part} for row in doc[key]]
         payload["sources"].append({"part": part, "command": doc["command"], "settings": doc["settings"]})
     payload["settings"]["load_now"] = max(d["settings"].get("load_now", 0) for d in docs)
+    if args.note:
+        payload["note"] = args.note
     payload["parts"] = "; ".join(f"process {s['part']}: `{s['command']}`" for s in payload["sources"]) + \
         ", started within minutes of each other"
     markdown = render(payload)
@@ -402,6 +406,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--workdir", default=None, help="folder for the update logs (default: a temporary folder)")
     ap.add_argument("--out-dir", default=None)
     ap.add_argument("--out-name", default="scale-resnet-run")
+    ap.add_argument("--note", default=None, help="with --merge: a sentence printed under the settings")
     ap.add_argument("--merge", nargs="+", default=None, metavar="JSON",
                     help="combine the JSON of processes that ran stages side by side (--only) into one table")
     args = ap.parse_args(argv)
