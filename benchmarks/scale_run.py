@@ -348,8 +348,8 @@ def render(p: dict) -> str:
                      "retrain without the 1% scaled by the step count (704 / 774 steps per epoch): computed, not "
                      "measured.")
     if " (b)" in notes:
-        lines.append("\n(b) This retrain was measured by the run's other process (the 1% and the 10% stages ran "
-                     "side by side, see Settings), under the same load.")
+        lines.append("\n(b) This retrain was measured by another process of the run (see Settings), at another "
+                     "moment: the load of other jobs may have differed (see the note).")
     lines += ["", "## Quality after removal (no repair)", "",
               "| ids recordable | batches | forget | forget acc. | retain acc. | test acc. |", "|---|---|---|---|---|---|"]
     for r in p["recorded"]:
