@@ -46,6 +46,9 @@ def train(
     seed: int = typer.Option(0, "--seed", help="seed of the initial weights and the batch order"),
     record: str = typer.Option("all", "--record", help="all | none | a forget spec: whose batches to record"),
     log_dtype: str = typer.Option("float32", "--log-dtype", help="float32 | float16 (half the bytes) | float64 (exact)"),
+    packing: str = typer.Option("on", "--packing", help="on: with a --record spec, train the recordable examples "
+                                "in batches of their own, so only their share of the steps is recorded | off: "
+                                "random batches (a batch holding any recordable id is recorded)"),
     out: Path = typer.Option(Path("model.pt"), "--out", help="model file to write; its update log goes beside it"),
     quiet: bool = typer.Option(False, "--quiet", help="print nothing on success"),
 ) -> None:
@@ -56,7 +59,8 @@ def train(
 
     ds = load_dataset(data, data_root)
     config = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, optimizer=optimizer, seed=seed)
-    res = train_model(ds, out, arch, config, record=record, log_dtype=log_dtype, show_progress=not quiet)
+    res = train_model(ds, out, arch, config, record=record, log_dtype=log_dtype, show_progress=not quiet,
+                      packing=packing)
     m = res.model_file.metrics
     log = (f"update log {res.model_file.log_dir} ({res.log_batches}/{res.total_steps} batches, "
            f"{_mb(res.log_bytes)})" if res.model_file.update_log else "no update log")

@@ -18,7 +18,9 @@ def log_status(mf: ModelFile) -> dict | None:
     from audit.unlearn import trusted_log_or_problem
 
     rec = mf.update_log
-    out = {"dir": str(mf.log_dir), "record": rec.get("record"), "dtype": rec.get("dtype"),
+    # Files written before packing existed were all trained on random batches.
+    out = {"dir": str(mf.log_dir), "record": rec.get("record"), "packing": rec.get("packing", "off"),
+           "dtype": rec.get("dtype"),
            "total_steps": rec.get("total_steps"), "batches": rec.get("recorded"), "bytes": rec.get("bytes"),
            "verified": False, "problem": None}
     log, problem = trusted_log_or_problem(mf)
@@ -104,7 +106,8 @@ def format_description(doc: dict) -> str:
     log = doc.get("update_log")
     if log:
         state = "verified" if log["verified"] else f"NOT verified: {log['problem']}"
-        lines.append(f"update log: {log['dir']} records {log['record']}, {log['batches']}/{log['total_steps']} "
+        packed = " (packed batches)" if log.get("packing") == "on" else ""
+        lines.append(f"update log: {log['dir']} records {log['record']}{packed}, {log['batches']}/{log['total_steps']} "
                      f"batches, {log['bytes']:,} bytes ({log['dtype']}), {state}")
     else:
         lines.append("update log: none")

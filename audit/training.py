@@ -46,9 +46,11 @@ from audit.modelfile import ModelFile, save_model
 from audit.models import build_model, check_forward
 from audit.progress import progress_bar
 from unlearning import TrainConfig, UpdateRecorder, accuracy, fit, per_class_accuracy
+from unlearning.packing import PackedBatchSampler
 from unlearning.training import make_optimizer, steps_per_epoch
 
 LOG_DTYPES = {"float32": torch.float32, "float16": torch.float16, "float64": torch.float64}
+PACKING = ("on", "off")
 
 
 @dataclass
@@ -136,12 +138,17 @@ def train_model(
     log_dtype: str = "float32",
     arch_args: dict | None = None,
     show_progress: bool = True,
+    packing: str = "on",
 ) -> TrainResult:
     """Train from scratch and save ``out``; with ``record`` also write its update log.
 
     The model file and its log replace an earlier pair at ``out`` as one unit (see the
     module docstring); the log is ``out.updates/`` or, over an existing model,
-    ``out.updates.<8 hex>/``, named in the model file.
+    ``out.updates.<8 hex>/``, named in the model file. ``packing`` "on" (with a
+    ``record`` spec that names some ids): the recordable examples are trained in batches
+    of their own (:class:`~unlearning.packing.PackedBatchSampler`), so only about their
+    share of the steps is recorded; "off": every batch is a random draw. The model file's
+    ``update_log`` records which was used.
     """
     out = Path(out)
     if out.is_dir():
@@ -156,7 +163,13 @@ def train_model(
         raise InputError(str(exc)) from None
     if config.epochs < 1:
         raise InputError(f"--epochs must be at least 1 to train a model, not {config.epochs}")
+    if packing not in PACKING:
+        raise InputError(f"--packing {packing!r} is unknown; use on or off")
     record_ids = _record_ids(record, data)
+    # Packing needs a set of recordable ids: with "all" every batch is recorded anyway.
+    sampler = None
+    if packing == "on" and record_ids is not None:
+        sampler = PackedBatchSampler(len(data.y_train), record_ids, config.batch_size, seed=config.seed)
     mean, std = data.channel_stats()
     model = build_model(arch, data.input_shape[0], data.num_classes, mean, std, arch_args, seed=config.seed)
     check_forward(model, data.input_shape, data.num_classes, arch)
@@ -168,10 +181,12 @@ def train_model(
                                   record=record, all_ids=torch.arange(len(data.y_train)))
         optimizer = recorder.wrap(optimizer)
     try:
-        steps = config.epochs * steps_per_epoch(len(data.y_train), config.batch_size)
+        per_epoch = len(sampler) if sampler is not None else steps_per_epoch(len(data.y_train), config.batch_size)
+        steps = config.epochs * per_epoch
         start = time.perf_counter()
         with progress_bar(f"training {arch} on {data.spec}", steps, show_progress) as advance:
-            fit(model, data.x_train, data.y_train, config, optimizer=optimizer, on_step=lambda *_: advance(1))
+            fit(model, data.x_train, data.y_train, config, optimizer=optimizer, on_step=lambda *_: advance(1),
+                batch_sampler=sampler)
         seconds = time.perf_counter() - start
         crash_point("log-open")
         summary = recorder.close() if recorder else None
@@ -183,7 +198,9 @@ def train_model(
             arch_args=dict(arch_args or {}), data=data.describe(), recipe={**config.to_dict(), "arch": arch},
             seed=config.seed, metrics=metrics,
             update_log=None if summary is None else {"dir": log_dir.name, "record": record,
-                                                     "dtype": log_dtype, **summary},
+                                                     "dtype": log_dtype,
+                                                     "packing": "on" if sampler is not None else "off",
+                                                     **summary},
             path=out,
         )
         save_model(out, mf, stage="model-staged")  # the commit point: the new pair replaces the old

@@ -3,6 +3,8 @@
     python benchmarks/scale.py                 # the full run (a few minutes on 2 busy cores)
     python benchmarks/scale.py --quick         # fewer steps and epochs (the smoke test)
     python benchmarks/scale.py --quick --out-dir /tmp/x --out-name scale-smoke
+    python benchmarks/scale.py --resnet-run    # measured: ResNet-18 on 50,000 CIFAR-shape images, packed
+                                               # against unpacked recording (benchmarks/scale_run.py)
 
 Measured (one torch thread, generated data, nothing downloaded):
 
@@ -547,6 +549,11 @@ def render(p: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if "--resnet-run" in argv:  # the measured CIFAR-shape run lives in its own module
+        import scale_run
+
+        return scale_run.main([a for a in argv if a != "--resnet-run"])
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="1 timed step, 2 reference epochs: a smoke run")
     ap.add_argument("--steps", type=int, default=None, help="timed ResNet steps per measurement (default 12; quick 1)")

@@ -4,6 +4,7 @@ beyond the amnesiac update log, of the CLI or of reports."""
 
 from unlearning.amnesiac import AMNESIAC_REPAIR_EPOCHS, AmnesiacRefused, amnesiac_unlearn
 from unlearning.finetune import FINETUNE_EPOCHS, UnlearningResult, finetune_unlearn, retain_mask
+from unlearning.packing import PackedBatchSampler
 from unlearning.recorder import DatasetWithIds, MissingBatchIds, UpdateRecorder
 from unlearning.relabel import RELABEL_EPOCHS, RELABEL_SAMPLE_COPIES, random_wrong_labels, relabel_unlearn
 from unlearning.retrain import retrain_unlearn
@@ -26,6 +27,7 @@ __all__ = [
     "FINETUNE_EPOCHS",
     "MissingBatchIds",
     "NonFiniteTraining",
+    "PackedBatchSampler",
     "RELABEL_EPOCHS",
     "RELABEL_SAMPLE_COPIES",
     "TrainConfig",

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import os
 from dataclasses import asdict, dataclass
-from typing import Callable
+from typing import Callable, Protocol
 
 import torch
 from torch import nn
@@ -134,6 +134,14 @@ def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimiz
 StepCallback = Callable[[int, int, int], None]  # (epoch, step_in_epoch, steps_per_epoch)
 
 
+class BatchPlan(Protocol):
+    """Each epoch's batches as tensors of positions (:class:`~unlearning.packing.PackedBatchSampler`)."""
+
+    def batches(self, epoch: int) -> list[torch.Tensor]: ...
+
+    def __len__(self) -> int: ...
+
+
 def batch_bounds(n: int, batch_size: int) -> list[tuple[int, int]]:
     """The (start, stop) of each batch over ``n`` ordered examples.
 
@@ -222,12 +230,17 @@ def fit(
     ids: torch.Tensor | None = None,
     optimizer: torch.optim.Optimizer | None = None,
     on_step: StepCallback | None = None,
+    batch_sampler: "BatchPlan | None" = None,
 ) -> nn.Module:
     """Train ``model`` in place on images ``x`` (N, C, H, W) and labels ``y`` (N,).
 
     ``ids`` (N,) are the stable example ids given to ``recorder.batch`` when an
     :class:`~unlearning.recorder.UpdateRecorder` is attached to ``optimizer``; by
-    default ``arange(N)``. The model is left in eval mode.
+    default ``arange(N)``. ``batch_sampler``: where each epoch's batches come from
+    (an object with ``batches(epoch)`` returning tensors of positions into ``x``, such as
+    :class:`~unlearning.packing.PackedBatchSampler`, and ``len()`` batches per epoch);
+    by default a seeded permutation cut by :func:`batch_bounds`. The model is left in
+    eval mode.
     """
     config.validate()
     n = len(y)
@@ -246,14 +259,17 @@ def fit(
     torch.manual_seed(config.seed)  # dropout and any other layer randomness
     order_rng = torch.Generator().manual_seed(config.seed)
     bounds = batch_bounds(n, config.batch_size)
-    steps_per_epoch = len(bounds)
+    steps_per_epoch = len(bounds) if batch_sampler is None else len(batch_sampler)
     scheduler, _ = _scheduler(optimizer, config, steps_per_epoch)
     augment_rng = torch.Generator().manual_seed(config.seed + 1) if config.augment else None
     for epoch in range(config.epochs):
         model.train()
-        perm = torch.randperm(n, generator=order_rng)
-        for step, (start, stop) in enumerate(bounds):
-            idx = perm[start:stop]
+        if batch_sampler is None:
+            perm = torch.randperm(n, generator=order_rng)
+            epoch_batches = [perm[start:stop] for start, stop in bounds]
+        else:
+            epoch_batches = batch_sampler.batches(epoch)
+        for step, idx in enumerate(epoch_batches):
             optimizer.zero_grad(set_to_none=True)
             batch = x[idx] if augment_rng is None else augment_batch(x[idx], augment_rng)
             loss = F.cross_entropy(model(batch.to(device)), y[idx].to(device))

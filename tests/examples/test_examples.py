@@ -22,3 +22,11 @@ def test_record_own_loop():
     run = _run_example("record_own_loop.py")
     assert run.returncode == 0, run.stderr
     assert "forget accuracy: before" in run.stdout
+
+
+def test_record_packed_loop():
+    run = _run_example("record_packed_loop.py")
+    assert run.returncode == 0, run.stderr
+    # 89 recordable digits in two batches of their own per epoch: 20 of 290 steps, none holding a retained one.
+    assert "recorded 20 of 290 steps" in run.stdout
+    assert "holding 0 retained examples" in run.stdout

@@ -32,10 +32,11 @@ def test_info_json_reports_accuracy_and_the_log(acceptance_model, digits):
 
     log = doc["update_log"]
     assert log["verified"] is True and log["problem"] is None
-    assert log["record"] == "class=3" and log["dtype"] == "float32"
-    steps_per_epoch = 21  # 1348 = 21 x 64 + 4: the short last batch is merged
-    assert log["total_steps"] == 20 * steps_per_epoch
-    assert 0 < log["batches"] <= log["total_steps"]
+    assert log["record"] == "class=3" and log["dtype"] == "float32" and log["packing"] == "on"
+    # Packed (the default with a --record spec): the 137 threes in batches of their own, 64 + 64 + 9;
+    # the other 1211 in 18 x 64 + 59 (a short last batch of either kind is merged only below 8).
+    assert log["total_steps"] == 20 * (3 + 19)
+    assert log["batches"] == 20 * 3
     opened = UpdateLog.open(acceptance_model.path.with_name("m.pt.updates"))
     assert log["batches"] == len(opened.entries) and log["bytes"] == opened.bytes > 0
     # Every recorded batch holds a class-3 example, and every class-3 example is covered.

@@ -1,0 +1,116 @@
+"""Packed batches: recordable examples trained in batches of their own.
+
+The amnesiac recorder stores a step when its batch holds any recordable id. With a
+share ``p`` of the ids recordable and batches of ``B`` drawn at random, that is
+``1 - (1 - p)^B`` of all steps (47% for p = 1%, B = 64; 99.9% for p = 10%), and
+forgetting the recordable ids removes that many steps. When the recordable ids are known
+before training, :class:`PackedBatchSampler` puts them in batches that hold nothing else,
+so about ``p`` of the steps are recorded and a removal touches retained examples only
+through the weights, not through shared batches.
+
+Each epoch is still a permutation of the whole training set: the recordable examples are
+shuffled and cut into batches, the others likewise (both with :func:`batch_bounds`'s rule
+that a short last batch joins the one before it), and the recordable batches are spread
+through the epoch, one at a random place in each of equal stretches of the epoch, so they
+never bunch at its start or end. The same ``seed`` and epoch give the same batches.
+
+In a user's loop::
+
+    sampler = PackedBatchSampler(len(train_set), recordable=forget_ids, batch_size=64, seed=0)
+    loader = DataLoader(DatasetWithIds(train_set), batch_sampler=sampler)
+    for epoch in range(epochs):
+        sampler.set_epoch(epoch)      # optional: without it each pass over the loader is the next epoch
+        for ids, xb, yb in loader:
+            recorder.batch(ids, epoch=epoch)
+            ...
+"""
+
+from __future__ import annotations
+
+from typing import Iterator, Sequence
+
+import torch
+from torch.utils.data import Sampler
+
+from unlearning.training import batch_bounds
+
+# Mixes the epoch into the seed; any odd constant far from small seeds would do.
+_EPOCH_STRIDE = 0x9E3779B97F4A7C15 % (1 << 61)
+
+
+def _as_ids(ids: Sequence[int] | torch.Tensor, what: str) -> torch.Tensor:
+    t = torch.as_tensor(ids)
+    if t.numel() == 0:
+        return torch.empty(0, dtype=torch.int64)  # an empty list comes in as float32
+    if t.is_floating_point() or t.is_complex() or t.dtype == torch.bool:
+        raise TypeError(f"{what} must be integer example ids, not {t.dtype}")
+    return t.detach().reshape(-1).to("cpu", torch.int64)
+
+
+class PackedBatchSampler(Sampler[list[int]]):
+    """Batches of dataset positions in which recordable examples never share a batch with others.
+
+    ``ids``: the number of examples N (ids are then the positions 0..N-1), or the (N,)
+    example id of each dataset position (what :class:`~unlearning.recorder.DatasetWithIds`
+    is given). ``recordable``: the ids whose batches the recorder stores (ids not in the
+    data are ignored). ``batch_size``: examples per batch; a short last batch of either
+    kind joins the one before it when it has fewer than ``max(2, batch_size // 8)``
+    examples. ``seed``: fixes every epoch's batches. Yields lists of positions (what
+    ``DataLoader(batch_sampler=...)`` expects); ``len()`` is the number of batches per epoch.
+    """
+
+    def __init__(self, ids: int | Sequence[int] | torch.Tensor, recordable: Sequence[int] | torch.Tensor,
+                 batch_size: int, seed: int = 0):
+        if isinstance(ids, int) and not isinstance(ids, bool):
+            if ids < 0:
+                raise ValueError(f"the number of examples must be 0 or more, not {ids}")
+            ids = torch.arange(ids)
+        self.ids = _as_ids(ids, "PackedBatchSampler ids")
+        if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
+            raise ValueError(f"the batch size must be a whole number of at least 1, not {batch_size!r}")
+        self.batch_size = batch_size
+        self.seed = int(seed)
+        self.epoch = 0
+        marked = torch.isin(self.ids, _as_ids(recordable, "recordable ids"))
+        self.recordable_positions = torch.nonzero(marked).flatten()
+        self.other_positions = torch.nonzero(~marked).flatten()
+        self._n_recordable = len(batch_bounds(len(self.recordable_positions), batch_size))
+        self._n_other = len(batch_bounds(len(self.other_positions), batch_size))
+
+    @property
+    def recordable_batches(self) -> int:
+        """Batches per epoch that hold recordable examples (and only those)."""
+        return self._n_recordable
+
+    def __len__(self) -> int:
+        return self._n_recordable + self._n_other
+
+    def set_epoch(self, epoch: int) -> None:
+        """Make the next pass yield ``epoch``'s batches (then ``epoch + 1``'s, and so on)."""
+        self.epoch = int(epoch)
+
+    def batches(self, epoch: int) -> list[torch.Tensor]:
+        """Epoch ``epoch``'s batches, each an int64 tensor of dataset positions; a pure function of seed and epoch."""
+        gen = torch.Generator().manual_seed((self.seed + (epoch + 1) * _EPOCH_STRIDE) % (1 << 63))
+
+        def cut(positions: torch.Tensor) -> list[torch.Tensor]:
+            shuffled = positions[torch.randperm(len(positions), generator=gen)]
+            return [shuffled[a:b] for a, b in batch_bounds(len(shuffled), self.batch_size)]
+
+        packed, others = cut(self.recordable_positions), cut(self.other_positions)
+        total = len(packed) + len(others)
+        # One recordable batch at a random slot in each of len(packed) equal stretches of the epoch.
+        slots = set()
+        for k in range(len(packed)):
+            lo, hi = (k * total) // len(packed), ((k + 1) * total) // len(packed)
+            slots.add(lo + int(torch.randint(hi - lo, (1,), generator=gen)))
+        out, p, o = [], iter(packed), iter(others)
+        for i in range(total):
+            out.append(next(p) if i in slots else next(o))
+        return out
+
+    def __iter__(self) -> Iterator[list[int]]:
+        epoch = self.epoch
+        self.epoch += 1
+        for batch in self.batches(epoch):
+            yield batch.tolist()
