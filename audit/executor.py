@@ -86,9 +86,16 @@ _FORKED_FN: Callable | None = None
 def _worker_init() -> None:
     """A forked worker leaves interrupts to the process that forked it: it ignores SIGINT (a Ctrl-C
     reaches the whole process group, and the parent stops the pool) and dies quietly on SIGTERM
-    (how the pool stops it), instead of running the CLI's handlers it inherited."""
+    (how the pool stops it), instead of running the CLI's handlers it inherited; and it dies with
+    its parent (Linux), so that a killed audit leaves no worker training on."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    try:
+        import ctypes
+
+        ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
 
 
 def _forked_task(task: Any) -> Any:
@@ -145,19 +152,28 @@ class LocalExecutor:
         return out
 
     def _map_forked(self, fn: Callable, tasks: list, label: str, workers: int) -> list:
+        from concurrent.futures import ProcessPoolExecutor
+        from concurrent.futures.process import BrokenProcessPool
+
         global _FORKED_FN
         _FORKED_FN = functools.partial(_run_task, fn, self.threads, 0)
+        pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"), initializer=_worker_init)
         try:
-            # Workers are forked before the progress bar starts its thread; they inherit this
-            # process's signal handlers, and are terminated when the pool closes (also on errors).
-            with multiprocessing.get_context("fork").Pool(workers, initializer=_worker_init) as pool:
-                with progress_bar(label, len(tasks), self.show_progress) as advance:
-                    out = []
-                    for result in pool.imap(_forked_task, tasks):
-                        out.append(result)
-                        advance(1)
-                return out
+            with progress_bar(label, len(tasks), self.show_progress) as advance:
+                out = []
+                for result in pool.map(_forked_task, tasks):
+                    out.append(result)
+                    advance(1)
+            return out
+        except BrokenProcessPool:
+            raise StepError(f"{label}: a training worker process died (killed, or out of memory); rerun, or "
+                            "give each model more memory with --cpus-per-model") from None
         finally:
+            # On an error or an interrupt the workers still training are stopped, not waited for.
+            for process in list(getattr(pool, "_processes", {}).values()):
+                if process.is_alive():
+                    process.terminate()
+            pool.shutdown(wait=True, cancel_futures=True)
             _FORKED_FN = None
 
     def describe(self) -> dict:

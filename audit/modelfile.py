@@ -451,7 +451,8 @@ WEIGHT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64, to
 
 
 def _check_supported_dtypes(sd: dict, path: Path) -> None:
-    odd = next(((k, v.dtype) for k, v in sd.items() if v.dtype not in WEIGHT_DTYPES), None)
+    # Complex tensors are left to _check_dtypes, which says what the model's weights are instead.
+    odd = next(((k, v.dtype) for k, v in sd.items() if v.dtype not in WEIGHT_DTYPES and not v.dtype.is_complex), None)
     if odd is not None:
         name = str(odd[1]).removeprefix("torch.")
         raise InputError(f"{path}: tensor {odd[0]} is {name}, which this toolkit cannot train or attack; "

@@ -118,3 +118,20 @@ def test_a_failing_task_in_a_worker_fails_the_step():
 
     with pytest.raises(ValueError, match="task 1 failed|task 0 failed"):
         LocalExecutor(show_progress=False, workers=2).map(boom, [0, 1])
+
+
+def _die(task):
+    import signal
+
+    if task == 1:
+        os.kill(os.getpid(), signal.SIGKILL)  # a worker killed mid-task (the OOM killer, kill -9)
+    return task
+
+
+@MULTI_CORE
+def test_a_worker_killed_mid_task_fails_the_step_instead_of_hanging():
+    from audit.errors import StepError
+    from audit.executor import LocalExecutor
+
+    with pytest.raises(StepError, match="worker process died"):
+        LocalExecutor(show_progress=False, workers=2).map(_die, [0, 1, 2, 3])

@@ -86,7 +86,7 @@ def test_info_and_auto_method_see_a_tampered_log_as_unusable(r5_model, tmp_path,
     mf = load_model(model)
     status = log_status(mf)
     assert status["verified"] is False and "covered.safetensors" in status["problem"]
-    assert set(status) == {"dir", "record", "dtype", "total_steps", "batches", "bytes", "verified", "problem"}
+    assert set(status) == {"dir", "record", "dtype", "total_steps", "batches", "bytes", "verified", "problem", "packing"}
     method, why = choose_method("auto", mf, parse_forget("class=5", digits.y_train, digits.num_classes))
     assert method == "relabel" and "covered.safetensors" in why
     info = run_audit_inprocess(["info", model.name], model.parent)
