@@ -106,6 +106,8 @@ def _forked_task(task: Any) -> Any:
 def local_workers(threads: int) -> int:
     """How many models train at once on this machine: its cores over each model's threads."""
     return max(1, (os.cpu_count() or 1) // max(1, threads))
+
+
 @contextlib.contextmanager
 def _keep_signal_handlers():
     """Put back this process's SIGINT and SIGTERM handlers after ``ray.init``, which replaces
@@ -159,15 +161,17 @@ class LocalExecutor:
         _FORKED_FN = functools.partial(_run_task, fn, self.threads, 0)
         pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"), initializer=_worker_init)
         try:
+            # Submitting forks every worker now, before the progress bar starts a thread of its own.
+            futures = [pool.submit(_forked_task, task) for task in tasks]
             with progress_bar(label, len(tasks), self.show_progress) as advance:
                 out = []
-                for result in pool.map(_forked_task, tasks):
-                    out.append(result)
+                for future in futures:
+                    out.append(future.result())
                     advance(1)
             return out
         except BrokenProcessPool:
             raise StepError(f"{label}: a training worker process died (killed, or out of memory); rerun, or "
-                            "give each model more memory with --cpus-per-model") from None
+                            "train fewer models at once with a larger --cpus-per-model") from None
         finally:
             # On an error or an interrupt the workers still training are stopped, not waited for.
             for process in list(getattr(pool, "_processes", {}).values()):
