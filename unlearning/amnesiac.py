@@ -176,9 +176,19 @@ def amnesiac_unlearn(
             removed_ids.append(ids)
         if on_progress is not None:
             on_progress(1)
+    kept_variances = 0
     with torch.no_grad():
         for key, t in targets.items():
-            t.copy_((t.detach().to(torch.float64) - total[key]).to(t.dtype))
+            new = (t.detach().to(torch.float64) - total[key]).to(t.dtype)
+            if key.endswith("running_var"):
+                # Subtracting some of a running average's updates is not an exact inverse: with
+                # packed batches (a part of the steps removed) a variance can come out at or
+                # below 0, and normalising by its square root gives NaN. Such channels keep
+                # the trained model's estimate (the repair, if any, re-estimates them).
+                bad = new <= 0
+                kept_variances += int(bad.sum())
+                new = torch.where(bad, t.detach(), new)
+            t.copy_(new)
     unlearned.eval()
     removal_seconds = time.perf_counter() - start
 
@@ -194,6 +204,7 @@ def amnesiac_unlearn(
         "log_dtype": log.header.get("dtype"),
         "removal_seconds": removal_seconds,
         "repair_epochs": repair_epochs,
+        "running_variances_kept": kept_variances,
     }
     if repair_epochs:
         assert repair is not None and x_train is not None and y_train is not None
