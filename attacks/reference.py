@@ -330,7 +330,8 @@ def train_reference_models(
     mask = reference_inclusion(num_examples, num_models, seed, fraction)
     cache = ReferenceCache(cache_dir, model_factory, cache_key) if cache_dir is not None else None  # type: ignore[arg-type]
     start = time.perf_counter()
-    seeds = [s for s in range(seed, seed + num_models + len(avoid_seeds)) if s not in set(avoid_seeds)][:num_models]
+    avoid = set(avoid_seeds)
+    seeds = [s for s in range(seed, seed + num_models + len(avoid)) if s not in avoid][:num_models]
     tasks = [(np.flatnonzero(mask[m]), seeds[m]) for m in range(num_models)]
     run_one = functools.partial(train_one, train_reference, cache, check)
     results = map_tasks(run_one, tasks) if map_tasks is not None else [run_one(task) for task in tasks]
