@@ -1,0 +1,425 @@
+"""The results document (``results.json``) as typed models: the one definition that the
+harness (``audit run``, ``audit.evaluate``) builds, ``audit gate`` reads and ``reports/``
+renders. Knows nothing of torch.
+
+Version 2 (version 1 had no per-target verdict and is refused with one line); fractions
+in [0, 1], times in seconds; a number that could not be measured is ``null``. Unknown
+extra fields are kept (later minor additions). ``audit schema`` prints the JSON Schema
+(:func:`json_schema`); the same schema is published as ``docs/results.schema.json``.
+
+Reading is strict (:func:`validate`): a number must be a JSON number, a flag ``true`` or
+``false``; the first problem becomes one line that names the field, e.g.
+``targets[1].gates[0].passed should be true or false, not text``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+SCHEMA = "amnesia-audit/results"
+SCHEMA_VERSION = 2
+
+
+class ReportError(ValueError):
+    """A results document that cannot be read or rendered; ``str()`` is one line a user can act on."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(" ".join(str(message).split()))
+
+
+# Documented ranges (docs/verdict.md): a value outside them is a corrupt or edited document.
+Share = Annotated[float, Field(ge=0.0, le=1.0)]
+NonNegative = Annotated[float, Field(ge=0.0)]
+#: [low, high]; a null end could not be measured (for the residual: unbounded above).
+Pair = Annotated[list[float | None], Field(min_length=2, max_length=2)]
+
+RUN_VERDICTS = ("pass", "fail", "error")
+TARGET_VERDICTS = ("pass", "fail", "inconclusive", "error")
+ROLES = ("original", "unlearned", "reference")
+ACCURACY_SPLITS = ("forget", "retain", "test", "test_other_classes")
+
+
+class Part(BaseModel):
+    """A part of the document: fields in the order results.json writes them; extra fields kept."""
+
+    model_config = ConfigDict(extra="allow", populate_by_name=True)
+
+
+# --- One attack's figures ------------------------------------------------------------------
+class Roc(Part):
+    fpr: list[float]
+    tpr: list[float]
+
+    @model_validator(mode="after")
+    def _same_length(self) -> "Roc":
+        if len(self.fpr) != len(self.tpr):
+            raise ValueError("should be two lists of numbers of equal length (fpr, tpr)")
+        return self
+
+
+class AttackMetrics(Part):
+    """One membership attack on one model: the forget set as members against held-out non-members."""
+
+    auc: Share | None = None
+    tpr_at_1pct_fpr: Share | None = None
+    tpr_at_01pct_fpr: Share | None = Field(None, alias="tpr_at_0.1pct_fpr")
+    balanced_accuracy: Share | None = None
+    advantage: Annotated[float, Field(ge=-1.0, le=1.0)] | None = None
+    precision: Share | None = None
+    recall: Share | None = None
+    threshold: float | None = None
+    epsilon: float | None = None
+    #: threshold chosen on one half of the examples, bounded on the other
+    epsilon_lower_bound: float | None = None
+    epsilon_ci95: Pair | None = None
+    delta: float | None = None
+    n_members: int | None = None
+    n_non_members: int | None = None
+    roc: Roc | None = None  # at most 200 points, log-spaced in FPR
+
+
+class MembershipResult(Part):
+    """One population attack on the original, unlearned and first retrained model (diagnostics)."""
+
+    attack: str
+    label: str | None = None
+    assumes: str | None = None
+    original: AttackMetrics | None = None
+    unlearned: AttackMetrics | None = None
+    reference: AttackMetrics | None = None
+    #: the attack trains reference models (LiRA, RMIA, shadow); absent in documents written before it
+    needs_reference: bool | None = None
+
+
+class InversionFigures(Part):
+    attack_accuracy: Share | None = None
+    recognised: int | None = None
+    similarity: float | None = None
+    similarity_other: float | None = None
+    nearest_is_target: float | None = None
+    confidence: float | None = None
+    seconds: float | None = None
+    images: list[str] = Field(default_factory=list)  # paths relative to the folder of results.json
+
+    @field_validator("images")
+    @classmethod
+    def _no_nul(cls, images: list[str]) -> list[str]:
+        if any("\x00" in image for image in images):
+            raise ValueError("holds a NUL byte, which no file path can")
+        return images
+
+
+class RetrainInversion(Part):
+    attack_accuracy: Share | None = None
+    recognised: int | None = None
+
+
+class Inversion(Part):
+    """MI-Face on each forgotten class, for every model."""
+
+    classes: list[int] = Field(default_factory=list)
+    restarts: int | None = None
+    iterations: int | None = None
+    n_reconstructions: int | None = None
+    evaluator: str | None = None
+    retrains: list[RetrainInversion] = Field(default_factory=list)
+    original: InversionFigures | None = None
+    unlearned: InversionFigures | None = None
+    reference: InversionFigures | None = None
+
+
+# --- The verdict's evidence ----------------------------------------------------------------
+class Evidence(Part):
+    """One test of a target on the original and the unlearned model (``audit.scoring``).
+
+    ``p_original`` / ``p_unlearned`` are the raw one-sided p-values; the ``*_holm`` ones
+    are adjusted over the target's tests. ``residual`` is the unlearned model's share of the
+    original's effect, clipped at 0, with its 95% interval. ``detail`` says how the test was
+    run (membership: ``detail.null`` is "retrained" or "permutation").
+    """
+
+    name: str
+    label: str | None = None
+    p_original: Share | None = None
+    p_unlearned: Share | None = None
+    effect_original: float | None = None
+    effect_unlearned: float | None = None
+    effect_retrained: list[float] = Field(default_factory=list)
+    residual: float | None = None
+    residual_ci95: Pair | None = None
+    p_original_holm: Share | None = None
+    p_unlearned_holm: Share | None = None
+    detail: dict[str, Any] = Field(default_factory=dict)
+
+
+class GateResult(Part):
+    expr: str
+    value: float | None = None
+    passed: bool
+    message: str | None = None
+
+
+# --- One forget target -----------------------------------------------------------------------
+class Forget(Part):
+    spec: str | None = None
+    n: int | None = None
+    classes: list[int] | None = None  # null for sample sets
+
+
+class Method(Part):
+    name: str | None = None  # amnesiac, relabel, finetune, retrain, none (the no-op control) or given
+    reason: str | None = None
+    seconds: float | None = None
+    details: dict[str, Any] = Field(default_factory=dict)
+
+
+class Accuracy(Part):
+    forget: Share | None = None
+    retain: Share | None = None
+    test: Share | None = None
+    test_other_classes: Share | None = None
+
+
+class ModelAccuracies(Part):
+    original: Accuracy | None = None
+    unlearned: Accuracy | None = None
+    reference: Accuracy | None = None  # the first retrained model
+
+
+class Retrain(Part):
+    seed: int | None = None
+    from_cache: bool | None = None
+    digest: str | None = None
+    accuracy: Accuracy | None = None
+
+
+class Target(Part):
+    """One forget target: what was unlearned, the verdict and its evidence, the attacks, the gates."""
+
+    name: str
+    forget: Forget | None = None
+    method: Method | None = None
+    accuracy: ModelAccuracies = Field(default_factory=ModelAccuracies)
+    timings: dict[str, float] = Field(default_factory=dict)  # unlearn, reference, attacks
+    verdict: Literal["pass", "fail", "inconclusive", "error"] | None
+    verdict_reason: str | None = None
+    advice: str | None = None  # what would give the attacks power (inconclusive targets)
+    alpha: Share | None = None
+    max_residual: Share | None = None  # a pass needs residual_leakage_upper below it (absent before it existed)
+    power_p_value: Share | None = None  # smallest Holm-adjusted p-value on the original model
+    p_value: Share | None = None  # the same on the unlearned model
+    residual_leakage: NonNegative | None = None  # 1: as much as the original; may exceed 1
+    residual_leakage_ci95: Pair | None = None  # null high end: unbounded
+    residual_leakage_upper: NonNegative | None = None
+    overforgetting: float | None = None  # signed; positive: the deletion itself is visible
+    overforgetting_p_value: Share | None = None
+    tests: list[Evidence] = Field(default_factory=list)
+    per_example: dict[str, list[float]] | None = None  # original, unlearned, retrained, held_out_original
+    membership: list[MembershipResult] = Field(default_factory=list)
+    inversion: Inversion | None = None
+    retrains: list[Retrain] = Field(default_factory=list)
+    gates: list[GateResult]
+    passed: bool
+    error: str | None = None  # one line: what failed
+
+
+# --- The run ---------------------------------------------------------------------------------
+class Tool(Part):
+    name: str | None = None
+    version: str | None = None
+    libraries: dict[str, str | None] | None = None
+
+
+class Normalization(Part):
+    mean: list[float] = Field(default_factory=list)
+    std: list[float] = Field(default_factory=list)
+
+
+class ModelProvenance(Part):
+    path: str | None = None
+    sha256: str | None = None
+    arch: str | None = None
+    kind: str | None = None
+    parameters: int | None = None
+    normalization: Normalization | None = None
+    recipe: dict[str, Any] | None = None
+    factory: str | None = None  # module:name@digest of the source
+    train_fn: str | None = None
+    update_log: dict[str, Any] | None = None
+
+
+class DataProvenance(Part):
+    spec: str | None = None
+    sha256: str | None = None
+    n_train: int | None = None
+    n_test: int | None = None
+    num_classes: int | None = None
+    class_names: list[str] | None = None
+
+
+class FileProvenance(Part):
+    path: str | None = None
+    sha256: str | None = None
+
+
+class Machine(Part):
+    platform: str | None = None
+    cpus: int | None = None
+
+
+class Provenance(Part):
+    command: str | None = None
+    model: ModelProvenance | None = None
+    data: DataProvenance | None = None
+    seed: int | None = None
+    original: FileProvenance | None = None  # --original: the model unlearned from
+    reference_models: dict[str, Any] | None = None  # num_models, seeds, from_cache, digests, train_fraction, ...
+    machine: Machine | None = None
+    executor: dict[str, Any] | None = None  # executor (local | ray), threads_per_model, workers or address, ...
+
+
+class Config(Part):
+    method: str | None = None
+    reference: str | None = None
+    attacks: list[str] = Field(default_factory=list)
+    mia_attacks: list[str] = Field(default_factory=list)
+    reference_models: int | None = None
+    retrains: int | None = None
+    alpha: Share | None = None
+    max_residual: Share | None = None  # absent in documents written before a pass needed the removal shown
+    inconclusive: str | None = None  # fail | pass
+    inversion_iterations: int | None = None
+    gates: list[str] = Field(default_factory=list)
+
+
+class Document(Part):
+    """``results.json``: the run's verdict, where it came from, how it was configured, each target."""
+
+    schema_: Literal["amnesia-audit/results"] = Field(SCHEMA, alias="schema")
+    schema_version: Literal[2] = SCHEMA_VERSION
+    created: str  # UTC, ISO 8601
+    verdict: Literal["pass", "fail", "error"]  # of the run: fail if any target or gate failed
+    exit_code: int | None = None  # 0, 1 or 3
+    tool: Tool
+    provenance: Provenance
+    config: Config
+    targets: list[Target]
+    notes: list[str] = Field(default_factory=list)  # lines the reader must see
+
+    def to_json(self) -> str:
+        """The document as results.json writes it (``null`` for numbers that are not finite)."""
+        import json
+
+        return json.dumps(plain(self.model_dump(by_alias=True)), indent=1, allow_nan=False) + "\n"
+
+
+def plain(obj: Any) -> Any:
+    """A JSON-safe copy: NaN and infinities become null, tuples lists, numpy scalars plain numbers."""
+    if isinstance(obj, dict):
+        return {str(k): plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [plain(v) for v in obj]
+    if hasattr(obj, "tolist") and not isinstance(obj, (str, bytes)):  # numpy arrays and scalars
+        return plain(obj.tolist())
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
+
+
+def json_schema() -> dict:
+    """The JSON Schema of results.json (draft 2020-12), as ``audit schema`` prints it."""
+    schema = Document.model_json_schema(by_alias=True)
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["$id"] = f"https://amnesia-audit.invalid/{SCHEMA}/v{SCHEMA_VERSION}.json"
+    return schema
+
+
+# --- Reading ---------------------------------------------------------------------------------
+def validate(doc: Any, source: str = "results document") -> Document:
+    """``doc`` (parsed JSON) as a :class:`Document`, or :class:`ReportError` with one line naming the field."""
+    if not isinstance(doc, dict):
+        raise ReportError(f"{source}: expected a JSON object at the top level, not {_kind(doc)}")
+    if doc.get("schema") != SCHEMA:
+        raise ReportError(f"{source}: not an amnesia-audit results document "
+                          f"(\"schema\" is {json_repr(doc.get('schema'))}, expected \"{SCHEMA}\")")
+    version = doc.get("schema_version")
+    if version == 1 and not isinstance(version, bool):
+        raise ReportError(f"{source}: schema_version 1 was written by an earlier amnesia-audit, before targets had a "
+                          "verdict (pass, fail or inconclusive) resting on a power check; rerun `audit run` to "
+                          "audit again with this version")
+    if version != SCHEMA_VERSION or isinstance(version, bool):
+        raise ReportError(f"{source}: schema_version {json_repr(version)} is not supported; this amnesia-audit "
+                          f"reads version {SCHEMA_VERSION}: rerun `audit run` or use a matching amnesia-audit")
+    try:
+        return Document.model_validate(doc, strict=True)
+    except ValidationError as exc:
+        raise ReportError(f"{source}: {describe_error(exc.errors()[0])}; regenerate it with `audit run` or fix the "
+                          "file") from None
+
+
+_EXPECTED = {"float_type": "a finite number or null", "int_type": "a whole number", "bool_type": "true or false",
+             "string_type": "text", "list_type": "a list", "dict_type": "an object", "model_type": "an object",
+             "model_attributes_type": "an object", "finite_number": "a finite number"}
+_PAIR = "a pair of numbers [low, high] (high null: unbounded) or null"
+
+
+def describe_error(error: dict) -> str:
+    """One pydantic error as words: where (``targets[1].gates[0].passed``) and what is wrong."""
+    loc = list(error.get("loc") or ())
+    kind, value, ctx = error.get("type"), error.get("input"), error.get("ctx") or {}
+    if kind == "missing":
+        return f"{_where(loc)} is missing"
+    if kind in ("too_short", "too_long"):
+        return f"{_where(loc)} should be {_PAIR}, not {len(value)} values" if isinstance(value, list) else \
+            f"{_where(loc)} should be {_PAIR}"
+    if kind == "literal_error":
+        allowed = str(ctx.get("expected", "")).replace("'", "").replace(" or ", ", ")
+        return f"{_where(loc)} {json_repr(value)} is not one of {allowed}"
+    if kind in ("greater_than_equal", "less_than_equal"):
+        low, high = _range(loc)
+        return f"{_where(loc)} is {value}, outside its range [{low}, {high}]"
+    if kind == "value_error":
+        return f"{_where(loc)} {ctx.get('error', error.get('msg'))}"
+    if kind in _EXPECTED:
+        return f"{_where(loc)} should be {_EXPECTED[kind]}, not {_kind(value)}"
+    return f"{_where(loc)}: {error.get('msg')}"
+
+
+def _where(loc: list) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "the document"
+
+
+def _range(loc: list) -> tuple[str, str]:
+    """The documented range of the field at ``loc``, as written in messages."""
+    name = next((p for p in reversed(loc) if isinstance(p, str)), "")
+    if name in ("residual_leakage", "residual_leakage_upper"):
+        return "0", "infinity"
+    if name == "advantage":
+        return "-1", "1"
+    return "0", "1"
+
+
+def _kind(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true/false"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, str):
+        return "text"
+    if isinstance(value, list):
+        return "a list"
+    return "an object" if isinstance(value, dict) else type(value).__name__
+
+
+def json_repr(value: Any) -> str:
+    """A short JSON-ish rendering of a value for error messages."""
+    text = repr(value) if not isinstance(value, str) else f'"{value}"'
+    return text if len(text) <= 40 else text[:37] + "..."
