@@ -11,7 +11,7 @@ __version__ = "0.1.0"
 def run(model, forget, **options):
     """Audit ``model`` for each forget spec; returns :class:`audit.harness.AuditResult`.
 
-    Options are those of :class:`audit.harness.AuditOptions` (method, reference, attacks,
+    Options are the flat names of :class:`audit.options.AuditOptions` (method, reference, attacks,
     mia_attacks, reference_models, data, data_root, out, seed, fail_on, ...).
     """
     from audit.harness import run as _run

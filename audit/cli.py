@@ -235,7 +235,7 @@ def run_cmd(
     result = run(model, forget_specs, show_progress=not quiet and not as_json, formats=formats,
                  command=" ".join(["audit"] + sys.argv[1:]), **merged)
     if as_json:
-        _echo_json(result.document)  # stdout: the document alone; failures still go to stderr
+        typer.echo(result.document.to_json(indent=2), nl=False)  # stdout: the document alone; failures to stderr
         from audit.summary import print_summary
 
         print_summary(result.document, quiet=True, out=result.out)
@@ -295,19 +295,27 @@ def gate(
         doc = load_results(results)
     except ReportError as exc:
         raise InputError(str(exc)) from None
-    plan = plan_gates(doc.get("config", {}), fail_on, inconclusive, settings, source, replace_recorded_gates)
-    for i, target in enumerate(doc["targets"]):
-        check_recorded_verdict(target, doc.get("config", {}), f"{results}: targets[{i}]")
+    plan = plan_gates(doc.config, fail_on, inconclusive, settings, source, replace_recorded_gates)
+    for i, target in enumerate(doc.targets):
+        check_recorded_verdict(target, doc.config, f"{results}: targets[{i}]")
     for line in plan.notices:
         stderr.print(f"note: {line}", markup=False, highlight=False, soft_wrap=True)
-    for target in doc["targets"]:
+    for target in doc.targets:
         gate_target(target, plan.gates, plan.policy)
-    doc["verdict"], doc["exit_code"] = verdict(doc["targets"])
-    code = doc["exit_code"]
-    if not doc["targets"]:
+    doc.verdict, doc.exit_code = verdict(doc.targets)
+    code = doc.exit_code
+    if not doc.targets:
         typer.echo(f"FAIL {results}: the document holds no target, so nothing was audited; it fails closed", err=True)
     print_summary(doc, quiet=quiet, out=None)
     raise typer.Exit(code)
+
+
+@app.command()
+def schema() -> None:
+    """Print the JSON Schema of results.json (the same as docs/results.schema.json), to validate results in CI."""
+    from reports.document import json_schema
+
+    typer.echo(json.dumps(json_schema(), indent=2))
 
 
 @app.command()

@@ -17,6 +17,7 @@ import re
 from dataclasses import dataclass
 
 from audit.errors import InputError
+from reports.document import Accuracy, AttackMetrics, Config, GateResult, Target
 
 METRICS: dict[str, str] = {
     "residual_leakage": "effect(unlearned) / effect(original) of the strongest powered test, 0 or more "
@@ -68,27 +69,18 @@ class Gate:
         value = metrics.get(self.metric)
         if isinstance(self.threshold, str):  # verdict == word
             if value is None:
-                return GateResult(self.expr, None, False, "no verdict was reached for this target; the gate fails closed")
+                return GateResult(expr=self.expr, value=None, passed=False,
+                                  message="no verdict was reached for this target; the gate fails closed")
             failed = _OPS[self.op](value, self.threshold)
-            return GateResult(self.expr, None, not failed,
-                              f"verdict = {value}; the gate '{self.expr}' {'fails' if failed else 'passes'}")
+            return GateResult(expr=self.expr, value=None, passed=not failed,
+                              message=f"verdict = {value}; the gate '{self.expr}' {'fails' if failed else 'passes'}")
         if value is None or (isinstance(value, float) and math.isnan(value)):
-            return GateResult(self.expr, None, False, f"{self.metric} was not measured for this target; the gate fails closed")
+            return GateResult(expr=self.expr, value=None, passed=False,
+                              message=f"{self.metric} was not measured for this target; the gate fails closed")
         failed = _OPS[self.op](value, self.threshold)
         verb = "fails" if failed else "passes"
-        return GateResult(self.expr, float(value), not failed,
-                          f"{self.metric} = {value:.4g}; the gate '{self.expr}' {verb}")
-
-
-@dataclass(frozen=True)
-class GateResult:
-    expr: str
-    value: float | None
-    passed: bool
-    message: str
-
-    def to_dict(self) -> dict:
-        return {"expr": self.expr, "value": self.value, "passed": self.passed, "message": self.message}
+        return GateResult(expr=self.expr, value=float(value), passed=not failed,
+                          message=f"{self.metric} = {value:.4g}; the gate '{self.expr}' {verb}")
 
 
 def known_metric(name: str) -> bool:
@@ -122,49 +114,48 @@ def parse_gates(exprs: list[str]) -> list[Gate]:
     return [parse_gate(e) for e in exprs]
 
 
-def target_metrics(target: dict) -> dict[str, float | None]:
-    """The flat metric table of one target of a results document (see reports.schema)."""
-    acc = target.get("accuracy") or {}
-    after, ref = acc.get("unlearned") or {}, acc.get("reference") or {}
+def target_metrics(target: Target) -> dict[str, float | str | None]:
+    """The flat metric table of one target of a results document (see reports.document)."""
+    acc = target.accuracy
+    after, ref = acc.unlearned or Accuracy(), acc.reference or Accuracy()
 
     def gap(key: str) -> float | None:
-        if after.get(key) is None or ref.get(key) is None:
-            return None
-        return abs(after[key] - ref[key])
+        a, r = getattr(after, key), getattr(ref, key)
+        return None if a is None or r is None else abs(a - r)
 
-    out: dict[str, float | None] = {
-        "residual_leakage": target.get("residual_leakage"),
-        "residual_leakage_upper": target.get("residual_leakage_upper"),
-        "p_value": target.get("p_value"),
-        "power_p_value": target.get("power_p_value"),
-        "overforgetting": target.get("overforgetting"),
-        "overforgetting_p_value": target.get("overforgetting_p_value"),
-        "verdict": target.get("verdict") if target.get("verdict") in VERDICT_WORDS else None,
-        "forget_accuracy": after.get("forget"),
-        "retain_accuracy": after.get("retain"),
-        "test_accuracy": after.get("test_other_classes"),
+    out: dict[str, float | str | None] = {
+        "residual_leakage": target.residual_leakage,
+        "residual_leakage_upper": target.residual_leakage_upper,
+        "p_value": target.p_value,
+        "power_p_value": target.power_p_value,
+        "overforgetting": target.overforgetting,
+        "overforgetting_p_value": target.overforgetting_p_value,
+        "verdict": target.verdict if target.verdict in VERDICT_WORDS else None,
+        "forget_accuracy": after.forget,
+        "retain_accuracy": after.retain,
+        "test_accuracy": after.test_other_classes,
         "forget_accuracy_gap": gap("forget"),
         "test_accuracy_gap": gap("test_other_classes"),
-        "unlearn_seconds": (target.get("timings") or {}).get("unlearn"),
+        "unlearn_seconds": target.timings.get("unlearn"),
     }
-    mia = target.get("membership") or []
+    unlearned = [(a, a.unlearned or AttackMetrics()) for a in target.membership]
     for key, metric in (("mia_auc", "auc"), ("mia_tpr_at_1pct_fpr", "tpr_at_1pct_fpr"),
                         ("mia_advantage", "advantage"), ("mia_epsilon", "epsilon_lower_bound")):
-        values = [(a.get("unlearned") or {}).get(metric) for a in mia]
-        values = [v for v in values if v is not None]
+        values = [getattr(m, metric) for _, m in unlearned if getattr(m, metric) is not None]
         out[key] = max(values) if values else None
-    gaps = [abs(a["unlearned"]["auc"] - a["reference"]["auc"]) for a in mia
-            if (a.get("unlearned") or {}).get("auc") is not None and (a.get("reference") or {}).get("auc") is not None]
+    gaps = [abs(m.auc - a.reference.auc) for a, m in unlearned
+            if m.auc is not None and a.reference is not None and a.reference.auc is not None]
     out["mia_auc_gap"] = max(gaps) if gaps else None
-    for a in mia:
+    for a, m in unlearned:
+        figures = m.model_dump(by_alias=True, exclude={"roc"})  # by their JSON names: tpr_at_0.1pct_fpr
         for metric in PER_ATTACK:
-            out[f"mia.{a['attack']}.{metric}"] = (a.get("unlearned") or {}).get(metric)
-    inv = target.get("inversion") or {}
-    out["inversion_accuracy"] = (inv.get("unlearned") or {}).get("attack_accuracy")
+            out[f"mia.{a.attack}.{metric}"] = figures.get(metric)
+    inv = target.inversion
+    out["inversion_accuracy"] = inv.unlearned.attack_accuracy if inv is not None and inv.unlearned else None
     return out
 
 
-def apply_gates(target: dict, gates: list[Gate]) -> list[GateResult]:
+def apply_gates(target: Target, gates: list[Gate]) -> list[GateResult]:
     metrics = target_metrics(target)
     return [g.check(metrics) for g in gates]
 
@@ -172,38 +163,37 @@ def apply_gates(target: dict, gates: list[Gate]) -> list[GateResult]:
 INCONCLUSIVE_POLICIES = ("fail", "pass")
 
 
-def verdict_gate(target: dict, inconclusive: str = "fail") -> GateResult:
+def verdict_gate(target: Target, inconclusive: str = "fail") -> GateResult:
     """The target's own verdict as its first gate: fail fails; inconclusive fails unless the policy is pass."""
-    verdict = target.get("verdict")
-    reason = target.get("verdict_reason") or ""
-    if verdict == "pass":
-        return GateResult("verdict", None, True, f"pass: {reason}" if reason else "pass")
-    if verdict == "inconclusive":
+    reason = target.verdict_reason or ""
+    if target.verdict == "pass":
+        return GateResult(expr="verdict", value=None, passed=True, message=f"pass: {reason}" if reason else "pass")
+    if target.verdict == "inconclusive":
         ok = inconclusive == "pass"
         how = ("passes because --inconclusive pass was chosen" if ok
                else "fails closed (choose --inconclusive pass to let it through)")
-        return GateResult("verdict", None, ok, f"inconclusive, {how}: {reason}")
-    if verdict == "fail":
-        return GateResult("verdict", None, False, f"fail: {reason}")
-    return GateResult("verdict", None, False, "no verdict was reached for this target; it fails closed")
+        return GateResult(expr="verdict", value=None, passed=ok, message=f"inconclusive, {how}: {reason}")
+    if target.verdict == "fail":
+        return GateResult(expr="verdict", value=None, passed=False, message=f"fail: {reason}")
+    return GateResult(expr="verdict", value=None, passed=False,
+                      message="no verdict was reached for this target; it fails closed")
 
 
-def gate_target(target: dict, gates: list[Gate], inconclusive: str = "fail") -> None:
-    """Set ``target["gates"]`` (the verdict first) and ``target["passed"]``; a target whose step failed fails every gate."""
-    if target.get("error") is not None:  # "" is an error too: a failed step with no message
-        target["gates"] = [{"expr": e, "value": None, "passed": False,
-                            "message": "not evaluated: a step of this target failed"}
-                           for e in ["verdict"] + [g.expr for g in gates]]
+def gate_target(target: Target, gates: list[Gate], inconclusive: str = "fail") -> None:
+    """Set ``target.gates`` (the verdict first) and ``target.passed``; a target whose step failed fails every gate."""
+    if target.error is not None:  # "" is an error too: a failed step with no message
+        target.gates = [GateResult(expr=e, value=None, passed=False, message="not evaluated: a step of this target failed")
+                        for e in ["verdict"] + [g.expr for g in gates]]
     else:
         out_of_range = _out_of_range(target)
         if out_of_range:
-            target["gates"] = [{"expr": "verdict", "value": None, "passed": False, "message": out_of_range}]
+            target.gates = [GateResult(expr="verdict", value=None, passed=False, message=out_of_range)]
         else:
-            target["gates"] = [verdict_gate(target, inconclusive).to_dict()] + [r.to_dict() for r in apply_gates(target, gates)]
-    target["passed"] = target.get("error") is None and all(g["passed"] for g in target["gates"])
+            target.gates = [verdict_gate(target, inconclusive)] + apply_gates(target, gates)
+    target.passed = target.error is None and all(g.passed for g in target.gates)
 
 
-def _out_of_range(target: dict) -> str | None:
+def _out_of_range(target: Target) -> str | None:
     for name, value in target_metrics(target).items():
         low, high = RANGES.get(name, (None, None))
         if isinstance(value, (int, float)) and not isinstance(value, bool) and (
@@ -213,13 +203,13 @@ def _out_of_range(target: dict) -> str | None:
     return None
 
 
-def verdict(targets: list[dict]) -> tuple[str, int]:
+def verdict(targets: list[Target]) -> tuple[str, int]:
     """(verdict, exit code): error/3 if a step failed, else fail/1 if a gate failed or nothing was audited, else pass/0."""
-    if any(t.get("error") is not None for t in targets):
+    if any(t.error is not None for t in targets):
         return "error", 3
     if not targets:
         return "fail", 1
-    return ("fail", 1) if any(not t["passed"] for t in targets) else ("pass", 0)
+    return ("fail", 1) if any(not t.passed for t in targets) else ("pass", 0)
 
 
 # --- A recorded verdict, checked against its own evidence ------------------------------------
@@ -229,7 +219,7 @@ HEADLINE = ("power_p_value", "p_value", "residual_leakage", "residual_leakage_up
             "overforgetting_p_value")
 
 
-def recompute_verdict(target: dict, config: dict):
+def recompute_verdict(target: Target, config: Config):
     """The :class:`audit.scoring.Verdict` that ``target``'s recorded evidence gives under the run's
     settings (``config``, the document's ``config``): :func:`audit.scoring.decide` over its ``tests``.
 
@@ -237,60 +227,51 @@ def recompute_verdict(target: dict, config: dict):
     takes new evidence or settings, read them from the document here. Raises
     :class:`InputError` when the evidence is incomplete or not shaped as ``audit run`` writes it.
     """
-    import dataclasses
+    from audit.scoring import DEFAULT_MAX_RESIDUAL, decide
 
-    from audit.scoring import DEFAULT_MAX_RESIDUAL, Evidence, decide
-
-    alpha = config.get("alpha")
-    if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0 < alpha < 1:
+    alpha = config.alpha
+    if alpha is None or not 0 < alpha < 1:
         raise InputError(f"config.alpha is {alpha!r}, not a significance level between 0 and 1; the document is "
                          "corrupt or edited: regenerate it with `audit run`")
     # Documents written before a pass needed the removal shown carry no margin: they are judged by the
     # default one, so an old pass without that evidence is refused (see check_recorded_verdict).
-    margin = config.get("max_residual", DEFAULT_MAX_RESIDUAL)
-    if isinstance(margin, bool) or not isinstance(margin, (int, float)) or not 0 < margin <= 1:
+    margin = DEFAULT_MAX_RESIDUAL if config.max_residual is None else config.max_residual
+    if not 0 < margin <= 1:
         raise InputError(f"config.max_residual is {margin!r}, not a share in (0, 1]; the document is corrupt or "
                          "edited: regenerate it with `audit run`")
-    names = {f.name for f in dataclasses.fields(Evidence)}
-    tests = []
     try:
-        for test in target.get("tests") or []:
-            known = {k: v for k, v in test.items() if k in names}
-            if isinstance(known.get("residual_ci95"), list):
-                known["residual_ci95"] = tuple(known["residual_ci95"])
-            tests.append(Evidence(**known))
-        return decide(tests, float(alpha), float(margin))
+        return decide([test.model_copy(deep=True) for test in target.tests], float(alpha), float(margin))
     except (TypeError, ValueError, KeyError, AttributeError, ZeroDivisionError) as exc:
-        raise InputError(f"the tests recorded for target {target.get('name')!r} are incomplete or malformed "
+        raise InputError(f"the tests recorded for target {target.name!r} are incomplete or malformed "
                          f"({type(exc).__name__}: {' '.join(str(exc).split())[:120]}), so its verdict cannot be "
                          "checked: regenerate the document with `audit run`") from None
 
 
-def check_recorded_verdict(target: dict, config: dict, where: str) -> None:
+def check_recorded_verdict(target: Target, config: Config, where: str) -> None:
     """Refuse (:class:`InputError`) a target whose recorded verdict or headline figures are not
     those its recorded evidence gives (:func:`recompute_verdict`). A target whose step failed
     is left alone: it fails every gate whatever it records."""
-    if target.get("error"):
+    if target.error:
         return
     found = recompute_verdict(target, config)
-    name = target.get("name")
-    if target.get("alpha") is not None and not _same(target.get("alpha"), config.get("alpha")):
-        raise InputError(f"{where} ({name}) records alpha = {target.get('alpha')} but the run's config "
-                         f"alpha = {config.get('alpha')}; the document is corrupt or edited: regenerate it with "
+    name = target.name
+    if target.alpha is not None and not _same(target.alpha, config.alpha):
+        raise InputError(f"{where} ({name}) records alpha = {target.alpha} but the run's config "
+                         f"alpha = {config.alpha}; the document is corrupt or edited: regenerate it with "
                          "`audit run`")
-    if (found.verdict, target.get("verdict")) == ("inconclusive", "pass") and "max_residual" not in config:
-        raise InputError(f"{where} ({name}) records the verdict {target.get('verdict')!r}, which its evidence does "
+    if (found.verdict, target.verdict) == ("inconclusive", "pass") and config.max_residual is None:
+        raise InputError(f"{where} ({name}) records the verdict {target.verdict!r}, which its evidence does "
                          f"not support now that a pass needs the removal shown ({found.verdict!r} with the default "
                          f"--max-residual {found.max_residual:g}); the document was written by an older audit: "
                          "regenerate it with `audit run`")
-    if found.verdict != target.get("verdict"):
-        raise InputError(f"{where} ({name}) records the verdict {target.get('verdict')!r}, but the evidence it "
+    if found.verdict != target.verdict:
+        raise InputError(f"{where} ({name}) records the verdict {target.verdict!r}, but the evidence it "
                          f"records gives {found.verdict!r} at alpha = {found.alpha:g}; the document is corrupt or "
                          "edited: regenerate it with `audit run`")
     recomputed = found.to_dict()
     for key in HEADLINE:
-        if not _same(target.get(key), recomputed.get(key)):
-            raise InputError(f"{where} ({name}) records {key} = {target.get(key)}, but its evidence gives "
+        if not _same(getattr(target, key), recomputed.get(key)):
+            raise InputError(f"{where} ({name}) records {key} = {getattr(target, key)}, but its evidence gives "
                              f"{_show(recomputed.get(key))}; the document is corrupt or edited: regenerate it with "
                              "`audit run`")
 
@@ -321,7 +302,7 @@ class GatePlan:
     notices: list[str]
 
 
-def plan_gates(recorded_config: dict, fail_on: list[str] | None, inconclusive: str | None, settings: dict,
+def plan_gates(recorded_config: Config, fail_on: list[str] | None, inconclusive: str | None, settings: dict,
                source: object = None, replace_recorded: bool = False) -> GatePlan:
     """The gates to apply to a results document whose ``config`` is ``recorded_config``.
 
@@ -331,8 +312,8 @@ def plan_gates(recorded_config: dict, fail_on: list[str] | None, inconclusive: s
     ``replace_recorded`` (``--replace-recorded-gates``) lets the command line or the config
     stand in for the recorded gates. ``--inconclusive`` is explicit and applies as given.
     """
-    recorded = recorded_config.get("gates") or []
-    recorded_policy = recorded_config.get("inconclusive") or "fail"
+    recorded = list(recorded_config.gates)
+    recorded_policy = recorded_config.inconclusive or "fail"
     if recorded_policy not in INCONCLUSIVE_POLICIES:
         raise InputError(f"config.inconclusive {recorded_policy!r} in the document is not fail or pass; the document "
                          "is corrupt or edited: regenerate it with `audit run`")

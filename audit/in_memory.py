@@ -35,7 +35,8 @@ from torch import nn
 from audit.data import Dataset
 from audit.errors import InputError
 from audit.forget import ForgetSet, parse_forget
-from audit.harness import AuditOptions, AuditResult, audit_loaded
+from audit.harness import AuditResult, audit_loaded
+from audit.options import AuditOptions
 from audit.modelfile import ModelFile
 from unlearning import TrainConfig, TrainFunction
 
@@ -110,7 +111,7 @@ def evaluate(
 ) -> AuditResult:
     """Audit ``original`` in memory; see the module docstring. Returns :class:`audit.harness.AuditResult`.
 
-    ``options`` are those of :class:`audit.harness.AuditOptions` (alpha, retrains,
+    ``options`` are the flat names of :class:`audit.options.AuditOptions` (alpha, retrains,
     reference_models, attacks, mia_attacks, inconclusive, seed, fail_on, cache_dir, ...).
     """
     if not isinstance(original, nn.Module):
@@ -158,14 +159,15 @@ def evaluate(
     else:
         raise InputError("unlearned must be an nn.Module unlearned elsewhere or a method name "
                          "(auto, amnesiac, relabel, finetune, retrain, none)")
-    known = {f.name for f in dataclasses.fields(AuditOptions)} - {"model", "forget", "method"}
+    known = AuditOptions.names() - {"forget", "method"}
     unknown = sorted(set(options) - known)
     if unknown:
         raise InputError(f"audit.evaluate got an unknown option {unknown[0]!r}; known: {', '.join(sorted(known))}")
-    opts = AuditOptions(model=Path("<memory>"), forget=["<memory>"], method=method,
-                        out=Path(out) if out is not None else None, show_progress=options.pop("show_progress", False),
-                        formats=options.pop("formats", ["html", "pdf"] if out is not None else []),
-                        command=options.pop("command", "audit.evaluate(...)"), **options)
+    opts = AuditOptions.from_flat(Path("<memory>"), ["<memory>"], method=method,
+                                  out=Path(out) if out is not None else None,
+                                  show_progress=options.pop("show_progress", False),
+                                  formats=options.pop("formats", ["html", "pdf"] if out is not None else []),
+                                  command=options.pop("command", "audit.evaluate(...)"), **options)
     gates = opts.validate()
     targets = _forget_sets(forget, y_train, classes)
     opts.forget = [t.spec for t in targets]

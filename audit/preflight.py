@@ -19,6 +19,7 @@ import torch
 
 from audit.errors import InputError
 from audit.modelfile import ForwardOnly, ModelFile, file_sha256
+from reports.document import Target
 
 # Two batch sizes, neither 1: a graph exported with a fixed batch size matches at most one.
 PROBE_BATCHES = (3, 5)
@@ -124,7 +125,7 @@ def near_chance(acc: float | None, chance: float, n: int) -> bool:
     return acc < chance + margin
 
 
-def chance_warnings(targets: list[dict], y_test: torch.Tensor, num_classes: int) -> list[str]:
+def chance_warnings(targets: list[Target], y_test: torch.Tensor, num_classes: int) -> list[str]:
     """One note per model (original, unlearned) whose test accuracy is near chance, for the summary and report."""
     chance = chance_level(y_test, num_classes)
 
@@ -133,14 +134,14 @@ def chance_warnings(targets: list[dict], y_test: torch.Tensor, num_classes: int)
                 "measures nothing. Most likely the --arch, --normalize or --data does not match how the model was "
                 "trained.")
 
-    originals = [((t.get("accuracy") or {}).get("original") or {}).get("test") for t in targets]
+    originals = [t.accuracy.original.test for t in targets if t.accuracy.original is not None]
     original = next((v for v in originals if v is not None), None)
     if near_chance(original, chance, len(y_test)):
         return [line("the original model", original)]  # the unlearned models then say nothing more
     lines = []
     for t in targets:
-        test = ((t.get("accuracy") or {}).get("unlearned") or {}).get("test")
+        test = t.accuracy.unlearned.test if t.accuracy.unlearned is not None else None
         if near_chance(test, chance, len(y_test)):
-            lines.append(line(f"the unlearned model of {t.get('name')}", test))
+            lines.append(line(f"the unlearned model of {t.name}", test))
     return lines
 

@@ -1,9 +1,8 @@
-"""Build the results document (schema in reports/schema.py) and write the outputs."""
+"""Build the results document (typed in reports/document.py) and write the outputs."""
 
 from __future__ import annotations
 
 import datetime as _dt
-import json
 import os
 import platform
 import shutil
@@ -16,7 +15,9 @@ from audit.attacking import code_identity
 from audit.errors import StepError
 from audit.gates import verdict
 from audit.modelfile import ModelFile, file_sha256
-from reports.schema import SCHEMA, SCHEMA_VERSION
+from audit.options import AuditOptions
+from reports.document import (Config, DataProvenance, Document, FileProvenance, Machine, ModelProvenance,
+                              Normalization, Provenance, Target, Tool)
 
 
 def library_versions() -> dict:
@@ -36,85 +37,83 @@ def library_versions() -> dict:
     return versions
 
 
-def build_document(opts, mf: ModelFile, data, targets, started: float, ctx=None) -> dict:
+def build_document(opts: AuditOptions, mf: ModelFile, data, targets: list[Target], started: float,
+                   ctx=None) -> Document:
+    """The results document of a run: its verdict, provenance, configuration, targets and notes."""
     from audit import __version__
 
-    outcome, code = verdict([t.document for t in targets])
-    notes = [f"Assumed: {line}." for line in getattr(opts, "assumptions", [])]
-    if opts.reference == "none":
+    outcome, code = verdict(targets)
+    inputs, v = opts.inputs, opts.verdict
+    ex = ctx.executor.describe() if ctx is not None and ctx.executor is not None else {"executor": "local"}
+    references = (ctx.reference_models().to_dict() | {"train_fraction": ctx.train_fraction}
+                  if ctx is not None and ctx.has_reference and ctx._reference is not None else None)
+    log = mf.update_log and {k: mf.update_log.get(k) for k in ("dir", "record", "recorded", "total_steps", "bytes",
+                                                               "dtype")}
+    return Document(
+        created=_dt.datetime.fromtimestamp(started, _dt.timezone.utc).isoformat(timespec="seconds"),
+        verdict=outcome,
+        exit_code=code,
+        tool=Tool(name="amnesia-audit", version=__version__, libraries=library_versions()),
+        provenance=Provenance(
+            command=opts.output.command or " ".join(sys.argv),
+            model=ModelProvenance(path=str(inputs.model), sha256=model_sha256(inputs.model, mf), arch=mf.arch,
+                                  kind=mf.kind, parameters=int(sum(p.numel() for p in mf.model.parameters())),
+                                  normalization=Normalization(mean=list(mf.mean), std=list(mf.std)),
+                                  recipe=mf.recipe, factory=code_identity(mf.factory),
+                                  train_fn=code_identity(mf.train_fn), update_log=log),
+            data=DataProvenance(spec=data.spec, sha256=data.sha256(), n_train=int(len(data.y_train)),
+                                n_test=int(len(data.y_test)), num_classes=data.num_classes,
+                                class_names=data.class_names),
+            seed=opts.seed,
+            original=(FileProvenance(path=str(inputs.original), sha256=model_sha256(inputs.original, mf))
+                      if inputs.original else None),
+            reference_models=references,
+            machine=Machine(platform=platform.platform(), cpus=os.cpu_count()),
+            executor=ex),
+        config=Config(method=opts.method, reference=v.reference, attacks=list(opts.attack.attacks),
+                      mia_attacks=opts.mia_attacks, reference_models=opts.attack.reference_models,
+                      retrains=v.retrains if v.reference == "retrain" else 0, alpha=v.alpha,
+                      max_residual=v.max_residual, inconclusive=v.inconclusive,
+                      inversion_iterations=opts.attack.inversion_iterations, gates=list(v.fail_on)),
+        targets=targets,
+        notes=run_notes(opts, data, targets, ctx))
+
+
+def run_notes(opts: AuditOptions, data, targets: list[Target], ctx=None) -> list[str]:
+    """Lines the reader must see: what was assumed, what the run could not do, what to look at."""
+    from audit.preflight import chance_warnings
+
+    notes = [f"Assumed: {line}." for line in opts.assumptions]
+    if opts.verdict.reference == "none":
         notes.append("No retrained models (--reference none): the class tests and the over-forgetting baseline "
                      "are left out; the verdict rests on the membership test alone.")
     if ctx is not None and not ctx.has_reference:
         notes.append("No reference models: the membership test compares losses (a population test), which has far "
                      "less power than the per-example test; expect inconclusive verdicts.")
-    counts = {v: sum(1 for t in targets if t.document.get("verdict") == v) for v in ("inconclusive", "fail")}
-    if counts["inconclusive"]:
-        how = "pass" if opts.inconclusive == "pass" else "fail"
-        notes.append(f"{counts['inconclusive']} target(s) were inconclusive: the attacks could not detect the forget "
+    inconclusive = sum(1 for t in targets if t.verdict == "inconclusive")
+    if inconclusive:
+        how = "pass" if opts.verdict.inconclusive == "pass" else "fail"
+        notes.append(f"{inconclusive} target(s) were inconclusive: the attacks could not detect the forget "
                      f"set even in the original model. By the chosen policy (--inconclusive {how}) they {how}.")
     for t in targets:
-        reason = ((t.document.get("method") or {}).get("reason") or "")
+        reason = (t.method.reason if t.method is not None else None) or ""
         if reason.startswith("the update log cannot be used"):
             notes.append(f"Warning for {t.name}: {reason}; relabel was used instead. Check the log's integrity.")
-        over, over_p = t.document.get("overforgetting"), t.document.get("overforgetting_p_value")
-        if over is not None and over_p is not None and over > 0 and over_p <= opts.alpha:
+        over, over_p = t.overforgetting, t.overforgetting_p_value
+        if over is not None and over_p is not None and over > 0 and over_p <= opts.verdict.alpha:
             notes.append(f"{t.name}: the forget set looks less like training data than unseen data does "
                          f"(over-forgetting {over:.2f}, p = {over_p:.2g}): the deletion itself is visible to an "
                          "attacker. This is reported as the overforgetting metric; gate on it with "
                          "--fail-on 'overforgetting>0.5'.")
-    from audit.preflight import chance_warnings
-
-    notes.extend(chance_warnings([t.document for t in targets], data.y_test, data.num_classes))
-    n_non = [m["unlearned"]["n_non_members"] for t in targets for m in t.document.get("membership") or []
-             if (m.get("unlearned") or {}).get("n_non_members")]
+    notes.extend(chance_warnings(targets, data.y_test, data.num_classes))
+    n_non = [m.unlearned.n_non_members for t in targets for m in t.membership
+             if m.unlearned is not None and m.unlearned.n_non_members]
     if n_non and min(n_non) < 1000:
         n = min(n_non)
         which = "TPR at 1% and at 0.1% FPR" if n < 100 else "TPR at 0.1% FPR"
         notes.append(f"With {n} held-out non-members, {which} can only be read at the lowest measurable FPR, "
                      f"1/{n}; the AUC-based figures are the reliable ones here.")
-    return clean({
-        "schema": SCHEMA,
-        "schema_version": SCHEMA_VERSION,
-        "created": _dt.datetime.fromtimestamp(started, _dt.timezone.utc).isoformat(timespec="seconds"),
-        "verdict": outcome,
-        "exit_code": code,
-        "tool": {"name": "amnesia-audit", "version": __version__, "libraries": library_versions()},
-        "provenance": {
-            "command": opts.command or " ".join(sys.argv),
-            "model": {"path": str(opts.model), "sha256": model_sha256(opts.model, mf), "arch": mf.arch,
-                      "kind": mf.kind, "parameters": int(sum(p.numel() for p in mf.model.parameters())),
-                      "normalization": {"mean": list(mf.mean), "std": list(mf.std)},
-                      "recipe": mf.recipe,
-                      "factory": code_identity(mf.factory), "train_fn": code_identity(mf.train_fn),
-                      "update_log": mf.update_log and {k: mf.update_log.get(k) for k in
-                                                       ("dir", "record", "recorded", "total_steps", "bytes", "dtype")}},
-            "data": {"spec": data.spec, "sha256": data.sha256(), "n_train": int(len(data.y_train)),
-                     "n_test": int(len(data.y_test)), "num_classes": data.num_classes,
-                     "class_names": data.class_names},
-            "seed": opts.seed,
-            "original": ({"path": str(opts.original), "sha256": model_sha256(opts.original, mf)}
-                         if getattr(opts, "original", None) else None),
-            "reference_models": (ctx.reference_models().to_dict() | {"train_fraction": ctx.train_fraction}
-                                 if ctx is not None and ctx.has_reference and ctx._reference is not None else None),
-            "machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
-            "executor": ctx.executor.describe() if ctx is not None and ctx.executor is not None else {"executor": "local"},
-        },
-        "config": {
-            "method": opts.method,
-            "reference": opts.reference,
-            "attacks": list(opts.attacks),
-            "mia_attacks": list(opts.mia_attacks) if "mia" in opts.attacks else [],
-            "reference_models": opts.reference_models,
-            "retrains": opts.retrains if opts.reference == "retrain" else 0,
-            "alpha": opts.alpha,
-            "max_residual": opts.max_residual,
-            "inconclusive": opts.inconclusive,
-            "inversion_iterations": opts.inversion_iterations,
-            "gates": list(opts.fail_on),
-        },
-        "targets": [t.document for t in targets],
-        "notes": notes,
-    })
+    return notes
 
 
 def model_sha256(path, mf: ModelFile) -> str:
@@ -126,29 +125,10 @@ def model_sha256(path, mf: ModelFile) -> str:
     return model_digest(mf.model)
 
 
-def clean(obj):
-    """JSON-safe copy: NaN and infinities become null, numpy scalars plain numbers."""
-    import math
-
-    import numpy as np
-
-    if isinstance(obj, dict):
-        return {str(k): clean(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [clean(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return clean(obj.tolist())
-    if isinstance(obj, np.generic):
-        obj = obj.item()
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    return obj
-
-
 OUTPUT_SET = ("results.json", "junit.xml", "report.html", "report.pdf", "inversion")
 
 
-def write_outputs(doc: dict, opts, images: dict | None = None) -> list[Path]:
+def write_outputs(doc: Document, opts: AuditOptions, images: dict | None = None) -> list[Path]:
     """Write a run's outputs as one set: results.json, junit.xml, the reports and the inversion images.
 
     Everything is first written to a staging folder inside ``--out``; only when the whole
@@ -165,7 +145,7 @@ def write_outputs(doc: dict, opts, images: dict | None = None) -> list[Path]:
     from audit.attacking import save_png
     from reports import render_files, render_junit
 
-    out = Path(opts.out)
+    out = Path(opts.output.out)
     out.mkdir(parents=True, exist_ok=True)
     for stale in out.glob(".staging-*.tmp"):  # left by a run killed with kill -9; an hour old, not a concurrent run's
         if stale.is_dir() and time.time() - stale.stat().st_mtime > 3600:
@@ -175,11 +155,11 @@ def write_outputs(doc: dict, opts, images: dict | None = None) -> list[Path]:
         os.chmod(staging, 0o755)
         for rel, image in (images or {}).items():
             save_png(image, staging / rel)
-        write_text(staging / "results.json", json.dumps(doc, indent=1, allow_nan=False) + "\n")
+        write_text(staging / "results.json", doc.to_json())  # serialised here, once
         write_text(staging / "junit.xml", render_junit(doc))
-        if opts.formats:
+        if opts.output.formats:
             try:
-                render_files(staging / "results.json", list(opts.formats), staging)
+                render_files(doc, list(opts.output.formats), staging, base_dir=staging)
             except Exception as exc:  # noqa: BLE001 - the report step failed: the earlier set stays
                 raise StepError(f"writing the report failed, so the outputs in {out} were left as they were: "
                                 f"{exc}") from None

@@ -38,43 +38,18 @@ verdict: a failing test fails the target whatever the headline says.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
 import numpy as np
 
 from attacks.metrics import clopper_pearson
 from attacks.unlearning_test import PairedTest, RateTest, holm
+from reports.document import Evidence  # one test of a target: the document's own type
 
 DEFAULT_ALPHA = 0.05
 #: A pass needs the residual leakage's 95% upper bound below this (README, "The verdict").
 DEFAULT_MAX_RESIDUAL = 0.5
 VERDICTS = ("pass", "fail", "inconclusive")
-
-
-@dataclass
-class Evidence:
-    """One test of a target on the original and the unlearned model.
-
-    ``p_original`` / ``p_unlearned`` are the raw one-sided p-values; the ``*_holm`` ones
-    are adjusted over the target's tests. ``residual`` is the unlearned model's share of
-    the original's effect, clipped at 0, with its 95% interval.
-    """
-
-    name: str
-    label: str
-    p_original: float
-    p_unlearned: float
-    effect_original: float | None
-    effect_unlearned: float | None
-    effect_retrained: list[float] = field(default_factory=list)
-    residual: float | None = None
-    residual_ci95: tuple[float, float] | None = None
-    p_original_holm: float | None = None
-    p_unlearned_holm: float | None = None
-    detail: dict = field(default_factory=dict)
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 @dataclass

@@ -57,7 +57,8 @@ from attacks.metrics import clopper_pearson  # noqa: E402
 from audit.attacking import AttackContext  # noqa: E402
 from audit.data import load_dataset  # noqa: E402
 from audit.forget import parse_forget  # noqa: E402
-from audit.harness import AuditOptions, audit_target  # noqa: E402
+from audit.harness import audit_target
+from audit.options import AuditOptions  # noqa: E402
 from audit.scoring import Evidence, decide  # noqa: E402
 from audit.training import train_model  # noqa: E402
 from unlearning import TrainConfig  # noqa: E402
@@ -104,24 +105,24 @@ def run_split(name: str, split: int, jobs: list[tuple[str, list[str], int]], wor
     for spec, methods, control_seed in jobs:
         fs = parse_forget(spec, data.y_train, data.num_classes)
         for method in methods:
-            opts = AuditOptions(model=mf.path, forget=[fs.spec], method=method, show_progress=False,
-                                attacks=["inversion"] if fs.classes else ["mia"], mia_attacks=[], formats=[],
-                                seed=control_seed if method == "retrain" else 100 + split, retrains=retrains,
-                                reference_models=reference_models)
+            opts = AuditOptions.from_flat(mf.path, [fs.spec], method=method, show_progress=False,
+                                          attacks=["inversion"] if fs.classes else ["mia"], mia_attacks=[],
+                                          formats=[], seed=control_seed if method == "retrain" else 100 + split,
+                                          retrains=retrains, reference_models=reference_models)
             t0 = time.perf_counter()
-            result = audit_target(ctx, opts, fs, [])
-            doc = result.document
+            target = audit_target(ctx, opts, fs, []).target
+            unlearned = target.accuracy.unlearned
             row = {"split": split, "spec": fs.spec, "method": method, "target_test_accuracy": mf.metrics["test_accuracy"],
-                   "seed": opts.seed, "p": doc["p_value"], "power_p": doc["power_p_value"],
-                   "residual": doc["residual_leakage"], "residual_upper": doc["residual_leakage_upper"],
-                   "forget_accuracy": (doc["accuracy"].get("unlearned") or {}).get("forget"),
-                   "test_accuracy": (doc["accuracy"].get("unlearned") or {}).get("test"),
-                   "seconds": time.perf_counter() - t0, "error": doc["error"], "verdicts": {}}
+                   "seed": opts.seed, "p": target.p_value, "power_p": target.power_p_value,
+                   "residual": target.residual_leakage, "residual_upper": target.residual_leakage_upper,
+                   "forget_accuracy": unlearned.forget if unlearned else None,
+                   "test_accuracy": unlearned.test if unlearned else None,
+                   "seconds": time.perf_counter() - t0, "error": target.error, "verdicts": {}}
             for alpha in ALPHAS:
                 for margin in MARGINS:
                     key = f"{alpha:g}/{margin:g}"
-                    row["verdicts"][key] = "error" if doc["error"] else redecide(result.tests, alpha, margin)
-            assert doc["error"] or row["verdicts"][f"{ALPHAS[0]:g}/{MARGINS[0]:g}"] == doc["verdict"]
+                    row["verdicts"][key] = "error" if target.error else redecide(target.tests, alpha, margin)
+            assert target.error or row["verdicts"][f"{ALPHAS[0]:g}/{MARGINS[0]:g}"] == target.verdict
             rows.append(row)
     shutil.rmtree(here)  # the recorded update log: 40 MB a split
     return rows

@@ -41,7 +41,8 @@ import _common  # noqa: E402
 from audit.attacking import AttackContext  # noqa: E402
 from audit.data import load_dataset  # noqa: E402
 from audit.forget import parse_forget  # noqa: E402
-from audit.harness import AuditOptions, audit_target  # noqa: E402
+from audit.harness import audit_target
+from audit.options import AuditOptions  # noqa: E402
 from audit.training import train_model  # noqa: E402
 from audit.unlearn import forget_metrics  # noqa: E402
 from unlearning import TrainConfig, amnesiac_unlearn, retrain_unlearn  # noqa: E402
@@ -84,11 +85,11 @@ def run_cell(data, setting: str, seed: int, packing: str, work: Path, cache: Pat
                                    "retained_in_removed": res.details["retained_examples_in_removed_batches"]}
     if verdict:
         ctx = AttackContext(mf, data, 0, 16, cache, [], 400)
-        opts = AuditOptions(model=mf.path, forget=[spec], method="amnesiac", show_progress=False,
-                            attacks=["inversion"] if forget.classes else ["mia"], mia_attacks=[], formats=[])
-        doc = audit_target(ctx, opts, forget, []).document
-        cell["verdict"] = doc["verdict"] if not doc["error"] else "error"
-        cell["p_value"] = doc["p_value"]
+        opts = AuditOptions.from_flat(mf.path, [spec], method="amnesiac", show_progress=False,
+                                      attacks=["inversion"] if forget.classes else ["mia"], mia_attacks=[], formats=[])
+        target = audit_target(ctx, opts, forget, []).target
+        cell["verdict"] = target.verdict if not target.error else "error"
+        cell["p_value"] = target.p_value
     return cell
 
 

@@ -23,5 +23,5 @@ model = fit(make_net(), x_train, y_train, seed=0)  # trained the way you always 
 report = audit.evaluate(model, train=(x_train, y_train), held_out=(x_test, y_test), forget="class=3",
                         unlearned="relabel", model_factory=make_net, train_fn=fit, reference_models=4)
 target = report.targets[0]
-print(f"verdict {target.verdict}: {target.reason}")
+print(f"verdict {target.verdict}: {target.verdict_reason}")
 print(f"power p = {target.power_p_value:.2g}, p = {target.p_value:.2g}, residual leakage {target.residual_leakage}")

@@ -1,9 +1,9 @@
-"""Render a results document (``results.json``, schema in :mod:`reports.schema`) to HTML, PDF and JUnit.
+"""Render a results document (``results.json``, typed in :mod:`reports.document`) to HTML, PDF and JUnit.
 
 Knows nothing of torch or the harness: everything it needs is in the document and the
 images beside it. Public API::
 
-    doc = load_results("audit-out/results.json")      # ReportError if unreadable or of another schema
+    doc = load_results("audit-out/results.json")      # a Document; ReportError if unreadable or of another schema
     html = render_html(doc, base_dir)                  # one self-contained page
     render_pdf(doc, base_dir, "report.pdf")            # the same page through WeasyPrint
     xml = render_junit(doc)                            # one test case per target and gate
@@ -23,9 +23,10 @@ from pathlib import Path
 from reports.html import render_html
 from reports.junit import render_junit
 from reports.pdf import render_pdf, write_pdf
-from reports.schema import ReportError, validate
+from reports.document import Document, ReportError, json_schema, validate
 
-__all__ = ["ReportError", "load_results", "render_files", "render_html", "render_junit", "render_pdf", "validate"]
+__all__ = ["Document", "ReportError", "json_schema", "load_results", "render_files", "render_html", "render_junit",
+           "render_pdf", "validate"]
 
 FORMATS = {"html": "report.html", "pdf": "report.pdf", "junit": "junit.xml"}
 
@@ -36,8 +37,8 @@ MAX_DEPTH = 64
 MAX_INT = 2**63 - 1
 
 
-def load_results(path: str | os.PathLike[str]) -> dict:
-    """Read and validate ``results.json``; any problem is a :class:`ReportError` with one line.
+def load_results(path: str | os.PathLike[str]) -> Document:
+    """Read and validate ``results.json`` as a :class:`Document`; any problem is a :class:`ReportError` with one line.
 
     Only a regular file of at most :data:`MAX_RESULTS_BYTES` is read (a FIFO, a device such
     as /dev/zero or a huge file would block or exhaust memory); numbers beyond 64-bit
@@ -124,8 +125,10 @@ def _depth(doc) -> int:
     return deepest
 
 
-def render_files(results_path: str | os.PathLike[str], formats: list[str], out_dir: str | os.PathLike[str]) -> list[Path]:
-    """Render ``results_path`` to each of ``formats`` ("html", "pdf", "junit") in ``out_dir``.
+def render_files(results: str | os.PathLike[str] | Document, formats: list[str], out_dir: str | os.PathLike[str],
+                 base_dir: str | os.PathLike[str] | None = None) -> list[Path]:
+    """Render ``results`` (a results.json path, or a :class:`Document` whose images lie in
+    ``base_dir``) to each of ``formats`` ("html", "pdf", "junit") in ``out_dir``.
 
     Everything is validated and rendered under temporary names first; only when every
     format succeeded are the files renamed into place, so an error leaves no partial
@@ -135,9 +138,10 @@ def render_files(results_path: str | os.PathLike[str], formats: list[str], out_d
     if unknown or not formats:
         what = f"unknown report format {', '.join(repr(f) for f in unknown)}" if unknown else "no report format given"
         raise ReportError(f"{what}; choose from {', '.join(FORMATS)}")
-    results_path = Path(results_path)
-    doc = load_results(results_path)
-    base_dir = results_path.parent
+    if isinstance(results, Document):
+        doc, base_dir = results, Path(base_dir if base_dir is not None else out_dir)
+    else:
+        doc, base_dir = load_results(results), Path(results).parent
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise ReportError(f"{out_dir}: exists and is not a folder; pass a folder to --out")

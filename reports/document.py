@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 SCHEMA = "amnesia-audit/results"
 SCHEMA_VERSION = 2
@@ -30,9 +30,16 @@ class ReportError(ValueError):
         super().__init__(" ".join(str(message).split()))
 
 
+
+
+def _nan_to_none(value: Any) -> Any:
+    """NaN (not measured) is null, as results.json writes it; infinities stay until written."""
+    return None if isinstance(value, float) and math.isnan(value) else value
+
+
 # Documented ranges (docs/verdict.md): a value outside them is a corrupt or edited document.
-Share = Annotated[float, Field(ge=0.0, le=1.0)]
-NonNegative = Annotated[float, Field(ge=0.0)]
+Share = Annotated[Annotated[float, Field(ge=0.0, le=1.0)] | None, BeforeValidator(_nan_to_none)]
+NonNegative = Annotated[Annotated[float, Field(ge=0.0)] | None, BeforeValidator(_nan_to_none)]
 #: [low, high]; a null end could not be measured (for the residual: unbounded above).
 Pair = Annotated[list[float | None], Field(min_length=2, max_length=2)]
 
@@ -45,7 +52,7 @@ ACCURACY_SPLITS = ("forget", "retain", "test", "test_other_classes")
 class Part(BaseModel):
     """A part of the document: fields in the order results.json writes them; extra fields kept."""
 
-    model_config = ConfigDict(extra="allow", populate_by_name=True)
+    model_config = ConfigDict(extra="allow", populate_by_name=True, validate_assignment=True)
 
 
 # --- One attack's figures ------------------------------------------------------------------
@@ -63,13 +70,13 @@ class Roc(Part):
 class AttackMetrics(Part):
     """One membership attack on one model: the forget set as members against held-out non-members."""
 
-    auc: Share | None = None
-    tpr_at_1pct_fpr: Share | None = None
-    tpr_at_01pct_fpr: Share | None = Field(None, alias="tpr_at_0.1pct_fpr")
-    balanced_accuracy: Share | None = None
-    advantage: Annotated[float, Field(ge=-1.0, le=1.0)] | None = None
-    precision: Share | None = None
-    recall: Share | None = None
+    auc: Share = None
+    tpr_at_1pct_fpr: Share = None
+    tpr_at_01pct_fpr: Share = Field(None, alias="tpr_at_0.1pct_fpr")
+    balanced_accuracy: Share = None
+    advantage: Annotated[Annotated[float, Field(ge=-1.0, le=1.0)] | None, BeforeValidator(_nan_to_none)] = None
+    precision: Share = None
+    recall: Share = None
     threshold: float | None = None
     epsilon: float | None = None
     #: threshold chosen on one half of the examples, bounded on the other
@@ -95,7 +102,7 @@ class MembershipResult(Part):
 
 
 class InversionFigures(Part):
-    attack_accuracy: Share | None = None
+    attack_accuracy: Share = None
     recognised: int | None = None
     similarity: float | None = None
     similarity_other: float | None = None
@@ -113,7 +120,7 @@ class InversionFigures(Part):
 
 
 class RetrainInversion(Part):
-    attack_accuracy: Share | None = None
+    attack_accuracy: Share = None
     recognised: int | None = None
 
 
@@ -143,15 +150,15 @@ class Evidence(Part):
 
     name: str
     label: str | None = None
-    p_original: Share | None = None
-    p_unlearned: Share | None = None
+    p_original: Share = None
+    p_unlearned: Share = None
     effect_original: float | None = None
     effect_unlearned: float | None = None
     effect_retrained: list[float] = Field(default_factory=list)
     residual: float | None = None
     residual_ci95: Pair | None = None
-    p_original_holm: Share | None = None
-    p_unlearned_holm: Share | None = None
+    p_original_holm: Share = None
+    p_unlearned_holm: Share = None
     detail: dict[str, Any] = Field(default_factory=dict)
 
 
@@ -177,10 +184,10 @@ class Method(Part):
 
 
 class Accuracy(Part):
-    forget: Share | None = None
-    retain: Share | None = None
-    test: Share | None = None
-    test_other_classes: Share | None = None
+    forget: Share = None
+    retain: Share = None
+    test: Share = None
+    test_other_classes: Share = None
 
 
 class ModelAccuracies(Part):
@@ -207,15 +214,15 @@ class Target(Part):
     verdict: Literal["pass", "fail", "inconclusive", "error"] | None
     verdict_reason: str | None = None
     advice: str | None = None  # what would give the attacks power (inconclusive targets)
-    alpha: Share | None = None
-    max_residual: Share | None = None  # a pass needs residual_leakage_upper below it (absent before it existed)
-    power_p_value: Share | None = None  # smallest Holm-adjusted p-value on the original model
-    p_value: Share | None = None  # the same on the unlearned model
-    residual_leakage: NonNegative | None = None  # 1: as much as the original; may exceed 1
+    alpha: Share = None
+    max_residual: Share = None  # a pass needs residual_leakage_upper below it (absent before it existed)
+    power_p_value: Share = None  # smallest Holm-adjusted p-value on the original model
+    p_value: Share = None  # the same on the unlearned model
+    residual_leakage: NonNegative = None  # 1: as much as the original; may exceed 1
     residual_leakage_ci95: Pair | None = None  # null high end: unbounded
-    residual_leakage_upper: NonNegative | None = None
+    residual_leakage_upper: NonNegative = None
     overforgetting: float | None = None  # signed; positive: the deletion itself is visible
-    overforgetting_p_value: Share | None = None
+    overforgetting_p_value: Share = None
     tests: list[Evidence] = Field(default_factory=list)
     per_example: dict[str, list[float]] | None = None  # original, unlearned, retrained, held_out_original
     membership: list[MembershipResult] = Field(default_factory=list)
@@ -288,8 +295,8 @@ class Config(Part):
     mia_attacks: list[str] = Field(default_factory=list)
     reference_models: int | None = None
     retrains: int | None = None
-    alpha: Share | None = None
-    max_residual: Share | None = None  # absent in documents written before a pass needed the removal shown
+    alpha: Share = None
+    max_residual: Share = None  # absent in documents written before a pass needed the removal shown
     inconclusive: str | None = None  # fail | pass
     inversion_iterations: int | None = None
     gates: list[str] = Field(default_factory=list)
@@ -309,11 +316,11 @@ class Document(Part):
     targets: list[Target]
     notes: list[str] = Field(default_factory=list)  # lines the reader must see
 
-    def to_json(self) -> str:
+    def to_json(self, indent: int = 1) -> str:
         """The document as results.json writes it (``null`` for numbers that are not finite)."""
         import json
 
-        return json.dumps(plain(self.model_dump(by_alias=True)), indent=1, allow_nan=False) + "\n"
+        return json.dumps(plain(self.model_dump(by_alias=True)), indent=indent, allow_nan=False) + "\n"
 
 
 def plain(obj: Any) -> Any:

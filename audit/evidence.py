@@ -1,0 +1,79 @@
+"""The tests a target's verdict rests on (:mod:`audit.scoring` decides from them): the
+per-example membership test over every model, and for class targets the forgotten class's
+accuracy and model inversion, each against the retrained models.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+import attacks
+from attacks.signals import cross_entropy
+
+from audit.attacking import AttackContext
+from audit.forget import ForgetSet
+from audit.scoring import Evidence, membership_evidence, rate_evidence
+from reports.document import Inversion
+
+
+def membership_test(ctx: AttackContext, logits: dict[str, torch.Tensor], ms,
+                    seed: int) -> tuple[attacks.PairedTest, str, dict[str, np.ndarray]]:
+    """The per-example paired test over every model on the same examples (attacks.significance).
+
+    ``logits``: each model role's logits on ``ms``. With reference models: U-LiRA's
+    per-example statistic. Without (they cannot be trained for a model without a recipe):
+    the negative loss, a population test.
+    """
+    if ctx.has_reference:
+        ref_phi = ctx.reference_confidence[:, ms.ids]
+        in_mask = ctx.reference_models().in_mask[:, ms.ids]
+        stats = {role: attacks.per_example_statistic(attacks.scaled_confidence(z, ms.y), ref_phi, in_mask)
+                 for role, z in logits.items()}
+        label = "per-example membership test (U-LiRA, Hayes et al. 2025)"
+    else:
+        stats = {role: -cross_entropy(z, ms.y) for role, z in logits.items()}
+        label = "membership test on the loss (Yeom et al. 2018; no reference models)"
+    null_roles = [role for role in stats if role == "reference" or role.startswith("retrain_")]
+    # With retrained models, every model is tested against them (scoring: the "retrained" null).
+    test = attacks.paired_permutation_test(stats, ms.is_member, baseline="original", null_roles=null_roles,
+                                           centre_on_null=bool(null_roles), seed=seed)
+    return test, label, stats
+
+
+def per_example_picture(stats: dict[str, np.ndarray], is_forget: np.ndarray, retrain_roles: list[str]) -> dict:
+    """The forget examples' statistic under the original, unlearned and retrained models (for the report's figure)."""
+    out = {role: [round(float(v), 4) for v in stats[role][is_forget]] for role in ("original", "unlearned")}
+    out["retrained"] = [round(float(v), 4) for r in retrain_roles for v in stats[r][is_forget]]
+    out["held_out_original"] = [round(float(v), 4) for v in stats["original"][~is_forget]]
+    return out
+
+
+def forget_correct(logits: torch.Tensor, y: torch.Tensor) -> tuple[int, float]:
+    """(forget examples classified correctly, mean probability of their true class) from their logits."""
+    correct = int((logits.argmax(1) == y).sum())
+    confidence = float(torch.softmax(logits, 1).gather(1, y.view(-1, 1)).mean())
+    return correct, confidence
+
+
+def class_accuracy_evidence(forget: ForgetSet, ms, logits: dict[str, torch.Tensor],
+                            retrain_roles: list[str]) -> Evidence:
+    """How many forget examples each model still classifies correctly, against the retrained models."""
+    n = len(forget)  # the forget set leads the membership set, in its own order
+    counts = {role: forget_correct(z[:n], ms.y[:n]) for role, z in logits.items()}
+    ref_counts = [counts[r][0] for r in retrain_roles]
+    ev = rate_evidence("class_accuracy", "accuracy on the forgotten class against retrained models",
+                       attacks.rate_excess_test(counts["original"][0], n, ref_counts),
+                       attacks.rate_excess_test(counts["unlearned"][0], n, ref_counts))
+    ev.detail["confidence"] = {"original": counts["original"][1], "unlearned": counts["unlearned"][1],
+                               "retrained": [counts[r][1] for r in retrain_roles]}
+    return ev
+
+
+def inversion_evidence(inv: Inversion) -> Evidence:
+    """How many MI-Face reconstructions an independent classifier recognises, against the retrained models."""
+    n = inv.n_reconstructions
+    ref_counts = [r.recognised for r in inv.retrains]
+    return rate_evidence("inversion", "model inversion (MI-Face) recognised against retrained models",
+                         attacks.rate_excess_test(inv.original.recognised, n, ref_counts),
+                         attacks.rate_excess_test(inv.unlearned.recognised, n, ref_counts))

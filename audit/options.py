@@ -1,0 +1,184 @@
+"""What ``audit run`` takes, grouped: the model and data, the attacks, the verdict, the
+execution and the outputs. The CLI, a config file and the Python API fill it with flat
+names (``alpha=0.01``, ``retrains=8``) through :meth:`AuditOptions.from_flat`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from audit.attacking import DEFAULT_MIA, MIA_ATTACKS, NEEDS_REFERENCE
+from audit.errors import InputError
+from audit.gates import Gate, parse_gates
+from audit.scoring import DEFAULT_ALPHA, DEFAULT_MAX_RESIDUAL
+
+METHODS = ("auto", "amnesiac", "relabel", "finetune", "retrain", "none")
+INCONCLUSIVE = ("fail", "pass")
+DEFAULT_RETRAINS = 3
+DEFAULT_REFERENCE_MODELS = 16
+REFERENCES = ("retrain", "none")
+ATTACK_FAMILIES = ("mia", "inversion")
+FORMATS = ("html", "pdf", "junit")
+
+
+@dataclass
+class ModelInputs:
+    """The model (or, with ``original``, the model unlearned elsewhere), its code and its data."""
+
+    model: Path
+    original: Path | None = None
+    arch: str | None = None
+    arch_args: str | dict | None = None
+    code_path: list[str] | str | None = None
+    train: str | None = None
+    normalize: str | None = None
+    recipe: dict | None = None
+    data: str | None = None
+    data_root: str | None = None
+
+    @property
+    def code_paths(self) -> list[str]:
+        return [self.code_path] if isinstance(self.code_path, str) else list(self.code_path or [])
+
+
+@dataclass
+class AttackOptions:
+    attacks: list[str] = field(default_factory=lambda: list(ATTACK_FAMILIES))  # families: mia, inversion
+    mia_attacks: list[str] = field(default_factory=lambda: list(DEFAULT_MIA))
+    reference_models: int = DEFAULT_REFERENCE_MODELS
+    inversion_iterations: int = 400
+
+
+@dataclass
+class VerdictOptions:
+    reference: str = "retrain"  # retrain: test against retrained models; none: without them
+    retrains: int = DEFAULT_RETRAINS
+    alpha: float = DEFAULT_ALPHA
+    max_residual: float = DEFAULT_MAX_RESIDUAL
+    inconclusive: str = "fail"
+    fail_on: list[str] = field(default_factory=list)
+
+
+@dataclass
+class ExecutionOptions:
+    executor: str = "local"
+    ray_address: str | None = None
+    cpus_per_model: float = 1.0
+    gpus_per_model: float = 0.0
+    cache_dir: Path | None = None
+    show_progress: bool = True
+
+
+@dataclass
+class OutputOptions:
+    out: Path | None = Path("audit-out")
+    formats: list[str] = field(default_factory=lambda: ["html", "pdf"])
+    command: str = ""
+
+
+GROUPS = {"inputs": ModelInputs, "attack": AttackOptions, "verdict": VerdictOptions, "execution": ExecutionOptions,
+          "output": OutputOptions}
+
+
+@dataclass
+class AuditOptions:
+    """Everything ``audit run`` takes. ``assumptions`` are filled in once the inputs are checked."""
+
+    inputs: ModelInputs
+    forget: list[str]
+    method: str = "auto"
+    seed: int = 0
+    attack: AttackOptions = field(default_factory=AttackOptions)
+    verdict: VerdictOptions = field(default_factory=VerdictOptions)
+    execution: ExecutionOptions = field(default_factory=ExecutionOptions)
+    output: OutputOptions = field(default_factory=OutputOptions)
+    assumptions: list[str] = field(default_factory=list)
+
+    @classmethod
+    def names(cls) -> set[str]:
+        """The flat option names :meth:`from_flat` takes."""
+        return {"forget", "method", "seed"} | {f.name for group in GROUPS.values() for f in dataclasses.fields(group)}
+
+    @classmethod
+    def from_flat(cls, model, forget: list[str] | str, **options) -> "AuditOptions":
+        """Options from flat names, as ``audit.run`` and the CLI take them; unknown names are bad input."""
+        parts: dict[str, dict] = {name: {} for name in GROUPS}
+        top = {}
+        for name, value in options.items():
+            group = next((g for g, kind in GROUPS.items() if name in {f.name for f in dataclasses.fields(kind)}), None)
+            if group is not None:
+                parts[group][name] = value
+            elif name in ("method", "seed"):
+                top[name] = value
+            else:
+                raise InputError(f"unknown option {name!r}; known: {', '.join(sorted(cls.names() - {'forget'}))}")
+        inputs = ModelInputs(model=Path(model), **parts.pop("inputs"))
+        if inputs.original is not None:
+            inputs.original = Path(inputs.original)
+        output = OutputOptions(**parts.pop("output"))
+        output.out = Path(output.out) if output.out is not None else None
+        return cls(inputs=inputs, forget=[forget] if isinstance(forget, str) else list(forget), **top, output=output,
+                   **{name: GROUPS[name](**values) for name, values in parts.items()})
+
+    def quiet(self) -> "AuditOptions":
+        """A copy that draws no progress bars (tasks on workers)."""
+        return dataclasses.replace(self, execution=dataclasses.replace(self.execution, show_progress=False))
+
+    def validate(self) -> list[Gate]:
+        """Check every option; return the parsed ``--fail-on`` gates. Bad values are :class:`InputError`."""
+        a, v, out = self.attack, self.verdict, self.output.out
+        if not self.forget:
+            raise InputError("nothing to forget: pass at least one --forget SPEC (e.g. --forget class=3)")
+        if len(set(self.forget)) != len(self.forget):
+            twice = next(f for f in self.forget if self.forget.count(f) > 1)
+            raise InputError(f"--forget {twice} is given twice; each target once")
+        if a.reference_models < 1:
+            raise InputError("--reference-models must be a positive whole number")
+        if isinstance(v.retrains, bool) or not isinstance(v.retrains, int) or v.retrains < 1:
+            raise InputError(f"--retrains must be at least 1 (the retrained models measure model-to-model spread), "
+                             f"not {v.retrains}")
+        if isinstance(v.alpha, bool) or not isinstance(v.alpha, (int, float)) or not 0 < v.alpha < 1:
+            raise InputError(f"--alpha must lie strictly between 0 and 1 (a significance level such as 0.05), "
+                             f"not {v.alpha}")
+        if (isinstance(v.max_residual, bool) or not isinstance(v.max_residual, (int, float))
+                or not 0 < v.max_residual <= 1):
+            raise InputError(f"--max-residual must lie in (0, 1] (the share of the original's membership signal a "
+                             f"pass may leave, at 95% confidence, such as 0.5), not {v.max_residual}")
+        if self.execution.executor not in ("local", "ray"):
+            raise InputError(f"--executor {self.execution.executor!r} is unknown; use local or ray")
+        if v.inconclusive not in INCONCLUSIVE:
+            raise InputError(f"--inconclusive {v.inconclusive!r} is unknown; use fail (the default) or pass")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not 0 <= self.seed < 2**32:
+            raise InputError(f"--seed must be a whole number from 0 to {2**32 - 1}, not {self.seed}")
+        if self.inputs.original is not None and self.method != "auto":  # one rule for every method, none included
+            raise InputError("--original audits a model unlearned elsewhere, so no unlearning runs and --method "
+                             f"does not apply; drop --method {self.method}")
+        if self.method not in METHODS:
+            raise InputError(f"--method {self.method!r} is unknown; use {', '.join(METHODS)}")
+        if v.reference not in REFERENCES:
+            raise InputError(f"--reference {v.reference!r} is unknown; use retrain or none")
+        if [f for f in a.attacks if f not in ATTACK_FAMILIES] or not a.attacks:
+            raise InputError(f"--attacks {','.join(a.attacks)!r} is not valid; use mia, inversion or mia,inversion")
+        bad = [name for name in a.mia_attacks if name not in MIA_ATTACKS]
+        if bad:
+            raise InputError(f"unknown membership attack {bad[0]!r}; use {', '.join(MIA_ATTACKS)}")
+        if a.reference_models < 2 and NEEDS_REFERENCE & set(a.mia_attacks):
+            raise InputError("--reference-models must be at least 2 for the LiRA, RMIA and shadow attacks")
+        bad = [f for f in self.output.formats if f not in FORMATS]
+        if bad:
+            raise InputError(f"--format {bad[0]!r} is unknown; use html, pdf (or none)")
+        if a.inversion_iterations < 1:
+            raise InputError("inversion_iterations must be a positive whole number")
+        if out is not None and out.exists() and not out.is_dir():
+            raise InputError(f"--out {out} is a file; give a folder for the audit's outputs")
+        blocked = next((p for p in out.parents if p.exists() and not p.is_dir()), None) if out else None
+        if blocked is not None:
+            raise InputError(f"--out {out} lies under {blocked}, which is a file; give a folder for the outputs")
+        return parse_gates(v.fail_on)
+
+    @property
+    def mia_attacks(self) -> list[str]:
+        """The membership attacks that run (none when the ``mia`` family is not chosen)."""
+        return list(self.attack.mia_attacks) if "mia" in self.attack.attacks else []
