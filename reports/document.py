@@ -391,7 +391,8 @@ def describe_error(error: dict) -> str:
     if kind == "value_error":
         return f"{_where(loc)} {ctx.get('error', error.get('msg'))}"
     if kind in _EXPECTED:
-        return f"{_where(loc)} should be {_EXPECTED[kind]}, not {_kind(value)}"
+        expected = "a path" if "images" in loc else _EXPECTED[kind]
+        return f"{_where(loc)} should be {expected}, not {_kind(value)}"
     return f"{_where(loc)}: {error.get('msg')}"
 
 

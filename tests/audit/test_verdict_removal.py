@@ -10,7 +10,8 @@ from audit.scoring import DEFAULT_MAX_RESIDUAL, Evidence, decide
 
 
 def _membership(p_o, p_u, residual, ci):
-    return Evidence("membership", "membership", p_o, p_u, 1.0, 0.5, [0.0, 0.0, 0.0], residual, ci,
+    return Evidence(name="membership", label="membership", p_original=p_o, p_unlearned=p_u, effect_original=1.0,
+                    effect_unlearned=0.5, effect_retrained=[0.0, 0.0, 0.0], residual=residual, residual_ci95=ci,
                     detail={"p_over": {"unlearned": 0.5}, "null": "retrained"})
 
 

@@ -8,10 +8,12 @@ from audit.config import load_config
 from audit.errors import InputError
 from audit.gates import apply_gates, gate_target, parse_gate, target_metrics, verdict
 from audit.scoring import Evidence, decide
+from reports.document import ModelAccuracies, Target
 
 
-def _target(leak=0.2, after_auc=0.7, ref_auc=0.5, inv=None):
-    return {
+def _target(leak=0.2, after_auc=0.7, ref_auc=0.5, inv=None) -> Target:
+    return Target.model_validate({
+        "name": "t", "verdict": None, "gates": [], "passed": False,
         "residual_leakage": leak,
         "accuracy": {"unlearned": {"forget": 0.1, "retain": 0.99, "test": 0.9, "test_other_classes": 0.98},
                      "reference": {"forget": 0.0, "retain": 1.0, "test": 0.9, "test_other_classes": 0.99}},
@@ -25,7 +27,7 @@ def _target(leak=0.2, after_auc=0.7, ref_auc=0.5, inv=None):
              "reference": {"auc": 0.52}},
         ],
         "inversion": inv,
-    }
+    })
 
 
 def test_gate_expressions_parse_and_compare():
@@ -77,8 +79,10 @@ def test_bad_config_is_input_error(tmp_path, text):
 
 def _evidence(name, p_o, p_u, e_o=1.0, e_u=0.0, retrained=(0.0, 0.0, 0.0)):
     residual = max(e_u, 0) / e_o if e_o > 0 else None
-    return Evidence(name, name, p_o, p_u, e_o, e_u, list(retrained), residual,
-                        None if residual is None else (0.0, residual + 0.2), detail={"p_over": {"unlearned": 0.5}})
+    return Evidence(name=name, label=name, p_original=p_o, p_unlearned=p_u, effect_original=e_o,
+                    effect_unlearned=e_u, effect_retrained=list(retrained), residual=residual,
+                    residual_ci95=None if residual is None else (0.0, residual + 0.2),
+                    detail={"p_over": {"unlearned": 0.5}})
 
 
 def test_verdict_pass_fail_inconclusive():
@@ -113,33 +117,37 @@ def test_overforgetting_is_signed_and_separate():
     assert v.overforgetting == pytest.approx(-0.2)
 
 
-def _doc_target(verdict_word, **extra):
-    return {"name": "t", "verdict": verdict_word, "verdict_reason": "because", "error": None,
-            "residual_leakage": 0.2, "residual_leakage_upper": 0.4, "p_value": 0.3, "power_p_value": 0.01,
-            "accuracy": {}, "membership": [], "inversion": None, **extra}
+def _doc_target(verdict_word, **extra) -> Target:
+    fields = {"name": "t", "verdict": verdict_word, "verdict_reason": "because", "error": None,
+              "residual_leakage": 0.2, "residual_leakage_upper": 0.4, "p_value": 0.3, "power_p_value": 0.01,
+              "gates": [], "passed": False, **extra}
+    return Target.model_validate(fields)
 
 
 def test_inconclusive_fails_closed_unless_policy_passes():
     t = _doc_target("inconclusive")
     gate_target(t, [])
-    assert not t["passed"] and "fails closed" in t["gates"][0]["message"]
+    assert not t.passed and "fails closed" in t.gates[0].message
     gate_target(t, [], "pass")
-    assert t["passed"] and t["gates"][0]["expr"] == "verdict"
+    assert t.passed and t.gates[0].expr == "verdict"
     t = _doc_target("fail")
     gate_target(t, [], "pass")
-    assert not t["passed"]
+    assert not t.passed
 
 
 def test_verdict_and_new_metric_gates():
     t = _doc_target("pass")
     gate_target(t, [parse_gate("residual_leakage_upper>0.3"), parse_gate("verdict!=pass")])
-    assert [g["passed"] for g in t["gates"]] == [True, False, True]
+    assert [g.passed for g in t.gates] == [True, False, True]
     with pytest.raises(InputError):
         parse_gate("verdict>1")
 
 
 def test_empty_and_out_of_range_documents_fail_closed():
     assert verdict([]) == ("fail", 1)
-    t = _doc_target("pass", residual_leakage=-5)
+    # A document read from a file is refused before this (reports.document); a target built in code without
+    # validation is the last line of defence.
+    t = Target.model_construct(**{**_doc_target("pass").__dict__, "residual_leakage": -5.0,
+                                  "accuracy": ModelAccuracies()})
     gate_target(t, [])
-    assert not t["passed"] and "outside its documented range" in t["gates"][0]["message"]
+    assert not t.passed and "outside its documented range" in t.gates[0].message
