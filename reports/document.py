@@ -150,8 +150,8 @@ class Evidence(Part):
 
     name: str
     label: str | None = None
-    p_original: Share = None
-    p_unlearned: Share = None
+    p_original: Annotated[float, Field(ge=0.0, le=1.0)]
+    p_unlearned: Annotated[float, Field(ge=0.0, le=1.0)]
     effect_original: float | None = None
     effect_unlearned: float | None = None
     effect_retrained: list[float] = Field(default_factory=list)

@@ -102,7 +102,7 @@ def test_a_forged_test_p_value_is_refused(doc, tmp_path):
 def test_incomplete_evidence_is_refused_not_a_traceback(doc, tmp_path):
     forged = _only(doc, PASSING)
     del forged["targets"][0]["tests"][0]["p_unlearned"]
-    assert_one_line_failure(_gate(_write(tmp_path, forged)), 2, "incomplete or malformed")
+    assert_one_line_failure(_gate(_write(tmp_path, forged)), 2, "targets[0].tests[0].p_unlearned is missing")
 
 
 @pytest.fixture(scope="module")
