@@ -17,8 +17,11 @@ import os
 
 import torch
 
+from audit.attacking import NEEDS_REFERENCE
 from audit.errors import InputError
+from audit.forget import ForgetSet
 from audit.modelfile import ForwardOnly, ModelFile, file_sha256
+from audit.options import AuditOptions
 from reports.document import Target
 
 # Two batch sizes, neither 1: a graph exported with a fixed batch size matches at most one.
@@ -145,3 +148,45 @@ def chance_warnings(targets: list[Target], y_test: torch.Tensor, num_classes: in
             lines.append(line(f"the unlearned model of {t.name}", test))
     return lines
 
+
+def _check_pair(original: ModelFile, unlearned: ModelFile, data) -> None:
+    """An unlearned model audited against ``--original`` must be the same network on the same data."""
+    same = ((original.arch == unlearned.arch or unlearned.kind == "torchscript")
+            and tuple(original.input_shape) == tuple(unlearned.input_shape)
+            and original.num_classes == unlearned.num_classes)
+    if not same:
+        raise InputError(f"{unlearned.path} ({unlearned.arch}, {'x'.join(map(str, unlearned.input_shape))}, "
+                         f"{unlearned.num_classes} classes) is not the same network as --original {original.path} "
+                         f"({original.arch}, {'x'.join(map(str, original.input_shape))}, {original.num_classes} "
+                         "classes); pass the model that was unlearned from it")
+    names = set(original.model.state_dict())
+    if unlearned.kind != "torchscript" and set(unlearned.model.state_dict()) != names:
+        raise InputError(f"{unlearned.path} has other weights than --original {original.path}; "
+                         "pass the model that was unlearned from it")
+    recorded = (unlearned.data or {}).get("sha256")
+    if recorded and recorded != data.sha256():
+        raise InputError(f"{unlearned.path} was unlearned on other data than --original {original.path} "
+                         f"was trained on ({data.spec}); pass the matching --data")
+
+
+def check_fit(opts: AuditOptions, mf: ModelFile, data, forget_sets: list[ForgetSet],
+              unlearned_given: ModelFile | None) -> None:
+    """Bad input found before any work: the pieces must fit, and what the run needs must be there."""
+    source = opts.inputs.original or opts.inputs.model
+    if tuple(mf.input_shape) != tuple(data.input_shape) or mf.num_classes != data.num_classes:
+        raise InputError(f"the data {data.spec!r} ({'x'.join(map(str, data.input_shape))} images, {data.num_classes} "
+                         f"classes) does not fit {source} ({'x'.join(map(str, mf.input_shape))}, "
+                         f"{mf.num_classes} classes); pass the --data the model was trained on")
+    if unlearned_given is not None:
+        _check_pair(mf, unlearned_given, data)
+    check_before_work(mf, data, unlearned_given)  # one probe forward pass per model, before any training
+    if not mf.trainable and (opts.verdict.reference == "retrain" or NEEDS_REFERENCE & set(opts.attack.mia_attacks)):
+        raise InputError(f"{source} carries no training recipe, so reference models cannot be trained; pass "
+                         "--arch package.module:factory with --train package.module:fit (or a recipe: --epochs, "
+                         "--lr, ...), or --reference none --mia loss for a weaker audit")
+    if not mf.unlearnable and unlearned_given is None and opts.method != "none":
+        raise InputError(f"{source} is a TorchScript archive, which cannot be unlearned here; unlearn it elsewhere "
+                         "and audit the result with --original, or pass its state_dict with --arch")
+    for fs in forget_sets:
+        if len(fs) >= len(data.y_train):
+            raise InputError(f"--forget {fs.spec} selects every training example; nothing would be left to keep")
