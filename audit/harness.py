@@ -207,7 +207,7 @@ def forget_correct(logits: torch.Tensor, y: torch.Tensor) -> tuple[int, float]:
 
 def membership_test(ctx: AttackContext, logits: dict[str, torch.Tensor], ms,
                     seed: int) -> tuple[attacks.PairedTest, str, dict[str, np.ndarray]]:
-    """The per-example paired test over every model on the same examples (attacks.unlearning_test).
+    """The per-example paired test over every model on the same examples (attacks.significance).
 
     ``logits``: each model role's logits on ``ms``. With reference models: U-LiRA's
     per-example statistic. Without (they cannot be trained for a model without a recipe):
