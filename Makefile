@@ -26,8 +26,8 @@ test-all: $(STAMP)
 	$(PY) -m pytest -q -m ''
 
 bench: $(STAMP)
-	$(PY) benchmarks/unlearning.py
-	$(PY) benchmarks/attacks.py
+	$(PY) benchmarks/bench_unlearning.py
+	$(PY) benchmarks/bench_attacks.py
 
 clean:
 	rm -rf $(VENV) audit-out demo-out .pytest_cache

@@ -28,7 +28,7 @@ from attacks.rmia import rmia_scores, rmia_statistics
 from attacks.registry import MembershipAttack, ModelAccess, Signals
 from attacks.shadow import shadow_model_scores
 from attacks.signals import model_logits, scaled_confidence
-from attacks.unlearning_test import (
+from attacks.significance import (
     PairedTest,
     RateTest,
     holm,

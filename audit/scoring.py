@@ -3,7 +3,7 @@
 The audit never passes what it cannot see. Every target is judged by a few *tests*, each
 asking "does this model still know the forget set?":
 
-- ``membership``: the per-example paired test of :mod:`attacks.unlearning_test` (U-LiRA,
+- ``membership``: the per-example paired test of :mod:`attacks.significance` (U-LiRA,
   Hayes et al. 2025), the forget set against held-out examples of the same classes;
 - for class targets, ``class_accuracy`` (how many forget examples the model still
   classifies correctly, against the retrained models) and ``inversion`` (how many MI-Face
@@ -23,7 +23,7 @@ for the verdict, not per test:
   model that forgot nothing passed whenever its p-value crossed alpha by chance.
 
 With retrained models, the membership test compares each model *with them* (the
-"retrained" null of :func:`attacks.unlearning_test.paired_permutation_test`); without
+"retrained" null of :func:`attacks.significance.paired_permutation_test`); without
 them, with its own permutation null ("permutation"). The test's evidence says which.
 
 ``residual_leakage`` is (effect(unlearned) - r) / (effect(original) - r) of the test that
@@ -43,7 +43,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from attacks.metrics import clopper_pearson
-from attacks.unlearning_test import PairedTest, RateTest, holm
+from attacks.significance import PairedTest, RateTest, holm
 from reports.document import Evidence  # one test of a target: the document's own type
 
 DEFAULT_ALPHA = 0.05

@@ -3,7 +3,7 @@
 For each candidate (batch-size divisor, learning-rate factor) of the one repair epoch,
 train digits models on the tuning seeds with the class's batches recorded, remove them,
 repair, and compare test accuracy on the kept classes with a model retrained without
-the class. ``benchmarks/unlearning.py`` then judges the chosen default on seeds 0-2.
+the class. ``benchmarks/bench_unlearning.py`` then judges the chosen default on seeds 0-2.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-# The packages first: this folder holds scripts named like them (unlearning.py, attacks.py).
+# This checkout's packages before an installed copy.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from _common import write_tables  # noqa: E402
 

@@ -16,7 +16,7 @@ import tempfile
 import time
 from pathlib import Path
 
-# The packages first: this folder holds scripts named like them (unlearning.py, attacks.py).
+# This checkout's packages before an installed copy.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from _common import write_tables  # noqa: E402
 

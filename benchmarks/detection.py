@@ -41,15 +41,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-# benchmarks/attacks.py and unlearning.py carry the packages' names: keep this folder off
-# the import path and load the shared helpers by path.
 _HERE = Path(__file__).resolve().parent
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
-sys.path.insert(0, str(_HERE.parent))
-sys.path.append(str(_HERE))  # after the packages: only _common.py is looked up here
+sys.path.insert(0, str(_HERE.parent))  # this checkout's packages before an installed copy
 
 
-import _common  # noqa: E402  (benchmarks/_common.py, found at the end of the path)
+import _common  # noqa: E402  (benchmarks/_common.py, next to this script)
 
 RESULTS, write_tables = _common.RESULTS, _common.write_tables
 

@@ -32,9 +32,7 @@ from pathlib import Path
 import torch
 
 _HERE = Path(__file__).resolve().parent
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
-sys.path.insert(0, str(_HERE.parent))
-sys.path.append(str(_HERE))  # after the packages: only _common.py is looked up here
+sys.path.insert(0, str(_HERE.parent))  # this checkout's packages before an installed copy
 
 import _common  # noqa: E402
 

@@ -40,16 +40,12 @@ from pathlib import Path
 
 import torch
 
-# This folder holds attacks.py and unlearning.py, named like the packages: keep it off
-# the import path (Ray workers inherit this path too) and load the shared helpers by path.
 _HERE = Path(__file__).resolve().parent
 _ROOT = _HERE.parent
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
-sys.path.insert(0, str(_ROOT))
-sys.path.append(str(_HERE))  # after the packages: only _common.py is looked up here
+sys.path.insert(0, str(_ROOT))  # this checkout's packages before an installed copy
 
 
-import _common  # noqa: E402  (benchmarks/_common.py, found at the end of the path)
+import _common  # noqa: E402  (benchmarks/_common.py, next to this script)
 
 from attacks.reference import reference_inclusion, state_digest  # noqa: E402
 from audit.data import load_dataset  # noqa: E402

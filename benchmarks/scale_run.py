@@ -43,9 +43,7 @@ from torch.nn import functional as F
 
 _HERE = Path(__file__).resolve().parent
 _ROOT = _HERE.parent
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
-sys.path.insert(0, str(_ROOT))
-sys.path.append(str(_HERE))  # after the packages: only _common.py is looked up here
+sys.path.insert(0, str(_ROOT))  # this checkout's packages before an installed copy
 
 import _common  # noqa: E402
 

@@ -83,7 +83,7 @@ def accuracy(forget: float, retain: float, test: float, other: float) -> dict:
 
 
 def holm(p_values: list[float]) -> list[float]:
-    """Holm's step-down adjusted p-values (attacks.unlearning_test.holm)."""
+    """Holm's step-down adjusted p-values (attacks.significance.holm)."""
     adjusted, running = [0.0] * len(p_values), 0.0
     for rank, i in enumerate(sorted(range(len(p_values)), key=lambda j: p_values[j])):
         running = max(running, min(1.0, (len(p_values) - rank) * p_values[i]))
@@ -106,7 +106,7 @@ def membership_test(n_forget: int, n_held_out: int, effect: dict, p_member: dict
 
 
 def rate_test(name: str, label: str, n: int, k_original: int, k_unlearned: int, retrained: list[int]) -> dict:
-    """A count against the retrained models (attacks.unlearning_test.rate_excess_test, audit.scoring.rate_evidence)."""
+    """A count against the retrained models (attacks.significance.rate_excess_test, audit.scoring.rate_evidence)."""
     base = max(retrained)
     rate = min(1.0, (base + 1) / n)
 

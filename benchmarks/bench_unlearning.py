@@ -1,8 +1,8 @@
 """Unlearning benchmark: amnesiac, relabel and finetune against retraining from scratch.
 
-    python benchmarks/unlearning.py                       # digits, 3 seeds
-    python benchmarks/unlearning.py --data mnist --data-root DIR --arch resnet18
-    python benchmarks/unlearning.py --data cifar100 --data-root DIR --arch resnet18
+    python benchmarks/bench_unlearning.py                       # digits, 3 seeds
+    python benchmarks/bench_unlearning.py --data mnist --data-root DIR --arch resnet18
+    python benchmarks/bench_unlearning.py --data cifar100 --data-root DIR --arch resnet18
 
 For each setting (class 3; a random 1% and 10% of the training ids) and seed: train
 the original with the default recipe while recording the batches of the forget set,
@@ -26,15 +26,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-# This file's name is the package's: keep its folder off the import path so that
-# ``import unlearning`` finds the package, and load the shared helpers by path.
 _HERE = Path(__file__).resolve().parent
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
-sys.path.insert(0, str(_HERE.parent))
-sys.path.append(str(_HERE))  # after the packages: only _common.py is looked up here
+sys.path.insert(0, str(_HERE.parent))  # this checkout's packages before an installed copy
 
 
-from _common import write_tables  # noqa: E402  (benchmarks/_common.py, found at the end of the path)
+from _common import write_tables  # noqa: E402  (benchmarks/_common.py, next to this script)
 
 from audit.data import Dataset, load_dataset  # noqa: E402
 from audit.forget import ForgetSet, parse_forget  # noqa: E402

@@ -1,6 +1,6 @@
 """Benchmark the attacks package against IBM ART on scikit-learn's digits.
 
-Run:  .venv/bin/python benchmarks/attacks.py [--seed 0] [--reference-models 8]
+Run:  .venv/bin/python benchmarks/bench_attacks.py [--seed 0] [--reference-models 8]
 
 1. A target CNN trained on a random half of the auditor's data; every membership
    attack (ours and ART's black-box shadow attack) on the same target in the same run.

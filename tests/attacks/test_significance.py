@@ -1,11 +1,11 @@
-"""The per-example unlearning test's maths on synthetic signals (attacks.unlearning_test)."""
+"""The per-example unlearning test's maths on synthetic signals (attacks.significance)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from attacks.unlearning_test import holm, paired_permutation_test, per_example_statistic, rate_excess_test
+from attacks.significance import holm, paired_permutation_test, per_example_statistic, rate_excess_test
 
 
 def _references(n: int, m: int = 16, gap: float = 2.0, seed: int = 0):
