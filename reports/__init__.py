@@ -4,7 +4,8 @@ Knows nothing of torch or the harness: everything it needs is in the document an
 images beside it. Public API::
 
     doc = load_results("audit-out/results.json")      # ReportError if unreadable or of another schema
-    html = render_html(doc, base_dir)                  # one self-contained page
+    doc = reports.document.validate(parsed_json)       # the typed Document that the renderers take
+    html = render_html(doc, base_dir)                  # one self-contained page (Jinja2 templates)
     render_pdf(doc, base_dir, "report.pdf")            # the same page through WeasyPrint
     xml = render_junit(doc)                            # one test case per target and gate
     render_files("audit-out/results.json", ["html", "pdf", "junit"], "audit-out")
@@ -20,6 +21,8 @@ import stat
 import tempfile
 from pathlib import Path
 
+from reports.document import Document
+from reports.document import validate as to_document
 from reports.html import render_html
 from reports.junit import render_junit
 from reports.pdf import render_pdf, write_pdf
@@ -137,6 +140,8 @@ def render_files(results_path: str | os.PathLike[str], formats: list[str], out_d
         raise ReportError(f"{what}; choose from {', '.join(FORMATS)}")
     results_path = Path(results_path)
     doc = load_results(results_path)
+    if not isinstance(doc, Document):  # until load_results returns the typed document itself
+        doc = to_document(doc, source=str(results_path))
     base_dir = results_path.parent
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():

@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
-import html
 import re
 from collections import Counter
 from pathlib import Path
 
+from markupsafe import escape
 from report_documents import build_document, finish, step_failed
 
-from reports import render_html
+import reports.html
+from reports.document import validate
 from reports.images import embed
+
+
+def render_html(doc: dict, folder: Path) -> str:
+    """The page of a document dict as tests build it (validated into the typed Document first)."""
+    return reports.html.render_html(validate(doc, "test document"), folder)
 
 
 def positions(page: str, *needles: str) -> list[int]:
@@ -20,8 +26,8 @@ def positions(page: str, *needles: str) -> list[int]:
 
 
 def esc(text: str) -> str:
-    """Document text as the renderers escape it."""
-    return html.escape(text, quote=True)
+    """Document text as the templates escape it (autoescape: markupsafe)."""
+    return str(escape(text))
 
 
 def summary_of(page: str) -> str:
