@@ -6,6 +6,7 @@ import re
 from collections import Counter
 from pathlib import Path
 
+import pytest
 from markupsafe import escape
 from report_documents import build_document, finish, step_failed
 
@@ -260,3 +261,43 @@ def test_an_inconclusive_target_let_through_by_the_policy_is_not_counted_as_fail
     assert all(t["passed"] for t in doc["targets"])
     summary = summary_of(render_html(doc, tmp_path))
     assert "Verdict: PASS" in summary and "did not pass" not in summary
+
+
+def test_the_templates_are_package_data_read_through_the_package(tmp_path, monkeypatch):
+    """The page comes from reports/templates/ as shipped in the package (pyproject's package-data), not from the cwd."""
+    import tomllib
+    from fnmatch import fnmatch
+    from importlib import resources
+
+    from jinja2 import PackageLoader
+
+    env = reports.html.environment()
+    assert isinstance(env.loader, PackageLoader) and env.loader.package_name == "reports"
+    shipped = resources.files("reports").joinpath("templates")
+    names = sorted(p.name for p in shipped.iterdir() if p.is_file())
+    assert "report.html" in names and sorted(env.list_templates()) == names
+    root = Path(reports.__file__).resolve().parent.parent
+    patterns = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]["reports"]
+    assert all(any(fnmatch(f"templates/{name}", pattern) for pattern in patterns) for name in names)
+    monkeypatch.chdir(tmp_path)  # nothing is looked up relative to the working directory
+    assert render_html(build_document(tmp_path), tmp_path).startswith("<!DOCTYPE html>")
+
+
+def test_autoescape_is_on_for_every_template(results_doc):
+    doc, folder = results_doc
+    env = reports.html.environment()
+    assert env.autoescape is True  # for every template, whatever its name
+    doc["targets"][0]["name"] = "class=3&<b>"
+    doc["targets"][0]["gates"][0]["message"] = "pass & <i>done</i>"
+    doc["provenance"]["data"]["class_names"][3] = "th<r>ee"
+    page = render_html(doc, folder)
+    assert "class=3&<b>" not in page and "<i>done" not in page and "th<r>ee" not in page
+    # The name is escaped in the title, the header, the contents, its card, its gate table and its section heading.
+    assert page.count("class=3&amp;&lt;b&gt;") == 6
+    positions(page, "pass &amp; &lt;i&gt;done&lt;/i&gt;", "(&ldquo;th&lt;r&gt;ee&rdquo;)")
+
+
+def test_render_html_takes_the_typed_document(results_doc):
+    doc, folder = results_doc
+    with pytest.raises(TypeError, match="takes a reports.document.Document, not dict"):
+        reports.html.render_html(doc, folder)
