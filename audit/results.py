@@ -164,6 +164,7 @@ def write_outputs(doc: dict, opts, images: dict | None = None) -> list[Path]:
     from audit.atomic import crash_point
     from audit.attacking import save_png
     from reports import render_files, render_junit
+    from reports.document import validate as to_document
 
     out = Path(opts.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -175,8 +176,9 @@ def write_outputs(doc: dict, opts, images: dict | None = None) -> list[Path]:
         os.chmod(staging, 0o755)
         for rel, image in (images or {}).items():
             save_png(image, staging / rel)
-        write_text(staging / "results.json", json.dumps(doc, indent=1, allow_nan=False) + "\n")
-        write_text(staging / "junit.xml", render_junit(doc))
+        text = json.dumps(doc, indent=1, allow_nan=False) + "\n"
+        write_text(staging / "results.json", text)
+        write_text(staging / "junit.xml", render_junit(to_document(json.loads(text), "results document")))
         if opts.formats:
             try:
                 render_files(staging / "results.json", list(opts.formats), staging)

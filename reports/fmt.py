@@ -71,11 +71,17 @@ def target_order(targets: list[Target]) -> list[tuple[int, Target]]:
 
     The index names the target's section (:func:`anchor`) and salts its figures' ids.
     """
+
     def rank(item: tuple[int, Target]) -> int:
         target = item[1]
         return 0 if target.error is not None else (1 if not target.passed else 2)
 
     return sorted(enumerate(targets), key=rank)
+
+
+def did_not_pass(target: Target) -> bool:
+    """A step failed, or a gate did (an inconclusive target that the policy let through passed)."""
+    return target.error is not None or not target.passed
 
 
 def status(target: Target) -> str:

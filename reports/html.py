@@ -16,18 +16,13 @@ from jinja2 import Environment, PackageLoader, StrictUndefined
 from markupsafe import Markup
 
 from reports import fmt, limits, sections
-from reports.document import Accuracy, DataProvenance, Document, Forget, Machine, Method, ModelProvenance, Target
+from reports.document import Accuracy, DataProvenance, Document, Forget, Machine, Method, ModelProvenance
 from reports.images import Embedded, embed
 
 
 @lru_cache(maxsize=1)
 def stylesheet() -> str:
     return resources.files("reports").joinpath("static/report.css").read_text(encoding="utf-8")
-
-
-def did_not_pass(target: Target) -> bool:
-    """A failed step, or a gate failed (an inconclusive target let through by the policy passed)."""
-    return target.error is not None or not target.passed
 
 
 @lru_cache(maxsize=1)
@@ -40,7 +35,7 @@ def environment() -> Environment:
     env.filters.update(pct=fmt.pct, num=fmt.num, pval=fmt.pval, seconds=fmt.seconds, size=fmt.size,
                        interval=fmt.interval, thousands=fmt.count, plain=fmt.plain, roles=sections.roles,
                        basename=lambda path: Path(path).name)
-    env.tests["did_not_pass"] = did_not_pass
+    env.tests["did_not_pass"] = fmt.did_not_pass
     env.globals.update(DASH=fmt.DASH, ROLES=sections.ROLES, ROLE_NAMES=sections.ROLE_NAMES,
                        SHORT_NAMES=sections.SHORT_NAMES, anchor=fmt.anchor, status=fmt.status,
                        roc_figures=sections.roc_figures, per_example_svg=per_example_svg,

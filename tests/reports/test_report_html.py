@@ -301,3 +301,16 @@ def test_render_html_takes_the_typed_document(results_doc):
     doc, folder = results_doc
     with pytest.raises(TypeError, match="takes a reports.document.Document, not dict"):
         reports.html.render_html(doc, folder)
+
+
+def test_the_reference_models_sentence_follows_needs_reference_and_older_documents_fall_back_to_names(results_doc):
+    doc, folder = results_doc
+    sentence = "The membership attacks that need them trained 16 reference (shadow) models"
+    assert sentence in render_html(doc, folder)  # written before the field: lira_online is known to need them
+    for target in doc["targets"]:
+        for attack in target["membership"]:
+            attack["needs_reference"] = False
+    assert sentence not in render_html(doc, folder)  # the field, when present, decides
+    doc["targets"][0]["membership"][1]["needs_reference"] = True  # an attack the old list did not name
+    doc["targets"][0]["membership"][1]["attack"] = "some_future_attack"
+    assert sentence in render_html(doc, folder)
