@@ -4,7 +4,7 @@ Knows nothing of torch or the harness: everything it needs is in the document an
 images beside it. Public API::
 
     doc = load_results("audit-out/results.json")      # a Document; ReportError if unreadable or of another schema
-    html = render_html(doc, base_dir)                  # one self-contained page
+    html = render_html(doc, base_dir)                  # one self-contained page (Jinja2 templates)
     render_pdf(doc, base_dir, "report.pdf")            # the same page through WeasyPrint
     xml = render_junit(doc)                            # one test case per target and gate
     render_files("audit-out/results.json", ["html", "pdf", "junit"], "audit-out")
@@ -20,6 +20,7 @@ import stat
 import tempfile
 from pathlib import Path
 
+from reports.document import Document
 from reports.html import render_html
 from reports.junit import render_junit
 from reports.pdf import render_pdf, write_pdf

@@ -1,4 +1,9 @@
-"""ROC curves as inline SVG, drawn with matplotlib (vector in the HTML and, through WeasyPrint, in the PDF)."""
+"""ROC curves as inline SVG, drawn with matplotlib (vector in the HTML and, through WeasyPrint, in the PDF).
+
+The figures are markup generated from numbers; the only text from the document (an
+attack's label in a title) is escaped by matplotlib's SVG writer, so each figure is
+returned as :class:`markupsafe.Markup`, ready for the templates to insert.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +11,9 @@ import io
 import re
 
 import matplotlib
+from markupsafe import Markup
+
+from reports.document import Roc
 
 matplotlib.use("Agg")  # no display: reports are rendered on servers and in CI
 
@@ -20,10 +28,10 @@ ROLE_STYLE = {
 MIN_FPR = 1e-4
 
 
-def roc_svg(curves: dict[str, dict | None], title: str, salt: str) -> str:
+def roc_svg(curves: dict[str, Roc | None], title: str, salt: str) -> Markup:
     """An ``<svg>`` element with the ROC curves of one attack on log-log axes.
 
-    ``curves`` maps "original", "unlearned", "reference" to ``{"fpr": [...], "tpr": [...]}``
+    ``curves`` maps "original", "unlearned", "reference" to a :class:`~reports.document.Roc`
     or None. Log axes show the low-FPR regime where membership inference matters
     (Carlini et al. 2022, "Membership Inference Attacks From First Principles", Fig. 1).
     ``salt`` makes the SVG's internal ids unique when several figures share one page.
@@ -36,7 +44,7 @@ def roc_svg(curves: dict[str, dict | None], title: str, salt: str) -> str:
             curve = curves.get(role)
             if not curve:
                 continue
-            points = [(f, t) for f, t in zip(curve["fpr"], curve["tpr"]) if f > 0 and t > 0]
+            points = [(f, t) for f, t in zip(curve.fpr, curve.tpr) if f > 0 and t > 0]
             if not points:
                 continue
             fpr, tpr = zip(*points)
@@ -60,13 +68,13 @@ def roc_svg(curves: dict[str, dict | None], title: str, salt: str) -> str:
     return _inline(buffer.getvalue())
 
 
-def _inline(svg: str) -> str:
+def _inline(svg: str) -> Markup:
     """Strip the XML prolog and DOCTYPE; let CSS size the figure (keep the viewBox)."""
     svg = svg[svg.index("<svg"):]
     svg = re.sub(r"\s*<metadata>.*?</metadata>", "", svg, flags=re.S)
     head, rest = svg.split(">", 1)
     head = re.sub(r'\s(width|height)="[^"]*"', "", head)
-    return head + ' role="img" preserveAspectRatio="xMidYMid meet">' + rest
+    return Markup(head + ' role="img" preserveAspectRatio="xMidYMid meet">' + rest)
 
 
 PER_EXAMPLE_STYLE = {
@@ -77,7 +85,7 @@ PER_EXAMPLE_STYLE = {
 }
 
 
-def per_example_svg(per_example: dict[str, list[float]], salt: str) -> str:
+def per_example_svg(per_example: dict[str, list[float]], salt: str) -> Markup:
     """Step histograms of the per-example membership statistic of the forget examples under each model.
 
     A model that forgot the data puts the forget examples where the retrained models put
@@ -87,7 +95,7 @@ def per_example_svg(per_example: dict[str, list[float]], salt: str) -> str:
 
     series = {k: np.asarray(v, dtype=float) for k, v in per_example.items() if k in PER_EXAMPLE_STYLE and v}
     if not series:
-        return ""
+        return Markup("")
     everything = np.concatenate(list(series.values()))
     low, high = np.quantile(everything, [0.01, 0.99])
     if not high > low:

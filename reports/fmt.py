@@ -1,16 +1,15 @@
-"""Number and text formatting shared by the renderers; every string from the document goes through ``esc``."""
+"""Number formatting and ordering shared by the renderers (registered as Jinja filters and globals).
+
+The filters return plain text; the templates escape everything they print (autoescape).
+"""
 
 from __future__ import annotations
 
-import html
-from typing import Any
+from collections.abc import Sequence
+
+from reports.document import Target
 
 DASH = "\u2014"
-
-
-def esc(value: Any) -> str:
-    """HTML-escape any value from the results document (quotes too: it may land in attributes)."""
-    return html.escape("" if value is None else str(value), quote=True)
 
 
 def pct(value: float | None, digits: int = 1) -> str:
@@ -45,32 +44,53 @@ def size(n_bytes: float | None) -> str:
     return DASH  # unreachable
 
 
-def interval(pair: list | None, digits: int = 2) -> str:
+def interval(pair: Sequence[float | None] | None, digits: int = 2) -> str:
     if not pair or pair[0] is None or pair[1] is None:
         return ""
     return f"[{pair[0]:.{digits}f}, {pair[1]:.{digits}f}]"
 
 
-def target_order(targets: list[dict]) -> list[dict]:
-    """Targets with a failed step first, then those failing a gate, then passing ones (stable)."""
-    def rank(t: dict) -> int:
-        return 0 if t.get("error") is not None else (1 if not t["passed"] else 2)
-
-    return sorted(targets, key=rank)
+def count(value: float) -> str:
+    """A whole count with thousands separators: 1,348."""
+    return f"{int(value):,}"
 
 
-def gate_order(gates: list[dict]) -> list[dict]:
-    """Failing gates first, in their original order otherwise."""
-    return sorted(gates, key=lambda g: g["passed"])
+def plain(value: object) -> object:
+    """A provenance value as text: lists joined with commas, nothing (None, "", []) as a dash.
+
+    Text is returned as it is (a template's already escaped ``Markup`` stays markup)."""
+    if isinstance(value, (list, tuple)):
+        return ", ".join(str(v) for v in value) if value else DASH
+    if value is None or value == "":
+        return DASH
+    return value if isinstance(value, str) else str(value)
 
 
-def status(target: dict) -> str:
+def target_order(targets: list[Target]) -> list[tuple[int, Target]]:
+    """(index in the document, target): a failed step first, then failing a gate, then passing (stable).
+
+    The index names the target's section (:func:`anchor`) and salts its figures' ids.
+    """
+
+    def rank(item: tuple[int, Target]) -> int:
+        target = item[1]
+        return 0 if target.error is not None else (1 if not target.passed else 2)
+
+    return sorted(enumerate(targets), key=rank)
+
+
+def did_not_pass(target: Target) -> bool:
+    """A step failed, or a gate did (an inconclusive target that the policy let through passed)."""
+    return target.error is not None or not target.passed
+
+
+def status(target: Target) -> str:
     """"error", "fail", "inconclusive" or "pass" for one target (its gates decide pass or fail)."""
-    if target.get("error") is not None:
+    if target.error is not None:
         return "error"
-    if target.get("verdict") == "inconclusive":
+    if target.verdict == "inconclusive":
         return "inconclusive"
-    return "pass" if target["passed"] else "fail"
+    return "pass" if target.passed else "fail"
 
 
 def anchor(name: str, index: int) -> str:

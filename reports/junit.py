@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 
-from reports.document import Document, plain
+from reports.document import Document, GateResult
 
 _XML_ILLEGAL = {c: None for c in range(32) if c not in (9, 10, 13)}
 
@@ -14,45 +14,42 @@ def _x(text: object) -> str:
     return str(text).translate(_XML_ILLEGAL)
 
 
-def render_junit(doc: dict) -> str:
+def render_junit(doc: Document) -> str:
     """JUnit XML: a failed gate is a ``<failure>``, a failed step an ``<error>`` (fail closed).
 
     Every target's first test case is its verdict: an inconclusive target that the policy
     does not let through is a ``<failure>`` whose message gives the reason."""
-    doc = plain(doc.model_dump(by_alias=True)) if isinstance(doc, Document) else doc  # interim, until templates
     suite = ET.Element("testsuite", name="amnesia-audit")
     tests = failures = errors = 0
     total_time = 0.0
-    for target in doc["targets"]:
-        name = target["name"]
-        timings = target.get("timings") or {}
-        seconds = sum(v for v in timings.values() if v is not None)
+    for target in doc.targets:
+        name = target.name
+        seconds = sum(v for v in target.timings.values() if v is not None)
         total_time += seconds
-        gates = target["gates"] or [{"expr": "no gates", "passed": True, "value": None,
-                                     "message": "no gates were set"}]
+        gates = target.gates or [GateResult(expr="no gates", passed=True, value=None, message="no gates were set")]
         for i, gate in enumerate(gates):
-            case = ET.SubElement(suite, "testcase", classname=_x(f"amnesia-audit.{name}"), name=_x(gate["expr"]),
+            case = ET.SubElement(suite, "testcase", classname=_x(f"amnesia-audit.{name}"), name=_x(gate.expr),
                                  time=f"{seconds if i == 0 else 0.0:.3f}")
             tests += 1
-            if target.get("error") is not None:
+            if target.error is not None:
                 errors += 1
-                ET.SubElement(case, "error", message=_x(target["error"]), type="StepError").text = _x(
-                    f"{name}: a step failed, so this gate was not evaluated: {target['error']}")
-            elif not gate["passed"]:
+                ET.SubElement(case, "error", message=_x(target.error), type="StepError").text = _x(
+                    f"{name}: a step failed, so this gate was not evaluated: {target.error}")
+            elif not gate.passed:
                 failures += 1
-                message = gate.get("message") or f"{gate['expr']} failed (value {gate.get('value')})"
+                message = gate.message or f"{gate.expr} failed (value {gate.value})"
                 ET.SubElement(case, "failure", message=_x(message), type="GateFailure").text = _x(f"{name}: {message}")
-            if target.get("error") is None:
+            if target.error is None:
                 out = ET.SubElement(case, "system-out")
-                out.text = _x(f"verdict={target.get('verdict')} p_value={target.get('p_value')} "
-                              f"power_p_value={target.get('power_p_value')} "
-                              f"residual_leakage={target.get('residual_leakage')} value={gate.get('value')}")
+                out.text = _x(f"verdict={target.verdict} p_value={target.p_value} "
+                              f"power_p_value={target.power_p_value} "
+                              f"residual_leakage={target.residual_leakage} value={gate.value}")
     suite.set("tests", str(tests))
     suite.set("failures", str(failures))
     suite.set("errors", str(errors))
     suite.set("time", f"{total_time:.3f}")
-    if doc.get("created"):
-        suite.set("timestamp", _x(doc["created"]))
+    if doc.created:
+        suite.set("timestamp", _x(doc.created))
     root = ET.Element("testsuites", name="amnesia-audit", tests=str(tests), failures=str(failures),
                       errors=str(errors), time=f"{total_time:.3f}")
     root.append(suite)

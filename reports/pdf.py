@@ -5,10 +5,11 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+from reports.document import Document
 from reports.html import render_html
 
 
-def render_pdf(doc: dict, base_dir: str | Path, out_path: str | Path) -> None:
+def render_pdf(doc: Document, base_dir: str | Path, out_path: str | Path) -> None:
     """Write the report as PDF to ``out_path`` (callers wanting atomicity pass a temporary path)."""
     write_pdf(render_html(doc, base_dir), out_path)
 

@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
-import html
 import re
 from collections import Counter
 from pathlib import Path
 
+import pytest
+from markupsafe import escape
 from report_documents import build_document, finish, step_failed
 
-from reports import render_html
+import reports.html
+from reports.document import validate
 from reports.images import embed
+
+
+def render_html(doc: dict, folder: Path) -> str:
+    """The page of a document dict as tests build it (validated into the typed Document first)."""
+    return reports.html.render_html(validate(doc, "test document"), folder)
 
 
 def positions(page: str, *needles: str) -> list[int]:
@@ -20,8 +27,8 @@ def positions(page: str, *needles: str) -> list[int]:
 
 
 def esc(text: str) -> str:
-    """Document text as the renderers escape it."""
-    return html.escape(text, quote=True)
+    """Document text as the templates escape it (autoescape: markupsafe)."""
+    return str(escape(text))
 
 
 def summary_of(page: str) -> str:
@@ -254,3 +261,56 @@ def test_an_inconclusive_target_let_through_by_the_policy_is_not_counted_as_fail
     assert all(t["passed"] for t in doc["targets"])
     summary = summary_of(render_html(doc, tmp_path))
     assert "Verdict: PASS" in summary and "did not pass" not in summary
+
+
+def test_the_templates_are_package_data_read_through_the_package(tmp_path, monkeypatch):
+    """The page comes from reports/templates/ as shipped in the package (pyproject's package-data), not from the cwd."""
+    import tomllib
+    from fnmatch import fnmatch
+    from importlib import resources
+
+    from jinja2 import PackageLoader
+
+    env = reports.html.environment()
+    assert isinstance(env.loader, PackageLoader) and env.loader.package_name == "reports"
+    shipped = resources.files("reports").joinpath("templates")
+    names = sorted(p.name for p in shipped.iterdir() if p.is_file())
+    assert "report.html" in names and sorted(env.list_templates()) == names
+    root = Path(reports.__file__).resolve().parent.parent
+    patterns = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]["reports"]
+    assert all(any(fnmatch(f"templates/{name}", pattern) for pattern in patterns) for name in names)
+    monkeypatch.chdir(tmp_path)  # nothing is looked up relative to the working directory
+    assert render_html(build_document(tmp_path), tmp_path).startswith("<!DOCTYPE html>")
+
+
+def test_autoescape_is_on_for_every_template(results_doc):
+    doc, folder = results_doc
+    env = reports.html.environment()
+    assert env.autoescape is True  # for every template, whatever its name
+    doc["targets"][0]["name"] = "class=3&<b>"
+    doc["targets"][0]["gates"][0]["message"] = "pass & <i>done</i>"
+    doc["provenance"]["data"]["class_names"][3] = "th<r>ee"
+    page = render_html(doc, folder)
+    assert "class=3&<b>" not in page and "<i>done" not in page and "th<r>ee" not in page
+    # The name is escaped in the title, the header, the contents, its card, its gate table and its section heading.
+    assert page.count("class=3&amp;&lt;b&gt;") == 6
+    positions(page, "pass &amp; &lt;i&gt;done&lt;/i&gt;", "(&ldquo;th&lt;r&gt;ee&rdquo;)")
+
+
+def test_render_html_takes_the_typed_document(results_doc):
+    doc, folder = results_doc
+    with pytest.raises(TypeError, match="takes a reports.document.Document, not dict"):
+        reports.html.render_html(doc, folder)
+
+
+def test_the_reference_models_sentence_follows_needs_reference_and_older_documents_fall_back_to_names(results_doc):
+    doc, folder = results_doc
+    sentence = "The membership attacks that need them trained 16 reference (shadow) models"
+    assert sentence in render_html(doc, folder)  # written before the field: lira_online is known to need them
+    for target in doc["targets"]:
+        for attack in target["membership"]:
+            attack["needs_reference"] = False
+    assert sentence not in render_html(doc, folder)  # the field, when present, decides
+    doc["targets"][0]["membership"][1]["needs_reference"] = True  # an attack the old list did not name
+    doc["targets"][0]["membership"][1]["attack"] = "some_future_attack"
+    assert sentence in render_html(doc, folder)

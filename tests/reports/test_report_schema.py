@@ -179,10 +179,11 @@ def test_a_target_whose_step_failed_is_valid_with_empty_fields(results_doc):
 
 def test_an_unbounded_residual_interval_as_the_harness_writes_it_is_valid(results_doc):
     from reports import render_html
+    from reports.document import validate as to_document
 
     doc, folder = results_doc
     # When more than 2.5% of the bootstrap draws show no membership in the original model (e.g. 13 examples,
     # power p = 0.018), the ratio interval's upper end is infinite, and JSON has no infinity.
     doc["targets"][0].update(residual_leakage_ci95=[0.0, None], residual_leakage_upper=None)
     validate(doc)
-    assert "(95% interval 0.00 to \u2014)" in render_html(doc, folder)
+    assert "(95% interval 0.00 to \u2014)" in render_html(to_document(doc), folder)
