@@ -20,7 +20,6 @@ import stat
 import tempfile
 from pathlib import Path
 
-from reports.document import Document
 from reports.html import render_html
 from reports.junit import render_junit
 from reports.pdf import render_pdf, write_pdf
