@@ -17,8 +17,9 @@ import os
 
 import torch
 
+from audit.archive_loading import ForwardOnly
 from audit.errors import InputError
-from audit.modelfile import ForwardOnly, ModelFile, file_sha256
+from audit.modelfile import ModelFile, file_sha256
 
 # Two batch sizes, neither 1: a graph exported with a fixed batch size matches at most one.
 PROBE_BATCHES = (3, 5)
