@@ -25,6 +25,7 @@ from audit.errors import InputError, StepError
 from audit.forget import ForgetSet
 from attacks.reference import accuracy_check
 from audit.modelfile import ModelFile
+from audit.usercode import code_identity
 from unlearning import TrainConfig, train_with
 
 # Reference models train on random subsets of the auditor's pool (training and held-out
@@ -36,24 +37,6 @@ NEEDS_REFERENCE = attacks.registry.NEEDS_REFERENCE
 # label-only runs HopSkipJump per example: both are available with --mia, left out of the
 # default so that an audit stays within minutes.
 DEFAULT_MIA = ["loss", "lira_online", "rmia"]
-
-
-def code_identity(fn) -> str | None:
-    """Who a user's function is, for cache keys: module, name and a digest of its source
-    (so that editing the factory or the training function retrains the cached models)."""
-    if fn is None:
-        return None
-    import hashlib
-    import inspect
-
-    if isinstance(fn, functools.partial):  # a factory with its --arch-args
-        return f"{code_identity(fn.func)}{json.dumps(fn.keywords, sort_keys=True, default=str)}"
-    name = f"{getattr(fn, '__module__', '?')}:{getattr(fn, '__qualname__', type(fn).__name__)}"
-    try:
-        source = inspect.getsource(fn)
-    except (OSError, TypeError):
-        source = repr(fn)
-    return f"{name}@{hashlib.sha256(source.encode()).hexdigest()[:16]}"
 
 
 def fault(stage: str) -> None:

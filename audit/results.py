@@ -12,10 +12,10 @@ import time
 from pathlib import Path
 
 from audit.atomic import write_text
-from audit.attacking import code_identity
 from audit.errors import StepError
 from audit.gates import verdict
 from audit.modelfile import ModelFile, file_sha256
+from audit.usercode import code_identity
 from reports.schema import SCHEMA, SCHEMA_VERSION
 
 
