@@ -23,33 +23,28 @@ import numpy as np
 import torch
 
 import attacks
+from attacks import registry
+from attacks.registry import ATTACKS as MIA_ATTACKS
+from attacks.registry import NEEDS_REFERENCE
 from attacks.signals import cross_entropy
 
-from audit.attacking import (
-    DEFAULT_MIA,
-    MIA_ATTACKS,
-    NEEDS_REFERENCE,
-    AttackContext,
-    fault,
-    membership_set,
-    run_inversion,
-    run_membership,
-)
+from audit.attacking import AttackContext, fault, membership_set, run_inversion, run_membership
 from audit.data import load_dataset
 from audit.errors import AuditError, InputError
 from audit.forget import ForgetSet, parse_forget
+from audit.forget_accuracy import accuracies
 from audit.gates import Gate, gate_target, parse_gates
 from audit.modelfile import ModelFile, load_model, say_assumptions
 from audit.progress import progress_bar
 from audit.scoring import DEFAULT_ALPHA, DEFAULT_MAX_RESIDUAL, Evidence, decide, membership_evidence, rate_evidence
 from audit.training import load_data_for
-from audit.unlearn import forget_metrics, trusted_log_or_problem, unlearn_model
-from unlearning import accuracy
+from audit.unlearn import choose_method, unlearn
 
 METHODS = ("auto", "amnesiac", "relabel", "finetune", "retrain", "none")
 INCONCLUSIVE = ("fail", "pass")
 DEFAULT_RETRAINS = 3
-DEFAULT_REFERENCE_MODELS = 16
+DEFAULT_REFERENCE_MODELS = registry.DEFAULT_REFERENCE_MODELS
+DEFAULT_MIA = list(registry.DEFAULT_ATTACKS)
 REFERENCES = ("retrain", "none")
 ATTACK_FAMILIES = ("mia", "inversion")
 
@@ -176,28 +171,6 @@ class AuditResult:
     files: list[Path]
 
 
-def choose_method(requested: str, mf: ModelFile, forget: ForgetSet) -> tuple[str, str]:
-    """(method, why): amnesiac when the update log covers the target, relabel otherwise."""
-    if requested != "auto":
-        return requested, f"requested with --method {requested}"
-    if not mf.update_log:
-        return "relabel", "the model has no update log, so amnesiac unlearning is impossible"
-    log, problem = trusted_log_or_problem(mf)
-    if log is None:
-        return "relabel", f"the update log cannot be used ({problem})"
-    missing = log.uncovered(forget.ids)
-    if missing.numel():
-        return "relabel", f"the update log does not cover {missing.numel()} of the {len(forget)} forget examples"
-    return "amnesiac", "the update log covers every forget example"
-
-
-def accuracies(model: torch.nn.Module, data, forget: ForgetSet) -> dict:
-    """Forget, retain and test accuracy (all classes, and classes not forgotten)."""
-    m = forget_metrics(model, data, forget)
-    return {"forget": m["forget_accuracy"], "retain": m["retain_accuracy"],
-            "test": accuracy(model, data.x_test, data.y_test), "test_other_classes": m["test_accuracy_kept_classes"]}
-
-
 def forget_correct(logits: torch.Tensor, y: torch.Tensor) -> tuple[int, float]:
     """(forget examples classified correctly, mean probability of their true class) from their logits."""
     correct = int((logits.argmax(1) == y).sum())
@@ -263,10 +236,11 @@ def audit_target(ctx: AttackContext, opts: AuditOptions, forget: ForgetSet, gate
             doc["method"] = {"name": "none", "reason": "the no-op control (--method none): the weights are left "
                              "unchanged, so this target must not pass", "seconds": 0.0, "details": {}}
         else:
-            method, why = choose_method(opts.method, mf, forget)
-            unlearned_mf, outcome = unlearn_model(mf, data, forget, method, None, opts.seed, opts.show_progress)
-            unlearned = unlearned_mf.model
-            doc["method"] = {"name": method, "reason": why, "seconds": outcome.seconds, "details": outcome.details}
+            choice = choose_method(opts.method, mf, forget)
+            outcome = unlearn(mf, data, forget, choice.name, None, opts.seed, opts.show_progress, choice.log)
+            unlearned = outcome.model
+            doc["method"] = {"name": choice.name, "reason": choice.reason, "seconds": outcome.seconds,
+                             "details": outcome.details}
         doc["timings"]["unlearn"] = time.perf_counter() - start
         models = {"original": mf.model, "unlearned": unlearned}
         retrain_roles: list[str] = []
