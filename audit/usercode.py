@@ -17,6 +17,8 @@ for a toolkit model.pt, which records its architecture. Every call into the user
 goes through :class:`UserFunction`: whatever it raises, ``SystemExit`` included, becomes a
 :class:`UserCodeError` (a failed step, exit 3) naming the function, its arguments and the
 file:line of the user's frame; only interrupts (Ctrl-C, SIGTERM) pass through as they are.
+:func:`code_identity` names a user's function for cache keys and provenance, and
+:func:`normalization_or_identity` gives the input normalisation of a file that records none.
 """
 
 from __future__ import annotations
