@@ -3,7 +3,10 @@
 Membership: the forget set are the members, held-out test examples (of the forgotten
 classes, for class targets) the non-members; every attack scores every model on the
 same examples. Inversion: MI-Face on each forgotten class, judged by an independent
-evaluation classifier trained on held-out data.
+evaluation classifier trained on held-out data. Reference models train on random subsets
+of the auditor's pool (training and held-out data together) of the target's training-set
+size, so members and held-out non-members alike have models trained with and without them.
+Which attacks there are, which need reference models, and the defaults: :mod:`attacks.registry`.
 """
 
 from __future__ import annotations
@@ -28,11 +31,6 @@ from audit.forget import ForgetSet
 from audit.modelfile import ModelFile
 from audit.usercode import code_identity
 from unlearning import TrainConfig, train_with
-
-# Reference models train on random subsets of the auditor's pool (training and held-out
-# data together) of the target's training-set size, so members and held-out non-members
-# alike have models trained with and without them. Which attacks there are, which need
-# reference models and the defaults: attacks.registry.
 
 
 def fault(stage: str) -> None:
