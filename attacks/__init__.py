@@ -12,10 +12,9 @@ from attacks.label_only import label_only_scores
 from attacks.lira import lira_scores, lira_statistics
 from attacks.loss_threshold import loss_threshold_scores
 from attacks import registry
-from attacks.membership import ATTACKS, DEFAULT_ATTACKS, AttackResult, MembershipAudit, run_membership_attacks
+from attacks.membership import ATTACKS, AttackResult, MembershipAudit, run_membership_attacks
 from attacks.metrics import MembershipMetrics, membership_metrics
 from attacks.reference import (
-    DEFAULT_NUM_REFERENCE_MODELS,
     ReferenceCache,
     ReferenceModels,
     default_cache_dir,
@@ -25,7 +24,7 @@ from attacks.reference import (
     train_reference_models,
 )
 from attacks.rmia import rmia_scores, rmia_statistics
-from attacks.registry import MembershipAttack, ModelAccess, Signals
+from attacks.registry import DEFAULT_ATTACKS, DEFAULT_REFERENCE_MODELS, MembershipAttack, ModelAccess, Signals
 from attacks.shadow import shadow_model_scores
 from attacks.signals import model_logits, scaled_confidence
 from attacks.significance import (
@@ -40,7 +39,7 @@ from attacks.significance import (
 __all__ = [
     "ATTACKS",
     "DEFAULT_ATTACKS",
-    "DEFAULT_NUM_REFERENCE_MODELS",
+    "DEFAULT_REFERENCE_MODELS",
     "PAPER_SETTINGS",
     "PairedTest",
     "RateTest",

@@ -21,17 +21,11 @@ from torch import nn
 from attacks import registry
 from attacks.checks import as_labels, check_classes, check_images, check_membership
 from attacks.metrics import DEFAULT_DELTA, MembershipMetrics, membership_metrics
-from attacks.reference import (
-    DEFAULT_NUM_REFERENCE_MODELS,
-    ModelFactory,
-    ReferenceModels,
-    TrainReference,
-    train_reference_models,
-)
+from attacks.reference import ModelFactory, ReferenceModels, TrainReference, train_reference_models
+from attacks.registry import DEFAULT_ATTACKS, DEFAULT_REFERENCE_MODELS
 from attacks.signals import model_logits
 
 ATTACKS = tuple(registry.ATTACKS)
-DEFAULT_ATTACKS = ("loss", "lira_online", "lira_offline", "rmia", "shadow", "label_only")
 
 
 @dataclass
@@ -95,7 +89,7 @@ def run_membership_attacks(
     train_reference: TrainReference | None = None,
     *,
     attacks: Sequence[str] = DEFAULT_ATTACKS,
-    num_reference_models: int = DEFAULT_NUM_REFERENCE_MODELS,
+    num_reference_models: int = DEFAULT_REFERENCE_MODELS,
     seed: int = 0,
     cache_dir: str | os.PathLike | None = None,
     model_factory: ModelFactory | None = None,
@@ -110,6 +104,9 @@ def run_membership_attacks(
     example id; ``is_member`` (N,) marks the ids the target trained on. LiRA, RMIA and the
     shadow attack need ``train_reference(ids, seed) -> nn.Module``; caching needs
     ``cache_dir``, ``model_factory`` and ``cache_key`` (see :mod:`attacks.reference`).
+    ``attacks`` and ``num_reference_models`` default to the registry's
+    (:data:`attacks.registry.DEFAULT_ATTACKS`, :data:`attacks.registry.DEFAULT_REFERENCE_MODELS`),
+    the audit's own.
     """
     unknown = [a for a in attacks if a not in ATTACKS]
     if unknown or not attacks:
@@ -137,7 +134,7 @@ def run_membership_attacks(
         settings = dict(attack.settings or {})
         if attack.needs_reference:
             settings["num_reference_models"] = num_reference_models
-        if name == "label_only":
+        if attack.scores_a_subset:
             ids = _balanced_subset(member, label_only_max_examples, seed)
             sub = torch.as_tensor(ids)
             access = registry.ModelAccess(target_model, x[sub], seed=seed, num_classes=int(y.max()) + 1)
@@ -149,7 +146,7 @@ def run_membership_attacks(
                                           model_factory=model_factory, cache_key=cache_key,
                                           shadow_attack_model_type=shadow_attack_model_type)
             scores = registry.score(name, signals, access)
-            if name == "shadow":
+            if "attack_model_type" in settings:  # an attack that trains an attack model of its own
                 settings["attack_model_type"] = shadow_attack_model_type
         seconds = time.perf_counter() - start
         results[name] = AttackResult(name, ids, scores, membership_metrics(scores, member[ids], delta=delta), seconds, settings)

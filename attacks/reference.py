@@ -48,9 +48,6 @@ ModelFactory = Callable[[], nn.Module]
 #: it does not (e.g. its accuracy on ``ids``, its own training data, is far below the target's).
 ReferenceCheck = Callable[[nn.Module, np.ndarray], "str | None"]
 
-# Eight small CNNs on digits train in well under a minute on a 2-core CPU; LiRA with a
-# fixed variance is usable from ~8 models on (Carlini et al. 2022, fig. 9) and RMIA from 1-2.
-DEFAULT_NUM_REFERENCE_MODELS = 8
 # 2: every entry stores the SHA-256 of its tensors. Entries of format 1 are not read.
 CACHE_FORMAT = 2
 STATE_DIGEST_FORMAT = "amnesia-audit/state-digest/1"
@@ -303,7 +300,7 @@ def train_reference_models(
     train_reference: TrainReference,
     num_examples: int,
     *,
-    num_models: int = DEFAULT_NUM_REFERENCE_MODELS,
+    num_models: int,
     seed: int = 0,
     cache_dir: str | os.PathLike | None = None,
     model_factory: ModelFactory | None = None,
@@ -313,7 +310,8 @@ def train_reference_models(
     map_tasks: MapTasks | None = None,
     avoid_seeds: tuple[int, ...] = (),
 ) -> ReferenceModels:
-    """Train (or load) ``num_models`` reference models on random subsets of the data.
+    """Train (or load) ``num_models`` reference models on random subsets of the data
+    (:data:`attacks.registry.DEFAULT_REFERENCE_MODELS` is the audit's count).
 
     Each model trains on about ``fraction`` of the ``num_examples`` (1/2 by default).
 

@@ -10,7 +10,8 @@ attacks, as ML Privacy Meter's signal matrices are. The two attacks that run IBM
 :class:`ModelAccess` instead.
 
 Both the library call (:func:`attacks.run_membership_attacks`) and the audit harness
-(``audit/attacking.py``) dispatch through :func:`score`.
+(``audit/attacking.py``) dispatch through :func:`score`, and both take their defaults from
+here: :data:`DEFAULT_ATTACKS` and :data:`DEFAULT_REFERENCE_MODELS`.
 """
 
 from __future__ import annotations
@@ -26,6 +27,17 @@ from attacks.lira import lira_statistics
 from attacks.reference import ReferenceModels, TrainReference, ModelFactory
 from attacks.rmia import DEFAULT_GAMMA, DEFAULT_OFFLINE_A, marginal_probability, rmia_statistics
 from attacks.signals import cross_entropy, model_logits, scaled_confidence, true_class_probability
+
+# Reference models: the default of run_membership_attacks and of the audit (the building
+# blocks, train_reference_models and shadow_model_scores, take the count from their caller).
+# LiRA with a fixed variance is usable from ~8 models on (Carlini et al. 2022, fig. 9) and
+# RMIA from 1-2; the audit's detection-power figures (benchmarks/results/detection.md) are
+# measured with 16. They are trained once per audit and cached.
+DEFAULT_REFERENCE_MODELS = 16
+# The shadow attack (ART) trains an attack model per scored model (~50 s each on 2 cores) and
+# label-only runs HopSkipJump per example: both are available by name, left out of the
+# default so that an audit stays within minutes.
+DEFAULT_ATTACKS = ("loss", "lira_online", "rmia")
 
 
 @dataclass
@@ -67,7 +79,7 @@ class ModelAccess:
     pool_y: torch.Tensor | None = None
     ids: np.ndarray | None = None
     train_reference: TrainReference | None = None
-    num_models: int = 8
+    num_models: int = DEFAULT_REFERENCE_MODELS
     seed: int = 0
     num_classes: int | None = None
     cache_dir: object = None
@@ -78,7 +90,13 @@ class ModelAccess:
 
 @dataclass(frozen=True)
 class MembershipAttack:
-    """One membership attack: higher scores mean "member"."""
+    """One membership attack: higher scores mean "member".
+
+    ``needs_reference``: it trains reference (shadow) models; ``from_signals`` attacks
+    read theirs from :class:`Signals`, ``from_model`` attacks train their own through
+    :class:`ModelAccess`. ``scores_a_subset``: it queries the model many times per example,
+    so the library scores a balanced subset (``label_only_max_examples``).
+    """
 
     name: str
     label: str
@@ -88,6 +106,12 @@ class MembershipAttack:
     from_signals: Callable[[Signals], np.ndarray] | None = None
     from_model: Callable[[ModelAccess, torch.Tensor], np.ndarray] | None = None
     settings: dict | None = None
+    scores_a_subset: bool = False
+
+    @property
+    def reads_reference_signals(self) -> bool:
+        """Whether it reads the reference models' logits (computed once and shared), not its own models."""
+        return self.needs_reference and self.from_signals is not None
 
 
 def _loss(s: Signals) -> np.ndarray:
@@ -156,10 +180,12 @@ ATTACKS: dict[str, MembershipAttack] = {a.name: a for a in (
                      settings={"attack_model_type": "nn", "library": "ART"}),
     MembershipAttack("label_only", "Label-only decision boundary, ART (Choquette-Choo et al. 2021)",
                      "Choquette-Choo et al., ICML 2021", "predicted labels only", False, from_model=_label_only,
-                     settings={"library": "ART"}),
+                     settings={"library": "ART"}, scores_a_subset=True),
 )}
+# Attacks that train reference models, and those of them that read the shared reference signals.
 NEEDS_REFERENCE = frozenset(name for name, a in ATTACKS.items() if a.needs_reference)
-SIGNAL_REFERENCE = frozenset(name for name, a in ATTACKS.items() if a.needs_reference and a.from_signals)
+SIGNAL_REFERENCE = frozenset(name for name, a in ATTACKS.items() if a.reads_reference_signals)
+assert set(DEFAULT_ATTACKS) <= ATTACKS.keys()
 
 
 def get(name: str) -> MembershipAttack:

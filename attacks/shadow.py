@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from attacks.checks import as_labels, check_classes, check_images
-from attacks.reference import DEFAULT_NUM_REFERENCE_MODELS, ModelFactory, ReferenceCache, TrainReference, load_or_train
+from attacks.reference import ModelFactory, ReferenceCache, TrainReference, load_or_train
 from attacks.signals import model_logits, softmax
 
 
@@ -78,7 +78,7 @@ def shadow_model_scores(
     train_reference: TrainReference,
     *,
     ids: np.ndarray | None = None,
-    num_shadow_models: int = DEFAULT_NUM_REFERENCE_MODELS,
+    num_shadow_models: int,
     seed: int = 0,
     attack_model_type: str = "nn",
     cache_dir: str | os.PathLike | None = None,
@@ -88,7 +88,8 @@ def shadow_model_scores(
     """Per-example scores (N,): ART's black-box attack model's P(member), higher = member.
 
     ``x``/``y`` are the auditor's data (the pool ``train_reference`` indexes); shadow
-    models train on random halves of it. ``ids`` selects which of those examples to
+    models train on random halves of it, ``num_shadow_models`` of them
+    (:data:`attacks.registry.DEFAULT_REFERENCE_MODELS` is the audit's count). ``ids`` selects which of those examples to
     score (default: all). ``attack_model_type`` is ART's ('nn', 'rf', 'gb', ...).
     """
     from art.attacks.inference.membership_inference import MembershipInferenceBlackBox, ShadowModels

@@ -3,7 +3,10 @@
 Membership: the forget set are the members, held-out test examples (of the forgotten
 classes, for class targets) the non-members; every attack scores every model on the
 same examples. Inversion: MI-Face on each forgotten class, judged by an independent
-evaluation classifier trained on held-out data.
+evaluation classifier trained on held-out data. Reference models train on random subsets
+of the auditor's pool (training and held-out data together) of the target's training-set
+size, so members and held-out non-members alike have models trained with and without them.
+Which attacks there are, which need reference models, and the defaults: :mod:`attacks.registry`.
 """
 
 from __future__ import annotations
@@ -20,40 +23,14 @@ import torch
 from torch import nn
 
 import attacks
+from attacks import registry
+from attacks.reference import accuracy_check
 from audit.data import Dataset
 from audit.errors import InputError, StepError
 from audit.forget import ForgetSet
-from attacks.reference import accuracy_check
 from audit.modelfile import ModelFile
+from audit.usercode import code_identity
 from unlearning import TrainConfig, train_with
-
-# Reference models train on random subsets of the auditor's pool (training and held-out
-# data together) of the target's training-set size, so members and held-out non-members
-# alike have models trained with and without them. The registry lives in attacks/.
-MIA_ATTACKS = attacks.registry.ATTACKS
-NEEDS_REFERENCE = attacks.registry.NEEDS_REFERENCE
-# The shadow attack (ART) trains an attack model per scored model (~50 s each on 2 cores) and
-# label-only runs HopSkipJump per example: both are available with --mia, left out of the
-# default so that an audit stays within minutes.
-DEFAULT_MIA = ["loss", "lira_online", "rmia"]
-
-
-def code_identity(fn) -> str | None:
-    """Who a user's function is, for cache keys: module, name and a digest of its source
-    (so that editing the factory or the training function retrains the cached models)."""
-    if fn is None:
-        return None
-    import hashlib
-    import inspect
-
-    if isinstance(fn, functools.partial):  # a factory with its --arch-args
-        return f"{code_identity(fn.func)}{json.dumps(fn.keywords, sort_keys=True, default=str)}"
-    name = f"{getattr(fn, '__module__', '?')}:{getattr(fn, '__qualname__', type(fn).__name__)}"
-    try:
-        source = inspect.getsource(fn)
-    except (OSError, TypeError):
-        source = repr(fn)
-    return f"{name}@{hashlib.sha256(source.encode()).hexdigest()[:16]}"
 
 
 def fault(stage: str) -> None:
@@ -258,8 +235,9 @@ class MembershipOutcome:
     forget_scores: dict[str, np.ndarray] = field(repr=False, default_factory=dict)
 
     def to_dict(self) -> dict:
-        spec = MIA_ATTACKS[self.attack]
+        spec = registry.get(self.attack)
         return {"attack": self.attack, "label": spec.label, "assumes": spec.assumes,
+                "needs_reference": spec.needs_reference,
                 "original": self.metrics.get("original"), "unlearned": self.metrics.get("unlearned"),
                 "reference": self.metrics.get("reference")}
 
@@ -269,7 +247,7 @@ def run_membership(ctx: AttackContext, models: dict[str, nn.Module], ms: Members
                    logits: dict[str, torch.Tensor] | None = None) -> list[MembershipOutcome]:
     """Every configured attack on every model; each model's signals are computed once and shared
     (``logits``: the models' logits on ``ms``, when the caller computed them already)."""
-    with_reference = bool(NEEDS_REFERENCE & set(ctx.mia_attacks) - {"shadow"})
+    with_reference = bool(registry.SIGNAL_REFERENCE & set(ctx.mia_attacks))
     signals = {role: signals_for(ctx, model, ms, with_reference, (logits or {}).get(role))
                for role, model in models.items()}
     outcomes = []

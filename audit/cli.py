@@ -159,7 +159,11 @@ def run_cmd(
     inconclusive: Optional[str] = typer.Option(None, "--inconclusive", help="what an inconclusive target does to the "
                                                "gates: fail (default) | pass"),
     attacks: Optional[str] = typer.Option(None, "--attacks", help="mia,inversion"),
-    mia: Optional[str] = typer.Option(None, "--mia", help="membership attacks: loss,lira_online,lira_offline,rmia,rmia_offline,shadow,label_only"),
+    # The attack names and both defaults are attacks.registry's (ATTACKS, DEFAULT_ATTACKS, DEFAULT_REFERENCE_MODELS),
+    # written out so that the command line starts without importing torch; tests/audit/test_attack_defaults.py
+    # checks that they agree.
+    mia: Optional[str] = typer.Option(None, "--mia", help="membership attacks: loss,lira_online,lira_offline,rmia,"
+                                      "rmia_offline,shadow,label_only (default loss,lira_online,rmia)"),
     reference_models: Optional[int] = typer.Option(None, "--reference-models", help="reference/shadow models trained "
                                                    "on subsets of the auditor's data (default 16; cached)"),
     data: Optional[str] = typer.Option(None, "--data", help="data spec (default: the one recorded in the model): "

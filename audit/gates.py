@@ -86,10 +86,10 @@ class Gate:
 def known_metric(name: str) -> bool:
     if name in METRICS:
         return True
-    from audit.attacking import MIA_ATTACKS
+    from attacks.registry import ATTACKS
 
     parts = name.split(".", 2)
-    return len(parts) == 3 and parts[0] == "mia" and parts[2] in PER_ATTACK and parts[1] in MIA_ATTACKS
+    return len(parts) == 3 and parts[0] == "mia" and parts[2] in PER_ATTACK and parts[1] in ATTACKS
 
 
 def parse_gate(expr: str) -> Gate:

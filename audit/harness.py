@@ -28,15 +28,15 @@ from audit.data import load_dataset
 from audit.errors import AuditError, InputError
 from audit.evidence import class_accuracy_evidence, inversion_evidence, membership_test, per_example_picture
 from audit.forget import ForgetSet, parse_forget
+from audit.forget_accuracy import accuracies
 from audit.gates import Gate, gate_target
 from audit.modelfile import ModelFile, load_model, say_assumptions
 from audit.options import AuditOptions
 from audit.progress import progress_bar
 from audit.scoring import Verdict, decide, membership_evidence
 from audit.training import load_data_for
-from audit.unlearn import forget_metrics, trusted_log_or_problem, unlearn_model
+from audit.unlearn import choose_method, unlearn
 from reports.document import Document, Inversion, MembershipResult, Method, ModelAccuracies, Retrain, Target
-from unlearning import accuracy
 
 
 @dataclass
@@ -59,28 +59,6 @@ class AuditResult:
     files: list[Path]
 
 
-def choose_method(requested: str, mf: ModelFile, forget: ForgetSet) -> tuple[str, str]:
-    """(method, why): amnesiac when the update log covers the target, relabel otherwise."""
-    if requested != "auto":
-        return requested, f"requested with --method {requested}"
-    if not mf.update_log:
-        return "relabel", "the model has no update log, so amnesiac unlearning is impossible"
-    log, problem = trusted_log_or_problem(mf)
-    if log is None:
-        return "relabel", f"the update log cannot be used ({problem})"
-    missing = log.uncovered(forget.ids)
-    if missing.numel():
-        return "relabel", f"the update log does not cover {missing.numel()} of the {len(forget)} forget examples"
-    return "amnesiac", "the update log covers every forget example"
-
-
-def accuracies(model: torch.nn.Module, data, forget: ForgetSet) -> dict:
-    """Forget, retain and test accuracy (all classes, and classes not forgotten)."""
-    m = forget_metrics(model, data, forget)
-    return {"forget": m["forget_accuracy"], "retain": m["retain_accuracy"],
-            "test": accuracy(model, data.x_test, data.y_test), "test_other_classes": m["test_accuracy_kept_classes"]}
-
-
 def unlearn_step(ctx: AttackContext, opts: AuditOptions, forget: ForgetSet,
                  unlearned_given: ModelFile | None) -> tuple[torch.nn.Module, Method]:
     """The unlearned model and how it came about (given, the no-op control, or a method run here)."""
@@ -94,10 +72,10 @@ def unlearn_step(ctx: AttackContext, opts: AuditOptions, forget: ForgetSet,
         return copy.deepcopy(mf.model), Method(
             name="none", reason="the no-op control (--method none): the weights are left unchanged, so this target "
             "must not pass", seconds=0.0, details={})
-    method, why = choose_method(opts.method, mf, forget)
-    unlearned_mf, outcome = unlearn_model(mf, ctx.data, forget, method, None, opts.seed,
-                                          opts.execution.show_progress)
-    return unlearned_mf.model, Method(name=method, reason=why, seconds=outcome.seconds, details=outcome.details)
+    choice = choose_method(opts.method, mf, forget)  # opens and checks the update log once, and hands it on
+    outcome = unlearn(mf, ctx.data, forget, choice.name, None, opts.seed, opts.execution.show_progress, choice.log)
+    return outcome.model, Method(name=choice.name, reason=choice.reason, seconds=outcome.seconds,
+                                 details=outcome.details)
 
 
 def record_verdict(target: Target, verdict: Verdict) -> None:

@@ -9,7 +9,8 @@ import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from audit.attacking import DEFAULT_MIA, MIA_ATTACKS, NEEDS_REFERENCE
+from attacks.registry import ATTACKS as MIA_ATTACKS
+from attacks.registry import DEFAULT_ATTACKS, DEFAULT_REFERENCE_MODELS, NEEDS_REFERENCE
 from audit.errors import InputError
 from audit.gates import Gate, parse_gates
 from audit.scoring import DEFAULT_ALPHA, DEFAULT_MAX_RESIDUAL
@@ -17,7 +18,6 @@ from audit.scoring import DEFAULT_ALPHA, DEFAULT_MAX_RESIDUAL
 METHODS = ("auto", "amnesiac", "relabel", "finetune", "retrain", "none")
 INCONCLUSIVE = ("fail", "pass")
 DEFAULT_RETRAINS = 3
-DEFAULT_REFERENCE_MODELS = 16
 REFERENCES = ("retrain", "none")
 ATTACK_FAMILIES = ("mia", "inversion")
 FORMATS = ("html", "pdf", "junit")
@@ -46,7 +46,7 @@ class ModelInputs:
 @dataclass
 class AttackOptions:
     attacks: list[str] = field(default_factory=lambda: list(ATTACK_FAMILIES))  # families: mia, inversion
-    mia_attacks: list[str] = field(default_factory=lambda: list(DEFAULT_MIA))
+    mia_attacks: list[str] = field(default_factory=lambda: list(DEFAULT_ATTACKS))
     reference_models: int = DEFAULT_REFERENCE_MODELS
     inversion_iterations: int = 400
 

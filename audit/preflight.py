@@ -17,10 +17,11 @@ import os
 
 import torch
 
-from audit.attacking import NEEDS_REFERENCE
+from attacks.registry import NEEDS_REFERENCE
+from audit.archive_loading import ForwardOnly
 from audit.errors import InputError
 from audit.forget import ForgetSet
-from audit.modelfile import ForwardOnly, ModelFile, file_sha256
+from audit.modelfile import ModelFile, file_sha256
 from audit.options import AuditOptions
 from reports.document import Target
 

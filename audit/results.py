@@ -11,13 +11,13 @@ import time
 from pathlib import Path
 
 from audit.atomic import write_text
-from audit.attacking import code_identity
 from audit.errors import StepError
 from audit.gates import verdict
 from audit.modelfile import ModelFile, file_sha256
 from audit.options import AuditOptions
 from reports.document import (Config, DataProvenance, Document, FileProvenance, Machine, ModelProvenance,
                               Normalization, Provenance, Target, Tool)
+from audit.usercode import code_identity
 
 
 def library_versions() -> dict:

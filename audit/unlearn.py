@@ -3,20 +3,21 @@
 The glue between model files, data specs, forget specs and the plain-torch methods of
 :mod:`unlearning`. The output is a model file of the same format whose ``lineage``
 records the parent file (path and SHA-256), the method, what was forgotten, the
-epochs, seed, time and the method's details.
+epochs, seed, time and the method's details. ``audit run`` chooses its method here
+(:func:`choose_method`) and unlearns with :func:`unlearn`, which hands back the model only.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import time
+from dataclasses import dataclass
 from pathlib import Path
-
-import torch
 
 from audit.data import Dataset, load_dataset
 from audit.errors import InputError
 from audit.forget import ForgetSet, parse_forget
+from audit.forget_accuracy import forget_metrics
 from audit.modelfile import ModelFile, file_sha256, load_model, save_model, say_assumptions
 from audit.progress import progress_bar
 from audit.training import evaluate, load_data_for
@@ -30,38 +31,15 @@ from unlearning import (
     UnlearningResult,
     UpdateLog,
     UpdateLogError,
-    accuracy,
     amnesiac_unlearn,
     finetune_unlearn,
     relabel_unlearn,
-    retain_mask,
     retrain_unlearn,
 )
-from unlearning.amnesiac import amnesiac_progress_total, check_log, default_repair
+from unlearning.amnesiac import amnesiac_progress_total, default_repair
 from unlearning.training import steps_per_epoch
 
 METHODS = ("amnesiac", "relabel", "finetune", "retrain")
-
-
-def forget_metrics(model: torch.nn.Module, data: Dataset, forget: ForgetSet) -> dict:
-    """SalUn's accuracies (fractions in [0, 1]): forget set, retained set, and test.
-
-    ``test_accuracy_kept_classes`` leaves out the test examples of forgotten classes
-    (for sample forgetting it is the whole test set); ``forgotten_classes_test_accuracy``
-    is the accuracy on the test examples of the forgotten classes (None for samples).
-    """
-    keep = retain_mask(len(data.y_train), forget.ids)
-    out = {
-        "forget_accuracy": accuracy(model, data.x_train[forget.ids], data.y_train[forget.ids]),
-        "retain_accuracy": accuracy(model, data.x_train[keep], data.y_train[keep]),
-        "test_accuracy_kept_classes": accuracy(model, data.x_test, data.y_test),
-        "forgotten_classes_test_accuracy": None,
-    }
-    if forget.classes:
-        gone = torch.isin(data.y_test, torch.tensor(forget.classes))
-        out["test_accuracy_kept_classes"] = accuracy(model, data.x_test[~gone], data.y_test[~gone])
-        out["forgotten_classes_test_accuracy"] = accuracy(model, data.x_test[gone], data.y_test[gone])
-    return out
 
 
 def _recipe(mf: ModelFile) -> TrainConfig | None:
@@ -120,18 +98,37 @@ def open_trusted_log(mf: ModelFile, lazy_steps: bool = False) -> UpdateLog:
     return log
 
 
-def _open_checked_log(mf: ModelFile, forget: ForgetSet) -> UpdateLog:
-    """The model's trusted update log, checked to fit the model and cover ``forget``; InputError if unusable."""
-    # Step files are hashed as amnesiac_unlearn reads them: it reads only the removed ones.
-    log = open_trusted_log(mf, lazy_steps=True)
-    try:
-        check_log(log, mf.model, forget.ids)
-    except AmnesiacRefused as exc:
-        raise InputError(str(exc).replace("use the relabel method instead", "use --method relabel instead")) from None
-    return log
+@dataclass
+class MethodChoice:
+    """The unlearning method for one target and why; ``log``: the model's update log, opened
+    and checked against its digest, when the choice (``auto``) had to open it to choose
+    amnesiac. Hand it to :func:`unlearn` so that the log is not opened and hashed again."""
+
+    name: str
+    reason: str
+    log: UpdateLog | None = None
 
 
-def unlearn_model(
+def choose_method(requested: str, mf: ModelFile, forget: ForgetSet) -> MethodChoice:
+    """The method ``requested``, or for ``auto``: amnesiac when the update log verifies and
+    covers the target, relabel otherwise (with the reason)."""
+    if requested != "auto":
+        return MethodChoice(requested, f"requested with --method {requested}")
+    if not mf.update_log:
+        return MethodChoice("relabel", "the model has no update log, so amnesiac unlearning is impossible")
+    # Every step file is hashed now: a log damaged anywhere is a reason to choose relabel,
+    # not a failure halfway through the removal.
+    log, problem = trusted_log_or_problem(mf)
+    if log is None:
+        return MethodChoice("relabel", f"the update log cannot be used ({problem})")
+    missing = log.uncovered(forget.ids)
+    if missing.numel():
+        return MethodChoice("relabel", f"the update log does not cover {missing.numel()} of the {len(forget)} "
+                                       "forget examples")
+    return MethodChoice("amnesiac", "the update log covers every forget example", log)
+
+
+def unlearn(
     mf: ModelFile,
     data: Dataset,
     forget: ForgetSet,
@@ -139,15 +136,19 @@ def unlearn_model(
     epochs: int | None = None,
     seed: int = 0,
     show_progress: bool = True,
-) -> tuple[ModelFile, UnlearningResult]:
-    """Unlearn ``forget`` from ``mf``'s model with ``method``; return the new model file and the result.
+    log: UpdateLog | None = None,
+) -> UnlearningResult:
+    """Unlearn ``forget`` from ``mf``'s model with ``method``; the result holds the new model.
 
     ``epochs``: repair epochs for amnesiac, training epochs otherwise (None: the
     method's default; retrain defaults to the recipe's). ``seed`` draws relabel's wrong
     labels and the batch order (and retrain's initial weights). Batch size, learning
     rate and optimizer come from the model's recipe (toolkit defaults when it has none).
-    Raises :class:`InputError` for an unknown method, a log that cannot vouch for the
-    removal, or ``retrain`` on a file without a recipe.
+    ``log``: for amnesiac, the update log already opened with :func:`open_trusted_log`
+    (:attr:`MethodChoice.log`); None opens it here, step files hashed as they are read.
+    :func:`unlearning.amnesiac_unlearn` checks that the log fits the model and covers
+    ``forget``. Raises :class:`InputError` for an unknown method, a log that cannot vouch
+    for the removal, or ``retrain`` on a file without a recipe.
     """
     if method not in METHODS:
         raise InputError(f"unknown unlearning method {method!r}: use one of {', '.join(METHODS)}")
@@ -169,29 +170,45 @@ def unlearn_model(
 
     if method == "amnesiac":
         config = default_repair(config, k)
-        log = _open_checked_log(mf, forget)
+        if log is None:  # step files are hashed as amnesiac_unlearn reads them: it reads only the removed ones
+            log = open_trusted_log(mf, lazy_steps=True)
         with progress_bar(label, amnesiac_progress_total(log, n_keep, config), show_progress) as advance:
             try:
-                result = amnesiac_unlearn(mf.model, log, forget.ids, repair=config if k else None, x_train=x,
-                                          y_train=y, on_progress=advance)
+                return amnesiac_unlearn(mf.model, log, forget.ids, repair=config if k else None, x_train=x,
+                                        y_train=y, on_progress=advance)
             except AmnesiacRefused as exc:
                 raise InputError(str(exc).replace("use the relabel method instead", "use --method relabel instead")) from None
-    elif method == "relabel":
+    if method == "relabel":
         # Class forgetting relabels each example once; individual samples are replaced
         # by a few relabelled copies (Graves et al. 2021, Sec. 5).
         copies = 1 if forget.classes else RELABEL_SAMPLE_COPIES
         n_train = n_keep + copies * len(forget)
         with progress_bar(label, k * steps_per_epoch(n_train, config.batch_size), show_progress) as adv:
-            result = relabel_unlearn(mf.model, x, y, forget.ids, config, num_classes=data.num_classes, seed=seed,
-                                     copies=copies, on_progress=adv, train_fn=mf.train_fn)
-    elif method == "finetune":
+            return relabel_unlearn(mf.model, x, y, forget.ids, config, num_classes=data.num_classes, seed=seed,
+                                   copies=copies, on_progress=adv, train_fn=mf.train_fn)
+    if method == "finetune":
         with progress_bar(label, steps, show_progress) as advance:
-            result = finetune_unlearn(mf.model, x, y, forget.ids, config, on_progress=advance, train_fn=mf.train_fn)
-    else:
-        with progress_bar(label, steps, show_progress) as advance:
-            result = retrain_unlearn(lambda: mf.fresh_model(seed=seed), x, y, forget.ids, config,
-                                     on_progress=advance, train_fn=mf.train_fn)
+            return finetune_unlearn(mf.model, x, y, forget.ids, config, on_progress=advance, train_fn=mf.train_fn)
+    with progress_bar(label, steps, show_progress) as advance:
+        return retrain_unlearn(lambda: mf.fresh_model(seed=seed), x, y, forget.ids, config,
+                               on_progress=advance, train_fn=mf.train_fn)
 
+
+def unlearn_model(
+    mf: ModelFile,
+    data: Dataset,
+    forget: ForgetSet,
+    method: str,
+    epochs: int | None = None,
+    seed: int = 0,
+    show_progress: bool = True,
+    log: UpdateLog | None = None,
+) -> tuple[ModelFile, UnlearningResult]:
+    """:func:`unlearn`, then the new model file: its accuracies (``metrics``) and its
+    ``lineage`` (parent file and digest, method, what was forgotten, epochs, seed, time).
+    ``audit unlearn`` writes it; the audit needs only the model (:func:`unlearn`)."""
+    result = unlearn(mf, data, forget, method, epochs, seed, show_progress, log)
+    k = default_epochs(method, mf) if epochs is None else epochs
     accuracies = forget_metrics(result.model, data, forget)
     metrics = {**evaluate(result.model, data), **accuracies}
     lineage = {

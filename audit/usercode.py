@@ -17,11 +17,14 @@ for a toolkit model.pt, which records its architecture. Every call into the user
 goes through :class:`UserFunction`: whatever it raises, ``SystemExit`` included, becomes a
 :class:`UserCodeError` (a failed step, exit 3) naming the function, its arguments and the
 file:line of the user's frame; only interrupts (Ctrl-C, SIGTERM) pass through as they are.
+:func:`code_identity` names a user's function for cache keys and provenance, and
+:func:`normalization_or_identity` gives the input normalisation of a file that records none.
 """
 
 from __future__ import annotations
 
 import functools
+import hashlib
 import importlib
 import inspect
 import json
@@ -201,6 +204,34 @@ def parse_normalize(text: str | list | None, channels: int | None = None) -> tup
     return mean, std
 
 
+def normalization_or_identity(user: "UserCode | None", channels: int, path: Path,
+                              assumed: list[str]) -> tuple[list[float], list[float]]:
+    """The input normalisation of a model file that does not record it: ``--normalize``, or
+    an identity that is noted in ``assumed`` and said out loud (never assumed silently)."""
+    given = parse_normalize(getattr(user, "normalize", None), channels)
+    if given is not None:
+        return given
+    assumed.append(f"{path.name} records no input normalisation: assuming the network takes images in [0, 1] as "
+                   "they are (mean 0, std 1); pass --normalize MEAN,STD if it was trained on normalised inputs")
+    return [0.0] * channels, [1.0] * channels
+
+
+def code_identity(fn) -> str | None:
+    """Who a user's function is, for cache keys and provenance: module, name and a digest of
+    its source (so that editing the factory or the training function retrains the cached
+    models). A guarded function (:class:`UserFunction`) is the user's own function here."""
+    if fn is None:
+        return None
+    if isinstance(fn, functools.partial):  # a factory with its --arch-args
+        return f"{code_identity(fn.func)}{json.dumps(fn.keywords, sort_keys=True, default=str)}"
+    name = f"{getattr(fn, '__module__', '?')}:{getattr(fn, '__qualname__', type(fn).__name__)}"
+    try:
+        source = inspect.getsource(fn)
+    except (OSError, TypeError):
+        source = repr(fn)
+    return f"{name}@{hashlib.sha256(source.encode()).hexdigest()[:16]}"
+
+
 @dataclass
 class UserCode:
     """What the user's flags name: the factory, its arguments, the training function, the normalisation."""
@@ -254,11 +285,3 @@ class UserCode:
         if not isinstance(net, nn.Module):
             raise InputError(f"--arch {self.arch} returned {type(net).__name__}, not an nn.Module")
         return net
-
-    def describe(self) -> dict:
-        """For results.json provenance: what ran, by name (the code itself is the user's)."""
-        from audit.attacking import code_identity
-
-        return {"arch": self.arch, "arch_args": self.arch_args, "train": self.train,
-                "train_identity": code_identity(self.train_fn), "factory_identity": code_identity(self.factory),
-                "normalize": self.normalize, "code_paths": self.code_paths, "recipe": self.recipe}

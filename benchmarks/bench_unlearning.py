@@ -34,8 +34,8 @@ from _common import write_tables  # noqa: E402  (benchmarks/_common.py, next to 
 
 from audit.data import Dataset, load_dataset  # noqa: E402
 from audit.forget import ForgetSet, parse_forget  # noqa: E402
+from audit.forget_accuracy import forget_metrics  # noqa: E402
 from audit.training import train_model  # noqa: E402
-from audit.unlearn import forget_metrics  # noqa: E402
 from unlearning import (  # noqa: E402
     AMNESIAC_REPAIR_EPOCHS,
     FINETUNE_EPOCHS,

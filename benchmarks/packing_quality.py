@@ -39,10 +39,10 @@ import _common  # noqa: E402
 from audit.attacking import AttackContext  # noqa: E402
 from audit.data import load_dataset  # noqa: E402
 from audit.forget import parse_forget  # noqa: E402
-from audit.harness import audit_target
+from audit.forget_accuracy import forget_metrics  # noqa: E402
+from audit.harness import audit_target  # noqa: E402
 from audit.options import AuditOptions  # noqa: E402
 from audit.training import train_model  # noqa: E402
-from audit.unlearn import forget_metrics  # noqa: E402
 from unlearning import TrainConfig, amnesiac_unlearn, retrain_unlearn  # noqa: E402
 from unlearning.amnesiac import default_repair  # noqa: E402
 

@@ -127,6 +127,7 @@ def test_run_membership_attacks_end_to_end(overfit, tiny_mlp_factory, tmp_path):
 
     audit = run_membership_attacks(
         overfit["target"], overfit["x"], overfit["y"], overfit["is_member"], overfit["train_reference"],
+        attacks=("loss", "lira_online", "lira_offline", "rmia", "shadow", "label_only"),
         num_reference_models=4, cache_dir=tmp_path, model_factory=factory, cache_key="k", label_only_max_examples=20,
     )
     d = audit.to_dict()

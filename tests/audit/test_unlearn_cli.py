@@ -62,6 +62,51 @@ def test_unlearn_model_relabel_records_the_accuracies(trained_digits):
     assert new.lineage["epochs"] == 1 and new.lineage["method"] == "relabel" and result.method == "relabel"
 
 
+def test_the_auto_choice_hands_its_verified_log_to_the_removal(trained_digits, monkeypatch):
+    from audit.unlearn import choose_method, unlearn
+    from unlearning import UpdateLog
+
+    data = trained_digits.data
+    mf = load_model(trained_digits.path)
+    forget = parse_forget("class=3", data.y_train, data.num_classes)
+    opened = []
+    open_trusted = UpdateLog.open_trusted.__func__
+
+    def counted(cls, *args, **kwargs):
+        opened.append(args[0])
+        return open_trusted(cls, *args, **kwargs)
+
+    monkeypatch.setattr(UpdateLog, "open_trusted", classmethod(counted))
+    choice = choose_method("auto", mf, forget)
+    assert choice.name == "amnesiac" and choice.log is not None and len(opened) == 1
+    handed = unlearn(mf, data, forget, choice.name, 0, 0, False, choice.log)
+    assert len(opened) == 1  # the log the choice verified, not opened and hashed again
+    reopened = unlearn(mf, data, forget, "amnesiac", 0, 0, False)
+    assert len(opened) == 2
+    for a, b in zip(handed.model.state_dict().values(), reopened.model.state_dict().values()):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+def test_accuracies_from_one_pass_per_split_equal_those_of_each_subset(trained_digits):
+    from audit.forget_accuracy import accuracies, forget_metrics
+    from unlearning import accuracy, retain_mask
+
+    data = trained_digits.data
+    mf = load_model(trained_digits.path)
+    for model in (mf.model, mf.fresh_model(seed=1).eval()):  # trained, and untrained (near-ties everywhere)
+        for spec in ("class=3,7", "random=50@2"):
+            forget = parse_forget(spec, data.y_train, data.num_classes)
+            keep = retain_mask(len(data.y_train), forget.ids)
+            kept = ~torch.isin(data.y_test, torch.tensor(forget.classes or (-1,)))
+            want = {"forget": accuracy(model, data.x_train[forget.ids], data.y_train[forget.ids]),
+                    "retain": accuracy(model, data.x_train[keep], data.y_train[keep]),
+                    "test": accuracy(model, data.x_test, data.y_test),
+                    "test_other_classes": accuracy(model, data.x_test[kept], data.y_test[kept])}
+            assert accuracies(model, data, forget) == want, spec
+            gone = forget_metrics(model, data, forget)["forgotten_classes_test_accuracy"]
+            assert gone == (accuracy(model, data.x_test[~kept], data.y_test[~kept]) if forget.classes else None)
+
+
 def _tamper(folder: Path) -> None:
     step = sorted((folder / "m.pt.updates" / "batches").iterdir())[3]
     raw = bytearray(step.read_bytes())

@@ -78,7 +78,7 @@ def test_tampered_covered_ids_are_refused_by_audit_run(r5_model, tmp_path):
 
 def test_info_and_auto_method_see_a_tampered_log_as_unusable(r5_model, tmp_path, digits):
     from audit.forget import parse_forget
-    from audit.harness import choose_method
+    from audit.unlearn import choose_method
     from audit.inspect import log_status
 
     model = _copy(r5_model, tmp_path / "in")
@@ -87,8 +87,8 @@ def test_info_and_auto_method_see_a_tampered_log_as_unusable(r5_model, tmp_path,
     status = log_status(mf)
     assert status["verified"] is False and "covered.safetensors" in status["problem"]
     assert set(status) == {"dir", "record", "dtype", "total_steps", "batches", "bytes", "verified", "problem", "packing"}
-    method, why = choose_method("auto", mf, parse_forget("class=5", digits.y_train, digits.num_classes))
-    assert method == "relabel" and "covered.safetensors" in why
+    choice = choose_method("auto", mf, parse_forget("class=5", digits.y_train, digits.num_classes))
+    assert choice.name == "relabel" and "covered.safetensors" in choice.reason and choice.log is None
     info = run_audit_inprocess(["info", model.name], model.parent)
     assert info.returncode == 0 and "NOT verified" in info.stdout
 

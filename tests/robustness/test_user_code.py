@@ -216,8 +216,7 @@ def test_guarded_user_functions_keep_their_identity_and_pickle(work):
     import pickle
     import sys
 
-    from audit.attacking import code_identity
-    from audit.usercode import guard
+    from audit.usercode import code_identity, guard
 
     sys.path.insert(0, str(work.path))
     try:
