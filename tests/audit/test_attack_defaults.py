@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 from attacks import registry, run_membership_attacks, shadow_model_scores, train_reference_models
 from audit.attacking import MembershipOutcome
 from audit.cli import app
-from audit.harness import AuditOptions
+from audit.options import AuditOptions
 
 
 def _default(fn, name):
@@ -25,9 +25,9 @@ def test_library_and_audit_share_the_registry_defaults():
     assert _default(train_reference_models, "num_models") is inspect.Parameter.empty
     assert _default(shadow_model_scores, "num_shadow_models") is inspect.Parameter.empty
     assert registry.ModelAccess(model=None, x=None).num_models == registry.DEFAULT_REFERENCE_MODELS
-    options = AuditOptions(model="model.pt", forget=["class=3"])
+    options = AuditOptions.from_flat("model.pt", ["class=3"])
     assert options.mia_attacks == list(registry.DEFAULT_ATTACKS)
-    assert options.reference_models == registry.DEFAULT_REFERENCE_MODELS
+    assert options.attack.reference_models == registry.DEFAULT_REFERENCE_MODELS
 
 
 def test_which_attacks_need_reference_models_is_a_property_of_each_attack():
