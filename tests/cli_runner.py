@@ -23,8 +23,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-# Not the console script: a ``-c`` entry runs this checkout's ``audit`` wherever the venv points.
-ENTRY = [sys.executable, "-c", "from audit.cli import main; main()"]
+# The console script a user runs, when this interpreter's environment has it (``make venv``
+# installs it); else the same entry point through ``python -c``.
+_SCRIPT = Path(sys.executable).with_name("audit")
+ENTRY = [str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, "-c", "from audit.cli import main; main()"]
 
 
 @dataclass

@@ -16,8 +16,8 @@ from audit.unlearn import unlearn_model
 from tests.cli_runner import CliRun, run_audit
 
 
-def _audit(*args: str) -> CliRun:
-    return run_audit(list(args), timeout=300)
+def _audit(*args: str, in_process: bool = False) -> CliRun:
+    return run_audit(list(args), timeout=300, in_process=in_process)
 
 
 def _copy_model(trained_digits, folder: Path, with_log: bool = True) -> Path:
@@ -99,7 +99,8 @@ def test_bad_inputs_exit_2_with_one_line_and_no_output(trained_digits, tmp_path,
     model = _copy_model(trained_digits, folder, with_log)
     prepare(folder)
     out = tmp_path / "out" / "u.pt"
-    res = _audit("unlearn", str(model), *[a.format(dir=folder) for a in args], "--out", str(out))
+    # In this process: each case is refused before any work, so the interpreter's start-up would dominate.
+    res = _audit("unlearn", str(model), *[a.format(dir=folder) for a in args], "--out", str(out), in_process=True)
     _assert_refused(res, expected, out)
     if case.endswith("log") or "log " in case:
         assert "relabel" in res.stderr

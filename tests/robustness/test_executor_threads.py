@@ -66,6 +66,7 @@ def _figures(doc: dict) -> dict:
             "inversion": {role: t["inversion"][role]["attack_accuracy"] for role in ("original", "unlearned")}}
 
 
+@pytest.mark.slow  # two full audits at torch's default threads, one through Ray: minutes on 2 cores
 @MULTI_CORE
 def test_local_and_ray_give_the_same_models_and_figures_at_default_threads(tmp_path):
     pytest.importorskip("ray")
