@@ -25,8 +25,9 @@ from pathlib import Path
 
 # The console script a user runs, when this interpreter's environment has it (``make venv``
 # installs it); else the same entry point through ``python -c``.
+MAIN = "from audit.cli import main; main()"
 _SCRIPT = Path(sys.executable).with_name("audit")
-ENTRY = [str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, "-c", "from audit.cli import main; main()"]
+ENTRY = [str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, "-c", MAIN]
 
 
 @dataclass

@@ -67,10 +67,12 @@ def reference_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
         os.environ["AMNESIA_AUDIT_CACHE"] = before
 
 
-@pytest.fixture(scope="module", autouse=True)
+@pytest.fixture(scope="session", autouse=True)
 def one_torch_thread():
-    """Tiny models train faster on one thread, and far faster on a busy two-core machine
-    (subprocesses get ``OMP_NUM_THREADS=1`` from ``cli_env``); restored after each module."""
+    """Tiny models train faster on one thread, and far faster on a busy two-core machine (or
+    beside another xdist worker); subprocesses get ``OMP_NUM_THREADS=1`` from ``cli_env``.
+    Session-wide, so that it holds before the session's models are trained; a test that needs
+    torch's default takes ``default_threads`` (tests/robustness/test_executor_threads.py)."""
     import torch
 
     before = torch.get_num_threads()

@@ -23,7 +23,7 @@ from safetensors.torch import load_file
 
 from attacks.reference import state_digest
 
-from tests.cli_runner import run_audit, start_audit, train
+from tests.cli_runner import MAIN, run_audit, start_audit, train
 
 RUN = ["run", "m.pt", "--forget", "class=3", "--method", "none", "--attacks", "mia", "--mia", "loss",
        "--reference-models", "3", "--retrains", "1", "--format", "none", "--inconclusive", "pass"]
@@ -63,7 +63,9 @@ def model_folder(tmp_path_factory) -> Path:
 
 
 def _popen(args: list[str], cwd: Path, env: dict, script: str | None = None) -> subprocess.Popen:
-    return start_audit(args, cwd, env=env, script=script, start_new_session=True)
+    # Every run through ``python -c``, so that the killed run and the survivor start alike and race
+    # for the cache on equal terms.
+    return start_audit(args, cwd, env=env, script=script or MAIN, start_new_session=True)
 
 
 def _figures(out: Path) -> tuple:
@@ -77,6 +79,11 @@ def test_a_run_killed_mid_write_does_not_hurt_a_concurrent_run_or_the_next(model
     cache = tmp_path / "cache"
     env = {"AMNESIA_AUDIT_CACHE": str(cache)}
     killed = _popen([*RUN, "--out", str(tmp_path / "killed")], model_folder, env, DIES_MID_WRITE)
+    # The survivor starts once the killed run has cached its first model: had the survivor got ahead
+    # (a busy machine, another test worker), the killed run would load its models instead of saving.
+    deadline = time.monotonic() + 300
+    while killed.poll() is None and not list(cache.glob("*.safetensors")) and time.monotonic() < deadline:
+        time.sleep(0.05)
     survivor = _popen([*RUN, "--out", str(tmp_path / "survivor")], model_folder, env)
     _, err_killed = killed.communicate(timeout=300)
     _, err_survivor = survivor.communicate(timeout=300)
