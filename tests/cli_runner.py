@@ -23,9 +23,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+# The entry point of the console script, as a ``python -c`` program.
+MAIN = "from audit.cli import main; main()"
 # The console script a user runs, when this interpreter's environment has it (``make venv``
 # installs it); else the same entry point through ``python -c``.
-MAIN = "from audit.cli import main; main()"
 _SCRIPT = Path(sys.executable).with_name("audit")
 ENTRY = [str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, "-c", MAIN]
 
