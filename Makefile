@@ -5,7 +5,11 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-all venv bench clean
+# Tests run in parallel (pytest-xdist), one worker per core (at most 4), each test module on one worker
+# so that its module-scoped models are trained once; the session's models are shared.
+PYTEST_PARALLEL := -n auto --maxprocesses 4 --dist loadfile
+
+.PHONY: demo test test-slow test-all venv bench clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -19,11 +23,15 @@ demo: $(STAMP)
 	$(VENV)/bin/audit demo
 
 test: $(STAMP)
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q $(PYTEST_PARALLEL)
 
-# Heavy cases kept out of `make test`.
+# The heavy cases kept out of `make test` (marked `slow`), alone.
+test-slow: $(STAMP)
+	$(PY) -m pytest -q $(PYTEST_PARALLEL) -m slow
+
+# Everything: `make test` and the heavy cases.
 test-all: $(STAMP)
-	$(PY) -m pytest -q -m ''
+	$(PY) -m pytest -q $(PYTEST_PARALLEL) -m ''
 
 bench: $(STAMP)
 	$(PY) benchmarks/bench_unlearning.py

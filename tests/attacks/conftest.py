@@ -1,4 +1,7 @@
-"""Tiny real models on real data (scikit-learn's 8x8 digits, values / 16) for the attack tests."""
+"""Tiny real models on real data (scikit-learn's 8x8 digits, values / 16) for the attack tests.
+
+``digits`` here is scikit-learn's (images, labels) as tensors, not the root conftest's
+``audit.data`` set: the attacks package knows nothing of ``audit``."""
 
 from __future__ import annotations
 
@@ -9,8 +12,6 @@ from sklearn.datasets import load_digits
 from torch import nn
 
 from attacks import ReferenceModels, train_reference_models
-
-torch.set_num_threads(1)  # tiny models: one thread beats two on a 2-core machine
 
 
 class TinyMLP(nn.Module):

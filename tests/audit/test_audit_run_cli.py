@@ -5,17 +5,9 @@ from __future__ import annotations
 import json
 import xml.etree.ElementTree as ET
 
-import sys
-from pathlib import Path
-
 import pytest
-from cli_runner import run_audit
 
-try:
-    from tests.foundation.conftest import run_audit_inprocess
-except ModuleNotFoundError:  # pytest started another way: put the repository root on the path
-    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-    from tests.foundation.conftest import run_audit_inprocess
+from tests.cli_runner import run_audit
 
 FAST = ["--mia", "loss,lira_online,rmia", "--reference-models", "4", "--format", "none"]
 
@@ -27,10 +19,10 @@ def _one_line_error(proc) -> str:
     return lines[0]
 
 
-def test_amnesiac_unlearning_of_a_class_passes(digits_model, audit_env, tmp_path):
+def test_amnesiac_unlearning_of_a_class_passes(digits_model, tmp_path):
     out = tmp_path / "out"
     proc = run_audit(["run", digits_model, "--forget", "class=3", "--fail-on", "residual_leakage_upper>0.5",
-                      "--out", out, *FAST[:-2], "--format", "html,pdf"], audit_env)
+                      "--out", out, *FAST[:-2], "--format", "html,pdf"])
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert (out / "report.html").stat().st_size > 10_000 and (out / "report.pdf").read_bytes()[:5] == b"%PDF-"
     doc = json.loads((out / "results.json").read_text())
@@ -61,11 +53,11 @@ def test_amnesiac_unlearning_of_a_class_passes(digits_model, audit_env, tmp_path
     assert suite.iter("testcase") and not list(suite.iter("failure"))
 
 
-def test_noop_control_fails_on_a_class_target(digits_model, audit_env, tmp_path):
+def test_noop_control_fails_on_a_class_target(digits_model, tmp_path):
     """The product's reason to exist: a model that forgot nothing cannot pass."""
     out = tmp_path / "out"
     proc = run_audit(["run", digits_model, "--forget", "class=3", "--method", "none", "--out", out, "--json",
-                      *FAST], audit_env)
+                      *FAST])
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert "FAIL class=3" in proc.stderr
     printed = json.loads(proc.stdout)  # --json: the results document, and nothing else, on stdout
@@ -75,26 +67,26 @@ def test_noop_control_fails_on_a_class_target(digits_model, audit_env, tmp_path)
     assert target["gates"][0]["expr"] == "verdict" and not target["gates"][0]["passed"]
     assert list(ET.parse(out / "junit.xml").getroot().iter("failure"))
     # A gate cannot rescue a failed verdict, and audit gate re-applies without recomputing.
-    assert run_audit(["gate", out / "results.json", "--fail-on", "residual_leakage>2"], audit_env).returncode == 1
-    assert run_audit(["gate", out / "results.json", "--inconclusive", "pass"], audit_env).returncode == 1
+    assert run_audit(["gate", out / "results.json", "--fail-on", "residual_leakage>2"]).returncode == 1
+    assert run_audit(["gate", out / "results.json", "--inconclusive", "pass"]).returncode == 1
 
 
-def test_leaky_target_noop_fails_and_retrain_does_not(leaky_model, audit_env, tmp_path):
+def test_leaky_target_noop_fails_and_retrain_does_not(leaky_model, tmp_path):
     model, npz = leaky_model
     common = ["--forget", "random=0.2@0", "--data", f"npz:{npz}", "--reference-models", "8", "--mia", "loss",
               "--format", "none"]
-    noop = run_audit(["run", model, "--method", "none", "--out", tmp_path / "noop", *common], audit_env)
+    noop = run_audit(["run", model, "--method", "none", "--out", tmp_path / "noop", *common])
     assert noop.returncode == 1, noop.stdout + noop.stderr
     [target] = json.loads((tmp_path / "noop" / "results.json").read_text())["targets"]
     assert target["verdict"] == "fail" and target["power_p_value"] <= 0.05
     # Exact unlearning with another seed: the control that must not fail.
     retrain = run_audit(["run", model, "--method", "retrain", "--seed", "5", "--out", tmp_path / "retrain",
-                         *common], audit_env)
+                         *common])
     [target] = json.loads((tmp_path / "retrain" / "results.json").read_text())["targets"]
     assert target["verdict"] in ("pass", "inconclusive"), target["verdict_reason"]
     assert retrain.returncode == (0 if target["verdict"] == "pass" else 1)
     # Relabel over-forgets random samples: its own signed metric, not residual leakage.
-    relabel = run_audit(["run", model, "--method", "relabel", "--out", tmp_path / "relabel", *common], audit_env)
+    relabel = run_audit(["run", model, "--method", "relabel", "--out", tmp_path / "relabel", *common])
     doc = json.loads((tmp_path / "relabel" / "results.json").read_text())
     [target] = doc["targets"]
     assert relabel.returncode in (0, 1)
@@ -102,15 +94,15 @@ def test_leaky_target_noop_fails_and_retrain_does_not(leaky_model, audit_env, tm
     over = target["overforgetting"]
     assert over is not None and target["overforgetting_p_value"] is not None and target["residual_leakage"] < 0.5
     gated = run_audit(["gate", tmp_path / "relabel" / "results.json", "--inconclusive", "pass",
-                       "--fail-on", f"overforgetting>={over - 1e-9}"], audit_env)
+                       "--fail-on", f"overforgetting>={over - 1e-9}"])
     assert gated.returncode == 1 and "overforgetting" in gated.stderr
 
 
-def test_inconclusive_fails_closed_unless_chosen(digits_model, audit_env, tmp_path):
+def test_inconclusive_fails_closed_unless_chosen(digits_model, tmp_path):
     out = tmp_path / "out"
     # Five random examples of a model that generalises well: even the original is not detectable.
     args = ["run", digits_model, "--forget", "random=5@3", "--method", "none", "--attacks", "mia", *FAST]
-    proc = run_audit([*args, "--out", out], audit_env)
+    proc = run_audit([*args, "--out", out])
     assert proc.returncode == 1, proc.stdout + proc.stderr
     doc = json.loads((out / "results.json").read_text())
     [target] = doc["targets"]
@@ -119,20 +111,19 @@ def test_inconclusive_fails_closed_unless_chosen(digits_model, audit_env, tmp_pa
     assert "inconclusive" in proc.stderr and "fails closed" in proc.stderr
     [failure] = ET.parse(out / "junit.xml").getroot().iter("failure")
     assert "inconclusive" in failure.get("message")
-    assert run_audit(["gate", out / "results.json", "--inconclusive", "pass"], audit_env).returncode == 0
-    chosen = run_audit([*args, "--inconclusive", "pass", "--out", tmp_path / "chosen"], audit_env)
+    assert run_audit(["gate", out / "results.json", "--inconclusive", "pass"]).returncode == 0
+    chosen = run_audit([*args, "--inconclusive", "pass", "--out", tmp_path / "chosen"])
     assert chosen.returncode == 0, chosen.stderr
     assert json.loads((tmp_path / "chosen" / "results.json").read_text())["config"]["inconclusive"] == "pass"
 
 
-def test_original_audits_a_model_unlearned_elsewhere(digits_model, audit_env, tmp_path):
+def test_original_audits_a_model_unlearned_elsewhere(digits_model, tmp_path):
     unlearned = tmp_path / "u.pt"
     made = run_audit(["unlearn", digits_model, "--forget", "class=3", "--method", "relabel", "--out", unlearned,
-                      "--quiet"], audit_env)
+                      "--quiet"])
     assert made.returncode == 0, made.stderr
     out = tmp_path / "out"
-    proc = run_audit(["run", unlearned, "--original", digits_model, "--forget", "class=3", "--out", out, *FAST],
-                     audit_env)
+    proc = run_audit(["run", unlearned, "--original", digits_model, "--forget", "class=3", "--out", out, *FAST])
     doc = json.loads((out / "results.json").read_text())
     [target] = doc["targets"]
     assert target["method"]["name"] == "given" and target["timings"]["unlearn"] < 1.0
@@ -141,15 +132,15 @@ def test_original_audits_a_model_unlearned_elsewhere(digits_model, audit_env, tm
     assert proc.returncode == (0 if target["verdict"] == "pass" else 1)
     # The same file given as its own original forgot nothing: it fails.
     same = run_audit(["run", digits_model, "--original", digits_model, "--forget", "class=3", "--attacks", "mia",
-                      "--out", tmp_path / "same", *FAST], audit_env)
+                      "--out", tmp_path / "same", *FAST])
     assert same.returncode == 1
     assert json.loads((tmp_path / "same" / "results.json").read_text())["targets"][0]["verdict"] == "fail"
 
 
-def test_a_failed_attack_exits_3_and_fails_closed(digits_model, audit_env, tmp_path):
+def test_a_failed_attack_exits_3_and_fails_closed(digits_model, tmp_path):
     out = tmp_path / "out"
     proc = run_audit(["run", digits_model, "--forget", "class=3", "--fail-on", "residual_leakage>0.99",
-                      "--attacks", "mia", "--out", out, *FAST], audit_env, extra_env={"AUDIT_FAULT": "attack"})
+                      "--attacks", "mia", "--out", out, *FAST], env={"AUDIT_FAULT": "attack"})
     assert "ERROR class=3" in proc.stderr
     assert proc.returncode == 3, proc.stdout + proc.stderr
     doc = json.loads((out / "results.json").read_text())
@@ -157,10 +148,10 @@ def test_a_failed_attack_exits_3_and_fails_closed(digits_model, audit_env, tmp_p
     assert doc["targets"][0]["error"] and not doc["targets"][0]["passed"]
     assert all(not g["passed"] for g in doc["targets"][0]["gates"])
     assert list(ET.parse(out / "junit.xml").getroot().iter("error"))
-    assert run_audit(["gate", out / "results.json", "--fail-on", "residual_leakage>1"], audit_env).returncode == 3
+    assert run_audit(["gate", out / "results.json", "--fail-on", "residual_leakage>1"]).returncode == 3
 
 
-def test_bad_inputs_exit_2_with_one_line_and_no_results(digits_model, audit_env, tmp_path, monkeypatch):
+def test_bad_inputs_exit_2_with_one_line_and_no_results(digits_model, tmp_path):
     import numpy as np
 
     from audit.modelfile import ModelFile, save_model
@@ -210,19 +201,18 @@ def test_bad_inputs_exit_2_with_one_line_and_no_results(digits_model, audit_env,
         fast = [a for a in FAST if a not in ("--format", "none")] if "--format" in args else FAST
         where = [] if "--out" in args else ["--out", out]
         # In this process: each case is refused before any work, so the interpreter's start-up would dominate.
-        monkeypatch.setenv("AMNESIA_AUDIT_CACHE", audit_env["AMNESIA_AUDIT_CACHE"])
-        proc = run_audit_inprocess([str(a) for a in [*args, *where, *fast]], tmp_path)
+        proc = run_audit([*args, *where, *fast], tmp_path, in_process=True)
         assert proc.returncode == 2, (args, proc.stderr)
         assert needle in _one_line_error(proc), proc.stderr
         assert not (out / "results.json").exists() and not (out / "inversion").exists()
 
 
-def test_same_seed_gives_identical_results(digits_model, audit_env, tmp_path):
+def test_same_seed_gives_identical_results(digits_model, tmp_path):
     docs = []
     for name in ("a", "b"):
         out = tmp_path / name
         proc = run_audit(["run", digits_model, "--forget", "class=3", "--forget", "random=20@1", "--seed", "0",
-                          "--out", out, *FAST], audit_env)
+                          "--out", out, *FAST])
         assert proc.returncode in (0, 1), proc.stderr
         docs.append(_strip_volatile(json.loads((out / "results.json").read_text())))
     assert docs[0] == docs[1]
@@ -243,11 +233,11 @@ def _strip_volatile(obj):
 
 
 @pytest.mark.slow
-def test_art_attacks_run_inside_the_audit(digits_model, audit_env, tmp_path):
+def test_art_attacks_run_inside_the_audit(digits_model, tmp_path):
     """ART's shadow-model and label-only attacks through the harness (minutes: kept out of make test)."""
     out = tmp_path / "out"
     proc = run_audit(["run", digits_model, "--forget", "class=3", "--attacks", "mia", "--mia", "shadow,label_only",
-                      "--reference-models", "2", "--out", out, "--format", "none"], audit_env)
+                      "--reference-models", "2", "--out", out, "--format", "none"])
     assert proc.returncode == 0, proc.stdout + proc.stderr
     doc = json.loads((out / "results.json").read_text())
     entries = {m["attack"]: m for m in doc["targets"][0]["membership"]}

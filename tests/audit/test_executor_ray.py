@@ -4,11 +4,11 @@ executor, a shared cache that no concurrent writer corrupts, retries, and bad in
 from __future__ import annotations
 
 import json
-import subprocess
 from pathlib import Path
 
 import pytest
-from cli_runner import AUDIT, run_audit
+
+from tests.cli_runner import run_audit, start_audit
 
 pytest.importorskip("ray")
 
@@ -17,10 +17,9 @@ FAST = ["--forget", "random=0.1@2", "--method", "none", "--attacks", "mia", "--m
 
 
 @pytest.fixture(scope="module")
-def small_model(tmp_path_factory, audit_env) -> Path:
+def small_model(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("ray-model") / "m.pt"
-    proc = run_audit(["train", "--data", "digits", "--epochs", "4", "--seed", "0", "--record", "none", "--out", path],
-                     audit_env)
+    proc = run_audit(["train", "--data", "digits", "--epochs", "4", "--seed", "0", "--record", "none", "--out", path])
     assert proc.returncode == 0, proc.stderr
     return path
 
@@ -38,16 +37,16 @@ def _figures(out: Path) -> dict:
     return figures
 
 
-def test_ray_trains_the_same_models_as_local_even_after_retries(small_model, audit_env, tmp_path):
+def test_ray_trains_the_same_models_as_local_even_after_retries(small_model, tmp_path):
     two = ["--forget", "random=5@3"]  # with a second target, the targets themselves are tasks too
     local = run_audit(["run", small_model, *FAST, *two, "--out", tmp_path / "local"],
-                      {**audit_env, "AMNESIA_AUDIT_CACHE": str(tmp_path / "cache-local")})
+                      env={"AMNESIA_AUDIT_CACHE": str(tmp_path / "cache-local")})
     assert local.returncode in (0, 1), local.stderr  # the no-op may be caught or inconclusive: either is a result
     # Every Ray task fails on its first attempt and is retried: the models must not change.
-    env = {**audit_env, "AMNESIA_AUDIT_CACHE": str(tmp_path / "cache-ray"), "AUDIT_FAULT": "task-once",
+    env = {"AMNESIA_AUDIT_CACHE": str(tmp_path / "cache-ray"), "AUDIT_FAULT": "task-once",
            "AUDIT_FAULT_DIR": str(tmp_path / "faults")}
     ray = run_audit(["run", small_model, *FAST, *two, "--executor", "ray", "--cpus-per-model", "1", "--out",
-                     tmp_path / "ray"], env)
+                     tmp_path / "ray"], env=env)
     assert ray.returncode == local.returncode, ray.stderr
     # The 4 reference-model tasks and the 2 target tasks each failed once and were retried.
     assert len(list((tmp_path / "faults").glob(".fault-*"))) == 6
@@ -56,9 +55,9 @@ def test_ray_trains_the_same_models_as_local_even_after_retries(small_model, aud
     assert a == b  # the same state_dict hashes and the same figures
 
 
-def test_a_task_that_keeps_failing_exits_3_with_the_error(small_model, audit_env, tmp_path):
-    env = {**audit_env, "AMNESIA_AUDIT_CACHE": str(tmp_path / "cache"), "AUDIT_FAULT": "task"}
-    proc = run_audit(["run", small_model, *FAST, "--executor", "ray", "--out", tmp_path / "out"], env)
+def test_a_task_that_keeps_failing_exits_3_with_the_error(small_model, tmp_path):
+    env = {"AMNESIA_AUDIT_CACHE": str(tmp_path / "cache"), "AUDIT_FAULT": "task"}
+    proc = run_audit(["run", small_model, *FAST, "--executor", "ray", "--out", tmp_path / "out"], env=env)
     assert proc.returncode == 3, proc.stdout + proc.stderr
     doc = json.loads((tmp_path / "out" / "results.json").read_text())
     error = doc["targets"][0]["error"]
@@ -66,7 +65,8 @@ def test_a_task_that_keeps_failing_exits_3_with_the_error(small_model, audit_env
     assert doc["verdict"] == "error" and not doc["targets"][0]["passed"]
 
 
-def test_two_ray_audits_sharing_a_cache_leave_no_broken_entry(small_model, audit_env, tmp_path):
+@pytest.mark.slow  # two Ray clusters at once: the heaviest Ray case; `make test-all` and CI run it
+def test_two_ray_audits_sharing_a_cache_leave_no_broken_entry(small_model, tmp_path):
     import torch
     from safetensors import safe_open
     from safetensors.torch import load_file
@@ -74,10 +74,9 @@ def test_two_ray_audits_sharing_a_cache_leave_no_broken_entry(small_model, audit
     from attacks.reference import state_digest
 
     cache = tmp_path / "shared-cache"
-    env = {**audit_env, "AMNESIA_AUDIT_CACHE": str(cache)}
-    procs = [subprocess.Popen(AUDIT + [str(a) for a in ["run", small_model, *FAST, "--executor", "ray", "--out",
-                                                          tmp_path / f"out{i}"]],
-                              env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for i in range(2)]
+    env = {"AMNESIA_AUDIT_CACHE": str(cache)}
+    procs = [start_audit(["run", small_model, *FAST, "--executor", "ray", "--out", tmp_path / f"out{i}"], env=env)
+             for i in range(2)]
     for proc in procs:
         _, err = proc.communicate(timeout=900)
         assert proc.returncode in (0, 1), err
@@ -91,7 +90,7 @@ def test_two_ray_audits_sharing_a_cache_leave_no_broken_entry(small_model, audit
         assert stored == state_digest(state) and all(bool(torch.isfinite(v).all()) for v in state.values())
 
 
-def test_bad_executor_input_exits_2_with_one_line(small_model, audit_env, tmp_path):
+def test_bad_executor_input_exits_2_with_one_line(small_model, tmp_path):
     cases = [
         (["--executor", "ray", "--ray-address", "127.0.0.1:9"], "cannot reach the Ray cluster"),
         (["--executor", "ray", "--ray-address", "nonsense"], "is not HOST:PORT"),
@@ -101,7 +100,8 @@ def test_bad_executor_input_exits_2_with_one_line(small_model, audit_env, tmp_pa
     ]
     for i, (extra, needle) in enumerate(cases):
         out = tmp_path / f"out{i}"
-        proc = run_audit(["run", small_model, *FAST, *extra, "--out", out], audit_env)
+        # Refused before any work: in this process unless Ray itself is asked for.
+        proc = run_audit(["run", small_model, *FAST, *extra, "--out", out], in_process="ray" not in extra)
         lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
         assert proc.returncode == 2 and len(lines) == 1 and needle in lines[0], (extra, proc.stderr)
         assert not out.exists()

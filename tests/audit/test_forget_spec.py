@@ -154,7 +154,7 @@ def bad_record_runs(tmp_path_factory, cli):
         args = ["train", "--epochs", "1", "--record", spec.replace("INPUTS", str(inputs)), "--out", "m.pt"]
         cases[name] = (args, work)
     runs = cli.run_many({k: v for k, v in cases.items() if k in IN_A_SUBPROCESS})
-    runs.update({k: cli.run_inprocess(*v) for k, v in cases.items() if k not in IN_A_SUBPROCESS})
+    runs.update({k: cli.run(*v, in_process=True) for k, v in cases.items() if k not in IN_A_SUBPROCESS})
     return runs
 
 

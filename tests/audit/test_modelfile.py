@@ -47,7 +47,7 @@ def _evil_files(tmp, marker_payload):
 def test_malicious_model_file_executes_nothing(tmp_path, cli, marker_payload):
     marker, files = _evil_files(tmp_path, marker_payload)
     runs = {"torch.save zip": cli.run(["info", str(files["torch.save zip"])], tmp_path),
-            "legacy pickle": cli.run_inprocess(["info", str(files["legacy pickle"])], tmp_path)}
+            "legacy pickle": cli.run(["info", str(files["legacy pickle"])], tmp_path, in_process=True)}
     for name, run in runs.items():
         line = cli.one_line_failure(run, 2, "refused", "full unpickle", "--arch")
         assert "io.open" in line or "builtins.open" in line, line
@@ -94,9 +94,10 @@ def test_torchscript_and_state_dict_through_info(foreign_files, cli, digits):
         "sd": (["info", "weights.pt", "--arch", "smallcnn", "--data", "digits", "--json"], tmp),
     }, workers=2)
     runs.update({
-        "sd-no-arch": cli.run_inprocess(["info", "weights.pt", "--data", "digits"], tmp),
-        "sd-wrong-arch": cli.run_inprocess(["info", "weights.pt", "--arch", "resnet18", "--data", "digits"], tmp),
-        "ts-text": cli.run_inprocess(["info", "model.ts", "--data", "digits"], tmp),
+        "sd-no-arch": cli.run(["info", "weights.pt", "--data", "digits"], tmp, in_process=True),
+        "sd-wrong-arch": cli.run(["info", "weights.pt", "--arch", "resnet18", "--data", "digits"], tmp,
+                                 in_process=True),
+        "ts-text": cli.run(["info", "model.ts", "--data", "digits"], tmp, in_process=True),
     })
     for key in ("ts", "sd"):
         run = runs[key]
@@ -134,7 +135,7 @@ def test_unreadable_model_files(tmp_path, cli, acceptance_model):
     before = sorted(p.name for p in tmp_path.iterdir())
     in_a_subprocess = {"truncated.pt", "garbage.pt"}
     runs = cli.run_many({n: (["info", n], tmp_path) for n in in_a_subprocess}, workers=2)
-    runs.update({n: cli.run_inprocess(["info", n], tmp_path) for n in names if n not in in_a_subprocess})
+    runs.update({n: cli.run(["info", n], tmp_path, in_process=True) for n in names if n not in in_a_subprocess})
     for name, run in runs.items():
         line = cli.one_line_failure(run, 2, name)
         assert "refused" not in line, line  # damaged is not the same as dangerous

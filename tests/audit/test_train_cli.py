@@ -93,7 +93,7 @@ def bad_input_runs(tmp_path_factory, cli):
         full = list(args) + ([] if "--out" in args else ["--out", "m.pt"]) + ["--epochs", "1"] * (name != "unknown option")
         cases[name] = (full, work)
     runs = cli.run_many({k: v for k, v in cases.items() if k in IN_A_SUBPROCESS})
-    runs.update({k: cli.run_inprocess(*v) for k, v in cases.items() if k not in IN_A_SUBPROCESS})
+    runs.update({k: cli.run(*v, in_process=True) for k, v in cases.items() if k not in IN_A_SUBPROCESS})
     return runs
 
 

@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -16,12 +13,11 @@ from audit.forget import parse_forget
 from audit.modelfile import file_sha256, load_model
 from audit.unlearn import unlearn_model
 
+from tests.cli_runner import CliRun, run_audit
 
-def _audit(*args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "AUDIT_NO_PROGRESS": "1", "OMP_NUM_THREADS": "1"}
-    env.pop("AUDIT_DEBUG", None)
-    return subprocess.run([sys.executable, "-m", "audit.cli", *args], capture_output=True, text=True, env=env,
-                          timeout=300)
+
+def _audit(*args: str, in_process: bool = False) -> CliRun:
+    return run_audit(list(args), timeout=300, in_process=in_process)
 
 
 def _copy_model(trained_digits, folder: Path, with_log: bool = True) -> Path:
@@ -148,7 +144,8 @@ def test_bad_inputs_exit_2_with_one_line_and_no_output(trained_digits, tmp_path,
     model = _copy_model(trained_digits, folder, with_log)
     prepare(folder)
     out = tmp_path / "out" / "u.pt"
-    res = _audit("unlearn", str(model), *[a.format(dir=folder) for a in args], "--out", str(out))
+    # In this process: each case is refused before any work, so the interpreter's start-up would dominate.
+    res = _audit("unlearn", str(model), *[a.format(dir=folder) for a in args], "--out", str(out), in_process=True)
     _assert_refused(res, expected, out)
     if case.endswith("log") or "log " in case:
         assert "relabel" in res.stderr
@@ -171,7 +168,7 @@ def test_an_output_path_that_is_a_directory_is_refused(trained_digits, tmp_path)
     assert list(out.iterdir()) == []
 
 
-def _assert_refused(res: subprocess.CompletedProcess, expected: str, out: Path) -> None:
+def _assert_refused(res: CliRun, expected: str, out: Path) -> None:
     assert res.returncode == 2, (res.stdout, res.stderr)
     lines = res.stderr.strip().splitlines()
     assert len(lines) == 1, res.stderr

@@ -13,8 +13,11 @@ import numpy as np
 import pytest
 import torch
 
+from tests.cli_runner import CliRun, run_audit
+
 ROOT = Path(__file__).resolve().parents[2]
 OWN = ROOT / "examples" / "own_model"
+# The user's own module, imported as their code imports it: their folder on the path.
 sys.path.insert(0, str(OWN))
 
 from mynet import fit, make_net  # noqa: E402
@@ -28,9 +31,8 @@ def _env(cache: Path) -> dict:
     return env
 
 
-def _audit(args: list, cwd: Path, cache: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "audit.cli", *map(str, args)], cwd=cwd, env=_env(cache),
-                          capture_output=True, text=True, timeout=900)
+def _audit(args: list, cwd: Path, cache: Path) -> CliRun:
+    return run_audit(args, cwd, env={"AMNESIA_AUDIT_CACHE": str(cache)}, timeout=900)
 
 
 @pytest.fixture(scope="module")

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -12,11 +10,11 @@ import pytest
 import reports
 from reports import ReportError, render_files
 
-AUDIT = Path(sys.executable).with_name("audit")
+from tests import cli_runner
 
 
-def run_audit(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([str(AUDIT), *args], capture_output=True, text=True, timeout=120)
+def run_audit(*args: str) -> cli_runner.CliRun:
+    return cli_runner.run_audit(list(args), timeout=120)
 
 
 @pytest.mark.parametrize("content, expected", [

@@ -1,21 +1,14 @@
-"""Fixtures for the hardening tests (issue 11); the shared ones come from
-``tests/foundation/conftest.py`` and the helpers from ``robustness_helpers.py``.
-
-Each test trains on the embedded digits for two or three epochs: real torch, no mocks.
-"""
+"""A model for the hardening tests (issue 11) of this folder alone; the shared fixtures are
+in ``tests/conftest.py``. Each test trains on the embedded digits for a few epochs: real
+torch, no mocks."""
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repository root, for `tests.foundation`
-
-from robustness_helpers import train  # noqa: E402
-
-from tests.foundation.conftest import cli, digits, one_torch_thread  # noqa: E402,F401 - shared fixtures
+from tests.cli_runner import train
 
 
 @pytest.fixture(scope="session")

@@ -7,14 +7,13 @@ from __future__ import annotations
 
 import select
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 import torch
-from robustness_helpers import CliRun, assert_one_line_failure, cli_env
+
+from tests.cli_runner import CliRun, assert_one_line_failure, start_audit
 
 MARKER = "forward-entered"
 
@@ -48,8 +47,7 @@ def endless_archive(tmp_path_factory) -> Path:
 def _signal_inside_forward(archive: Path, sig: int) -> tuple[CliRun, float]:
     args = ["run", str(archive), "--data", "digits", "--forget", "class=3", "--method", "none", "--reference", "none",
             "--attacks", "mia", "--mia", "loss", "--format", "none", "--out", "out"]
-    proc = subprocess.Popen([sys.executable, "-c", "from audit.cli import main; main()", *args], cwd=archive.parent,
-                            env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = start_audit(args, archive.parent)
     try:
         seen, deadline = "", time.monotonic() + 120
         while MARKER not in seen and time.monotonic() < deadline and proc.poll() is None:

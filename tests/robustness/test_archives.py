@@ -19,10 +19,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from _cli import one_torch_thread, refused, run_audit_inprocess  # noqa: F401
 from torch import nn
 
 from audit.scripted import ScriptedNet
+
+from tests.cli_runner import refused, run_audit
 
 FAST = ["--reference-models", "1", "--retrains", "1", "--mia", "loss", "--attacks", "mia", "--format", "none"]
 RECIPE = ["--epochs", "5", "--lr", "0.1", "--optimizer", "sgd", "--momentum", "0.9"]
@@ -91,8 +92,8 @@ def work(folder, tmp_path, monkeypatch) -> Path:
 
 
 def _run(work: Path, model: str, *extra: str):
-    return run_audit_inprocess(["run", model, "--data", "npz:d.npz", "--forget", "class=5", "--out", "out",
-                                *FAST, *extra], work)
+    return run_audit(["run", model, "--data", "npz:d.npz", "--forget", "class=5", "--out", "out",
+                      *FAST, *extra], work, in_process=True)
 
 
 def test_a_scripted_model_trained_elsewhere_is_audited_with_a_recipe(work):
@@ -185,7 +186,7 @@ def test_an_empty_error_is_still_an_error_and_a_missing_method_prints_plainly(wo
     doc = json.loads((work / "out" / "results.json").read_text())
     doc["targets"][0]["error"] = ""
     (work / "forged.json").write_text(json.dumps(doc))
-    gated = run_audit_inprocess(["gate", "forged.json"], work)
+    gated = run_audit(["gate", "forged.json"], work, in_process=True)
     assert gated.returncode == 3, gated.stderr  # a step failed (with no message): never a pass
     del doc["targets"][0]["method"]
     doc["targets"][0]["error"] = None

@@ -7,14 +7,11 @@ from __future__ import annotations
 
 import json
 import os
-import sys
-from pathlib import Path
 
 import pytest
-from robustness_helpers import assert_one_line_failure, run_audit_env, run_audit_inprocess
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "reports"))
-from report_documents import build_document  # noqa: E402
+from tests.cli_runner import assert_one_line_failure, run_audit
+from tests.reports.report_documents import build_document
 
 
 @pytest.fixture()
@@ -31,20 +28,20 @@ def _text_with(doc: dict, marker: str, replacement: str) -> str:
 def test_a_400_digit_integer_is_refused(sound, tmp_path, command):
     sound["exit_code"] = "HUGE"
     (tmp_path / "r.json").write_text(_text_with(sound, "HUGE", "9" * 400))
-    assert_one_line_failure(run_audit_inprocess([command, "r.json"], tmp_path), 2, "beyond 64-bit integers")
+    assert_one_line_failure(run_audit([command, "r.json"], tmp_path, in_process=True), 2, "beyond 64-bit integers")
 
 
 def test_a_float_beyond_64_bits_is_refused(sound, tmp_path):
     sound["targets"][0]["p_value"] = "HUGE"
     (tmp_path / "r.json").write_text(_text_with(sound, "HUGE", "1e400"))
-    assert_one_line_failure(run_audit_inprocess(["gate", "r.json"], tmp_path), 2, "overflows a 64-bit float")
+    assert_one_line_failure(run_audit(["gate", "r.json"], tmp_path, in_process=True), 2, "overflows a 64-bit float")
 
 
 @pytest.mark.parametrize("depth", [200_000, 100])
 def test_deep_nesting_is_refused(sound, tmp_path, depth):
     sound["notes"] = "DEEP"
     (tmp_path / "r.json").write_text(_text_with(sound, "DEEP", "[" * depth + "]" * depth))
-    assert_one_line_failure(run_audit_inprocess(["gate", "r.json"], tmp_path), 2, "nested")
+    assert_one_line_failure(run_audit(["gate", "r.json"], tmp_path, in_process=True), 2, "nested")
 
 
 @pytest.mark.parametrize("command", ["gate", "report"])
@@ -52,19 +49,19 @@ def test_a_device_or_a_fifo_in_place_of_results_json_is_refused_at_once(tmp_path
     fifo = tmp_path / "r.json"
     os.mkfifo(fifo)
     for path in ("/dev/zero", str(fifo)):  # a subprocess: a hang fails the test instead of stalling the suite
-        run = run_audit_env([command, path], tmp_path, timeout=60)
+        run = run_audit([command, path], tmp_path, timeout=60)
         assert_one_line_failure(run, 2, "not a regular file")
 
 
 def test_a_folder_in_place_of_results_json_is_refused(tmp_path):
-    assert_one_line_failure(run_audit_inprocess(["gate", str(tmp_path)], tmp_path), 2, "is a folder")
+    assert_one_line_failure(run_audit(["gate", str(tmp_path)], tmp_path, in_process=True), 2, "is a folder")
 
 
 def test_a_nul_byte_in_an_image_path_is_refused(sound, tmp_path):
     sound["targets"][0]["inversion"]["original"]["images"][0] = "inversion/a\x00b.png"
     (tmp_path / "r.json").write_text(json.dumps(sound))
     for command in ("report", "gate"):
-        assert_one_line_failure(run_audit_inprocess([command, "r.json"], tmp_path), 2, "NUL byte")
+        assert_one_line_failure(run_audit([command, "r.json"], tmp_path, in_process=True), 2, "NUL byte")
 
 
 def test_the_image_embedder_does_not_raise_on_a_nul_byte(tmp_path):
@@ -82,7 +79,7 @@ def test_float8_weights_are_refused(tmp_path):
     net = build_model("smallcnn", 1, 10, [0.0], [1.0]).net
     save_file({k: v.to(torch.float8_e4m3fn) if v.is_floating_point() else v for k, v in net.state_dict().items()},
               str(tmp_path / "w.safetensors"))
-    run = run_audit_inprocess(["info", "w.safetensors", "--arch", "smallcnn", "--data", "digits"], tmp_path)
+    run = run_audit(["info", "w.safetensors", "--arch", "smallcnn", "--data", "digits"], tmp_path, in_process=True)
     assert_one_line_failure(run, 2, "float8_e4m3fn", "convert the weights to float32")
 
 

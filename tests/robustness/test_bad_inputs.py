@@ -9,13 +9,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from _cli import listing, one_torch_thread, refused, run_audit_inprocess  # noqa: F401
 
 from audit.data import load_dataset
 from audit.errors import InputError
 from audit.forget import MAX_SPEC_CHARS, parse_forget
 from audit.training import train_model
 from unlearning import TrainConfig, UpdateLog, UpdateLogError
+
+from tests.cli_runner import listing, refused, run_audit
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +38,7 @@ def work(tmp_path, trained) -> Path:
 
 def _unlearn(work: Path, *args: str):
     before = listing(work)
-    run = run_audit_inprocess(["unlearn", "m.pt", "--out", "u.pt", *args], work)
+    run = run_audit(["unlearn", "m.pt", "--out", "u.pt", *args], work, in_process=True)
     return run, before
 
 
@@ -130,6 +131,6 @@ def test_journal_lines_with_extra_keys_or_wrong_types(work, edit, needle):
 def test_config_files_that_are_not_shaped_as_expected(work, text, needle):
     (work / "audit.toml").write_text(text)
     before = listing(work)
-    run = run_audit_inprocess(["run", "m.pt", "--forget", "class=3", "--config", "audit.toml"], work)
+    run = run_audit(["run", "m.pt", "--forget", "class=3", "--config", "audit.toml"], work, in_process=True)
     refused(run, 2, "audit.toml", needle)
     assert listing(work) == before

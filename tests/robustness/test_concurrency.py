@@ -13,17 +13,17 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 import uuid
 from pathlib import Path
 
 import pytest
-from robustness_helpers import cli_env, train
 from safetensors import safe_open
 from safetensors.torch import load_file
 
 from attacks.reference import state_digest
+
+from tests.cli_runner import MAIN, run_audit, start_audit, train
 
 RUN = ["run", "m.pt", "--forget", "class=3", "--method", "none", "--attacks", "mia", "--mia", "loss",
        "--reference-models", "3", "--retrains", "1", "--format", "none", "--inconclusive", "pass"]
@@ -63,9 +63,9 @@ def model_folder(tmp_path_factory) -> Path:
 
 
 def _popen(args: list[str], cwd: Path, env: dict, script: str | None = None) -> subprocess.Popen:
-    entry = [sys.executable, "-c", script or "from audit.cli import main; main()"]
-    return subprocess.Popen([*entry, *args], cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, start_new_session=True)
+    # Every run through ``python -c``, so that the killed run and the survivor start alike and race
+    # for the cache on equal terms.
+    return start_audit(args, cwd, env=env, script=script or MAIN, start_new_session=True)
 
 
 def _figures(out: Path) -> tuple:
@@ -77,8 +77,13 @@ def _figures(out: Path) -> tuple:
 
 def test_a_run_killed_mid_write_does_not_hurt_a_concurrent_run_or_the_next(model_folder, tmp_path):
     cache = tmp_path / "cache"
-    env = {**cli_env(), "AMNESIA_AUDIT_CACHE": str(cache)}
+    env = {"AMNESIA_AUDIT_CACHE": str(cache)}
     killed = _popen([*RUN, "--out", str(tmp_path / "killed")], model_folder, env, DIES_MID_WRITE)
+    # The survivor starts once the killed run has cached its first model: had the survivor got ahead
+    # (a busy machine, another test worker), the killed run would load its models instead of saving.
+    deadline = time.monotonic() + 300
+    while killed.poll() is None and not list(cache.glob("*.safetensors")) and time.monotonic() < deadline:
+        time.sleep(0.05)
     survivor = _popen([*RUN, "--out", str(tmp_path / "survivor")], model_folder, env)
     _, err_killed = killed.communicate(timeout=300)
     _, err_survivor = survivor.communicate(timeout=300)
@@ -94,9 +99,7 @@ def test_a_run_killed_mid_write_does_not_hurt_a_concurrent_run_or_the_next(model
         assert state_digest(load_file(str(entry))) == stored, entry
     # The next run finds every model in the cache (the killed run's half-written file is never read)
     # and reaches the survivor's figures exactly.
-    proc = subprocess.run([sys.executable, "-c", "from audit.cli import main; main()", *RUN, "--out",
-                           str(tmp_path / "next")], cwd=model_folder, env=env, capture_output=True, text=True,
-                          timeout=300)
+    proc = run_audit([*RUN, "--out", tmp_path / "next"], model_folder, env=env, timeout=300)
     assert proc.returncode == 1, proc.stderr
     assert "warning" not in proc.stderr.lower(), proc.stderr
     doc = json.loads((tmp_path / "next" / "results.json").read_text())
@@ -126,7 +129,7 @@ def test_a_ray_run_interrupted_by_sigterm_leaves_no_ray_process(model_folder, tm
     cache = tmp_path / "cache"
     marker = f"AUDIT_TEST_RAY_RUN={uuid.uuid4().hex}"
     key, value = marker.split("=")
-    env = {**cli_env(), "AMNESIA_AUDIT_CACHE": str(cache), key: value}
+    env = {"AMNESIA_AUDIT_CACHE": str(cache), key: value}
     run = _popen([*RUN, "--reference-models", "8", "--executor", "ray", "--out", str(tmp_path / "out")],
                  model_folder, env)
     deadline = time.monotonic() + 180

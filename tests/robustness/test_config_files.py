@@ -12,12 +12,13 @@ from pathlib import Path
 
 import pytest
 import torch
-from _cli import one_torch_thread, refused, run_audit_inprocess  # noqa: F401
 
 from audit.config import read_settings
 from audit.data import load_dataset
 from audit.training import train_model
 from unlearning import TrainConfig
+
+from tests.cli_runner import refused, run_audit
 
 # Importing this module, or calling its factory, leaves a marker: proof that code ran.
 EVIL = '''
@@ -49,7 +50,7 @@ def test_a_toolkit_model_never_imports_the_factory_a_pyproject_names(tmp_path, t
     work = _folder(tmp_path, "evil_a", '[tool.audit]\narch = "evil_a:f"\ncode_path = ["."]\n')
     (work / "model.pt").symlink_to(toolkit_model)
     # class=99 does not exist: refused after the model has loaded, before any training.
-    run = run_audit_inprocess(["run", "model.pt", "--forget", "class=99", "--format", "none"], work)
+    run = run_audit(["run", "model.pt", "--forget", "class=99", "--format", "none"], work, in_process=True)
     assert run.returncode == 2, run.stderr
     note, error = run.error_lines()
     assert note.startswith(f"note: settings from {work / 'pyproject.toml'} [tool.audit]: code_path; not used: "
@@ -61,7 +62,7 @@ def test_a_toolkit_model_never_imports_the_factory_a_pyproject_names(tmp_path, t
 def test_a_pyproject_that_supplies_the_factory_is_said_by_name(tmp_path):
     work = _folder(tmp_path, "evil_b", '[tool.audit]\narch = "evil_b:f"\narch_args = {width = 3}\ncode_path = ["."]\n')
     torch.save({"w": torch.zeros(2)}, work / "weights.pt")
-    run = run_audit_inprocess(["run", "weights.pt", "--data", "digits", "--forget", "class=3", "--quiet"], work)
+    run = run_audit(["run", "weights.pt", "--data", "digits", "--forget", "class=3", "--quiet"], work, in_process=True)
     assert run.returncode == 2, run.stderr
     note, error = run.error_lines()  # said even with --quiet: a file nobody named supplies code that runs
     assert note == (f"note: settings from {work / 'pyproject.toml'} [tool.audit]: arch, arch_args, code_path "
@@ -72,18 +73,19 @@ def test_a_pyproject_that_supplies_the_factory_is_said_by_name(tmp_path):
 def test_isolated_ignores_every_config_file(tmp_path):
     work = _folder(tmp_path, "evil_c", 'arch = "evil_c:f"\ncode_path = ["."]\n', name="audit.toml")
     torch.save({"w": torch.zeros(2)}, work / "weights.pt")
-    run = run_audit_inprocess(["run", "weights.pt", "--data", "digits", "--forget", "class=3", "--isolated"], work)
+    run = run_audit(["run", "weights.pt", "--data", "digits", "--forget", "class=3", "--isolated"], work,
+                    in_process=True)
     refused(run, 2, "weights.pt is a bare state_dict: pass --arch")
     assert not (work / "IMPORTED").exists()
-    run = run_audit_inprocess(["run", "weights.pt", "--forget", "class=3", "--isolated", "--config", "audit.toml"],
-                              work)
+    run = run_audit(["run", "weights.pt", "--forget", "class=3", "--isolated", "--config", "audit.toml"],
+                    work, in_process=True)
     refused(run, 2, "--isolated ignores every config file", "--config audit.toml")
 
 
 def test_a_builtin_function_is_never_a_factory(tmp_path):
     work = _folder(tmp_path, "unused", '[tool.audit]\narch = "os:system"\narch_args = {command = "touch PWNED"}\n')
     torch.save({"w": torch.zeros(2)}, work / "weights.pt")
-    run = run_audit_inprocess(["run", "weights.pt", "--data", "digits", "--forget", "class=3"], work)
+    run = run_audit(["run", "weights.pt", "--data", "digits", "--forget", "class=3"], work, in_process=True)
     assert run.returncode == 2 and "--arch os:system is a built-in function" in run.error_lines()[-1]
     assert not (work / "PWNED").exists()
 

@@ -11,11 +11,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from _cli import listing, one_torch_thread, refused, run_audit_inprocess, write_cifar_pickle  # noqa: F401
 
 from audit.data import load_dataset
 from audit.errors import InputError
 from unlearning import NonFiniteTraining, TrainConfig, fit
+
+from tests.cli_runner import listing, refused, run_audit
+from tests.dataset_files import write_cifar_pickle
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +35,7 @@ def _npz(path: Path, arrays, **replace) -> Path:
 
 def _train(tmp_path: Path, data: str, *extra: str):
     before = listing(tmp_path)
-    run = run_audit_inprocess(["train", "--data", data, "--epochs", "1", "--out", "m.pt", *extra], tmp_path)
+    run = run_audit(["train", "--data", data, "--epochs", "1", "--out", "m.pt", *extra], tmp_path, in_process=True)
     return run, before
 
 

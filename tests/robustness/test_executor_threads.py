@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from robustness_helpers import cli_env, train
+
+from tests.cli_runner import run_audit, train
 
 MULTI_CORE = pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="needs a machine with more than one core")
 
@@ -46,13 +45,11 @@ def test_local_tasks_run_on_the_threads_a_ray_task_gets(default_threads, cpus, t
 
 
 def _audit(model: Path, out: Path, cache: Path, *extra: str) -> dict:
-    env = {k: v for k, v in cli_env().items() if k not in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")}
-    env["AMNESIA_AUDIT_CACHE"] = str(cache)
+    env = {"OMP_NUM_THREADS": None, "MKL_NUM_THREADS": None, "AMNESIA_AUDIT_CACHE": str(cache)}
     args = ["run", str(model), "--forget", "class=3", "--seed", "0", "--method", "relabel", "--reference-models", "4",
             "--retrains", "2", "--mia", "loss,lira_online", "--config", str(model.parent / "audit.toml"),
             "--format", "none", "--quiet", "--out", str(out), *extra]
-    proc = subprocess.run([sys.executable, "-c", "from audit.cli import main; main()", *args], cwd=model.parent,
-                          env=env, capture_output=True, text=True, timeout=900)
+    proc = run_audit(args, model.parent, env=env, timeout=900)
     assert proc.returncode in (0, 1), proc.stderr
     # Local worker processes are stopped quietly when their pool closes (no inherited CLI handlers).
     assert "Traceback" not in proc.stderr and "Interrupted" not in proc.stderr, proc.stderr
@@ -69,6 +66,7 @@ def _figures(doc: dict) -> dict:
             "inversion": {role: t["inversion"][role]["attack_accuracy"] for role in ("original", "unlearned")}}
 
 
+@pytest.mark.slow  # two full audits at torch's default threads, one through Ray: minutes on 2 cores
 @MULTI_CORE
 def test_local_and_ray_give_the_same_models_and_figures_at_default_threads(tmp_path):
     pytest.importorskip("ray")

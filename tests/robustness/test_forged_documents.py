@@ -12,14 +12,12 @@ from __future__ import annotations
 
 import copy
 import json
-import sys
 from pathlib import Path
 
 import pytest
-from robustness_helpers import assert_one_line_failure, run_audit_inprocess, train
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "reports"))
-from report_documents import build_document  # noqa: E402
+from tests.cli_runner import assert_one_line_failure, run_audit, train
+from tests.reports.report_documents import build_document
 
 PASSING, FAILING, INCONCLUSIVE = 0, 1, 2  # the targets of build_document, in its order
 
@@ -44,7 +42,7 @@ def doc(tmp_path) -> dict:
 
 
 def _gate(path: Path, *args: str, cwd: Path | None = None):
-    return run_audit_inprocess(["gate", str(path), *args], cwd or path.parent)
+    return run_audit(["gate", str(path), *args], cwd or path.parent, in_process=True)
 
 
 def test_sound_documents_are_gated_as_recorded(doc, tmp_path):
@@ -111,9 +109,9 @@ def real_audit(tmp_path_factory) -> Path:
     work = tmp_path_factory.mktemp("real-audit")
     res = train(work, "m.pt", "--record", "none", epochs=3)
     assert res.returncode == 0, res.stderr
-    run = run_audit_inprocess(["run", "m.pt", "--forget", "class=3", "--method", "relabel", "--reference", "none",
-                               "--attacks", "mia", "--mia", "loss", "--format", "none", "--quiet", "--out", "out"],
-                              work)
+    run = run_audit(["run", "m.pt", "--forget", "class=3", "--method", "relabel", "--reference", "none",
+                     "--attacks", "mia", "--mia", "loss", "--format", "none", "--quiet", "--out", "out"],
+                    work, in_process=True)
     assert run.returncode in (0, 1), run.stderr
     return work / "out" / "results.json"
 

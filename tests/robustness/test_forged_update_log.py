@@ -12,11 +12,12 @@ from pathlib import Path
 
 import pytest
 import torch
-from robustness_helpers import assert_one_line_failure, run_audit_inprocess
 from safetensors.torch import load_file, save_file
 
 from audit.modelfile import load_model
 from unlearning import UpdateLog, UpdateLogError
+
+from tests.cli_runner import assert_one_line_failure, run_audit
 
 
 def _copy(model: Path, folder: Path) -> tuple[Path, Path]:
@@ -73,7 +74,7 @@ def test_a_self_consistent_forged_log_is_refused_by_its_digest(r5_model, tmp_pat
     with pytest.raises(UpdateLogError, match="digest differs"):
         UpdateLog.open_trusted(log, recorded)
     before = sorted(p.name for p in model.parent.rglob("*"))
-    run = run_audit_inprocess(["unlearn", model.name, "--forget", "random=5@0", "--method", "amnesiac", "--epochs",
-                               "0", "--out", "u.pt"], model.parent)
+    run = run_audit(["unlearn", model.name, "--forget", "random=5@0", "--method", "amnesiac", "--epochs",
+                     "0", "--out", "u.pt"], model.parent, in_process=True)
     assert_one_line_failure(run, 2, "not the one its model was saved with", "--method relabel")
     assert sorted(p.name for p in model.parent.rglob("*")) == before  # nothing written

@@ -16,7 +16,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from _cli import MarkerPayload, listing, one_torch_thread, refused, run_audit, run_audit_inprocess  # noqa: F401
 
 from audit.atomic import atomic_dir
 from audit.data import load_dataset
@@ -25,6 +24,9 @@ from audit.modelfile import load_model
 from audit.training import train_model
 from reports.images import embed
 from unlearning import TrainConfig
+
+from tests.cli_runner import listing, refused, run_audit
+from tests.dataset_files import MarkerPayload
 
 
 @contextlib.contextmanager
@@ -54,7 +56,7 @@ def model_doc(tmp_path_factory) -> dict:
 def _info(folder: Path, name: str, *extra: str):
     before = listing(folder)
     with fails_fast():
-        run = run_audit_inprocess(["info", name, *extra], folder)
+        run = run_audit(["info", name, *extra], folder, in_process=True)
     return run, before
 
 
@@ -152,8 +154,8 @@ def test_a_fifo_as_forget_ids_file(tmp_path, model_doc):
     os.mkfifo(tmp_path / "ids.txt")
     before = listing(tmp_path)
     with fails_fast():
-        run = run_audit_inprocess(["unlearn", "m.pt", "--forget", "samples=ids.txt", "--method", "relabel",
-                                   "--out", "u.pt"], tmp_path)
+        run = run_audit(["unlearn", "m.pt", "--forget", "samples=ids.txt", "--method", "relabel",
+                         "--out", "u.pt"], tmp_path, in_process=True)
     refused(run, 2, "ids.txt is not a regular file")
     assert listing(tmp_path) == before
 

@@ -4,23 +4,18 @@ earlier set stays whole; killed while swapping, no old file is left beside a new
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+
+from tests.cli_runner import CliRun, run_audit
 
 ARGS = ["--forget", "class=3", "--method", "relabel", "--reference", "none", "--attacks", "mia", "--mia", "loss",
         "--format", "html", "--inconclusive", "pass", "--quiet", "--out", "out"]
 
 
-def _run(args: list[str], cwd: Path, **env: str) -> subprocess.CompletedProcess:
-    full = {**os.environ, "AUDIT_NO_PROGRESS": "1", "OMP_NUM_THREADS": "1", "AMNESIA_AUDIT_CACHE": str(cwd / "cache"),
-            **env}
-    full.pop("AUDIT_FAULT", None)
-    return subprocess.run([sys.executable, "-m", "audit.cli", *args], cwd=cwd, env=full, capture_output=True,
-                          text=True, timeout=600)
+def _run(args: list[str], cwd: Path, **env: str) -> CliRun:
+    return run_audit(args, cwd, env={"AMNESIA_AUDIT_CACHE": str(cwd / "cache"), **env})
 
 
 def _outputs(out: Path) -> dict[str, bytes]:

@@ -15,12 +15,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from robustness_helpers import run_audit_env, train
 from safetensors import safe_open
 from safetensors.torch import save_file
 from torch import nn
 
 from attacks.reference import accuracy_check, model_digest, state_digest, train_reference_models
+
+from tests.cli_runner import run_audit, train
 
 KEY = "tiny-mlp/digits/150-steps"
 
@@ -143,13 +144,13 @@ def test_audit_run_retrains_a_cache_poisoned_with_zeros(tmp_path):
     args = ["run", "m.pt", "--forget", "class=3", "--method", "relabel", "--reference", "none", "--attacks", "mia",
             "--mia", "lira_online", "--reference-models", "2", "--format", "none", "--quiet",
             "--inconclusive", "pass"]  # the verdict is not what this test is about
-    first = run_audit_env([*args, "--out", "a"], work, AMNESIA_AUDIT_CACHE=str(cache))
+    first = run_audit([*args, "--out", "a"], work, env={"AMNESIA_AUDIT_CACHE": str(cache)})
     assert first.returncode == 0, first.stderr
     entries = _entries(cache)
     assert len(entries) == 2
     for p in entries:  # the poisoning: valid safetensors files of zeros
         _poison(p, 0.0, forge_digest=False)
-    second = run_audit_env([*args, "--out", "b"], work, AMNESIA_AUDIT_CACHE=str(cache))
+    second = run_audit([*args, "--out", "b"], work, env={"AMNESIA_AUDIT_CACHE": str(cache)})
     assert second.returncode == 0, second.stderr
     lines = [ln for ln in second.stderr.splitlines() if ln.strip()]
     assert len(lines) == 2 and all(ln.startswith("warning: reference-model cache entry") for ln in lines), lines

@@ -11,25 +11,22 @@ from __future__ import annotations
 import json
 import shutil
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Callable
 
 import pytest
-from robustness_helpers import CliRun, assert_one_line_failure, cli_env, run_audit_inprocess, train
 
 from audit.modelfile import load_model
+
+from tests.cli_runner import CliRun, assert_one_line_failure, run_audit, start_audit, train
 
 
 def _interrupt_when(args: list[str], cwd: Path, ready: Callable[[], bool], sig: int, env: dict | None = None,
                     tries: int = 4, settle: float = 0.0) -> CliRun:
     """Run ``audit ARGS``; send ``sig`` ``settle`` seconds after ``ready()``. Retried if the command ends first."""
     for _ in range(tries):
-        proc = subprocess.Popen([sys.executable, "-c", "from audit.cli import main; main()", *args], cwd=cwd,
-                                env={**cli_env(), **(env or {})}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                text=True)
+        proc = start_audit(args, cwd, env=env)
         deadline = time.monotonic() + 120
         while proc.poll() is None and not ready() and time.monotonic() < deadline:
             time.sleep(0.002)
@@ -56,15 +53,15 @@ def audited(tmp_path_factory) -> Path:
     work = tmp_path_factory.mktemp("audited")
     res = train(work, "m.pt", "--record", "class=3", epochs=3)
     assert res.returncode == 0, res.stderr
-    run = run_audit_inprocess(["run", "m.pt", "--forget", "class=3", "--method", "relabel", "--reference", "none",
-                               "--attacks", "mia", "--mia", "loss", "--format", "html,pdf", "--quiet",
-                               "--out", "audit-out"], work)
+    run = run_audit(["run", "m.pt", "--forget", "class=3", "--method", "relabel", "--reference", "none",
+                     "--attacks", "mia", "--mia", "loss", "--format", "html,pdf", "--quiet",
+                     "--out", "audit-out"], work, in_process=True)
     assert run.returncode in (0, 1), run.stderr  # the verdict does not matter here, only the outputs
     # Without retrained models the membership test keeps each model's own permutation null, and says so.
     [membership] = [t for t in json.loads((work / "audit-out" / "results.json").read_text())["targets"][0]["tests"]
                     if t["name"] == "membership"]
     assert membership["detail"]["null"] == "permutation"
-    report = run_audit_inprocess(["report", "audit-out/results.json", "--format", "html,pdf,junit"], work)
+    report = run_audit(["report", "audit-out/results.json", "--format", "html,pdf,junit"], work, in_process=True)
     assert report.returncode == 0, report.stderr
     return work
 
@@ -105,9 +102,7 @@ def test_run_interrupted_while_training_reference_models(audited, tmp_path):
     assert _tmp_files(work, cache) == []
     assert _files(out) == before
     # What was cached is complete: the next run uses it.
-    rerun = subprocess.run([sys.executable, "-c", "from audit.cli import main; main()", *args], cwd=work,
-                           env={**cli_env(), "AMNESIA_AUDIT_CACHE": str(cache)}, capture_output=True, text=True,
-                           timeout=300)
+    rerun = run_audit(args, work, env={"AMNESIA_AUDIT_CACHE": str(cache)}, timeout=300)
     assert rerun.returncode in (0, 1) and "warning" not in rerun.stderr, rerun.stderr
 
 

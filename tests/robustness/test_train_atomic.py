@@ -11,9 +11,10 @@ import shutil
 from pathlib import Path
 
 import pytest
-from robustness_helpers import run_audit_inprocess, train
 
 from audit.modelfile import load_model
+
+from tests.cli_runner import run_audit, train
 
 BEFORE_COMMIT = ["log-open", "log-closed", "model-staged"]
 AFTER_COMMIT = ["model-replaced", "old-log-removing"]
@@ -35,13 +36,13 @@ def _files(folder: Path) -> dict[str, bytes]:
 
 def _usable(folder: Path) -> dict:
     """The model at m.pt verifies against the log it names, and amnesiac unlearning from it works."""
-    info = run_audit_inprocess(["info", "m.pt", "--json"], folder)
+    info = run_audit(["info", "m.pt", "--json"], folder, in_process=True)
     assert info.returncode == 0, info.stderr
     status = json.loads(info.stdout)["update_log"]
     assert status["verified"] is True, status
     out = folder.parent / f"{folder.name}-u.pt"
-    unlearn = run_audit_inprocess(["unlearn", "m.pt", "--forget", "class=3", "--method", "amnesiac", "--epochs", "0",
-                                   "--out", str(out)], folder)
+    unlearn = run_audit(["unlearn", "m.pt", "--forget", "class=3", "--method", "amnesiac", "--epochs", "0",
+                         "--out", str(out)], folder, in_process=True)
     assert unlearn.returncode == 0, unlearn.stderr
     out.unlink()
     return status
@@ -75,8 +76,8 @@ def test_a_kill_at_any_stage_leaves_a_usable_pair(old_pair, tmp_path, stage):
     _usable(folder)
 
     # The next run replaces the pair again and sweeps what the killed run left.
-    again = run_audit_inprocess(["train", "--epochs", "2", "--record", "class=3", "--seed", "2", "--out", "m.pt"],
-                                folder)
+    again = run_audit(["train", "--epochs", "2", "--record", "class=3", "--seed", "2", "--out", "m.pt"],
+                      folder, in_process=True)
     assert again.returncode == 0, again.stderr
     assert load_model(folder / "m.pt").seed == 2
     _usable(folder)
@@ -92,14 +93,14 @@ def test_retraining_keeps_no_old_log_and_a_failed_retraining_keeps_the_old_pair(
     new = _files(folder)
 
     # A run that fails (training diverges at an absurd learning rate) changes nothing.
-    failed = run_audit_inprocess(["train", "--epochs", "2", "--record", "class=3", "--lr", "1e30",
-                                  "--out", "m.pt"], folder)
+    failed = run_audit(["train", "--epochs", "2", "--record", "class=3", "--lr", "1e30",
+                        "--out", "m.pt"], folder, in_process=True)
     assert failed.returncode == 3, failed.stderr
     assert len([ln for ln in failed.stderr.splitlines() if ln.strip()]) == 1
     assert _files(folder) == new
 
     # Retraining without a log removes the old log with the old model.
-    res = run_audit_inprocess(["train", "--epochs", "2", "--record", "none", "--out", "m.pt"], folder)
+    res = run_audit(["train", "--epochs", "2", "--record", "none", "--out", "m.pt"], folder, in_process=True)
     assert res.returncode == 0, res.stderr
     assert load_model(folder / "m.pt").update_log is None
     assert [p.name for p in folder.iterdir()] == ["m.pt"]

@@ -13,13 +13,14 @@ from pathlib import Path
 
 import pytest
 import torch
-from robustness_helpers import assert_one_line_failure, run_audit, run_audit_inprocess
 from safetensors.torch import save_file
 
 from audit.errors import InputError
 from audit.modelfile import load_model
 from audit.unlearn import open_trusted_log
 from unlearning import UpdateLog, UpdateLogError
+
+from tests.cli_runner import assert_one_line_failure, run_audit
 
 N_TRAIN = 1348  # digits' training split
 
@@ -89,7 +90,7 @@ def test_info_and_auto_method_see_a_tampered_log_as_unusable(r5_model, tmp_path,
     assert set(status) == {"dir", "record", "dtype", "total_steps", "batches", "bytes", "verified", "problem", "packing"}
     choice = choose_method("auto", mf, parse_forget("class=5", digits.y_train, digits.num_classes))
     assert choice.name == "relabel" and "covered.safetensors" in choice.reason and choice.log is None
-    info = run_audit_inprocess(["info", model.name], model.parent)
+    info = run_audit(["info", model.name], model.parent, in_process=True)
     assert info.returncode == 0 and "NOT verified" in info.stdout
 
 
@@ -144,8 +145,8 @@ def test_every_file_of_the_log_is_checked(r5_model, tmp_path, case):
     tamper(model)
     before = _snapshot(model.parent)
     # random=5@0 is the recorded set itself: an intact log would cover it.
-    run = run_audit_inprocess(["unlearn", model.name, "--forget", "random=5@0", "--method", "amnesiac",
-                               "--epochs", "0", "--out", "u.pt"], model.parent)
+    run = run_audit(["unlearn", model.name, "--forget", "random=5@0", "--method", "amnesiac",
+                     "--epochs", "0", "--out", "u.pt"], model.parent, in_process=True)
     _assert_refused_and_untouched(run, model.parent, before, needle, "--method relabel")
     with pytest.raises(InputError, match=needle):
         open_trusted_log(load_model(model))
@@ -153,8 +154,8 @@ def test_every_file_of_the_log_is_checked(r5_model, tmp_path, case):
 
 def test_an_intact_log_is_used(r5_model, tmp_path):
     model = _copy(r5_model, tmp_path / "in")
-    run = run_audit_inprocess(["unlearn", model.name, "--forget", "random=5@0", "--method", "amnesiac",
-                               "--epochs", "0", "--out", "u.pt"], model.parent)
+    run = run_audit(["unlearn", model.name, "--forget", "random=5@0", "--method", "amnesiac",
+                     "--epochs", "0", "--out", "u.pt"], model.parent, in_process=True)
     assert run.returncode == 0, run.stderr
     assert "amnesiac forgot random=5@0" in run.stdout
     assert open_trusted_log(load_model(model)).closed
@@ -171,8 +172,8 @@ def test_an_older_model_file_is_verified_through_its_journal_digest(r5_model, tm
     model = _copy(r5_model, tmp_path / "ok")
     _as_written_before_the_full_digest(model)
     assert "log_sha256" not in load_model(model).update_log
-    run = run_audit_inprocess(["unlearn", model.name, "--forget", "random=5@0", "--method", "amnesiac",
-                               "--epochs", "0", "--out", "u.pt"], model.parent)
+    run = run_audit(["unlearn", model.name, "--forget", "random=5@0", "--method", "amnesiac",
+                     "--epochs", "0", "--out", "u.pt"], model.parent, in_process=True)
     assert run.returncode == 0, run.stderr
 
     # The journal's digest vouches for the journal, and the journal for every other file.
@@ -181,8 +182,8 @@ def test_an_older_model_file_is_verified_through_its_journal_digest(r5_model, tm
         _as_written_before_the_full_digest(model)
         tamper(model)
         before = _snapshot(model.parent)
-        run = run_audit_inprocess(["unlearn", model.name, "--forget", "random=5@0", "--method", "amnesiac",
-                                   "--epochs", "0", "--out", "u.pt"], model.parent)
+        run = run_audit(["unlearn", model.name, "--forget", "random=5@0", "--method", "amnesiac",
+                         "--epochs", "0", "--out", "u.pt"], model.parent, in_process=True)
         _assert_refused_and_untouched(run, model.parent, before, "--method relabel")
 
 
@@ -192,8 +193,8 @@ def test_a_model_file_that_records_no_digest_is_refused(r5_model, tmp_path):
     del doc["update_log"]["log_sha256"], doc["update_log"]["journal_sha256"]
     torch.save(doc, model)
     before = _snapshot(model.parent)
-    run = run_audit_inprocess(["unlearn", model.name, "--forget", "random=5@0", "--method", "amnesiac",
-                               "--epochs", "0", "--out", "u.pt"], model.parent)
+    run = run_audit(["unlearn", model.name, "--forget", "random=5@0", "--method", "amnesiac",
+                     "--epochs", "0", "--out", "u.pt"], model.parent, in_process=True)
     _assert_refused_and_untouched(run, model.parent, before, "records no digest", "--method relabel")
 
 

@@ -16,8 +16,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from _cli import one_torch_thread, refused, run_audit_inprocess  # noqa: F401
 from torch import nn
+
+from tests.cli_runner import refused, run_audit
 
 USER = '''
 import sys
@@ -123,7 +124,7 @@ def _run(work: Work, factory: str, fit: str | None, *extra: str, model: str = "l
             "--normalize", "0,1", "--forget", "class=3", "--out", "out", *FAST, *extra]
     if fit:
         args += ["--train", f"{mod}:{fit}"]
-    return run_audit_inprocess(args, work.path)
+    return run_audit(args, work.path, in_process=True)
 
 
 def _target(work: Work) -> dict:
@@ -204,8 +205,8 @@ def test_a_model_near_chance_is_flagged_in_the_summary_and_the_report(work):
 
 def test_a_module_that_exits_while_importing_is_refused_not_a_silent_exit_0(work):
     (work / "exits_on_import.py").write_text("import sys\nsys.exit(0)\n")
-    run = run_audit_inprocess(["run", "lin.pt", "--data", "npz:d.npz", "--arch", "exits_on_import:make",
-                               "--code-path", ".", "--forget", "class=3", "--out", "out", *FAST], work.path)
+    run = run_audit(["run", "lin.pt", "--data", "npz:d.npz", "--arch", "exits_on_import:make",
+                     "--code-path", ".", "--forget", "class=3", "--out", "out", *FAST], work.path, in_process=True)
     refused(run, 2, "--arch exits_on_import:make: importing exits_on_import failed (SystemExit: 0)")
 
 

@@ -138,14 +138,10 @@ def test_audit_train_packs_by_default_and_records_it(digits, tmp_path):
 
 
 def test_bad_packing_value_is_one_line_and_exit_2(tmp_path):
-    import os
-    import subprocess
-    import sys
+    from tests.cli_runner import run_audit
 
-    env = {**os.environ, "AUDIT_NO_PROGRESS": "1", "OMP_NUM_THREADS": "1"}
-    run = subprocess.run([sys.executable, "-m", "audit.cli", "train", "--epochs", "1", "--record", "class=3",
-                          "--packing", "maybe", "--out", str(tmp_path / "m.pt")],
-                         capture_output=True, text=True, env=env, timeout=300)
+    run = run_audit(["train", "--epochs", "1", "--record", "class=3", "--packing", "maybe", "--out", tmp_path / "m.pt"],
+                    timeout=300)
     lines = [ln for ln in run.stderr.splitlines() if ln.strip()]
     assert run.returncode == 2 and len(lines) == 1 and "--packing" in lines[0], run.stderr
     assert "Traceback" not in run.stderr and not (tmp_path / "m.pt").exists()
