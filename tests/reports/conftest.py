@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 
 import pytest
-from report_documents import build_document, write_results
+from tests.reports.report_documents import build_document, write_results
 
 
 @pytest.fixture()

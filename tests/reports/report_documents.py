@@ -18,7 +18,7 @@ models, the verdict's reason and gate messages in the harness's words); tests in
 test_report_schema.py check them against audit.gates.gate_target and audit.scoring.decide.
 
 Builders live here rather than in conftest.py so that tests can import them
-(``from report_documents import build_document``) without clashing with the other
+(``from tests.reports.report_documents import build_document``) without clashing with the other
 test folders' conftest modules.
 """
 

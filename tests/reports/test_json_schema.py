@@ -8,7 +8,7 @@ from pathlib import Path
 
 import jsonschema
 import pytest
-from report_documents import build_document
+from tests.reports.report_documents import build_document
 
 from reports.document import json_schema
 

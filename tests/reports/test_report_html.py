@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 from markupsafe import escape
-from report_documents import build_document, finish, step_failed
+from tests.reports.report_documents import build_document, finish, step_failed
 
 import reports.html
 from reports.document import validate

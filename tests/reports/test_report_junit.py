@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 
-from report_documents import GATE, build_document, step_failed
+from tests.reports.report_documents import GATE, build_document, step_failed
 
 import reports
 from reports.document import validate

@@ -6,7 +6,7 @@ import copy
 import json
 
 import pytest
-from report_documents import GATE, build_document, step_failed
+from tests.reports.report_documents import GATE, build_document, step_failed
 
 from reports import ReportError, load_results, validate
 
