@@ -180,6 +180,7 @@ def test_original_rules(work):
 
 def test_an_empty_error_is_still_an_error_and_a_missing_method_prints_plainly(work):
     from audit.summary import print_summary
+    from reports import validate
 
     run = _run(work, "ext.pt", "--method", "relabel", *RECIPE)
     assert run.returncode in (0, 1), run.stderr
@@ -192,5 +193,5 @@ def test_an_empty_error_is_still_an_error_and_a_missing_method_prints_plainly(wo
     doc["targets"][0]["error"] = None
     out, err = io.StringIO(), io.StringIO()
     with redirect_stdout(out), redirect_stderr(err):
-        print_summary(doc, quiet=False, out=None)
+        print_summary(validate(doc), quiet=False, out=None)
     assert "None (None)" not in out.getvalue() and "no unlearning method recorded" in out.getvalue()
