@@ -67,8 +67,8 @@ def test_noop_control_fails_on_a_class_target(digits_model, tmp_path):
     assert target["gates"][0]["expr"] == "verdict" and not target["gates"][0]["passed"]
     assert list(ET.parse(out / "junit.xml").getroot().iter("failure"))
     # A gate cannot rescue a failed verdict, and audit gate re-applies without recomputing.
-    assert run_audit(["gate", out / "results.json", "--fail-on", "residual_leakage>2"]).returncode == 1
-    assert run_audit(["gate", out / "results.json", "--inconclusive", "pass"]).returncode == 1
+    assert run_audit(["gate", out / "results.json", "--fail-on", "residual_leakage>2"], in_process=True).returncode == 1
+    assert run_audit(["gate", out / "results.json", "--inconclusive", "pass"], in_process=True).returncode == 1
 
 
 def test_leaky_target_noop_fails_and_retrain_does_not(leaky_model, tmp_path):
@@ -94,7 +94,7 @@ def test_leaky_target_noop_fails_and_retrain_does_not(leaky_model, tmp_path):
     over = target["overforgetting"]
     assert over is not None and target["overforgetting_p_value"] is not None and target["residual_leakage"] < 0.5
     gated = run_audit(["gate", tmp_path / "relabel" / "results.json", "--inconclusive", "pass",
-                       "--fail-on", f"overforgetting>={over - 1e-9}"])
+                       "--fail-on", f"overforgetting>={over - 1e-9}"], in_process=True)
     assert gated.returncode == 1 and "overforgetting" in gated.stderr
 
 
@@ -111,7 +111,7 @@ def test_inconclusive_fails_closed_unless_chosen(digits_model, tmp_path):
     assert "inconclusive" in proc.stderr and "fails closed" in proc.stderr
     [failure] = ET.parse(out / "junit.xml").getroot().iter("failure")
     assert "inconclusive" in failure.get("message")
-    assert run_audit(["gate", out / "results.json", "--inconclusive", "pass"]).returncode == 0
+    assert run_audit(["gate", out / "results.json", "--inconclusive", "pass"], in_process=True).returncode == 0
     chosen = run_audit([*args, "--inconclusive", "pass", "--out", tmp_path / "chosen"])
     assert chosen.returncode == 0, chosen.stderr
     assert json.loads((tmp_path / "chosen" / "results.json").read_text())["config"]["inconclusive"] == "pass"
@@ -148,7 +148,7 @@ def test_a_failed_attack_exits_3_and_fails_closed(digits_model, tmp_path):
     assert doc["targets"][0]["error"] and not doc["targets"][0]["passed"]
     assert all(not g["passed"] for g in doc["targets"][0]["gates"])
     assert list(ET.parse(out / "junit.xml").getroot().iter("error"))
-    assert run_audit(["gate", out / "results.json", "--fail-on", "residual_leakage>1"]).returncode == 3
+    assert run_audit(["gate", out / "results.json", "--fail-on", "residual_leakage>1"], in_process=True).returncode == 3
 
 
 def test_bad_inputs_exit_2_with_one_line_and_no_results(digits_model, tmp_path):

@@ -149,7 +149,9 @@ def test_bad_user_code_exits_2_with_one_line(own, tmp_path):
     ]
     for i, (extra, needle) in enumerate(cases):
         out = tmp_path / f"out{i}"
-        proc = _audit([*base, *extra, "--out", out], folder, own["cache"])
+        # Refused before any work: in process (the subprocess path is the same code, tested elsewhere).
+        proc = run_audit([*base, *extra, "--out", out], folder, env={"AMNESIA_AUDIT_CACHE": str(own["cache"])},
+                         in_process=True)
         lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
         assert proc.returncode == 2 and len(lines) == 1, (extra, proc.stderr)
         assert needle in lines[0] and "Traceback" not in proc.stderr, (needle, lines[0])
