@@ -13,7 +13,7 @@ from attacks.signals import cross_entropy
 
 from audit.attacking import AttackContext
 from audit.forget import ForgetSet
-from audit.scoring import Evidence, membership_evidence, rate_evidence
+from audit.scoring import Evidence, rate_evidence
 from reports.document import Inversion
 
 

@@ -18,7 +18,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from unlearning.training import TrainConfig, TrainFunction, steps_per_epoch, train_with
+from unlearning.training import TrainConfig, TrainFunction, train_with
 
 #: Default epochs of :func:`finetune_unlearn`; see benchmarks/results/unlearning.md.
 FINETUNE_EPOCHS = 5
