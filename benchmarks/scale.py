@@ -52,7 +52,7 @@ from audit.data import load_dataset  # noqa: E402
 from audit.models import build_model  # noqa: E402
 from unlearning import TrainConfig, UpdateLog, UpdateRecorder, amnesiac_unlearn, fit  # noqa: E402
 from unlearning.amnesiac import default_repair  # noqa: E402
-from unlearning.finetune import steps_per_epoch  # noqa: E402
+from unlearning.training import steps_per_epoch  # noqa: E402
 from unlearning.training import make_optimizer  # noqa: E402
 
 # CIFAR-10 as the paper trains it: 50,000 images, batch 64, 10 epochs, Adam lr 1e-3.

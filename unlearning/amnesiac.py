@@ -40,8 +40,8 @@ import time
 import torch
 from torch import nn
 
-from unlearning.finetune import ProgressCallback, UnlearningResult, retain_mask, steps_per_epoch, train_steps
-from unlearning.training import TrainConfig
+from unlearning.finetune import ProgressCallback, UnlearningResult, retain_mask, train_steps
+from unlearning.training import TrainConfig, steps_per_epoch
 from unlearning.update_log import UpdateLog, UpdateLogError
 
 #: Default repair: one epoch at an eighth of the recipe's batch size and twice its learning
