@@ -1,4 +1,4 @@
-"""Realistic results documents (schema version 2, reports/schema.py) with real PNG images on disk.
+"""Realistic results documents (schema version 2, typed in reports/document.py) with real PNG images on disk.
 
 Three targets, each with a verdict of its own resting on a power check (audit/scoring.py):
 
