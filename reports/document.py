@@ -7,9 +7,7 @@ in [0, 1], times in seconds; a number that could not be measured is ``null``. Un
 extra fields are kept (later minor additions). ``audit schema`` prints the JSON Schema
 (:func:`json_schema`); the same schema is published as ``docs/results.schema.json``.
 
-Reading is strict (:func:`validate`): a number must be a JSON number, a flag ``true`` or
-``false``; the first problem becomes one line that names the field, e.g.
-``targets[1].gates[0].passed should be true or false, not text``.
+Reading a document (bounded, strict, one line per problem) is :mod:`reports.reading`.
 """
 
 from __future__ import annotations
@@ -17,19 +15,10 @@ from __future__ import annotations
 import math
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
 SCHEMA = "amnesia-audit/results"
 SCHEMA_VERSION = 2
-
-
-class ReportError(ValueError):
-    """A results document that cannot be read or rendered; ``str()`` is one line a user can act on."""
-
-    def __init__(self, message: str) -> None:
-        super().__init__(" ".join(str(message).split()))
-
-
 
 
 def _nan_to_none(value: Any) -> Any:
@@ -42,12 +31,6 @@ Share = Annotated[Annotated[float, Field(ge=0.0, le=1.0)] | None, BeforeValidato
 NonNegative = Annotated[Annotated[float, Field(ge=0.0)] | None, BeforeValidator(_nan_to_none)]
 #: [low, high]; a null end could not be measured (for the residual: unbounded above).
 Pair = Annotated[list[float | None], Field(min_length=2, max_length=2)]
-
-RUN_VERDICTS = ("pass", "fail", "error")
-TARGET_VERDICTS = ("pass", "fail", "inconclusive", "error")
-ROLES = ("original", "unlearned", "reference")
-ACCURACY_SPLITS = ("forget", "retain", "test", "test_other_classes")
-
 
 class Part(BaseModel):
     """A part of the document: fields in the order results.json writes them; extra fields kept."""
@@ -341,92 +324,3 @@ def json_schema() -> dict:
     schema = Document.model_json_schema(by_alias=True)
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     return schema
-
-
-# --- Reading ---------------------------------------------------------------------------------
-def validate(doc: Any, source: str = "results document") -> Document:
-    """``doc`` (parsed JSON) as a :class:`Document`, or :class:`ReportError` with one line naming the field."""
-    if not isinstance(doc, dict):
-        raise ReportError(f"{source}: expected a JSON object at the top level, not {_kind(doc)}")
-    if doc.get("schema") != SCHEMA:
-        raise ReportError(f"{source}: not an amnesia-audit results document "
-                          f"(\"schema\" is {json_repr(doc.get('schema'))}, expected \"{SCHEMA}\")")
-    version = doc.get("schema_version")
-    if version == 1 and not isinstance(version, bool):
-        raise ReportError(f"{source}: schema_version 1 was written by an earlier amnesia-audit, before targets had a "
-                          "verdict (pass, fail or inconclusive) resting on a power check; rerun `audit run` to "
-                          "audit again with this version")
-    if version != SCHEMA_VERSION or isinstance(version, bool):
-        raise ReportError(f"{source}: schema_version {json_repr(version)} is not supported; this amnesia-audit "
-                          f"reads version {SCHEMA_VERSION}: rerun `audit run` or use a matching amnesia-audit")
-    try:
-        return Document.model_validate(doc, strict=True)
-    except ValidationError as exc:
-        raise ReportError(f"{source}: {describe_error(exc.errors()[0])}; regenerate it with `audit run` or fix the "
-                          "file") from None
-
-
-_EXPECTED = {"float_type": "a finite number or null", "int_type": "a whole number", "bool_type": "true or false",
-             "string_type": "text", "list_type": "a list", "dict_type": "an object", "model_type": "an object",
-             "model_attributes_type": "an object", "finite_number": "a finite number"}
-_PAIR = "a pair of numbers [low, high] (high null: unbounded) or null"
-
-
-def describe_error(error: dict) -> str:
-    """One pydantic error as words: where (``targets[1].gates[0].passed``) and what is wrong."""
-    loc = list(error.get("loc") or ())
-    kind, value, ctx = error.get("type"), error.get("input"), error.get("ctx") or {}
-    if kind == "missing":
-        return f"{_where(loc)} is missing"
-    if kind in ("too_short", "too_long"):
-        return f"{_where(loc)} should be {_PAIR}, not {len(value)} values" if isinstance(value, list) else \
-            f"{_where(loc)} should be {_PAIR}"
-    if kind == "literal_error":
-        allowed = str(ctx.get("expected", "")).replace("'", "").replace(" or ", ", ")
-        return f"{_where(loc)} {json_repr(value)} is not one of {allowed}"
-    if kind in ("greater_than_equal", "less_than_equal"):
-        low, high = _range(loc)
-        return f"{_where(loc)} is {value}, outside its range [{low}, {high}]"
-    if kind == "value_error":
-        return f"{_where(loc)} {ctx.get('error', error.get('msg'))}"
-    if kind in _EXPECTED:
-        expected = "a path" if "images" in loc else _EXPECTED[kind]
-        return f"{_where(loc)} should be {expected}, not {_kind(value)}"
-    return f"{_where(loc)}: {error.get('msg')}"
-
-
-def _where(loc: list) -> str:
-    out = ""
-    for part in loc:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out or "the document"
-
-
-def _range(loc: list) -> tuple[str, str]:
-    """The documented range of the field at ``loc``, as written in messages."""
-    name = next((p for p in reversed(loc) if isinstance(p, str)), "")
-    if name in ("residual_leakage", "residual_leakage_upper"):
-        return "0", "infinity"
-    if name == "advantage":
-        return "-1", "1"
-    return "0", "1"
-
-
-def _kind(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "true/false"
-    if isinstance(value, (int, float)):
-        return "a number"
-    if isinstance(value, str):
-        return "text"
-    if isinstance(value, list):
-        return "a list"
-    return "an object" if isinstance(value, dict) else type(value).__name__
-
-
-def json_repr(value: Any) -> str:
-    """A short JSON-ish rendering of a value for error messages."""
-    text = repr(value) if not isinstance(value, str) else f'"{value}"'
-    return text if len(text) <= 40 else text[:37] + "..."

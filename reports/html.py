@@ -48,7 +48,7 @@ def render_html(doc: Document, base_dir: str | Path) -> str:
     """The report as one HTML string; ``base_dir`` is the folder holding results.json (images are relative to it)."""
     if not isinstance(doc, Document):
         raise TypeError(f"render_html takes a reports.document.Document, not {type(doc).__name__}; "
-                        "read results.json with reports.load_results or reports.document.validate")
+                        "read results.json with reports.load_results or reports.validate")
     base_dir = Path(base_dir)
     ordered = fmt.target_order(doc.targets)  # failures first, in the contents, the summary and the sections
     data = doc.provenance.data or DataProvenance()

@@ -11,7 +11,7 @@ from markupsafe import escape
 from tests.reports.report_documents import build_document, finish, step_failed
 
 import reports.html
-from reports.document import validate
+from reports.reading import validate
 from reports.images import embed
 
 

@@ -7,7 +7,7 @@ import xml.etree.ElementTree as ET
 from tests.reports.report_documents import GATE, build_document, step_failed
 
 import reports
-from reports.document import validate
+from reports.reading import validate
 
 
 def render_junit(doc: dict) -> str:

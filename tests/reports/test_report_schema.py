@@ -179,7 +179,7 @@ def test_a_target_whose_step_failed_is_valid_with_empty_fields(results_doc):
 
 def test_an_unbounded_residual_interval_as_the_harness_writes_it_is_valid(results_doc):
     from reports import render_html
-    from reports.document import validate as to_document
+    from reports.reading import validate as to_document
 
     doc, folder = results_doc
     # When more than 2.5% of the bootstrap draws show no membership in the original model (e.g. 13 examples,
