@@ -25,8 +25,6 @@ class ReportError(ValueError):
         super().__init__(" ".join(str(message).split()))
 
 
-
-
 # No results.json that `audit run` writes comes near these; past them a file is not one.
 MAX_RESULTS_BYTES = 128 * 2**20
 MAX_DEPTH = 64
