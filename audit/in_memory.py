@@ -159,7 +159,7 @@ def evaluate(
     else:
         raise InputError("unlearned must be an nn.Module unlearned elsewhere or a method name "
                          "(auto, amnesiac, relabel, finetune, retrain, none)")
-    known = AuditOptions.names() - {"forget", "method"}
+    known = AuditOptions.names() - {"method"}
     unknown = sorted(set(options) - known)
     if unknown:
         raise InputError(f"audit.evaluate got an unknown option {unknown[0]!r}; known: {', '.join(sorted(known))}")

@@ -98,22 +98,23 @@ class AuditOptions:
 
     @classmethod
     def names(cls) -> set[str]:
-        """The flat option names :meth:`from_flat` takes."""
-        return {"forget", "method", "seed"} | {f.name for group in GROUPS.values() for f in dataclasses.fields(group)}
+        """The flat option names :meth:`from_flat` takes as keywords (besides ``model`` and ``forget``)."""
+        return {"method", "seed"} | {f.name for group in GROUPS.values() for f in dataclasses.fields(group)} - {"model"}
 
     @classmethod
-    def from_flat(cls, model, forget: list[str] | str, **options) -> "AuditOptions":
+    def from_flat(cls, model, forget: list[str] | str, /, **options) -> "AuditOptions":
         """Options from flat names, as ``audit.run`` and the CLI take them; unknown names are bad input."""
         parts: dict[str, dict] = {name: {} for name in GROUPS}
         top = {}
         for name, value in options.items():
-            group = next((g for g, kind in GROUPS.items() if name in {f.name for f in dataclasses.fields(kind)}), None)
+            group = next((g for g, kind in GROUPS.items() if name in {f.name for f in dataclasses.fields(kind)}
+                          and name != "model"), None)
             if group is not None:
                 parts[group][name] = value
             elif name in ("method", "seed"):
                 top[name] = value
             else:
-                raise InputError(f"unknown option {name!r}; known: {', '.join(sorted(cls.names() - {'forget'}))}")
+                raise InputError(f"unknown option {name!r}; known: {', '.join(sorted(cls.names()))}")
         inputs = ModelInputs(model=Path(model), **parts.pop("inputs"))
         if inputs.original is not None:
             inputs.original = Path(inputs.original)
