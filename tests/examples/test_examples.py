@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -30,3 +31,20 @@ def test_record_packed_loop():
     # 89 recordable digits in two batches of their own per epoch: 20 of 290 steps, none holding a retained one.
     assert "recorded 20 of 290 steps" in run.stdout
     assert "holding 0 retained examples" in run.stdout
+
+
+def test_examples_run(tmp_path):
+    """The README's examples run as a user would run them: from Python, and from the command line."""
+    env = dict(os.environ, AUDIT_NO_PROGRESS="1", OMP_NUM_THREADS="1", AMNESIA_AUDIT_CACHE=str(tmp_path / "cache"))
+    env.pop("AUDIT_FAULT", None)
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"  # python and audit of this venv
+    proc = subprocess.run([sys.executable, "examples/audit_in_python.py"], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("verdict ")
+    out = tmp_path / "cli-example"
+    proc = subprocess.run(["bash", "examples/audit_from_cli.sh", str(out)], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=900)
+    assert proc.returncode in (0, 1), proc.stderr
+    doc = json.loads((out / "audit" / "results.json").read_text())
+    assert doc["targets"][0]["verdict"] in ("pass", "fail") and (out / "audit" / "report.html").is_file()
