@@ -4,7 +4,6 @@ audited from the command line and in memory, archives for attack-only audits, ba
 from __future__ import annotations
 
 import json
-import os
 import sys
 from pathlib import Path
 
