@@ -12,34 +12,13 @@ from torch.utils.data import DataLoader, TensorDataset
 from unlearning import DatasetWithIds, MissingBatchIds, UpdateLog, UpdateRecorder, amnesiac_unlearn
 from unlearning.recorder import recorder_of
 
+from tests.unlearning.log_arithmetic import max_error, model_state, plus_deltas
+
 
 def _mlp(seed: int = 0) -> nn.Module:
     """A small MLP with BatchNorm, whose running statistics move in every forward pass."""
     torch.manual_seed(seed)
     return nn.Sequential(nn.Flatten(), nn.Linear(64, 32), nn.BatchNorm1d(32), nn.ReLU(), nn.Linear(32, 10))
-
-
-def _state(model: nn.Module) -> dict[str, torch.Tensor]:
-    out = {f"p/{k}": p.detach().clone() for k, p in model.named_parameters()}
-    out.update({f"b/{k}": b.detach().clone() for k, b in model.named_buffers() if b.is_floating_point()})
-    return out
-
-
-def _plus_deltas(initial: dict[str, torch.Tensor], log: UpdateLog, entries) -> dict[str, torch.Tensor]:
-    """initial + the deltas of ``entries``, summed in float64."""
-    total = {k: v.double().clone() for k, v in initial.items()}
-    for entry in entries:
-        params, buffers, _ = log.read(entry)
-        for k, d in params.items():
-            total[f"p/{k}"] += d.double()
-        for k, d in buffers.items():
-            total[f"b/{k}"] += d.double()
-    return total
-
-
-def _max_error(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> float:
-    assert a.keys() == b.keys()
-    return max(float((a[k].double() - b[k].double()).abs().max()) for k in a)
 
 
 def _loader(digits, batch_size: int = 100, n: int | None = None) -> DataLoader:
@@ -52,7 +31,7 @@ def test_steplr_and_clipping_identity_and_amnesiac_removal(digits, tmp_path):
     """Adam + StepLR + clip_grad_norm_ in a user's loop: initial + all deltas == final, and
     amnesiac removal leaves initial + the deltas of the steps that never saw a forget id."""
     model = _mlp()
-    initial = _state(model)
+    initial = model_state(model)
     n = len(digits.y_train)
     recorder = UpdateRecorder(model, tmp_path / "log", dtype=torch.float64, all_ids=torch.arange(n))
     optimizer = recorder.attach(torch.optim.Adam(model.parameters(), lr=1e-2))
@@ -70,7 +49,7 @@ def test_steplr_and_clipping_identity_and_amnesiac_removal(digits, tmp_path):
             optimizer.step()
         scheduler.step()
     summary = recorder.close()
-    final = _state(model)
+    final = model_state(model)
 
     assert lrs == [1e-2, 5e-3, 2.5e-3]                       # the scheduler drove the real optimizer
     assert max(grad_norms) > 0.5                            # and clipping did clip
@@ -80,7 +59,7 @@ def test_steplr_and_clipping_identity_and_amnesiac_removal(digits, tmp_path):
     assert [e.epoch for e in log] == [e for e in range(3) for _ in range(steps_per_epoch)]
     ids = torch.cat([log.read(e)[2] for e in log])
     assert torch.equal(torch.bincount(ids, minlength=n), torch.full((n,), 3))
-    assert _max_error(_plus_deltas(initial, log, log.entries), final) == 0.0
+    assert max_error(plus_deltas(initial, log, log.entries), final) == 0.0
 
     forget = torch.tensor([5, 17, 400])
     result = amnesiac_unlearn(model, tmp_path / "log", forget, log_sha256=summary["log_sha256"])
@@ -88,15 +67,15 @@ def test_steplr_and_clipping_identity_and_amnesiac_removal(digits, tmp_path):
     assert result.details["batches_removed"] == len(removed) and 0 < len(removed) <= 9
     kept = [e for e in log if e.step not in removed]
     # float64 deltas, float32 weights: the two sides differ by float32 rounding only.
-    assert _max_error(_state(result.model), _plus_deltas(initial, log, kept)) < 1e-6
-    assert _max_error(_state(model), final) == 0.0           # the trained model itself is untouched
+    assert max_error(model_state(result.model), plus_deltas(initial, log, kept)) < 1e-6
+    assert max_error(model_state(model), final) == 0.0           # the trained model itself is untouched
 
 
 def test_grad_scaler_skipped_steps_are_not_recorded(digits, tmp_path):
     """GradScaler skips a step with inf gradients without calling optimizer.step: no entry.
     The skipped batch's ids go with the next step, which carries its BatchNorm update."""
     model = _mlp()
-    initial = _state(model)
+    initial = model_state(model)
     recorder = UpdateRecorder(model, tmp_path / "log", dtype=torch.float64)
     optimizer = recorder.attach(torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9))
     scaler = torch.amp.GradScaler("cpu")
@@ -104,13 +83,13 @@ def test_grad_scaler_skipped_steps_are_not_recorded(digits, tmp_path):
     model.train()
     for i, ids in enumerate(batches):
         recorder.batch(ids)
-        before = _state(model)
+        before = model_state(model)
         optimizer.zero_grad()
         loss = F.cross_entropy(model(digits.x_train[ids]), digits.y_train[ids])
         scaler.scale(loss * (1e38 if i in (2, 4) else 1.0)).backward()   # 1e38 * 65536 overflows float32
         scaler.step(optimizer)
         scaler.update()
-        moved = {k for k in before if not torch.equal(before[k], _state(model)[k])}
+        moved = {k for k in before if not torch.equal(before[k], model_state(model)[k])}
         if i in (2, 4):
             assert not any(k.startswith("p/") for k in moved)   # skipped: the weights did not move...
             assert any("running_mean" in k for k in moved)      # ...but BatchNorm's statistics did
@@ -128,7 +107,7 @@ def test_grad_scaler_skipped_steps_are_not_recorded(digits, tmp_path):
     last_params, last_buffers, _ = log.read(log.entries[3])
     assert all(not d.any() for d in last_params.values()) and any(d.any() for d in last_buffers.values())
     assert summary["total_steps"] == 4
-    assert _max_error(_plus_deltas(initial, log, log.entries), _state(model)) == 0.0
+    assert max_error(plus_deltas(initial, log, log.entries), model_state(model)) == 0.0
 
 
 def test_a_step_without_ids_is_refused_before_it_changes_anything(digits, tmp_path):
@@ -137,11 +116,11 @@ def test_a_step_without_ids_is_refused_before_it_changes_anything(digits, tmp_pa
     optimizer = recorder.attach(torch.optim.SGD(model.parameters(), lr=0.1))
     xb, yb = digits.x_train[:32], digits.y_train[:32]
     F.cross_entropy(model(xb), yb).backward()
-    before = _state(model)
+    before = model_state(model)
     with pytest.raises(MissingBatchIds) as err:
         optimizer.step()
     assert "recorder.batch(ids)" in str(err.value) and "\n" not in str(err.value)
-    assert _max_error(_state(model), before) == 0.0 and recorder.steps == 0
+    assert max_error(model_state(model), before) == 0.0 and recorder.steps == 0
 
     recorder.batch(torch.arange(32))
     optimizer.step()

@@ -18,29 +18,7 @@ from audit.models import build_model
 from unlearning import TrainConfig, UpdateLog, UpdateLogError, UpdateRecorder, fit
 from unlearning.update_log import partial_path
 
-
-def _state(model: nn.Module) -> dict[str, torch.Tensor]:
-    """Parameters and floating-point buffers (BatchNorm running statistics), cloned."""
-    out = {f"p/{k}": p.detach().clone() for k, p in model.named_parameters()}
-    out.update({f"b/{k}": b.detach().clone() for k, b in model.named_buffers() if b.is_floating_point()})
-    return out
-
-
-def _replay(initial: dict[str, torch.Tensor], log: UpdateLog) -> dict[str, torch.Tensor]:
-    """initial + the sum of every recorded step's deltas, accumulated in float64, in step order."""
-    total = {k: v.double().clone() for k, v in initial.items()}
-    for entry in log:
-        params, buffers, _ = log.read(entry)
-        for k, d in params.items():
-            total[f"p/{k}"] += d.double()
-        for k, d in buffers.items():
-            total[f"b/{k}"] += d.double()
-    return total
-
-
-def _max_error(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> float:
-    assert a.keys() == b.keys()
-    return max(float((a[k].double() - b[k].double()).abs().max()) for k in a)
+from tests.unlearning.log_arithmetic import max_error, model_state, plus_deltas
 
 
 def _digits_smallcnn(digits, seed: int = 0):
@@ -53,7 +31,7 @@ def _digits_smallcnn(digits, seed: int = 0):
 def test_record_all_identity_smallcnn(digits, tmp_path, dtype, tolerance):
     """Initial weights and buffers + all recorded deltas == final weights and buffers."""
     model = _digits_smallcnn(digits)
-    initial = _state(model)
+    initial = model_state(model)
     assert any(k.endswith("running_mean") for k in initial)  # BatchNorm buffers are part of it
 
     recorder = UpdateRecorder(model, tmp_path / "log", dtype=dtype)
@@ -61,7 +39,7 @@ def test_record_all_identity_smallcnn(digits, tmp_path, dtype, tolerance):
     config = TrainConfig(epochs=3, batch_size=64, seed=0)
     fit(model, digits.x_train, digits.y_train, config, optimizer=optimizer)
     summary = recorder.close()
-    final = _state(model)
+    final = model_state(model)
 
     log = UpdateLog.open(tmp_path / "log")
     steps_per_epoch = len(digits.y_train) // 64  # the short last batch (4 examples) is merged
@@ -70,12 +48,12 @@ def test_record_all_identity_smallcnn(digits, tmp_path, dtype, tolerance):
     assert [e.step for e in log] == list(range(3 * steps_per_epoch))
 
     # The run did move things: weights and running statistics both.
-    assert _max_error(initial, final) > 1e-2
+    assert max_error(initial, final) > 1e-2
     bn_mean = next(k for k in initial if k.endswith("features.1.running_mean"))
     assert not torch.equal(initial[bn_mean], final[bn_mean])
 
-    replayed = _replay(initial, log)
-    assert _max_error(replayed, final) <= tolerance
+    replayed = plus_deltas(initial, log)
+    assert max_error(replayed, final) <= tolerance
 
     # Every example's id was recorded once per epoch.
     ids = torch.cat([log.read(e)[2] for e in log])
@@ -87,7 +65,7 @@ def test_record_all_identity_user_loop_sgd_batchnorm(digits, tmp_path):
     """The recorder wraps any optimizer in a hand-written loop (SGD with momentum, BatchNorm1d)."""
     torch.manual_seed(1)
     model = nn.Sequential(nn.Flatten(), nn.Linear(64, 32), nn.BatchNorm1d(32), nn.ReLU(), nn.Linear(32, 10))
-    initial = _state(model)
+    initial = model_state(model)
     recorder = UpdateRecorder(model, tmp_path / "log", dtype=torch.float64)
     optimizer = recorder.wrap(torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9))
     ids_all = torch.arange(len(digits.y_train))
@@ -100,7 +78,7 @@ def test_record_all_identity_user_loop_sgd_batchnorm(digits, tmp_path):
     recorder.close()
     log = UpdateLog.open(tmp_path / "log")
     assert len(log.entries) == 2 * 14
-    assert _max_error(_replay(initial, log), _state(model)) == 0.0
+    assert max_error(plus_deltas(initial, log), model_state(model)) == 0.0
     assert set(log.header["buffer_names"]) >= {"2.running_mean", "2.running_var"}
 
 
@@ -183,7 +161,7 @@ def test_kill_9_leaves_a_log_usable_to_the_last_step(digits, tmp_path, cli):
 
     # Usable: the same seeded run stopped after KILL_AFTER steps is initial + those deltas.
     model = _digits_smallcnn(digits)
-    initial = _state(model)
+    initial = model_state(model)
     done = []
 
     def stop(epoch, step, steps_per_epoch):
@@ -193,7 +171,7 @@ def test_kill_9_leaves_a_log_usable_to_the_last_step(digits, tmp_path, cli):
 
     with pytest.raises(_StopTraining):
         fit(model, digits.x_train, digits.y_train, TrainConfig(epochs=2, seed=0), on_step=stop)
-    assert _max_error(_replay(initial, log), _state(model)) < 1e-5
+    assert max_error(plus_deltas(initial, log), model_state(model)) < 1e-5
 
 
 @pytest.fixture
