@@ -127,11 +127,18 @@ def _set_env(values: dict[str, str | None]) -> None:
             os.environ[key] = value
 
 
-def run_audit_many(cases: dict[str, tuple[list, Path]], workers: int = 4) -> dict[str, CliRun]:
-    """Run independent ``audit`` subprocesses side by side (each mostly waits on imports)."""
+def run_audit_many(cases: dict[str, tuple[list, Path]], workers: int = 4,
+                   in_a_subprocess: set[str] | None = None) -> dict[str, CliRun]:
+    """Run independent ``audit`` subprocesses side by side (each mostly waits on imports).
+
+    With ``in_a_subprocess``, only the cases it names run as subprocesses; the others call
+    the same entry point in this process, one after another (an interpreter start saved each)."""
+    apart = {k: v for k, v in cases.items() if in_a_subprocess is None or k in in_a_subprocess}
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        futures = {key: pool.submit(run_audit, args, cwd) for key, (args, cwd) in cases.items()}
-        return {key: f.result() for key, f in futures.items()}
+        futures = {key: pool.submit(run_audit, args, cwd) for key, (args, cwd) in apart.items()}
+        runs = {key: f.result() for key, f in futures.items()}
+    runs.update({k: run_audit(args, cwd, in_process=True) for k, (args, cwd) in cases.items() if k not in apart})
+    return runs
 
 
 def assert_one_line_failure(run: CliRun, code: int = 2, *needles: str) -> str:

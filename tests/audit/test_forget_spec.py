@@ -153,9 +153,7 @@ def bad_record_runs(tmp_path_factory, cli):
         work = tmp_path_factory.mktemp("work")
         args = ["train", "--epochs", "1", "--record", spec.replace("INPUTS", str(inputs)), "--out", "m.pt"]
         cases[name] = (args, work)
-    runs = cli.run_many({k: v for k, v in cases.items() if k in IN_A_SUBPROCESS})
-    runs.update({k: cli.run(*v, in_process=True) for k, v in cases.items() if k not in IN_A_SUBPROCESS})
-    return runs
+    return cli.run_many(cases, in_a_subprocess=IN_A_SUBPROCESS)
 
 
 @pytest.mark.parametrize("name", list(BAD_RECORD_SPECS))

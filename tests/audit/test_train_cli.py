@@ -92,9 +92,7 @@ def bad_input_runs(tmp_path_factory, cli):
             (work / "existing-file").write_text("")
         full = list(args) + ([] if "--out" in args else ["--out", "m.pt"]) + ["--epochs", "1"] * (name != "unknown option")
         cases[name] = (full, work)
-    runs = cli.run_many({k: v for k, v in cases.items() if k in IN_A_SUBPROCESS})
-    runs.update({k: cli.run(*v, in_process=True) for k, v in cases.items() if k not in IN_A_SUBPROCESS})
-    return runs
+    return cli.run_many(cases, in_a_subprocess=IN_A_SUBPROCESS)
 
 
 @pytest.mark.parametrize("name", list(BAD_INPUTS))
