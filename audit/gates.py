@@ -185,16 +185,17 @@ def gate_target(target: Target, gates: list[Gate], inconclusive: str = "fail") -
         target.gates = [GateResult(expr=e, value=None, passed=False, message="not evaluated: a step of this target failed")
                         for e in ["verdict"] + [g.expr for g in gates]]
     else:
-        out_of_range = _out_of_range(target)
+        metrics = target_metrics(target)  # once: the range check and every gate read the same table
+        out_of_range = _out_of_range(metrics)
         if out_of_range:
             target.gates = [GateResult(expr="verdict", value=None, passed=False, message=out_of_range)]
         else:
-            target.gates = [verdict_gate(target, inconclusive)] + apply_gates(target, gates)
+            target.gates = [verdict_gate(target, inconclusive)] + [g.check(metrics) for g in gates]
     target.passed = target.error is None and all(g.passed for g in target.gates)
 
 
-def _out_of_range(target: Target) -> str | None:
-    for name, value in target_metrics(target).items():
+def _out_of_range(metrics: dict[str, float | str | None]) -> str | None:
+    for name, value in metrics.items():
         low, high = RANGES.get(name, (None, None))
         if isinstance(value, (int, float)) and not isinstance(value, bool) and (
                 (low is not None and value < low) or (high is not None and value > high)):
