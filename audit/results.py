@@ -156,10 +156,11 @@ def write_outputs(doc: Document, opts: AuditOptions, images: dict | None = None)
         for rel, image in (images or {}).items():
             save_png(image, staging / rel)
         write_text(staging / "results.json", doc.to_json())  # serialised here, once
-        write_text(staging / "junit.xml", render_junit(doc))
-        if opts.output.formats:
+        write_text(staging / "junit.xml", render_junit(doc))  # always: CI gates read it
+        reports = [f for f in opts.output.formats if f != "junit"]  # junit.xml is written just above
+        if reports:
             try:
-                render_files(doc, list(opts.output.formats), staging, base_dir=staging)
+                render_files(doc, reports, staging, base_dir=staging)
             except Exception as exc:  # noqa: BLE001 - the report step failed: the earlier set stays
                 raise StepError(f"writing the report failed, so the outputs in {out} were left as they were: "
                                 f"{exc}") from None
