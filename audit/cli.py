@@ -38,10 +38,16 @@ def train(
     data: str = typer.Option("digits", "--data", help="digits | mnist | fashion-mnist | cifar10 | cifar100 | npz:PATH | folder:PATH"),
     data_root: Optional[str] = typer.Option(None, "--data-root", help="folder holding torchvision's files "
                                             "(default: none; needed for mnist, fashion-mnist, cifar10, cifar100)"),
-    arch: str = typer.Option("smallcnn", "--arch", help="smallcnn | resnet18 | a torchvision model name"),
-    epochs: int = typer.Option(20, "--epochs", help="training epochs"),
-    batch_size: int = typer.Option(64, "--batch-size", help="examples per batch"),
-    lr: float = typer.Option(1e-3, "--lr", help="learning rate"),
+    arch: Optional[str] = typer.Option(None, "--arch", help="smallcnn | convnet | resnet18 | a torchvision model "
+                                       "name (default: the data set's, smallcnn for digits, convnet for 28x28)"),
+    epochs: Optional[int] = typer.Option(None, "--epochs", help="training epochs (default: the data set's recipe, "
+                                         "20 for digits, 4 for fashion-mnist)"),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", help="examples per batch (default: the data "
+                                             "set's recipe, 64 for digits, 256 for fashion-mnist)"),
+    lr: Optional[float] = typer.Option(None, "--lr", help="learning rate (default: the data set's recipe, 0.001 for "
+                                       "digits, 0.003 for fashion-mnist)"),
+    lr_schedule: Optional[str] = typer.Option(None, "--lr-schedule", help="none | cosine | step:E:G (default: the "
+                                              "data set's recipe, none for digits, cosine for fashion-mnist)"),
     optimizer: str = typer.Option("adam", "--optimizer", help="adam | sgd"),
     seed: int = typer.Option(0, "--seed", help="seed of the initial weights and the batch order"),
     record: str = typer.Option("all", "--record", help="all | none | a forget spec: whose batches to record"),
@@ -54,12 +60,16 @@ def train(
 ) -> None:
     """Train a model from scratch, recording the amnesiac update log."""
     from audit.data import load_dataset
+    from audit.models import default_recipe
     from audit.training import train_model
     from unlearning import TrainConfig
 
     ds = load_dataset(data, data_root)
-    config = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, optimizer=optimizer, seed=seed)
-    res = train_model(ds, out, arch, config, record=record, log_dtype=log_dtype, show_progress=not quiet,
+    default_arch, recipe = default_recipe(ds.spec)
+    given = {"epochs": epochs, "batch_size": batch_size, "lr": lr, "lr_schedule": lr_schedule}
+    recipe = {**recipe, **{k: v for k, v in given.items() if v is not None}}
+    config = TrainConfig(**recipe, optimizer=optimizer, seed=seed)
+    res = train_model(ds, out, arch or default_arch, config, record=record, log_dtype=log_dtype, show_progress=not quiet,
                       packing=packing)
     m = res.model_file.metrics
     log = (f"update log {res.model_file.log_dir} ({res.log_batches}/{res.total_steps} batches, "

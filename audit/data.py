@@ -100,9 +100,18 @@ def load_dataset(spec: str = "digits", root: str | None = None) -> Dataset:
     )
 
 
+#: Where Debian's packages put a data set (``apt-get install dataset-fashion-mnist``): used when
+#: ``--data-root`` is not given; the flag still wins.
+DEBIAN_FOLDERS = {"fashion-mnist": "/usr/share/datasets/fashion-mnist", "mnist": "/usr/share/datasets/mnist"}
+
+
 def _need_root(kind: str, root: str | None) -> Path:
+    if not root and kind in DEBIAN_FOLDERS and Path(DEBIAN_FOLDERS[kind]).is_dir():
+        return Path(DEBIAN_FOLDERS[kind])
     if not root:
-        raise InputError(f"--data {kind} needs --data-root DIR, the folder that holds torchvision's files")
+        debian = (f" (or install Debian's dataset-{kind} package, which puts it in {DEBIAN_FOLDERS[kind]})"
+                  if kind == "fashion-mnist" else "")
+        raise InputError(f"--data {kind} needs --data-root DIR, the folder that holds torchvision's files{debian}")
     path = Path(root)
     if not path.is_dir():
         raise InputError(f"--data-root {root!r} is not a folder; point it at the folder that holds {kind}'s files")
