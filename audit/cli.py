@@ -160,14 +160,23 @@ def run_cmd(
                                          "none (the no-op control, which must not pass)"),
     original: Optional[Path] = typer.Option(None, "--original", help="audit MODEL as unlearned elsewhere from this "
                                             "original model.pt; no unlearning step runs, so --method does not apply"),
-    reference: Optional[str] = typer.Option(None, "--reference", help="retrain (default) | none"),
+    reference: Optional[str] = typer.Option(None, "--reference", help="what each model is compared with: auto "
+                                            "(default: the shared pool of reference models for sample requests, no "
+                                            "retraining; retrained models for class requests) | pool | retrain "
+                                            "(models retrained without each request) | none"),
     retrains: Optional[int] = typer.Option(None, "--retrains", help="models retrained without the forget set, with "
-                                           "seeds other than the model's (default 3; cached)"),
+                                           "seeds other than the model's (default 3; cached; class requests and "
+                                           "--reference retrain)"),
     alpha: Optional[float] = typer.Option(None, "--alpha", help="significance level of the tests (default 0.05)"),
     max_residual: Optional[float] = typer.Option(None, "--max-residual", help="a pass needs the residual leakage's "
                                                  "95% upper bound below this (default 0.5)"),
     inconclusive: Optional[str] = typer.Option(None, "--inconclusive", help="what an inconclusive target does to the "
                                                "gates: fail (default) | pass"),
+    max_memorised_auc: Optional[float] = typer.Option(None, "--max-memorised-auc", help="'not memorised' needs the "
+                                                      "original's membership AUC's 95% upper bound at most this "
+                                                      "(default 0.6; 0.5 is no signal)"),
+    not_memorised: Optional[str] = typer.Option(None, "--not-memorised", help="what a not-memorised target does to "
+                                                "the gates: pass (default) | fail"),
     attacks: Optional[str] = typer.Option(None, "--attacks", help="mia,inversion"),
     # The attack names and both defaults are attacks.registry's (ATTACKS, DEFAULT_ATTACKS, DEFAULT_REFERENCE_MODELS),
     # written out so that the command line starts without importing torch; tests/audit/test_attack_defaults.py
@@ -222,7 +231,8 @@ def run_cmd(
     as_json: bool = typer.Option(False, "--json", help="print the results document to stdout"),
 ) -> None:
     """Unlearn each forget target (or audit a model unlearned elsewhere), test the original and the unlearned
-    model against retrained ones, and give each target a verdict: pass, fail or inconclusive."""
+    model against models that never saw the target, and give each target a verdict: pass, fail, not memorised
+    or inconclusive."""
     from audit.config import read_settings
     from audit.harness import run
 
@@ -230,6 +240,7 @@ def run_cmd(
     settings = dict(source.values)
     cli = {"forget": forget or None, "method": method, "reference": reference, "original": original,
            "retrains": retrains, "alpha": alpha, "max_residual": max_residual, "inconclusive": inconclusive,
+           "max_memorised_auc": max_memorised_auc, "not_memorised": not_memorised,
            "attacks": _split([attacks]) if attacks else None,
            "mia_attacks": _split([mia]) if mia else None, "reference_models": reference_models, "data": data,
            "data_root": data_root, "out": out, "seed": seed, "fail_on": fail_on or None}
@@ -315,7 +326,7 @@ def gate(
     for line in plan.notices:
         stderr.print(f"note: {line}", markup=False, highlight=False, soft_wrap=True)
     for target in doc.targets:
-        gate_target(target, plan.gates, plan.policy)
+        gate_target(target, plan.gates, plan.policy, doc.config.not_memorised or "pass")
     doc.verdict, doc.exit_code = verdict(doc.targets)
     code = doc.exit_code
     if not doc.targets:

@@ -26,6 +26,7 @@ from audit.errors import InputError
 KEYS = {"fail_on": list, "forget": list, "method": str, "reference": str, "attacks": (list, str),
         "mia_attacks": (list, str), "reference_models": int, "seed": int, "data": str, "data_root": str,
         "out": str, "inversion_iterations": int, "retrains": int, "alpha": (float, int), "max_residual": (float, int), "inconclusive": str,
+        "max_memorised_auc": (float, int), "not_memorised": str,
         "original": str, "arch": str, "arch_args": (str, dict), "code_path": (list, str), "train": str,
         "normalize": str, "recipe": dict, "executor": str, "ray_address": str, "cpus_per_model": (float, int),
         "gpus_per_model": (float, int)}

@@ -13,12 +13,14 @@ from attacks.registry import ATTACKS as MIA_ATTACKS
 from attacks.registry import DEFAULT_ATTACKS, DEFAULT_REFERENCE_MODELS, NEEDS_REFERENCE
 from audit.errors import InputError
 from audit.gates import Gate, parse_gates
-from audit.scoring import DEFAULT_ALPHA, DEFAULT_MAX_RESIDUAL
+from audit.scoring import DEFAULT_ALPHA, DEFAULT_MAX_MEMORISED_AUC, DEFAULT_MAX_RESIDUAL
 
 METHODS = ("auto", "amnesiac", "relabel", "finetune", "retrain", "none")
 INCONCLUSIVE = ("fail", "pass")
 DEFAULT_RETRAINS = 3
-REFERENCES = ("retrain", "none")
+#: What each model is compared with (README, "The verdict"): auto takes the pool for sample
+#: requests and retrained models for class requests.
+REFERENCES = ("auto", "pool", "retrain", "none")
 ATTACK_FAMILIES = ("mia", "inversion")
 FORMATS = ("html", "pdf", "junit")
 
@@ -53,11 +55,15 @@ class AttackOptions:
 
 @dataclass
 class VerdictOptions:
-    reference: str = "retrain"  # retrain: test against retrained models; none: without them
+    # auto: the shared pool for sample requests, retrained models for class requests; pool; retrain;
+    # none: the permutation null alone
+    reference: str = "auto"
     retrains: int = DEFAULT_RETRAINS
     alpha: float = DEFAULT_ALPHA
     max_residual: float = DEFAULT_MAX_RESIDUAL
+    max_memorised_auc: float = DEFAULT_MAX_MEMORISED_AUC
     inconclusive: str = "fail"
+    not_memorised: str = "pass"
     fail_on: list[str] = field(default_factory=list)
 
 
@@ -151,6 +157,13 @@ class AuditOptions:
             raise InputError(f"--executor {self.execution.executor!r} is unknown; use local or ray")
         if v.inconclusive not in INCONCLUSIVE:
             raise InputError(f"--inconclusive {v.inconclusive!r} is unknown; use fail (the default) or pass")
+        if v.not_memorised not in INCONCLUSIVE:
+            raise InputError(f"--not-memorised {v.not_memorised!r} is unknown; use pass (the default) or fail")
+        if (isinstance(v.max_memorised_auc, bool) or not isinstance(v.max_memorised_auc, (int, float))
+                or not 0.5 < v.max_memorised_auc < 1):
+            raise InputError(f"--max-memorised-auc must lie strictly between 0.5 and 1 (the highest membership AUC "
+                             f"of the original, at 95% confidence, that counts as not memorised, such as 0.6), "
+                             f"not {v.max_memorised_auc}")
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not 0 <= self.seed < 2**32:
             raise InputError(f"--seed must be a whole number from 0 to {2**32 - 1}, not {self.seed}")
         if self.inputs.original is not None and self.method != "auto":  # one rule for every method, none included
@@ -159,7 +172,12 @@ class AuditOptions:
         if self.method not in METHODS:
             raise InputError(f"--method {self.method!r} is unknown; use {', '.join(METHODS)}")
         if v.reference not in REFERENCES:
-            raise InputError(f"--reference {v.reference!r} is unknown; use retrain or none")
+            raise InputError(f"--reference {v.reference!r} is unknown; use auto, pool, retrain or none")
+        classes = [f for f in self.forget if isinstance(f, str) and f.strip().lower().startswith("class=")]
+        if v.reference == "pool" and classes:
+            raise InputError(f"--reference pool cannot audit {classes[0].strip()}: the pool's models learned the "
+                             "class from its other examples; a class request needs retrained models (--reference "
+                             "retrain or auto)")
         if [f for f in a.attacks if f not in ATTACK_FAMILIES] or not a.attacks:
             raise InputError(f"--attacks {','.join(a.attacks)!r} is not valid; use mia, inversion or mia,inversion")
         bad = [name for name in a.mia_attacks if name not in MIA_ATTACKS]

@@ -72,8 +72,9 @@ def build_document(opts: AuditOptions, mf: ModelFile, data, targets: list[Target
             executor=ex),
         config=Config(method=opts.method, reference=v.reference, attacks=list(opts.attack.attacks),
                       mia_attacks=opts.mia_attacks, reference_models=opts.attack.reference_models,
-                      retrains=v.retrains if v.reference == "retrain" else 0, alpha=v.alpha,
+                      retrains=v.retrains if v.reference in ("retrain", "auto") else 0, alpha=v.alpha,
                       max_residual=v.max_residual, inconclusive=v.inconclusive,
+                      max_memorised_auc=v.max_memorised_auc, not_memorised=v.not_memorised,
                       inversion_iterations=opts.attack.inversion_iterations, gates=list(v.fail_on)),
         targets=targets,
         notes=run_notes(opts, data, targets, ctx))
@@ -90,11 +91,24 @@ def run_notes(opts: AuditOptions, data, targets: list[Target], ctx=None) -> list
     if ctx is not None and not ctx.has_reference:
         notes.append("No reference models: the membership test compares losses (a population test), which has far "
                      "less power than the per-example test; expect inconclusive verdicts.")
-    inconclusive = sum(1 for t in targets if t.verdict == "inconclusive")
-    if inconclusive:
-        how = "pass" if opts.verdict.inconclusive == "pass" else "fail"
-        notes.append(f"{inconclusive} target(s) were inconclusive: the attacks could not detect the forget "
-                     f"set even in the original model. By the chosen policy (--inconclusive {how}) they {how}.")
+    undetected = sum(1 for t in targets if t.verdict == "inconclusive"
+                     and (t.power_p_value is None or t.alpha is None or t.power_p_value > t.alpha))
+    unshown = sum(1 for t in targets if t.verdict == "inconclusive") - undetected
+    how = "pass" if opts.verdict.inconclusive == "pass" else "fail"
+    if undetected:
+        notes.append(f"{undetected} target(s) were inconclusive: the attacks could not detect the forget set even in "
+                     "the original model, and could not bound its memorisation either. By the chosen policy "
+                     f"(--inconclusive {how}) they {how}.")
+    if unshown:
+        notes.append(f"{unshown} target(s) were inconclusive: the original model was detected and the unlearned one "
+                     "was not, but the removal is not shown (the residual leakage's bound reaches --max-residual "
+                     f"{opts.verdict.max_residual:g}). By the chosen policy (--inconclusive {how}) they {how}.")
+    quiet_ones = sum(1 for t in targets if t.verdict == "not_memorised")
+    if quiet_ones:
+        how = "pass" if opts.verdict.not_memorised == "pass" else "fail"
+        notes.append(f"{quiet_ones} target(s) were not memorised: no test detected the forget set before or after "
+                     f"unlearning, and the original's membership AUC is bounded at most "
+                     f"{opts.verdict.max_memorised_auc:g}. By the chosen policy (--not-memorised {how}) they {how}.")
     for t in targets:
         reason = (t.method.reason if t.method is not None else None) or ""
         if reason.startswith("the update log cannot be used"):

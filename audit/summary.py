@@ -25,9 +25,11 @@ def print_summary(doc: Document, quiet: bool, out: Path | None) -> None:
             continue
         o, u, r = (t.accuracy.original or Accuracy(), t.accuracy.unlearned or Accuracy(), t.accuracy.reference)
         ref = f" (retrained {_pct(r.forget)})" if r is not None else ""
-        leak, ci = t.residual_leakage, t.residual_leakage_ci95 or [None, None]
-        upper = "unbounded" if ci[1] is None or not math.isfinite(ci[1]) else f"{ci[1]:.2f}"
-        leak_s = "n/a" if leak is None else f"{leak:.2f} (95% interval {(ci[0] or 0.0):.2f} to {upper})"
+        leak, bound = t.residual_leakage, t.residual_leakage_upper
+        upper = "unbounded" if bound is None or not math.isfinite(bound) else f"{bound:.2f}"
+        leak_s = "n/a" if leak is None else f"{leak:.2f} (at most {upper}, 95% upper bound)"
+        if t.memorised_auc is not None and t.memorised_auc_upper is not None:
+            leak_s += f"; original's membership AUC {t.memorised_auc:.2f} (at most {t.memorised_auc_upper:.2f})"
         power, p = t.power_p_value, t.p_value
         p_s = "" if power is None else f"power p = {power:.2g}, after unlearning p = {p:.2g}; "
         method = t.method
@@ -38,6 +40,8 @@ def print_summary(doc: Document, quiet: bool, out: Path | None) -> None:
                    f"forget accuracy {_pct(o.forget)} -> {_pct(u.forget)}{ref}; "
                    f"test accuracy on other classes {_pct(o.test_other_classes)} -> "
                    f"{_pct(u.test_other_classes)}; gates {'pass' if t.passed else 'FAIL'}")
+        if t.verdict == "inconclusive" and t.advice:
+            typer.echo(f"  to decide it: {t.advice}")
     for note in doc.notes:
         if note.startswith("Warning:"):  # loud: on stderr, even with --quiet or --json
             typer.echo(f"WARNING: {note.removeprefix('Warning:').strip()}", err=True)

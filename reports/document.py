@@ -127,8 +127,9 @@ class Evidence(Part):
 
     ``p_original`` / ``p_unlearned`` are the raw one-sided p-values; the ``*_holm`` ones
     are adjusted over the target's tests. ``residual`` is the unlearned model's share of the
-    original's effect, clipped at 0, with its 95% interval. ``detail`` says how the test was
-    run (membership: ``detail.null`` is "retrained" or "permutation").
+    original's effect, clipped at 0, with its 95% interval and its one-sided 95% upper bound
+    (``residual_upper``, what a pass is judged by). ``detail`` says how the test was run
+    (membership: ``detail.null`` is "pool", "retrained" or "permutation").
     """
 
     name: str
@@ -140,6 +141,7 @@ class Evidence(Part):
     effect_retrained: list[float] = Field(default_factory=list)
     residual: float | None = None
     residual_ci95: Pair | None = None
+    residual_upper: NonNegative = None  # one-sided 95% upper bound (null: unbounded, or not measured)
     p_original_holm: Share = None
     p_unlearned_holm: Share = None
     detail: dict[str, Any] = Field(default_factory=dict)
@@ -194,7 +196,7 @@ class Target(Part):
     method: Method | None = None
     accuracy: ModelAccuracies = Field(default_factory=ModelAccuracies)
     timings: dict[str, float] = Field(default_factory=dict)  # unlearn, reference, attacks
-    verdict: Literal["pass", "fail", "inconclusive", "error"] | None
+    verdict: Literal["pass", "fail", "not_memorised", "inconclusive", "error"] | None
     verdict_reason: str | None = None
     advice: str | None = None  # what would give the attacks power (inconclusive targets)
     alpha: Share = None
@@ -206,6 +208,12 @@ class Target(Part):
     residual_leakage_upper: NonNegative = None
     overforgetting: float | None = None  # signed; positive: the deletion itself is visible
     overforgetting_p_value: Share = None
+    # The original's per-example membership AUC (0.5: no signal) and its 95% interval: "not_memorised"
+    # needs the upper end at most max_memorised_auc (absent in documents written before it existed).
+    memorised_auc: Share = None
+    memorised_auc_ci95: Pair | None = None
+    memorised_auc_upper: Share = None  # one-sided 95% upper bound
+    max_memorised_auc: Share = None
     tests: list[Evidence] = Field(default_factory=list)
     per_example: dict[str, list[float]] | None = None  # original, unlearned, retrained, held_out_original
     membership: list[MembershipResult] = Field(default_factory=list)
@@ -281,6 +289,8 @@ class Config(Part):
     alpha: Share = None
     max_residual: Share = None  # absent in documents written before a pass needed the removal shown
     inconclusive: str | None = None  # fail | pass
+    max_memorised_auc: Share = None  # absent in documents written before "not_memorised" existed
+    not_memorised: str | None = None  # pass | fail: how gates treat a not-memorised request
     inversion_iterations: int | None = None
     gates: list[str] = Field(default_factory=list)
 

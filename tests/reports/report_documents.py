@@ -147,7 +147,9 @@ def decide(tests: list[dict]) -> dict:
             over_p = mem["detail"]["p_over"]["unlearned"]
     fields = {"alpha": ALPHA, "max_residual": 0.5, "power_p_value": power, "p_value": p_value, "residual_leakage": residual,
               "residual_leakage_ci95": ci, "residual_leakage_upper": None if ci is None else ci[1],
-              "overforgetting": over, "overforgetting_p_value": over_p, "advice": None}
+              "overforgetting": over, "overforgetting_p_value": over_p, "advice": None,
+              # Written as by an audit before the one-sided bounds: no AUC, the interval's end as the bound.
+              "memorised_auc": None, "memorised_auc_ci95": None, "max_memorised_auc": 0.6, "memorised_auc_upper": None}
     failing = [t for t in tests if t["p_unlearned_holm"] <= ALPHA]
     if failing:
         words = "; ".join(f"{t['label']} (p = {t['p_unlearned_holm']:.2g})" for t in failing)
