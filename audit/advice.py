@@ -100,7 +100,7 @@ def pool_advice(ctx: AttackContext, test: PairedTest, ms_ids: np.ndarray, tested
     growth, more, projected, decided = lines[-1]
     total = num_models * growth
     head = (f"with {total} reference models (--reference-models {total}) the {name} would be about {projected:.2f} "
-            f"(now {upper:.2f}; {'enough' if decided else 'still short of'} the {goal:g} needed); "
+            f"(now {upper:.2f}; {'within' if decided else 'still outside'} the {goal:g} a decision needs); "
             f"{more} more models, {_cost(seconds, more)}, and later requests reuse them")
     if not decided:
         head += (f". Most of the remaining width comes from the {test.n_forget} forget examples themselves: "

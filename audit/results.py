@@ -45,7 +45,9 @@ def build_document(opts: AuditOptions, mf: ModelFile, data, targets: list[Target
     outcome, code = verdict(targets)
     inputs, v = opts.inputs, opts.verdict
     ex = ctx.executor.describe() if ctx is not None and ctx.executor is not None else {"executor": "local"}
-    references = (ctx.reference_models().to_dict() | {"train_fraction": ctx.train_fraction}
+    references = (ctx.reference_models().to_dict() | {"train_fraction": ctx.train_fraction,
+                                                       "design": "leave-part-out", "parts": ctx.pool_parts,
+                                                       "pool_seed": ctx.pool_seed}
                   if ctx is not None and ctx.has_reference and ctx._reference is not None else None)
     log = mf.update_log and {k: mf.update_log.get(k) for k in ("dir", "record", "recorded", "total_steps", "bytes",
                                                                "dtype")}

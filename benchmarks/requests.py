@@ -64,11 +64,13 @@ WORDS = ("pass", "not_memorised", "fail", "inconclusive")
 ALPHAS = (0.05, 0.01)
 
 
-def target_model(data, work: Path, seed: int):
-    """The user's model: the data set's default architecture and recipe, trained once and kept in ``work``."""
-    path = work / f"target-s{seed}.pt"
+def target_model(data, work: Path, seed: int, epochs: int | None = None):
+    """The user's model: the data set's default architecture and recipe (``epochs`` may change its length),
+    trained once and kept in ``work``."""
+    arch, recipe = default_recipe(data.spec)
+    recipe = {**recipe, **({"epochs": epochs} if epochs else {})}
+    path = work / f"target-{data.spec}-s{seed}-e{recipe['epochs']}.pt"
     if not path.exists():
-        arch, recipe = default_recipe(data.spec)
         train_model(data, path, arch, TrainConfig(**recipe, seed=seed), record="none", show_progress=False)
     return load_model(path)
 
@@ -150,25 +152,9 @@ def table(rows: list[dict], sizes: list[str]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--data", default="fashion-mnist")
-    ap.add_argument("--sizes", default="60,600,3000", help="random request sizes (ids)")
-    ap.add_argument("--classes", default="3", help="class targets, comma-separated ('' for none)")
-    ap.add_argument("--sets", type=int, default=100, help="pool-out control and no-op requests per size")
-    ap.add_argument("--retrain-sets", type=int, default=8, help="exact retrain requests per size (a retrain each)")
-    ap.add_argument("--target-seed", type=int, default=0)
-    ap.add_argument("--reference-models", type=int, default=16)
-    ap.add_argument("--work", type=Path, default=Path.home() / ".cache" / "amnesia-audit" / "bench-requests")
-    ap.add_argument("--out-name", default="requests-fashion")
-    args = ap.parse_args()
-    torch.set_num_threads(1)
-    args.work.mkdir(parents=True, exist_ok=True)
-    data = load_dataset(args.data)
-    start = time.perf_counter()
-    t0 = time.perf_counter()
-    mf = target_model(data, args.work, args.target_seed)
-    target_seconds = (mf.metrics or {}).get("train_seconds")
+def run_recipe(args, data, epochs: int | None, partial: Path) -> tuple[dict, list[dict], dict]:
+    """One target and its pool (one training length): the cost figures and every row."""
+    mf = target_model(data, args.work, args.target_seed, epochs)
     ctx = AttackContext(mf, data, 0, args.reference_models, args.work / "cache", ["loss", "lira_online", "rmia"], 400)
     t0 = time.perf_counter()
     pool = ctx.reference_models()
@@ -178,8 +164,11 @@ def main() -> None:
     ctx.reference_logits  # noqa: B018 - the pool's logits, computed (and cached) once
     logits_seconds = time.perf_counter() - t0
     sizes = [s for s in args.sizes.split(",") if s]
+    label = f"{mf.recipe.get('epochs')} epochs"
     rows: list[dict] = []
-    cost: dict = {"target_train_seconds": target_seconds, "pool_models": pool.num_models,
+    cost: dict = {"recipe": label, "target_train_seconds": (mf.metrics or {}).get("train_seconds"),
+                  "target_test_accuracy": mf.metrics["test_accuracy"],
+                  "target_train_accuracy": mf.metrics["train_accuracy"], "pool_models": pool.num_models,
                   "pool_models_trained_here": trained_here, "pool_seconds": pool_seconds,
                   "pool_logits_seconds": logits_seconds,
                   "pool_train_seconds_per_model": pool_seconds / trained_here if trained_here else None}
@@ -195,47 +184,87 @@ def main() -> None:
         target = audit_target(run_ctx, opts, fs, []).target
         return target, time.perf_counter() - t
 
-    # Cost: one request's whole audit (pool cached, population attacks on), against one retrain, in one run.
-    spec = f"random={sizes[0]}@777" if sizes else "random=600@777"
-    timed, audit_seconds = audit(spec, "none", 0, True)
-    retrained, retrain_seconds = audit(spec, "retrain", 424_242, False)
-    cost.update(request_audit_seconds=audit_seconds, request_audit_timings=timed.timings,
-                retrain_seconds=retrained.method.seconds if retrained.method else None,
-                retrain_audit_seconds=retrain_seconds)
+    if args.retrain_sets:
+        # Cost: one request's whole audit (pool cached, population attacks on), against one retrain, in one run.
+        spec = f"random={sizes[0]}@777" if sizes else "random=600@777"
+        timed, audit_seconds = audit(spec, "none", 0, True)
+        retrained, retrain_seconds = audit(spec, "retrain", 424_242, False)
+        cost.update(request_audit_seconds=audit_seconds, request_audit_timings=timed.timings,
+                    retrain_seconds=retrained.method.seconds if retrained.method else None,
+                    retrain_audit_seconds=retrain_seconds)
     print(json.dumps(cost, indent=1), flush=True)
-    partial = _common.RESULTS / f"{args.out_name}.partial.json"
     rng = np.random.default_rng(12_345)
     for size in sizes:
         n = int(size)
         for j in range(args.sets):
             control, noop = pool_out_row(ctx, j % pool.num_models, n, rng, seed=j)
-            rows += [control, noop]
+            rows += [{**control, "recipe": label}, {**noop, "recipe": label}]
         for j in range(args.retrain_sets):
             target, seconds = audit(f"random={n}@{5000 + j}", "retrain", 60_000 + j, False)
-            rows.append(row_from_target("retrain", size, target, seconds))
+            rows.append({**row_from_target("retrain", size, target, seconds), "recipe": label})
             partial.write_text(json.dumps({"cost": cost, "rows": rows}, indent=1))
         print(table(rows, [size]), flush=True)
     for cls in [c for c in args.classes.split(",") if c]:
         for method in ("none", "retrain"):
             target, seconds = audit(f"class={cls}", method, 70_000, False)
-            rows.append(row_from_target(method, f"class={cls}", target, seconds))
+            rows.append({**row_from_target(method, f"class={cls}", target, seconds), "recipe": label})
         partial.write_text(json.dumps({"cost": cost, "rows": rows}, indent=1))
+    return cost, rows, {"arch": mf.arch, "test": mf.metrics["test_accuracy"], "train": mf.metrics["train_accuracy"]}
+
+
+def cost_lines(cost: dict) -> list[str]:
+    lines = [f"- Pool of {cost['pool_models']} reference models: {cost['pool_seconds']:.0f} s here "
+             f"({cost['pool_models_trained_here']} trained in this run, the rest from the cache); its logits over the "
+             f"pool: {cost['pool_logits_seconds']:.0f} s; the target's own training: "
+             f"{cost['target_train_seconds'] or float('nan'):.0f} s."]
+    if cost.get("retrain_seconds"):
+        a, r = cost["request_audit_seconds"], cost["retrain_seconds"]
+        lines.append(f"- One request's audit with the pool cached (population attacks on): {a:.1f} s; one retrain of "
+                     f"the target without the same request: {r:.1f} s; **ratio {a / r:.2f}** (measured in one run).")
+        per_model = cost.get("pool_train_seconds_per_model")
+        if per_model:
+            build = per_model * cost["pool_models"]
+            lines.append(f"- Building the pool: {build / r:.1f} retrains; amortised over 10 / 100 / 1,000 requests: "
+                         + " / ".join(f"{build / k / r:.2f}" for k in (10, 100, 1000)) + " retrains a request.")
+    return lines
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data", default="fashion-mnist")
+    ap.add_argument("--sizes", default="60,600,3000", help="random request sizes (ids)")
+    ap.add_argument("--classes", default="3", help="class targets, comma-separated ('' for none)")
+    ap.add_argument("--sets", type=int, default=100, help="pool-out control and no-op requests per size")
+    ap.add_argument("--retrain-sets", type=int, default=8, help="exact retrain requests per size (a retrain each)")
+    ap.add_argument("--target-seed", type=int, default=0)
+    ap.add_argument("--epochs", default="", help="training lengths to compare, e.g. 2,4,8 (default: the recipe's); "
+                    "each trains its own target and pool")
+    ap.add_argument("--reference-models", type=int, default=16)
+    ap.add_argument("--work", type=Path, default=Path.home() / ".cache" / "amnesia-audit" / "bench-requests")
+    ap.add_argument("--out-name", default="requests-fashion")
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    args.work.mkdir(parents=True, exist_ok=True)
+    data = load_dataset(args.data)
+    start = time.perf_counter()
+    partial = _common.RESULTS / f"{args.out_name}.partial.json"
+    sizes = [s for s in args.sizes.split(",") if s]
     labels = sizes + [f"class={c}" for c in args.classes.split(",") if c]
-    md = [f"Data: {data.spec} ({len(data.y_train):,} train / {len(data.y_test):,} test); target: "
-          f"{mf.arch}, test accuracy {mf.metrics['test_accuracy']:.1%}, train accuracy "
-          f"{mf.metrics['train_accuracy']:.1%}.\n",
-          "## Cost (one run, this machine; other jobs may have shared its cores)\n",
-          f"- Pool of {pool.num_models} reference models: {pool_seconds:.0f} s here ({trained_here} trained in this "
-          f"run, the rest from the cache); its logits over the pool: {logits_seconds:.0f} s.",
-          f"- One request's audit with the pool cached (population attacks on): {audit_seconds:.1f} s; "
-          f"one retrain of the target without the same request: {cost['retrain_seconds'] or float('nan'):.1f} s; "
-          f"ratio {audit_seconds / (cost['retrain_seconds'] or float('nan')):.2f}.\n",
-          "## Outcomes (alpha 0.05, --max-residual 0.5, --max-memorised-auc 0.6; 95% intervals)\n",
-          table(rows, labels),
-          f"\nWall time {time.perf_counter() - start:.0f} s.\n"]
+    md = [f"Data: {data.spec} ({len(data.y_train):,} train / {len(data.y_test):,} test).\n"]
+    payload: dict = {"recipes": [], "sizes": sizes}
+    for epochs in [int(e) for e in args.epochs.split(",") if e] or [None]:
+        cost, rows, target = run_recipe(args, data, epochs, partial)
+        payload["recipes"].append({"cost": cost, "rows": rows, "target": target})
+        md += [f"## {cost['recipe']}: target {target['arch']}, test accuracy {target['test']:.1%}, train accuracy "
+               f"{target['train']:.1%}\n", "Cost (one run, this machine; other jobs may have shared its cores):\n",
+               *cost_lines(cost), "",
+               "Outcomes (alpha 0.05, --max-residual 0.5, --max-memorised-auc 0.6; 95% intervals):\n",
+               table(rows, labels)]
+        _common.write_tables(args.out_name, "\n".join(md), payload)  # after each recipe: a cut-off run keeps figures
+    md.append(f"\nWall time {time.perf_counter() - start:.0f} s.\n")
     text = "\n".join(md)
     print(text)
-    _common.write_tables(args.out_name, text, {"cost": cost, "rows": rows, "sizes": sizes})
+    _common.write_tables(args.out_name, text, payload)
     partial.unlink(missing_ok=True)
 
 
