@@ -120,12 +120,25 @@ def report(
     results: Path = typer.Argument(..., help="a results.json written by audit run"),
     fmt: str = typer.Option("html,pdf,junit", "--format", help="comma-separated: html, pdf, junit"),
     out: Optional[Path] = typer.Option(None, "--out", help="output folder (default: beside results.json)"),
+    sign_key_env: Optional[str] = typer.Option(None, "--sign-key-env", metavar="VAR", help="verify the document's "
+                                               "HMAC-SHA256 signature with the key in this environment variable"),
 ) -> None:
-    """Regenerate the reports from results.json alone."""
-    from reports import ReportError, render_files
+    """Regenerate the reports from results.json alone, after checking that every verdict follows from its evidence."""
+    from audit.gates import check_document
+    from reports import ReportError, load_results, render_files
 
     try:
-        written = render_files(results, [f.strip() for f in fmt.split(",") if f.strip()], out or results.parent)
+        doc = load_results(results)
+    except ReportError as exc:
+        raise InputError(str(exc)) from None
+    if sign_key_env:
+        from audit.signing import verify
+
+        verify(doc, sign_key_env, str(results))
+    check_document(doc, str(results))  # a forged verdict is refused, never rendered with a PASS badge
+    try:
+        written = render_files(doc, [f.strip() for f in fmt.split(",") if f.strip()], out or results.parent,
+                               base_dir=results.parent)
     except ReportError as exc:
         raise InputError(str(exc)) from None
     except (OSError, RuntimeError) as exc:
@@ -210,6 +223,9 @@ def run_cmd(
     fmt: str = typer.Option("html,pdf", "--format", help="reports to write: html,pdf (or none)"),
     quiet: bool = typer.Option(False, "--quiet", help="print only failures"),
     as_json: bool = typer.Option(False, "--json", help="print the results document to stdout"),
+    sign_key_env: Optional[str] = typer.Option(None, "--sign-key-env", metavar="VAR", help="sign results.json "
+                                               "(HMAC-SHA256) with the key in this environment variable, for "
+                                               "`audit gate --sign-key-env VAR`"),
 ) -> None:
     """Unlearn each forget target (or audit a model unlearned elsewhere), test the original and the unlearned
     model against retrained ones, and give each target a verdict: pass, fail or inconclusive."""
@@ -231,7 +247,7 @@ def run_cmd(
     recipe = {**(settings.pop("recipe", None) or {}), **{k: v for k, v in flags.items() if v is not None}}
     cli.update({"executor": executor, "ray_address": ray_address, "cpus_per_model": cpus_per_model,
                 "gpus_per_model": gpus_per_model, "arch": arch, "arch_args": arch_args, "code_path": code_path or None, "train": train_fn,
-                "normalize": normalize, "recipe": recipe or None})
+                "normalize": normalize, "recipe": recipe or None, "sign_key_env": sign_key_env})
     merged = {**settings, **{k: v for k, v in cli.items() if v is not None}}
     _announce_settings(source, cli, merged, model, quiet)
     forget_specs = merged.pop("forget", None) or []
@@ -286,20 +302,29 @@ def gate(
     replace_recorded_gates: bool = typer.Option(False, "--replace-recorded-gates", help="apply the gates of --fail-on "
                                                 "(else of the config file) instead of those recorded in results.json"),
     quiet: bool = typer.Option(False, "--quiet", help="print only failures"),
+    sign_key_env: Optional[str] = typer.Option(None, "--sign-key-env", metavar="VAR", help="refuse a document "
+                                               "whose HMAC-SHA256 signature the key in this environment variable "
+                                               "does not give (written by `audit run --sign-key-env VAR`)"),
 ) -> None:
-    """Apply the verdicts and gates to an earlier run's results.json without recomputing its figures;
-    each recorded verdict is first checked against the evidence the document records."""
-    from audit.config import load_config
+    """Apply the verdicts and gates to an earlier run's results.json; every test is first recomputed from
+    the inputs the document records, and a document whose figures or verdicts disagree is refused."""
+    from audit.config import read_settings
     from audit.gates import check_recorded_verdict, gate_target, plan_gates, verdict
     from audit.summary import print_summary
     from reports import ReportError, load_results
 
-    settings, source = load_config(config)
+    found = read_settings(config)
+    settings, source = dict(found.values), found.path
     try:
         doc = load_results(results)
     except ReportError as exc:
         raise InputError(str(exc)) from None
-    plan = plan_gates(doc.config, fail_on, inconclusive, settings, source, replace_recorded_gates)
+    if sign_key_env:
+        from audit.signing import verify
+
+        verify(doc, sign_key_env, str(results))
+    plan = plan_gates(doc.config, fail_on, inconclusive, settings, source, replace_recorded_gates,
+                      named=found.named, signed=bool(sign_key_env))
     for i, target in enumerate(doc.targets):
         check_recorded_verdict(target, doc.config, f"{results}: targets[{i}]")
     for line in plan.notices:

@@ -49,7 +49,7 @@ def build_document(opts: AuditOptions, mf: ModelFile, data, targets: list[Target
                   if ctx is not None and ctx.has_reference and ctx._reference is not None else None)
     log = mf.update_log and {k: mf.update_log.get(k) for k in ("dir", "record", "recorded", "total_steps", "bytes",
                                                                "dtype")}
-    return Document(
+    doc = Document(
         created=_dt.datetime.fromtimestamp(started, _dt.timezone.utc).isoformat(timespec="seconds"),
         verdict=outcome,
         exit_code=code,
@@ -77,6 +77,11 @@ def build_document(opts: AuditOptions, mf: ModelFile, data, targets: list[Target
                       inversion_iterations=opts.attack.inversion_iterations, gates=list(v.fail_on)),
         targets=targets,
         notes=run_notes(opts, data, targets, ctx))
+    if opts.output.sign_key_env:
+        from audit.signing import sign
+
+        sign(doc, opts.output.sign_key_env)  # last: the signature covers everything above
+    return doc
 
 
 def run_notes(opts: AuditOptions, data, targets: list[Target], ctx=None) -> list[str]:
