@@ -24,6 +24,7 @@ import typer
 
 from audit.errors import AuditError, InputError, Interrupted, StepError
 from audit.progress import stderr
+from reports.text import printable
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, rich_markup_mode=None,
                   help="Make a trained network forget data, then measure what it still leaks.")
@@ -144,7 +145,7 @@ def report(
     except (OSError, RuntimeError) as exc:
         raise StepError(f"writing the report failed: {exc}") from None
     for path in written:
-        typer.echo(f"wrote {path}")
+        typer.echo(f"wrote {printable(path)}")
 
 
 def _split(values: list[str] | None) -> list[str] | None:
@@ -232,7 +233,7 @@ def run_cmd(
     from audit.config import read_settings
     from audit.harness import run
 
-    source = read_settings(config, isolated=isolated)
+    source, refused = read_settings(config, isolated=isolated).without_loosening()
     settings = dict(source.values)
     cli = {"forget": forget or None, "method": method, "reference": reference, "original": original,
            "retrains": retrains, "alpha": alpha, "max_residual": max_residual, "inconclusive": inconclusive,
@@ -249,7 +250,7 @@ def run_cmd(
                 "gpus_per_model": gpus_per_model, "arch": arch, "arch_args": arch_args, "code_path": code_path or None, "train": train_fn,
                 "normalize": normalize, "recipe": recipe or None, "sign_key_env": sign_key_env})
     merged = {**settings, **{k: v for k, v in cli.items() if v is not None}}
-    _announce_settings(source, cli, merged, model, quiet)
+    _announce_settings(source, cli, merged, model, quiet, refused)
     forget_specs = merged.pop("forget", None) or []
     formats = [] if fmt.strip() in ("", "none") else _split([fmt])
     result = run(model, forget_specs, show_progress=not quiet and not as_json, formats=formats,
@@ -266,16 +267,16 @@ def run_cmd(
     raise typer.Exit(result.exit_code)
 
 
-def _announce_settings(source, cli: dict, merged: dict, model: Path, quiet: bool) -> None:
+def _announce_settings(source, cli: dict, merged: dict, model: Path, quiet: bool,
+                       refused: dict[str, str] | None = None) -> None:
     """Say which file supplied which settings (one line), and drop the file's ``arch`` and
     ``arch_args`` where every model file records its architecture, so that a factory the run
     does not use is never imported."""
-    from audit.config import CODE_KEYS
     from audit.modelfile import records_architecture
 
     if source.path is None:
         return
-    ignored: dict[str, str] = {}
+    ignored: dict[str, str] = {k: why for k, why in (refused or {}).items() if cli.get(k) is None}
     if cli.get("arch") is None and "arch" in source.values:
         files = [model] + ([Path(merged["original"])] if merged.get("original") else [])
         if all(records_architecture(f) for f in files):
@@ -285,10 +286,9 @@ def _announce_settings(source, cli: dict, merged: dict, model: Path, quiet: bool
                     ignored[key] = "the model file records its architecture"
     taken = [k for k in source.keys if k not in ignored and (cli.get(k) is None or k == "recipe")]
     line = source.announcement(taken, ignored)
-    runs_code = any(k in CODE_KEYS for k in taken)
-    # A file nobody named that supplies code to run is said even with --quiet.
-    if line and not source.named and (not quiet or runs_code):
-        typer.echo(f"note: {line}", err=True)
+    # A file nobody named is said in one line even with --quiet: what it set, and what it was not let set.
+    if line and (not source.named or not quiet):
+        typer.echo(f"note: {printable(line)}", err=True)
 
 
 @app.command()
@@ -328,13 +328,13 @@ def gate(
     for i, target in enumerate(doc.targets):
         check_recorded_verdict(target, doc.config, f"{results}: targets[{i}]")
     for line in plan.notices:
-        stderr.print(f"note: {line}", markup=False, highlight=False, soft_wrap=True)
+        stderr.print(f"note: {printable(line)}", markup=False, highlight=False, soft_wrap=True)
     for target in doc.targets:
         gate_target(target, plan.gates, plan.policy)
     doc.verdict, doc.exit_code = verdict(doc.targets)
     code = doc.exit_code
     if not doc.targets:
-        typer.echo(f"FAIL {results}: the document holds no target, so nothing was audited; it fails closed", err=True)
+        typer.echo(f"FAIL {printable(results)}: the document holds no target, so nothing was audited; it fails closed", err=True)
     print_summary(doc, quiet=quiet, out=None)
     raise typer.Exit(code)
 
@@ -374,8 +374,9 @@ def demo(
 
 
 def _one_line(exc: BaseException) -> str:
-    """Failures print as one line, whatever newlines a library put in its message."""
-    return " ".join(str(exc).split())
+    """Failures print as one line, whatever newlines a library put in its message, with control and
+    direction characters escaped (a name or path could otherwise inject a CI workflow command)."""
+    return printable(" ".join(str(exc).split()))
 
 
 def _interrupt(signum: int, frame) -> None:

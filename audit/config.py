@@ -41,6 +41,21 @@ MAX_INT = 2**63 - 1
 CODE_KEYS = ("arch", "arch_args", "code_path", "train")
 
 
+def loosens(key: str, value) -> bool:
+    """Whether ``key = value`` in a config file could let through what the defaults fail: the
+    inconclusive policy "pass", a margin above the default, any other alpha (a smaller one
+    makes every target inconclusive, a larger one changes what the power check needs)."""
+    from audit.scoring import DEFAULT_ALPHA, DEFAULT_MAX_RESIDUAL
+
+    if key == "inconclusive":
+        return value != "fail"
+    if key == "max_residual":
+        return not (isinstance(value, (int, float)) and value <= DEFAULT_MAX_RESIDUAL)
+    if key == "alpha":
+        return value != DEFAULT_ALPHA
+    return False
+
+
 @dataclass(frozen=True)
 class ConfigSource:
     """The settings of one config file, and where they came from.
@@ -52,6 +67,16 @@ class ConfigSource:
     values: dict = field(default_factory=dict)
     path: Path | None = None
     named: bool = False
+
+    def without_loosening(self) -> tuple["ConfigSource", dict[str, str]]:
+        """For a file nobody named: the settings without those that loosen the verdict
+        (:func:`loosens`), and each dropped key with why. A named file is taken as it is."""
+        if self.named:
+            return self, {}
+        dropped = {k: "a file not named with --config may not loosen the verdict; pass it on the command line"
+                   for k, v in self.values.items() if loosens(k, v)}
+        kept = {k: v for k, v in self.values.items() if k not in dropped}
+        return ConfigSource(kept, self.path, self.named), dropped
 
     @property
     def keys(self) -> list[str]:
