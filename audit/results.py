@@ -131,6 +131,49 @@ def model_sha256(path, mf: ModelFile) -> str:
 
 
 OUTPUT_SET = ("results.json", "junit.xml", "report.html", "report.pdf", "inversion")
+#: The files this toolkit wrote in an output folder: only these are ever replaced or removed.
+MANIFEST = ".amnesia-audit-outputs.json"
+
+
+def written_before(out: Path) -> set[str]:
+    """The files (relative paths) the manifest in ``out`` says an earlier audit wrote there."""
+    import json
+
+    path = out / MANIFEST
+    if not path.is_file() or path.is_symlink():
+        return set()
+    try:
+        files = json.loads(path.read_text(encoding="utf-8")).get("files", [])
+    except (OSError, ValueError, AttributeError):
+        return set()
+    return {f for f in files if isinstance(f, str) and ".." not in Path(f).parts and not Path(f).is_absolute()}
+
+
+def _present(out: Path) -> list[str]:
+    """The files of the output set now in ``out`` (the inversion folder's, one by one)."""
+    found = []
+    for name in OUTPUT_SET:
+        path = out / name
+        if path.is_dir() and not path.is_symlink():
+            found += [p.relative_to(out).as_posix() for p in sorted(path.rglob("*")) if not p.is_dir() or p.is_symlink()]
+        elif path.exists() or path.is_symlink():
+            found.append(name)
+    return found
+
+
+def check_out_folder(out: Path | None) -> None:
+    """Refuse (exit 2, before any work) an output folder holding a file of the output set's names
+    that no earlier audit wrote there (``--out .`` beside the user's own ``report.pdf``)."""
+    if out is None or not out.is_dir():
+        return
+    ours = written_before(out)
+    foreign = [f for f in _present(out) if f not in ours]
+    if foreign:
+        from audit.errors import InputError
+
+        raise InputError(f"--out {out} holds {foreign[0]}{f' and {len(foreign) - 1} more' if len(foreign) > 1 else ''}"
+                         f", which no earlier audit wrote there (not in {MANIFEST}), and a run would replace it; "
+                         "move it or choose another --out")
 
 
 def write_outputs(doc: Document, opts: AuditOptions, images: dict | None = None) -> list[Path]:
@@ -144,6 +187,7 @@ def write_outputs(doc: Document, opts: AuditOptions, images: dict | None = None)
     render fails the step (exit 3) and nothing of the set is replaced.
     """
     import contextlib
+    import json
     import tempfile
 
     from audit.atomic import crash_point
@@ -169,17 +213,29 @@ def write_outputs(doc: Document, opts: AuditOptions, images: dict | None = None)
             except Exception as exc:  # noqa: BLE001 - the report step failed: the earlier set stays
                 raise StepError(f"writing the report failed, so the outputs in {out} were left as they were: "
                                 f"{exc}") from None
+        new_files = _present(staging)
         crash_point("outputs-staged")
-        for name in OUTPUT_SET:  # the earlier set goes first, so old and new never sit side by side
-            old = out / name
-            if old.is_dir() and not old.is_symlink():
-                shutil.rmtree(old)
-            elif old.exists() or old.is_symlink():
+        check_out_folder(out)  # again: a file of the user's may have appeared while the audit ran
+        ours = written_before(out)
+        # The manifest first names old and new (a kill mid-swap leaves nothing of ours unlisted) ...
+        write_text(out / MANIFEST, json.dumps({"files": sorted(ours | set(new_files))}, indent=1) + "\n")
+        for rel in sorted(ours, reverse=True):  # ... the earlier set goes, file by file, only what we wrote ...
+            old = out / rel
+            if (old.is_file() or old.is_symlink()) and rel.split("/")[0] in OUTPUT_SET:
                 old.unlink()
+        for name in OUTPUT_SET:  # ... with the folders it leaves empty
+            folder = out / name
+            if folder.is_dir() and not folder.is_symlink():
+                for sub in sorted((p for p in folder.rglob("*") if p.is_dir()), reverse=True):
+                    with contextlib.suppress(OSError):
+                        sub.rmdir()
+                with contextlib.suppress(OSError):
+                    folder.rmdir()
         for name in OUTPUT_SET:
             if (staging / name).exists():
                 os.replace(staging / name, out / name)
                 crash_point("outputs-swapping")
+        write_text(out / MANIFEST, json.dumps({"files": sorted(new_files)}, indent=1) + "\n")
     finally:
         with contextlib.suppress(FileNotFoundError):
             shutil.rmtree(staging)
