@@ -113,8 +113,10 @@ def read_settings(path: Path | None, search_dir: Path | None = None, isolated: b
                 if settings or candidate.name == "audit.toml":
                     return ConfigSource(settings, candidate, named=False)
         return ConfigSource()
-    if not path.is_file():
+    if not path.exists():
         raise InputError(f"config file {path} not found")
+    if not path.is_file():
+        raise InputError(f"config file {path} is not a regular file (a folder, FIFO or device); name a TOML file")
     return ConfigSource(_read(path, required=True), path, named=True)
 
 
@@ -131,6 +133,8 @@ def _read(path: Path, required: bool) -> dict:
         doc = tomllib.loads(path.read_text(encoding="utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError, OSError) as exc:
         raise InputError(f"config file {path} is not readable TOML: {exc}") from None
+    except RecursionError:
+        raise InputError(f"config file {path} is nested too deeply to be a config file") from None
     tool = doc.get("tool", {})
     if not isinstance(tool, dict):
         raise InputError(f"'tool' in {path} must be a table such as [tool.audit], not a {type(tool).__name__}")
