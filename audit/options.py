@@ -215,7 +215,7 @@ class AuditOptions:
         blocked = next((p for p in out.parents if p.exists() and not p.is_dir()), None) if out else None
         if blocked is not None:
             raise InputError(f"--out {out} lies under {blocked}, which is a file; give a folder for the outputs")
-        from audit.results import check_out_folder
+        from audit.output_folder import check_out_folder
 
         check_out_folder(out)  # never replace a file the user put there (exit 2 before any work)
         return parse_gates(v.fail_on)

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 from audit.atomic import write_text
+from audit.output_folder import MANIFEST, OUTPUT_SET, check_out_folder, present, written_before
 from audit.errors import StepError
 from audit.gates import verdict
 from audit.modelfile import ModelFile, file_sha256
@@ -130,52 +131,6 @@ def model_sha256(path, mf: ModelFile) -> str:
     return model_digest(mf.model)
 
 
-OUTPUT_SET = ("results.json", "junit.xml", "report.html", "report.pdf", "inversion")
-#: The files this toolkit wrote in an output folder: only these are ever replaced or removed.
-MANIFEST = ".amnesia-audit-outputs.json"
-
-
-def written_before(out: Path) -> set[str]:
-    """The files (relative paths) the manifest in ``out`` says an earlier audit wrote there."""
-    import json
-
-    path = out / MANIFEST
-    if not path.is_file() or path.is_symlink():
-        return set()
-    try:
-        files = json.loads(path.read_text(encoding="utf-8")).get("files", [])
-    except (OSError, ValueError, AttributeError):
-        return set()
-    return {f for f in files if isinstance(f, str) and ".." not in Path(f).parts and not Path(f).is_absolute()}
-
-
-def _present(out: Path) -> list[str]:
-    """The files of the output set now in ``out`` (the inversion folder's, one by one)."""
-    found = []
-    for name in OUTPUT_SET:
-        path = out / name
-        if path.is_dir() and not path.is_symlink():
-            found += [p.relative_to(out).as_posix() for p in sorted(path.rglob("*")) if not p.is_dir() or p.is_symlink()]
-        elif path.exists() or path.is_symlink():
-            found.append(name)
-    return found
-
-
-def check_out_folder(out: Path | None) -> None:
-    """Refuse (exit 2, before any work) an output folder holding a file of the output set's names
-    that no earlier audit wrote there (``--out .`` beside the user's own ``report.pdf``)."""
-    if out is None or not out.is_dir():
-        return
-    ours = written_before(out)
-    foreign = [f for f in _present(out) if f not in ours]
-    if foreign:
-        from audit.errors import InputError
-
-        raise InputError(f"--out {out} holds {foreign[0]}{f' and {len(foreign) - 1} more' if len(foreign) > 1 else ''}"
-                         f", which no earlier audit wrote there (not in {MANIFEST}), and a run would replace it; "
-                         "move it or choose another --out")
-
-
 def write_outputs(doc: Document, opts: AuditOptions, images: dict | None = None) -> list[Path]:
     """Write a run's outputs as one set: results.json, junit.xml, the reports and the inversion images.
 
@@ -213,7 +168,7 @@ def write_outputs(doc: Document, opts: AuditOptions, images: dict | None = None)
             except Exception as exc:  # noqa: BLE001 - the report step failed: the earlier set stays
                 raise StepError(f"writing the report failed, so the outputs in {out} were left as they were: "
                                 f"{exc}") from None
-        new_files = _present(staging)
+        new_files = present(staging)
         crash_point("outputs-staged")
         check_out_folder(out)  # again: a file of the user's may have appeared while the audit ran
         ours = written_before(out)
