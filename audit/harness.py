@@ -34,7 +34,8 @@ from audit.gates import Gate, gate_target
 from audit.modelfile import ModelFile, load_model, say_assumptions
 from audit.options import AuditOptions
 from audit.progress import progress_bar
-from audit.scoring import Verdict, decide, membership_evidence
+from audit.recompute import recorded_membership_evidence
+from audit.scoring import Verdict, decide
 from audit.training import load_data_for
 from audit.unlearn import choose_method, unlearn
 from reports.document import Document, Inversion, MembershipResult, Method, ModelAccuracies, Retrain, Target
@@ -159,10 +160,14 @@ def audit_target(ctx: AttackContext, opts: AuditOptions, forget: ForgetSet, gate
         logits = {role: attacks.model_logits(m, ms.x) for role, m in models.items()}
         # The verdict's membership test: per example, every model, the same examples.
         paired, label, stats, tested_ids = membership_test(ctx, logits, ms, opts.seed, null)
-        tested_forget = ms.is_member[tested_ids]
         null_roles = paired.null_roles
-        target.tests.append(membership_evidence(paired, label, null_roles))
-        target.per_example = per_example_picture(stats, tested_forget, null_roles)
+        # The evidence is the test rerun from the float32 statistics results.json records (audit.recompute).
+        evidence, stats = recorded_membership_evidence(
+            stats, ms.is_member[tested_ids], label, null_roles, null_roles, paired.null, opts.seed,
+            paired.n_permutations, paired.n_bootstrap)
+        target.tests.append(evidence)
+        target.per_example = per_example_picture(stats, np.arange(len(tested_ids)) < evidence.detail["n_forget"],
+                                                 null_roles)
         if forget.classes and retrain_roles:
             target.tests.append(class_accuracy_evidence(forget, ms, logits, retrain_roles))
         # Population attacks: ROC diagnostics on the original, unlearned and first retrained model.

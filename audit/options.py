@@ -25,6 +25,37 @@ ATTACK_FAMILIES = ("mia", "inversion")
 FORMATS = ("html", "pdf", "junit")
 
 
+# Bounds on every size a user names, checked before anything is allocated (exit 2, one line).
+MAX_REFERENCE_MODELS = 1024
+MAX_RETRAINS = 100
+MAX_INVERSION_ITERATIONS = 100_000
+MAX_CPUS_PER_MODEL = 1024
+MAX_GPUS_PER_MODEL = 64
+
+
+def _shown(value) -> str:
+    """A value as the message shows it: numbers as they are, anything else by type and repr."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return f"{value}"
+    return f"{str(repr(value))[:40]} ({type(value).__name__})"
+
+
+def check_whole(flag: str, value, low: int, high: int, why: str) -> int:
+    """``value`` is a whole number in [low, high]: else one line naming the flag (CLI and Python API alike)."""
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise InputError(f"{flag} must be a whole number from {low} to {high} ({why}), not {_shown(value)}")
+    return value
+
+
+def check_number(flag: str, value, what: str, ok) -> float:
+    """``value`` is a finite number for which ``ok`` holds: else one line naming the flag."""
+    import math
+
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or not ok(value):
+        raise InputError(f"{flag} must be a number {what}, not {_shown(value)}")
+    return value
+
+
 @dataclass
 class ModelInputs:
     """The model (or, with ``original``, the model unlearned elsewhere), its code and its data."""
@@ -82,6 +113,7 @@ class OutputOptions:
     out: Path | None = Path("audit-out")
     formats: list[str] = field(default_factory=lambda: ["html", "pdf"])
     command: str = ""
+    sign_key_env: str | None = None  # environment variable holding the HMAC key (audit.signing)
 
 
 GROUPS = {"inputs": ModelInputs, "attack": AttackOptions, "verdict": VerdictOptions, "execution": ExecutionOptions,
@@ -141,18 +173,26 @@ class AuditOptions:
         if len(set(self.forget)) != len(self.forget):
             twice = next(f for f in self.forget if self.forget.count(f) > 1)
             raise InputError(f"--forget {twice} is given twice; each target once")
-        if a.reference_models < 1:
-            raise InputError("--reference-models must be a positive whole number")
-        if isinstance(v.retrains, bool) or not isinstance(v.retrains, int) or v.retrains < 1:
-            raise InputError(f"--retrains must be at least 1 (the retrained models measure model-to-model spread), "
-                             f"not {v.retrains}")
-        if isinstance(v.alpha, bool) or not isinstance(v.alpha, (int, float)) or not 0 < v.alpha < 1:
-            raise InputError(f"--alpha must lie strictly between 0 and 1 (a significance level such as 0.05), "
-                             f"not {v.alpha}")
-        if (isinstance(v.max_residual, bool) or not isinstance(v.max_residual, (int, float))
-                or not 0 < v.max_residual <= 1):
-            raise InputError(f"--max-residual must lie in (0, 1] (the share of the original's membership signal a "
-                             f"pass may leave, at 95% confidence, such as 0.5), not {v.max_residual}")
+        check_whole("--reference-models", a.reference_models, 1, MAX_REFERENCE_MODELS,
+                    "reference models trained on subsets of the data")
+        check_whole("--retrains", v.retrains, 1, MAX_RETRAINS,
+                    "the retrained models measure model-to-model spread")
+        check_whole("--inversion-iterations", a.inversion_iterations, 1, MAX_INVERSION_ITERATIONS,
+                    "gradient steps of each inversion")
+        check_number("--alpha", v.alpha, "strictly between 0 and 1 (a significance level such as 0.05)",
+                     lambda x: 0 < x < 1)
+        check_number("--max-residual", v.max_residual, "in (0, 1] (the share of the original's membership signal a "
+                     "pass may leave, at 95% confidence, such as 0.5)", lambda x: 0 < x <= 1)
+        check_number("--cpus-per-model", self.execution.cpus_per_model,
+                     f"above 0 and at most {MAX_CPUS_PER_MODEL} (torch threads of each model the audit trains)",
+                     lambda x: 0 < x <= MAX_CPUS_PER_MODEL)
+        check_number("--gpus-per-model", self.execution.gpus_per_model,
+                     f"from 0 to {MAX_GPUS_PER_MODEL} (GPUs of each training task)",
+                     lambda x: 0 <= x <= MAX_GPUS_PER_MODEL)
+        if self.output.sign_key_env is not None:
+            from audit.signing import signing_key
+
+            signing_key(self.output.sign_key_env)  # a missing key is said now, before any work
         if self.execution.executor not in ("local", "ray"):
             raise InputError(f"--executor {self.execution.executor!r} is unknown; use local or ray")
         if v.inconclusive not in INCONCLUSIVE:
@@ -188,13 +228,14 @@ class AuditOptions:
         bad = [f for f in self.output.formats if f not in FORMATS]
         if bad:
             raise InputError(f"--format {bad[0]!r} is unknown; use html, pdf (or none)")
-        if a.inversion_iterations < 1:
-            raise InputError("inversion_iterations must be a positive whole number")
         if out is not None and out.exists() and not out.is_dir():
             raise InputError(f"--out {out} is a file; give a folder for the audit's outputs")
         blocked = next((p for p in out.parents if p.exists() and not p.is_dir()), None) if out else None
         if blocked is not None:
             raise InputError(f"--out {out} lies under {blocked}, which is a file; give a folder for the outputs")
+        from audit.output_folder import check_out_folder
+
+        check_out_folder(out)  # never replace a file the user put there (exit 2 before any work)
         return parse_gates(v.fail_on)
 
     @property

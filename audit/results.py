@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 from audit.atomic import write_text
+from audit.output_folder import MANIFEST, OUTPUT_SET, check_out_folder, present, written_before
 from audit.errors import StepError
 from audit.gates import verdict
 from audit.modelfile import ModelFile, file_sha256
@@ -51,7 +52,7 @@ def build_document(opts: AuditOptions, mf: ModelFile, data, targets: list[Target
                   if ctx is not None and ctx.has_reference and ctx._reference is not None else None)
     log = mf.update_log and {k: mf.update_log.get(k) for k in ("dir", "record", "recorded", "total_steps", "bytes",
                                                                "dtype")}
-    return Document(
+    doc = Document(
         created=_dt.datetime.fromtimestamp(started, _dt.timezone.utc).isoformat(timespec="seconds"),
         verdict=outcome,
         exit_code=code,
@@ -80,6 +81,11 @@ def build_document(opts: AuditOptions, mf: ModelFile, data, targets: list[Target
                       inversion_iterations=opts.attack.inversion_iterations, gates=list(v.fail_on)),
         targets=targets,
         notes=run_notes(opts, data, targets, ctx))
+    if opts.output.sign_key_env:
+        from audit.signing import sign
+
+        sign(doc, opts.output.sign_key_env)  # last: the signature covers everything above
+    return doc
 
 
 def run_notes(opts: AuditOptions, data, targets: list[Target], ctx=None) -> list[str]:
@@ -141,9 +147,6 @@ def model_sha256(path, mf: ModelFile) -> str:
     return model_digest(mf.model)
 
 
-OUTPUT_SET = ("results.json", "junit.xml", "report.html", "report.pdf", "inversion")
-
-
 def write_outputs(doc: Document, opts: AuditOptions, images: dict | None = None) -> list[Path]:
     """Write a run's outputs as one set: results.json, junit.xml, the reports and the inversion images.
 
@@ -155,6 +158,7 @@ def write_outputs(doc: Document, opts: AuditOptions, images: dict | None = None)
     render fails the step (exit 3) and nothing of the set is replaced.
     """
     import contextlib
+    import json
     import tempfile
 
     from audit.atomic import crash_point
@@ -180,17 +184,29 @@ def write_outputs(doc: Document, opts: AuditOptions, images: dict | None = None)
             except Exception as exc:  # noqa: BLE001 - the report step failed: the earlier set stays
                 raise StepError(f"writing the report failed, so the outputs in {out} were left as they were: "
                                 f"{exc}") from None
+        new_files = present(staging)
         crash_point("outputs-staged")
-        for name in OUTPUT_SET:  # the earlier set goes first, so old and new never sit side by side
-            old = out / name
-            if old.is_dir() and not old.is_symlink():
-                shutil.rmtree(old)
-            elif old.exists() or old.is_symlink():
+        check_out_folder(out)  # again: a file of the user's may have appeared while the audit ran
+        ours = written_before(out)
+        # The manifest first names old and new (a kill mid-swap leaves nothing of ours unlisted) ...
+        write_text(out / MANIFEST, json.dumps({"files": sorted(ours | set(new_files))}, indent=1) + "\n")
+        for rel in sorted(ours, reverse=True):  # ... the earlier set goes, file by file, only what we wrote ...
+            old = out / rel
+            if (old.is_file() or old.is_symlink()) and rel.split("/")[0] in OUTPUT_SET:
                 old.unlink()
+        for name in OUTPUT_SET:  # ... with the folders it leaves empty
+            folder = out / name
+            if folder.is_dir() and not folder.is_symlink():
+                for sub in sorted((p for p in folder.rglob("*") if p.is_dir()), reverse=True):
+                    with contextlib.suppress(OSError):
+                        sub.rmdir()
+                with contextlib.suppress(OSError):
+                    folder.rmdir()
         for name in OUTPUT_SET:
             if (staging / name).exists():
                 os.replace(staging / name, out / name)
                 crash_point("outputs-swapping")
+        write_text(out / MANIFEST, json.dumps({"files": sorted(new_files)}, indent=1) + "\n")
     finally:
         with contextlib.suppress(FileNotFoundError):
             shutil.rmtree(staging)

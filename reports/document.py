@@ -122,6 +122,33 @@ class Inversion(Part):
 
 
 # --- The verdict's evidence ----------------------------------------------------------------
+class RecordedStatistics(Part):
+    """What a membership test was computed from, so that ``audit gate`` and ``audit report``
+    recompute it instead of trusting its figures (``audit.recompute``).
+
+    ``statistic``: per model role, the per-example statistic of the ``n_forget`` forget
+    examples then the ``n_held_out`` held-out ones, as little-endian float32 in base64
+    (the run rounds the statistic to float32 *before* testing, so the recorded test is
+    exactly the recomputation from these values). The rest are the arguments of
+    ``attacks.paired_permutation_test``; ``retrained_roles`` are the roles whose effects
+    the evidence lists as ``effect_retrained``.
+    """
+
+    encoding: Literal["float32-le-base64"] = "float32-le-base64"
+    n_forget: Annotated[int, Field(ge=1)]
+    n_held_out: Annotated[int, Field(ge=1)]
+    statistic: dict[str, str]
+    baseline: str | None = "original"
+    null_roles: list[str] = Field(default_factory=list)
+    retrained_roles: list[str] = Field(default_factory=list)
+    centre_on_null: bool = False
+    # What the null roles are: the shared pool's models that left each example out, or retrained models.
+    null: Literal["pool", "retrained", "permutation"] | None = None
+    seed: Annotated[int, Field(ge=0)]
+    permutations: Annotated[int, Field(ge=1)]
+    bootstrap: Annotated[int, Field(ge=1)]
+
+
 class Evidence(Part):
     """One test of a target on the original and the unlearned model (``audit.scoring``).
 
@@ -145,6 +172,8 @@ class Evidence(Part):
     p_original_holm: Share = None
     p_unlearned_holm: Share = None
     detail: dict[str, Any] = Field(default_factory=dict)
+    #: membership tests: the per-example statistics and settings the test was computed from
+    inputs: RecordedStatistics | None = None
 
 
 class GateResult(Part):
@@ -295,6 +324,12 @@ class Config(Part):
     gates: list[str] = Field(default_factory=list)
 
 
+class Signature(Part):
+    algorithm: Literal["hmac-sha256"] = "hmac-sha256"
+    key_env: str | None = None  # the environment variable the key was read from (never the key)
+    value: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
+
+
 class Document(Part):
     """``results.json``: the run's verdict, where it came from, how it was configured, each target."""
 
@@ -308,6 +343,8 @@ class Document(Part):
     config: Config
     targets: list[Target]
     notes: list[str] = Field(default_factory=list)  # lines the reader must see
+    #: HMAC-SHA256 over the canonical document without this field (``audit run --sign-key-env VAR``)
+    signature: Signature | None = None
 
     def to_json(self, indent: int = 1) -> str:
         """The document as results.json writes it (``null`` for numbers that are not finite)."""
