@@ -54,6 +54,7 @@ class AttackContext:
     executor: object = None  # audit.executor.LocalExecutor or RayExecutor; None: here, in order
     _reference: object = None
     _evaluator: nn.Module | None = None
+    _predictions: dict = field(default_factory=dict, repr=False)
 
     def recipe(self) -> TrainConfig:
         return TrainConfig.from_dict(self.model_file.recipe or {})
@@ -180,6 +181,16 @@ class AttackContext:
         mapper = self._mapper(f"retraining without {forget.spec}")
         results = mapper(run_one, tasks) if mapper else [run_one(task) for task in tasks]
         return [(model, seed, hit) for (model, hit), seed in zip(results, seeds)]
+
+    def predictions(self, model: nn.Module):
+        """``model``'s predicted labels on both splits, once per set of weights in this audit: the
+        original's serve every request (and a no-op's unchanged copy)."""
+        from audit.forget_accuracy import SplitPredictions
+
+        key = attacks.model_digest(model)
+        if key not in self._predictions:
+            self._predictions[key] = SplitPredictions.of(model, self.data)
+        return self._predictions[key]
 
     def evaluator(self) -> nn.Module:
         """The independent classifier that judges inversions: another seed, trained on held-out data."""

@@ -62,10 +62,11 @@ def forget_metrics(model: torch.nn.Module, data: Dataset, forget: ForgetSet,
     return out
 
 
-def accuracies(model: torch.nn.Module, data: Dataset, forget: ForgetSet) -> dict:
+def accuracies(model: torch.nn.Module, data: Dataset, forget: ForgetSet,
+               predictions: SplitPredictions | None = None) -> dict:
     """Forget, retain and test accuracy (all classes, and classes not forgotten): the audit's
-    ``accuracy`` entries, from two forward passes."""
-    p = SplitPredictions.of(model, data)
+    ``accuracy`` entries, from two forward passes (none with ``predictions``)."""
+    p = predictions or SplitPredictions.of(model, data)
     m = forget_metrics(model, data, forget, p)
     return {"forget": m["forget_accuracy"], "retain": m["retain_accuracy"], "test": _share_correct(p.test, data.y_test),
             "test_other_classes": m["test_accuracy_kept_classes"]}

@@ -147,11 +147,14 @@ def audit_target(ctx: AttackContext, opts: AuditOptions, forget: ForgetSet, gate
                 retrain_roles.append(role)
                 target.retrains.append(Retrain(seed=seed, from_cache=hit, digest=attacks.model_digest(model)))
             target.timings["reference"] = time.perf_counter() - start
-        retrained_accuracy = [accuracies(models[role], data, forget) for role in retrain_roles]
+        retrained_accuracy = [accuracies(models[role], data, forget, ctx.predictions(models[role]))
+                              for role in retrain_roles]
         for retrain, accuracy in zip(target.retrains, retrained_accuracy):
             retrain.accuracy = accuracy
-        target.accuracy = ModelAccuracies(original=accuracies(models["original"], data, forget),
-                                          unlearned=accuracies(models["unlearned"], data, forget),
+        target.accuracy = ModelAccuracies(original=accuracies(models["original"], data, forget,
+                                                              ctx.predictions(models["original"])),
+                                          unlearned=accuracies(models["unlearned"], data, forget,
+                                                               ctx.predictions(models["unlearned"])),
                                           reference=retrained_accuracy[0] if retrained_accuracy else None)
 
         start = time.perf_counter()

@@ -217,14 +217,22 @@ def _first_difference(recorded, computed, path: str) -> str | None:
 def _expected_tests(target: Target, config: Config, tests: list[Evidence], where: str) -> None:
     """The tests a run of this target always runs are all there: none was dropped to flip the verdict."""
     membership = next(t for t in tests if t.name == "membership")
-    retrained = membership.inputs.retrained_roles if membership.inputs is not None else []
+    inputs = membership.inputs
+    classes = bool(target.forget is not None and target.forget.classes)
+    if inputs is not None and inputs.null == "pool":
+        # Against the shared pool: its one null role is the pool's mean, and nothing was retrained.
+        if list(inputs.retrained_roles) != ["pool"] or target.retrains or classes:
+            raise _bad(where, "its membership test is against the shared pool, which a run uses only for a sample "
+                              "request, with the one null role 'pool' and no retrained model")
+        retrained: list[str] = []
+    else:
+        retrained = list(inputs.retrained_roles) if inputs is not None else []
     if len(retrained) != len(target.retrains):
         raise _bad(where, f"its membership test compares {len(retrained)} retrained models but the target "
                           f"records {len(target.retrains)}")
-    if config.reference == "retrain" and config.retrains is not None and len(retrained) != config.retrains:
+    if retrained and config.retrains is not None and len(retrained) != config.retrains:
         raise _bad(where, f"it compares {len(retrained)} retrained models but the run's config asks for "
                           f"{config.retrains}")
-    classes = bool(target.forget is not None and target.forget.classes)
     expected = {"membership"}
     if classes and retrained:
         expected.add("class_accuracy")
