@@ -255,7 +255,17 @@ def main() -> None:
     ap.add_argument("--reference-models", type=int, default=16)
     ap.add_argument("--work", type=Path, default=Path.home() / ".cache" / "amnesia-audit" / "bench-requests")
     ap.add_argument("--out-name", default="requests-fashion")
+    ap.add_argument("--from-partial", type=Path, metavar="JSON",
+                    help="write the tables of a run that was stopped early, from its .partial.json")
     args = ap.parse_args()
+    if args.from_partial:
+        run = json.loads(args.from_partial.read_text())
+        sizes = sorted({r["size"] for r in run["rows"]}, key=lambda s: (s.startswith("class"), s.zfill(8)))
+        text = "\n".join([f"A run stopped early ({args.from_partial.name}): the rows it finished.\n",
+                          *cost_lines(run["cost"]), "", table(run["rows"], sizes)])
+        print(text)
+        _common.write_tables(args.out_name, text, {"cost": run["cost"], "rows": run["rows"], "stopped_early": True})
+        return
     torch.set_num_threads(1)
     args.work.mkdir(parents=True, exist_ok=True)
     data = load_dataset(args.data)
