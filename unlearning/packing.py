@@ -60,7 +60,7 @@ class PackedBatchSampler(Sampler[list[int]]):
     """
 
     def __init__(self, ids: int | Sequence[int] | torch.Tensor, recordable: Sequence[int] | torch.Tensor,
-                 batch_size: int, seed: int = 0):
+                 batch_size: int, seed: int = 0, fill: float = 0.0):
         if isinstance(ids, int) and not isinstance(ids, bool):
             if ids < 0:
                 raise ValueError(f"the number of examples must be 0 or more, not {ids}")
@@ -69,6 +69,9 @@ class PackedBatchSampler(Sampler[list[int]]):
         if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
             raise ValueError(f"the batch size must be a whole number of at least 1, not {batch_size!r}")
         self.batch_size = batch_size
+        if not (isinstance(fill, (int, float)) and not isinstance(fill, bool) and 0 <= fill <= 4):
+            raise ValueError(f"fill must be a number from 0 to 4 (other examples per recordable one), not {fill!r}")
+        self.fill = float(fill)
         self.seed = int(seed)
         self.epoch = 0
         marked = torch.isin(self.ids, _as_ids(recordable, "recordable ids"))
@@ -104,6 +107,11 @@ class PackedBatchSampler(Sampler[list[int]]):
         for k in range(len(packed)):
             lo, hi = (k * total) // len(packed), ((k + 1) * total) // len(packed)
             slots.add(lo + int(torch.randint(hi - lo, (1,), generator=gen)))
+        if self.fill and len(self.other_positions):
+            # Each recordable batch also trains round(fill * size) other examples, drawn anew (they
+            # are trained in their own batches too): the recorded step is no longer one-sided.
+            packed = [torch.cat([b, self.other_positions[torch.randperm(len(self.other_positions), generator=gen)
+                                                         [: round(self.fill * len(b))]]]) for b in packed]
         out, p, o = [], iter(packed), iter(others)
         for i in range(total):
             out.append(next(p) if i in slots else next(o))

@@ -76,6 +76,26 @@ def test_no_recordable_ids_and_ids_other_than_positions():
         PackedBatchSampler(10, torch.tensor([0.5]), 4)
 
 
+def test_fill_adds_other_examples_to_recordable_batches_only():
+    n, marked = 1000, _recordable(1000, 0.1)
+    plain = PackedBatchSampler(n, marked, batch_size=32, seed=0)
+    filled = PackedBatchSampler(n, marked, batch_size=32, seed=0, fill=0.5)
+    assert len(filled) == len(plain) and filled.recordable_batches == plain.recordable_batches
+    is_marked = torch.isin(torch.arange(n), marked)
+    for epoch in range(2):
+        batches = filled.batches(epoch)
+        # Still every example at least once an epoch; the extra ones are others, in recordable batches.
+        assert torch.equal(torch.cat(batches).unique(), torch.arange(n))
+        mixed = [b for b in batches if is_marked[b].any()]
+        assert len(mixed) == filled.recordable_batches
+        for b in mixed:
+            own = int(is_marked[b].sum())
+            assert len(b) - own == round(0.5 * own) and len(b.unique()) == len(b)
+        assert sum(len(b) for b in batches) == n + sum(round(0.5 * int(is_marked[b].sum())) for b in mixed)
+    with pytest.raises(ValueError, match="fill"):
+        PackedBatchSampler(n, marked, 32, fill=-1)
+
+
 def _toy(n: int = 400, seed: int = 0):
     gen = torch.Generator().manual_seed(seed)
     x = torch.randn(n, 1, 4, 4, generator=gen)
