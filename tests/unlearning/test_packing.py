@@ -9,6 +9,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from unlearning import (DatasetWithIds, PackedBatchSampler, TrainConfig, UpdateLog, UpdateRecorder,
                         amnesiac_unlearn, fit)
+from unlearning.packing import DEFAULT_FILL
 from unlearning.training import batch_bounds, make_optimizer
 
 
@@ -119,6 +120,17 @@ def test_fit_with_the_sampler_records_only_the_packed_steps(tmp_path):
     assert all(set(e.ids) <= set(marked.tolist()) for e in log.entries)
     res = amnesiac_unlearn(model, tmp_path / "log", marked, log_sha256=summary["log_sha256"])
     assert res.details["batches_removed"] == 3 and res.details["retained_examples_in_removed_batches"] == 0
+    # With fill 1 each recorded batch is the 20 recordable examples and 20 others: as many steps recorded.
+    x, y, model = _toy()
+    sampler = PackedBatchSampler(len(y), marked, config.batch_size, seed=config.seed, fill=1)
+    recorder = UpdateRecorder(model, tmp_path / "filled", record_ids=marked, dtype=torch.float64, record="random")
+    fit(model, x, y, config, optimizer=recorder.attach(make_optimizer(model, config)), batch_sampler=sampler)
+    summary = recorder.close()
+    assert summary["recorded"] == 3 and summary["total_steps"] == config.epochs * len(sampler)
+    entries = UpdateLog.open(tmp_path / "filled").entries
+    assert all(len(set(e.ids) & set(marked.tolist())) == 20 and len(e.ids) == 40 for e in entries)
+    res = amnesiac_unlearn(model, tmp_path / "filled", marked, log_sha256=summary["log_sha256"])
+    assert res.details["batches_removed"] == 3 and 20 <= res.details["retained_examples_in_removed_batches"] <= 60
 
 
 def test_users_loop_with_a_dataloader(tmp_path):
@@ -150,6 +162,7 @@ def test_audit_train_packs_by_default_and_records_it(digits, tmp_path):
     assert packed.model_file.update_log["packing"] == "on" and plain.model_file.update_log["packing"] == "off"
     threes = int((digits.y_train == 3).sum())
     assert packed.log_batches == len(batch_bounds(threes, 64)) < plain.log_batches
+    assert packed.model_file.update_log["fill"] == DEFAULT_FILL == 0
     log = UpdateLog.open(packed.model_file.log_dir)
     assert all(bool((digits.y_train[torch.tensor(e.ids)] == 3).all()) for e in log.entries)
     # "all" records every batch: nothing to pack.
