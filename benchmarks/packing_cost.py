@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import math
 import statistics
 import sys
 import tempfile
@@ -43,6 +42,7 @@ _HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(_HERE.parent))  # this checkout's packages before an installed copy
 
 import _common  # noqa: E402
+from _common import mean_ci  # noqa: E402
 
 from audit.data import load_dataset  # noqa: E402
 from audit.forget import parse_forget  # noqa: E402
@@ -55,17 +55,6 @@ from unlearning.training import make_optimizer  # noqa: E402
 
 #: Where unpacked models are kept between runs (``--cache``); None keeps nothing.
 CACHE: Path | None = None
-T95 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262}
-
-
-def mean_ci(xs: list[float]) -> str:
-    xs = [x for x in xs if x is not None and not math.isnan(x)]
-    if not xs:
-        return "-"
-    m = statistics.fmean(xs)
-    if len(xs) < 2:
-        return f"{100 * m:.1f}"
-    return f"{100 * m:.1f} ± {100 * T95.get(len(xs) - 1, 1.96) * statistics.stdev(xs) / math.sqrt(len(xs)):.1f}"
 
 
 def subset(data, n: int, seed: int = 0):
