@@ -18,6 +18,7 @@ from attacks.reference import (
     ReferenceCache,
     ReferenceModels,
     default_cache_dir,
+    leave_part_out_inclusion,
     load_or_train,
     model_digest,
     train_one,
@@ -78,4 +79,5 @@ __all__ = [
     "shadow_model_scores",
     "train_one",
     "train_reference_models",
+    "leave_part_out_inclusion",
 ]

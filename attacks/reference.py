@@ -256,6 +256,47 @@ def reference_inclusion(num_examples: int, num_models: int, seed: int, fraction:
     return mask
 
 
+#: The most parts a pool is cut into: with a small held-out split, models train on 7/8 of the pool.
+MAX_PARTS = 8
+
+
+def pool_parts(pool_size: int, train_size: int) -> int:
+    """How many parts :func:`leave_part_out_inclusion` cuts a pool into so that each model
+    trains on about as many examples as the target: ``pool / (pool - train)``, rounded, in
+    [2, :data:`MAX_PARTS`] (digits: 1797 / 449 = 4, models of 1348 like the target;
+    Fashion-MNIST: 70000 / 10000 = 7, models of 60000)."""
+    if pool_size < 2 or not 0 < train_size < pool_size:
+        raise ValueError(f"a pool of {pool_size} examples cannot hold a training set of {train_size} and more")
+    return int(min(max(round(pool_size / (pool_size - train_size)), 2), MAX_PARTS))
+
+
+def leave_part_out_inclusion(num_examples: int, num_models: int, seed: int, parts: int) -> np.ndarray:
+    """Which example each pool model trains on, (num_models, num_examples) bool, nested in ``num_models``.
+
+    Models come in blocks of ``parts``: block ``b`` cuts the examples into ``parts`` random
+    parts of equal size (drawn from ``(seed, b)`` alone), and its model ``p`` trains on every
+    part but ``p``. So within a whole block every example is left out of exactly one model,
+    each model sees ``1 - 1/parts`` of the data, and asking for more models *adds* blocks
+    without changing the earlier models (their ids, and so their cache entries, stay the
+    same): more models narrow the evidence instead of redrawing it. A partial last block
+    leaves some examples out of one model more than others, independently of any forget set.
+    In the spirit of LiRA's shared shadow pool (Carlini et al. 2022, sec. VI-A), where every
+    example is OUT of a known subset of the models and the pool serves any query.
+    """
+    if not isinstance(num_models, (int, np.integer)) or num_models < 1:
+        raise ValueError(f"num_reference_models must be a positive integer, got {num_models!r}")
+    if not isinstance(parts, (int, np.integer)) or not 2 <= parts <= num_examples:
+        raise ValueError(f"the pool needs 2 to {num_examples} parts, got {parts!r}")
+    mask = np.ones((num_models, num_examples), dtype=bool)
+    for block in range(math.ceil(num_models / parts)):
+        part = np.random.default_rng([int(seed), block]).permutation(num_examples) % parts
+        for p in range(parts):
+            m = block * parts + p
+            if m < num_models:
+                mask[m, part == p] = False
+    return mask
+
+
 @dataclass
 class ReferenceModels:
     """Trained reference models and what each saw.
@@ -309,11 +350,14 @@ def train_reference_models(
     check: ReferenceCheck | None = None,
     map_tasks: MapTasks | None = None,
     avoid_seeds: tuple[int, ...] = (),
+    parts: int | None = None,
 ) -> ReferenceModels:
     """Train (or load) ``num_models`` reference models on random subsets of the data
     (:data:`attacks.registry.DEFAULT_REFERENCE_MODELS` is the audit's count).
 
-    Each model trains on about ``fraction`` of the ``num_examples`` (1/2 by default).
+    Each model trains on about ``fraction`` of the ``num_examples`` (1/2 by default); with
+    ``parts``, on all but one part of a random cut instead (:func:`leave_part_out_inclusion`,
+    the audit's pool: nested, every example left out of a known subset of the models).
 
     ``num_examples`` is the size of the auditor's data that ``train_reference`` indexes.
     ``cache_dir=None`` disables caching; otherwise ``model_factory`` and ``cache_key``
@@ -325,7 +369,10 @@ def train_reference_models(
     order; the default runs them here, one after another; an executor may run them on a
     cluster (each task is ``(ids, seed)``, independent of the others).
     """
-    mask = reference_inclusion(num_examples, num_models, seed, fraction)
+    if parts is not None:
+        mask = leave_part_out_inclusion(num_examples, num_models, seed, parts)
+    else:
+        mask = reference_inclusion(num_examples, num_models, seed, fraction)
     cache = ReferenceCache(cache_dir, model_factory, cache_key) if cache_dir is not None else None  # type: ignore[arg-type]
     start = time.perf_counter()
     avoid = set(avoid_seeds)

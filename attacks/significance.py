@@ -31,7 +31,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy.stats import binom
+from scipy.stats import binom, rankdata
 
 MIN_VARIANCE = 1e-6
 # Deviations beyond this many standard deviations carry no more evidence: a model that lost
@@ -105,7 +105,13 @@ class PairedTest:
     ``null`` names how the p-values were calibrated: ``"permutation"`` (each model's own
     statistic, permuted over examples) or ``"retrained"`` (each model's statistic minus the
     mean of the ``null_roles`` per example, permuted over examples; see
-    :func:`paired_permutation_test`). ``centred_effect`` is the effect the p-values test.
+    :func:`paired_permutation_test`); the caller may rename it (``"pool"``: the null role is
+    the mean of shared reference models that never trained on each example).
+    ``centred_effect`` is the effect the p-values test. ``auc`` is the probability that the
+    tested statistic ranks a forget example above a held-out one (0.5: no membership signal;
+    the attacker's view of the same numbers), with a 95% DeLong interval in ``auc_ci``.
+    ``ratio_upper`` and ``auc_upper`` are one-sided 95% upper bounds (what a claim "at most
+    x, with 95% confidence" needs; the intervals' upper ends are 97.5% bounds).
     """
 
     n_forget: int
@@ -121,6 +127,10 @@ class PairedTest:
     null_roles: list[str] = field(default_factory=list)
     null: str = "permutation"
     centred_effect: dict[str, float] = field(default_factory=dict)
+    auc: dict[str, float] = field(default_factory=dict)
+    auc_ci: dict[str, tuple[float, float]] = field(default_factory=dict)
+    auc_upper: dict[str, float] = field(default_factory=dict)
+    ratio_upper: dict[str, float] = field(default_factory=dict)
 
     def null_effect(self) -> float:
         """Mean effect of the models that never trained on the forget set (0 without them)."""
@@ -187,6 +197,7 @@ def paired_permutation_test(
             raise ValueError(f"the statistic of {role!r} must be {n} finite numbers")
         stats[role] = s
     effect, p_member, p_over, effect_ci, boots, centred_effect = {}, {}, {}, {}, {}, {}
+    auc, auc_ci, auc_upper = {}, {}, {}
     for role, s in stats.items():
         tested = s
         if centre_on_null:
@@ -199,12 +210,13 @@ def paired_permutation_test(
         null = chosen / k - (total - chosen) / (n - k)
         tol = 1e-12 * max(1.0, abs(observed))
         centred_effect[role] = float(observed)
+        auc[role], auc_ci[role], auc_upper[role] = auc_interval(tested[forget], tested[~forget])
         p_member[role] = float((1 + np.sum(null >= observed - tol)) / (1 + n_permutations))
         p_over[role] = float((1 + np.sum(null <= observed + tol)) / (1 + n_permutations))
         effect[role] = float(s[forget].mean() - s[~forget].mean())
         boots[role] = s[f_idx][boot_f].mean(1) - s[h_idx][boot_h].mean(1)
         effect_ci[role] = (float(np.quantile(boots[role], 0.025)), float(np.quantile(boots[role], 0.975)))
-    ratio_ci = {}
+    ratio_ci, ratio_upper = {}, {}
     if baseline is not None:
         null = np.mean([boots[r] for r in null_roles], axis=0) if null_roles else 0.0
         denominator = boots[baseline] - null
@@ -215,8 +227,30 @@ def paired_permutation_test(
             # as unbounded above, so the interval widens rather than shrinks.
             r = np.where(np.isnan(r), np.inf, r)
             ratio_ci[role] = (float(np.quantile(r, 0.025, method="lower")), float(np.quantile(r, 0.975, method="higher")))
+            ratio_upper[role] = float(np.quantile(r, 0.95, method="higher"))
     return PairedTest(k, n - k, n_permutations, n_bootstrap, effect, p_member, p_over, effect_ci, ratio_ci, baseline,
-                      null_roles, "retrained" if centre_on_null else "permutation", centred_effect)
+                      null_roles, "retrained" if centre_on_null else "permutation", centred_effect, auc, auc_ci,
+                      auc_upper, ratio_upper)
+
+
+def auc_interval(members: np.ndarray, non_members: np.ndarray) -> tuple[float, tuple[float, float], float]:
+    """Mann-Whitney AUC of ``members`` over ``non_members`` (ties count a half), its 95% interval
+    and its one-sided 95% upper bound.
+
+    DeLong's variance (DeLong, DeLong and Clarke-Pearson 1988), from the AUC's structural
+    components, ``var(V10)/m + var(V01)/n``; normal bounds clipped to [0, 1].
+    """
+    a = np.asarray(members, dtype=np.float64)
+    b = np.asarray(non_members, dtype=np.float64)
+    m, n = a.size, b.size
+    ranks = rankdata(np.concatenate([a, b]))
+    ra, rb = ranks[:m], ranks[m:]
+    auc = float((ra.sum() - m * (m + 1) / 2) / (m * n))
+    v10 = (ra - rankdata(a)) / n             # per member: share of non-members below it
+    v01 = 1.0 - (rb - rankdata(b)) / m       # per non-member: share of members above it
+    var = (np.var(v10, ddof=1) / m if m > 1 else 0.0) + (np.var(v01, ddof=1) / n if n > 1 else 0.0)
+    se = float(np.sqrt(max(var, 0.0)))
+    return auc, (max(0.0, auc - 1.959964 * se), min(1.0, auc + 1.959964 * se)), min(1.0, auc + 1.644854 * se)
 
 
 def holm(p_values: list[float]) -> list[float]:

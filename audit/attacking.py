@@ -92,8 +92,13 @@ class AttackContext:
 
     @property
     def train_fraction(self) -> float:
-        """The target's training-set size over the pool's: reference models train on sets of the target's size."""
-        return len(self.data.y_train) / len(self.pool[1])
+        """The share of the pool each reference model trains on (about the target's training-set size)."""
+        return 1.0 - 1.0 / self.pool_parts
+
+    @property
+    def pool_parts(self) -> int:
+        """Reference models leave one part of a random cut of the pool out (attacks.reference.pool_parts)."""
+        return attacks.reference.pool_parts(len(self.pool[1]), len(self.data.y_train))
 
     def cache(self) -> attacks.ReferenceCache | None:
         if self.cache_dir is None:
@@ -110,13 +115,20 @@ class AttackContext:
                     - self.CACHE_ACCURACY_MARGIN)
         return accuracy_check(*self.pool, floor)
 
+    @property
+    def pool_seed(self) -> int:
+        """The seed of the pool's cut and of its first model: far from the seeds people train with, so
+        that no target's own seed is skipped and every target trained on the same data with the same
+        recipe shares one pool (and its cache entries)."""
+        return 2_000_003 + 1009 * int(self.seed)
+
     def reference_models(self):
         """Reference models on random subsets of the pool of the target's training-set size, shared by all targets."""
         if self._reference is None:
             self._reference = attacks.train_reference_models(
                 self.train_reference, len(self.pool[1]), num_models=self.num_reference_models,
-                seed=self.seed, cache_dir=self.cache_dir, model_factory=self.model_file.fresh_model,
-                cache_key=self.cache_key(), fraction=self.train_fraction, check=self.cache_check(),
+                seed=self.pool_seed, cache_dir=self.cache_dir, model_factory=self.model_file.fresh_model,
+                cache_key=self.cache_key(), parts=self.pool_parts, check=self.cache_check(),
                 map_tasks=self._mapper("reference models"),
                 avoid_seeds=() if self.model_file.seed is None else (int(self.model_file.seed),))
         return self._reference
@@ -128,8 +140,14 @@ class AttackContext:
 
     @functools.cached_property
     def reference_logits(self) -> torch.Tensor:
-        """Logits of every reference model on every pool example, (M, N_pool, C): computed once per audit."""
-        return attacks.registry.reference_logits(self.reference_models(), self.pool[0])
+        """Logits of every reference model on every pool example, (M, N_pool, C).
+
+        Computed once per pool and kept in the cache beside the models (:mod:`audit.pool_signals`),
+        so that a later request's audit costs only the audited models' inference.
+        """
+        from audit.pool_signals import pool_logits
+
+        return pool_logits(self.reference_models(), self.pool[0], self.cache_dir, self.cache_key())
 
     @functools.cached_property
     def reference_confidence(self) -> np.ndarray:
@@ -182,13 +200,25 @@ class MembershipSet:
         return int(self.is_member.sum())
 
 
+#: Held-out examples an audit compares a forget set with, at most: a seeded sample of the test split
+#: beyond it (Fashion-MNIST's 10,000 would cost more inference than the request's own test gains).
+MAX_HELD_OUT = 4000
+
+
 def membership_set(ctx: AttackContext, forget: ForgetSet) -> MembershipSet:
-    """Forget set (members) against held-out examples of the same classes (non-members)."""
+    """Forget set (members) against held-out examples of the same classes (non-members).
+
+    At most :data:`MAX_HELD_OUT` held-out examples: a sample drawn from the audit's seed,
+    the same for every request of the run.
+    """
     data = ctx.data
     if forget.classes:
         held = torch.nonzero(torch.isin(data.y_test, torch.tensor(forget.classes))).flatten()
     else:
         held = torch.arange(len(data.y_test))
+    if len(held) > MAX_HELD_OUT:
+        chosen = torch.randperm(len(held), generator=torch.Generator().manual_seed(int(ctx.seed)))[:MAX_HELD_OUT]
+        held = held[chosen.sort().values]
     if len(held) == 0:
         raise InputError(f"the test split holds no example of {forget.spec}, so membership cannot be measured")
     x = torch.cat([data.x_train[forget.ids], data.x_test[held]])
@@ -196,6 +226,15 @@ def membership_set(ctx: AttackContext, forget: ForgetSet) -> MembershipSet:
     ids = np.r_[forget.ids.numpy(), ctx.test_ids(held)]
     is_member = np.r_[np.ones(len(forget), dtype=bool), np.zeros(len(held), dtype=bool)]
     return MembershipSet(x, y, ids, is_member)
+
+
+def population_sample(ctx: AttackContext) -> torch.Tensor:
+    """The test-split examples RMIA compares with (its population z): all of them, or a seeded
+    sample of :data:`MAX_HELD_OUT`."""
+    n = len(ctx.data.y_test)
+    if n <= MAX_HELD_OUT:
+        return torch.arange(n)
+    return torch.randperm(n, generator=torch.Generator().manual_seed(int(ctx.seed) + 1))[:MAX_HELD_OUT].sort().values
 
 
 def signals_for(ctx: AttackContext, model: nn.Module, ms: MembershipSet, with_reference: bool,
@@ -206,11 +245,12 @@ def signals_for(ctx: AttackContext, model: nn.Module, ms: MembershipSet, with_re
     signals = attacks.Signals(ms.y, attacks.model_logits(model, ms.x) if logits is None else logits)
     if with_reference:
         ref = ctx.reference_logits
-        test_ids = ctx.test_ids(np.arange(len(ctx.data.y_test)))
+        population = population_sample(ctx)
+        test_ids = ctx.test_ids(population)
         signals.reference_logits = ref[:, torch.as_tensor(ms.ids)]
         signals.in_mask = ctx.reference_models().in_mask[:, ms.ids]
-        signals.population_y = ctx.data.y_test
-        signals.population_logits = attacks.model_logits(model, ctx.data.x_test)
+        signals.population_y = ctx.data.y_test[population]
+        signals.population_logits = attacks.model_logits(model, ctx.data.x_test[population])
         signals.population_reference_logits = ref[:, torch.as_tensor(test_ids)]
         signals.population_in_mask = ctx.reference_models().in_mask[:, test_ids]
     return signals

@@ -24,6 +24,7 @@ import typer
 
 from audit.errors import AuditError, InputError, Interrupted, StepError
 from audit.progress import stderr
+from reports.text import printable
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, rich_markup_mode=None,
                   help="Make a trained network forget data, then measure what it still leaks.")
@@ -130,18 +131,31 @@ def report(
     results: Path = typer.Argument(..., help="a results.json written by audit run"),
     fmt: str = typer.Option("html,pdf,junit", "--format", help="comma-separated: html, pdf, junit"),
     out: Optional[Path] = typer.Option(None, "--out", help="output folder (default: beside results.json)"),
+    sign_key_env: Optional[str] = typer.Option(None, "--sign-key-env", metavar="VAR", help="verify the document's "
+                                               "HMAC-SHA256 signature with the key in this environment variable"),
 ) -> None:
-    """Regenerate the reports from results.json alone."""
-    from reports import ReportError, render_files
+    """Regenerate the reports from results.json alone, after checking that every verdict follows from its evidence."""
+    from audit.gates import check_document
+    from reports import ReportError, load_results, render_files
 
     try:
-        written = render_files(results, [f.strip() for f in fmt.split(",") if f.strip()], out or results.parent)
+        doc = load_results(results)
+    except ReportError as exc:
+        raise InputError(str(exc)) from None
+    if sign_key_env:
+        from audit.signing import verify
+
+        verify(doc, sign_key_env, str(results))
+    check_document(doc, str(results))  # a forged verdict is refused, never rendered with a PASS badge
+    try:
+        written = render_files(doc, [f.strip() for f in fmt.split(",") if f.strip()], out or results.parent,
+                               base_dir=results.parent)
     except ReportError as exc:
         raise InputError(str(exc)) from None
     except (OSError, RuntimeError) as exc:
         raise StepError(f"writing the report failed: {exc}") from None
     for path in written:
-        typer.echo(f"wrote {path}")
+        typer.echo(f"wrote {printable(path)}")
 
 
 def _split(values: list[str] | None) -> list[str] | None:
@@ -160,14 +174,23 @@ def run_cmd(
                                          "none (the no-op control, which must not pass)"),
     original: Optional[Path] = typer.Option(None, "--original", help="audit MODEL as unlearned elsewhere from this "
                                             "original model.pt; no unlearning step runs, so --method does not apply"),
-    reference: Optional[str] = typer.Option(None, "--reference", help="retrain (default) | none"),
+    reference: Optional[str] = typer.Option(None, "--reference", help="what each model is compared with: auto "
+                                            "(default: the shared pool of reference models for sample requests, no "
+                                            "retraining; retrained models for class requests) | pool | retrain "
+                                            "(models retrained without each request) | none"),
     retrains: Optional[int] = typer.Option(None, "--retrains", help="models retrained without the forget set, with "
-                                           "seeds other than the model's (default 3; cached)"),
+                                           "seeds other than the model's (default 3; cached; class requests and "
+                                           "--reference retrain)"),
     alpha: Optional[float] = typer.Option(None, "--alpha", help="significance level of the tests (default 0.05)"),
     max_residual: Optional[float] = typer.Option(None, "--max-residual", help="a pass needs the residual leakage's "
                                                  "95% upper bound below this (default 0.5)"),
     inconclusive: Optional[str] = typer.Option(None, "--inconclusive", help="what an inconclusive target does to the "
                                                "gates: fail (default) | pass"),
+    max_memorised_auc: Optional[float] = typer.Option(None, "--max-memorised-auc", help="'not memorised' needs the "
+                                                      "original's membership AUC's 95% upper bound at most this "
+                                                      "(default 0.6; 0.5 is no signal)"),
+    not_memorised: Optional[str] = typer.Option(None, "--not-memorised", help="what a not-memorised target does to "
+                                                "the gates: pass (default) | fail"),
     attacks: Optional[str] = typer.Option(None, "--attacks", help="mia,inversion"),
     # The attack names and both defaults are attacks.registry's (ATTACKS, DEFAULT_ATTACKS, DEFAULT_REFERENCE_MODELS),
     # written out so that the command line starts without importing torch; tests/audit/test_attack_defaults.py
@@ -220,16 +243,21 @@ def run_cmd(
     fmt: str = typer.Option("html,pdf", "--format", help="reports to write: html,pdf (or none)"),
     quiet: bool = typer.Option(False, "--quiet", help="print only failures"),
     as_json: bool = typer.Option(False, "--json", help="print the results document to stdout"),
+    sign_key_env: Optional[str] = typer.Option(None, "--sign-key-env", metavar="VAR", help="sign results.json "
+                                               "(HMAC-SHA256) with the key in this environment variable, for "
+                                               "`audit gate --sign-key-env VAR`"),
 ) -> None:
     """Unlearn each forget target (or audit a model unlearned elsewhere), test the original and the unlearned
-    model against retrained ones, and give each target a verdict: pass, fail or inconclusive."""
+    model against models that never saw the target, and give each target a verdict: pass, fail, not memorised
+    or inconclusive."""
     from audit.config import read_settings
     from audit.harness import run
 
-    source = read_settings(config, isolated=isolated)
+    source, refused = read_settings(config, isolated=isolated).without_loosening()
     settings = dict(source.values)
     cli = {"forget": forget or None, "method": method, "reference": reference, "original": original,
            "retrains": retrains, "alpha": alpha, "max_residual": max_residual, "inconclusive": inconclusive,
+           "max_memorised_auc": max_memorised_auc, "not_memorised": not_memorised,
            "attacks": _split([attacks]) if attacks else None,
            "mia_attacks": _split([mia]) if mia else None, "reference_models": reference_models, "data": data,
            "data_root": data_root, "out": out, "seed": seed, "fail_on": fail_on or None}
@@ -241,9 +269,9 @@ def run_cmd(
     recipe = {**(settings.pop("recipe", None) or {}), **{k: v for k, v in flags.items() if v is not None}}
     cli.update({"executor": executor, "ray_address": ray_address, "cpus_per_model": cpus_per_model,
                 "gpus_per_model": gpus_per_model, "arch": arch, "arch_args": arch_args, "code_path": code_path or None, "train": train_fn,
-                "normalize": normalize, "recipe": recipe or None})
+                "normalize": normalize, "recipe": recipe or None, "sign_key_env": sign_key_env})
     merged = {**settings, **{k: v for k, v in cli.items() if v is not None}}
-    _announce_settings(source, cli, merged, model, quiet)
+    _announce_settings(source, cli, merged, model, quiet, refused)
     forget_specs = merged.pop("forget", None) or []
     formats = [] if fmt.strip() in ("", "none") else _split([fmt])
     result = run(model, forget_specs, show_progress=not quiet and not as_json, formats=formats,
@@ -260,16 +288,16 @@ def run_cmd(
     raise typer.Exit(result.exit_code)
 
 
-def _announce_settings(source, cli: dict, merged: dict, model: Path, quiet: bool) -> None:
+def _announce_settings(source, cli: dict, merged: dict, model: Path, quiet: bool,
+                       refused: dict[str, str] | None = None) -> None:
     """Say which file supplied which settings (one line), and drop the file's ``arch`` and
     ``arch_args`` where every model file records its architecture, so that a factory the run
     does not use is never imported."""
-    from audit.config import CODE_KEYS
     from audit.modelfile import records_architecture
 
     if source.path is None:
         return
-    ignored: dict[str, str] = {}
+    ignored: dict[str, str] = {k: why for k, why in (refused or {}).items() if cli.get(k) is None}
     if cli.get("arch") is None and "arch" in source.values:
         files = [model] + ([Path(merged["original"])] if merged.get("original") else [])
         if all(records_architecture(f) for f in files):
@@ -279,10 +307,9 @@ def _announce_settings(source, cli: dict, merged: dict, model: Path, quiet: bool
                     ignored[key] = "the model file records its architecture"
     taken = [k for k in source.keys if k not in ignored and (cli.get(k) is None or k == "recipe")]
     line = source.announcement(taken, ignored)
-    runs_code = any(k in CODE_KEYS for k in taken)
-    # A file nobody named that supplies code to run is said even with --quiet.
-    if line and not source.named and (not quiet or runs_code):
-        typer.echo(f"note: {line}", err=True)
+    # A file nobody named is said in one line even with --quiet: what it set, and what it was not let set.
+    if line and (not source.named or not quiet):
+        typer.echo(f"note: {printable(line)}", err=True)
 
 
 @app.command()
@@ -296,30 +323,39 @@ def gate(
     replace_recorded_gates: bool = typer.Option(False, "--replace-recorded-gates", help="apply the gates of --fail-on "
                                                 "(else of the config file) instead of those recorded in results.json"),
     quiet: bool = typer.Option(False, "--quiet", help="print only failures"),
+    sign_key_env: Optional[str] = typer.Option(None, "--sign-key-env", metavar="VAR", help="refuse a document "
+                                               "whose HMAC-SHA256 signature the key in this environment variable "
+                                               "does not give (written by `audit run --sign-key-env VAR`)"),
 ) -> None:
-    """Apply the verdicts and gates to an earlier run's results.json without recomputing its figures;
-    each recorded verdict is first checked against the evidence the document records."""
-    from audit.config import load_config
+    """Apply the verdicts and gates to an earlier run's results.json; every test is first recomputed from
+    the inputs the document records, and a document whose figures or verdicts disagree is refused."""
+    from audit.config import read_settings
     from audit.gates import check_recorded_verdict, gate_target, plan_gates, verdict
     from audit.summary import print_summary
     from reports import ReportError, load_results
 
-    settings, source = load_config(config)
+    found = read_settings(config)
+    settings, source = dict(found.values), found.path
     try:
         doc = load_results(results)
     except ReportError as exc:
         raise InputError(str(exc)) from None
-    plan = plan_gates(doc.config, fail_on, inconclusive, settings, source, replace_recorded_gates)
+    if sign_key_env:
+        from audit.signing import verify
+
+        verify(doc, sign_key_env, str(results))
+    plan = plan_gates(doc.config, fail_on, inconclusive, settings, source, replace_recorded_gates,
+                      named=found.named, signed=bool(sign_key_env))
     for i, target in enumerate(doc.targets):
         check_recorded_verdict(target, doc.config, f"{results}: targets[{i}]")
     for line in plan.notices:
-        stderr.print(f"note: {line}", markup=False, highlight=False, soft_wrap=True)
+        stderr.print(f"note: {printable(line)}", markup=False, highlight=False, soft_wrap=True)
     for target in doc.targets:
-        gate_target(target, plan.gates, plan.policy)
+        gate_target(target, plan.gates, plan.policy, doc.config.not_memorised or "pass")
     doc.verdict, doc.exit_code = verdict(doc.targets)
     code = doc.exit_code
     if not doc.targets:
-        typer.echo(f"FAIL {results}: the document holds no target, so nothing was audited; it fails closed", err=True)
+        typer.echo(f"FAIL {printable(results)}: the document holds no target, so nothing was audited; it fails closed", err=True)
     print_summary(doc, quiet=quiet, out=None)
     raise typer.Exit(code)
 
@@ -359,8 +395,9 @@ def demo(
 
 
 def _one_line(exc: BaseException) -> str:
-    """Failures print as one line, whatever newlines a library put in its message."""
-    return " ".join(str(exc).split())
+    """Failures print as one line, whatever newlines a library put in its message, with control and
+    direction characters escaped (a name or path could otherwise inject a CI workflow command)."""
+    return printable(" ".join(str(exc).split()))
 
 
 def _interrupt(signum: int, frame) -> None:

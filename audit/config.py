@@ -26,6 +26,7 @@ from audit.errors import InputError
 KEYS = {"fail_on": list, "forget": list, "method": str, "reference": str, "attacks": (list, str),
         "mia_attacks": (list, str), "reference_models": int, "seed": int, "data": str, "data_root": str,
         "out": str, "inversion_iterations": int, "retrains": int, "alpha": (float, int), "max_residual": (float, int), "inconclusive": str,
+        "max_memorised_auc": (float, int), "not_memorised": str,
         "original": str, "arch": str, "arch_args": (str, dict), "code_path": (list, str), "train": str,
         "normalize": str, "recipe": dict, "executor": str, "ray_address": str, "cpus_per_model": (float, int),
         "gpus_per_model": (float, int)}
@@ -41,6 +42,25 @@ MAX_INT = 2**63 - 1
 CODE_KEYS = ("arch", "arch_args", "code_path", "train")
 
 
+def loosens(key: str, value) -> bool:
+    """Whether ``key = value`` in a config file could let through what the defaults fail: the
+    inconclusive policy "pass", a margin (residual, memorised AUC) above the default, any other alpha (a smaller one
+    makes every target inconclusive, a larger one changes what the power check needs)."""
+    from audit.scoring import DEFAULT_ALPHA, DEFAULT_MAX_MEMORISED_AUC, DEFAULT_MAX_RESIDUAL
+
+    if key == "inconclusive":
+        return value != "fail"
+    if key == "not_memorised":
+        return value != "fail" and value != "pass"  # pass is the default; only an unknown word is not tighter
+    if key == "max_memorised_auc":
+        return not (isinstance(value, (int, float)) and value <= DEFAULT_MAX_MEMORISED_AUC)
+    if key == "max_residual":
+        return not (isinstance(value, (int, float)) and value <= DEFAULT_MAX_RESIDUAL)
+    if key == "alpha":
+        return value != DEFAULT_ALPHA
+    return False
+
+
 @dataclass(frozen=True)
 class ConfigSource:
     """The settings of one config file, and where they came from.
@@ -52,6 +72,16 @@ class ConfigSource:
     values: dict = field(default_factory=dict)
     path: Path | None = None
     named: bool = False
+
+    def without_loosening(self) -> tuple["ConfigSource", dict[str, str]]:
+        """For a file nobody named: the settings without those that loosen the verdict
+        (:func:`loosens`), and each dropped key with why. A named file is taken as it is."""
+        if self.named:
+            return self, {}
+        dropped = {k: "a file not named with --config may not loosen the verdict; pass it on the command line"
+                   for k, v in self.values.items() if loosens(k, v)}
+        kept = {k: v for k, v in self.values.items() if k not in dropped}
+        return ConfigSource(kept, self.path, self.named), dropped
 
     @property
     def keys(self) -> list[str]:
@@ -88,8 +118,10 @@ def read_settings(path: Path | None, search_dir: Path | None = None, isolated: b
                 if settings or candidate.name == "audit.toml":
                     return ConfigSource(settings, candidate, named=False)
         return ConfigSource()
-    if not path.is_file():
+    if not path.exists():
         raise InputError(f"config file {path} not found")
+    if not path.is_file():
+        raise InputError(f"config file {path} is not a regular file (a folder, FIFO or device); name a TOML file")
     return ConfigSource(_read(path, required=True), path, named=True)
 
 
@@ -106,6 +138,8 @@ def _read(path: Path, required: bool) -> dict:
         doc = tomllib.loads(path.read_text(encoding="utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError, OSError) as exc:
         raise InputError(f"config file {path} is not readable TOML: {exc}") from None
+    except RecursionError:
+        raise InputError(f"config file {path} is nested too deeply to be a config file") from None
     tool = doc.get("tool", {})
     if not isinstance(tool, dict):
         raise InputError(f"'tool' in {path} must be a table such as [tool.audit], not a {type(tool).__name__}")

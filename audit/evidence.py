@@ -17,13 +17,31 @@ from audit.scoring import Evidence, rate_evidence
 from reports.document import Inversion
 
 
-def membership_test(ctx: AttackContext, logits: dict[str, torch.Tensor], ms,
-                    seed: int) -> tuple[attacks.PairedTest, str, dict[str, np.ndarray]]:
+#: The membership test's nulls (results.json ``tests[].detail.null``):
+NULLS = {
+    "pool": "each model against the shared reference pool's models that never trained on each example",
+    "retrained": "each model against models retrained without the forget set",
+    "permutation": "each model's own statistic permuted over examples (no reference models)",
+}
+
+
+def membership_test(ctx: AttackContext, logits: dict[str, torch.Tensor], ms, seed: int,
+                    null: str) -> tuple[attacks.PairedTest, str, dict[str, np.ndarray], np.ndarray]:
     """The per-example paired test over every model on the same examples (attacks.significance).
 
     ``logits``: each model role's logits on ``ms``. With reference models: U-LiRA's
     per-example statistic. Without (they cannot be trained for a model without a recipe):
-    the negative loss, a population test.
+    the negative loss, a population test. ``null`` (:data:`NULLS`):
+
+    - ``"pool"``: per example, each model is compared with the mean statistic of the
+      reference models that left that example out (role ``"pool"``), so a request needs no
+      retraining. Under the null (a model that never saw the forget set) the difference is
+      exchangeable between forget and held-out examples: neither was seen by the audited
+      model nor by the reference models it is compared with, and the pool's cut does not
+      depend on the forget set. Examples no reference model left out are dropped (with
+      ``ctx.pool_parts`` or more models there are none).
+    - ``"retrained"``: against the roles ``reference`` and ``retrain_k`` (models retrained
+      without the forget set).
     """
     if ctx.has_reference:
         ref_phi = ctx.reference_confidence[:, ms.ids]
@@ -34,15 +52,40 @@ def membership_test(ctx: AttackContext, logits: dict[str, torch.Tensor], ms,
     else:
         stats = {role: -cross_entropy(z, ms.y) for role, z in logits.items()}
         label = "membership test on the loss (Yeom et al. 2018; no reference models)"
-    null_roles = [role for role in stats if role == "reference" or role.startswith("retrain_")]
-    # With retrained models, every model is tested against them (scoring: the "retrained" null).
-    test = attacks.paired_permutation_test(stats, ms.is_member, baseline="original", null_roles=null_roles,
+    is_member, tested = ms.is_member, np.arange(len(ms.is_member))
+    if null == "pool":
+        stats["pool"], kept = pool_out_statistic(ref_phi, in_mask)
+        if not kept[is_member].any() or not kept[~is_member].any():
+            raise ValueError("no forget or held-out example was left out of any reference model; "
+                             "pass more reference models (--reference-models)")
+        stats = {role: s[kept] for role, s in stats.items()}
+        is_member, tested = is_member[kept], tested[kept]
+        null_roles = ["pool"]
+    else:
+        null_roles = [role for role in stats if role == "reference" or role.startswith("retrain_")]
+    test = attacks.paired_permutation_test(stats, is_member, baseline="original", null_roles=null_roles,
                                            centre_on_null=bool(null_roles), seed=seed)
-    return test, label, stats
+    test.null = null if null_roles else "permutation"
+    return test, label, stats, tested
+
+
+def pool_out_statistic(ref_phi: np.ndarray, in_mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per example, the mean per-example statistic of the reference models that left it out,
+    and which examples have any such model ((N,) floats, (N,) bools).
+
+    Each reference model is scored like an audited model (its statistic against the whole
+    pool); only its value on the examples it never trained on is used.
+    """
+    out = ~np.asarray(in_mask, dtype=bool)
+    per_model = np.stack([attacks.per_example_statistic(ref_phi[m], ref_phi, in_mask) for m in range(len(ref_phi))])
+    n_out = out.sum(0)
+    kept = n_out > 0
+    return np.where(kept, (per_model * out).sum(0) / np.maximum(n_out, 1), 0.0), kept
 
 
 def per_example_picture(stats: dict[str, np.ndarray], is_forget: np.ndarray, retrain_roles: list[str]) -> dict:
-    """The forget examples' statistic under the original, unlearned and retrained models (for the report's figure)."""
+    """The forget examples' statistic under the original, unlearned and retrained models (for the report's
+    figure); with the pool null, "retrained" holds the pool's models that left each example out (their mean)."""
     out = {role: [round(float(v), 4) for v in stats[role][is_forget]] for role in ("original", "unlearned")}
     out["retrained"] = [round(float(v), 4) for r in retrain_roles for v in stats[r][is_forget]]
     out["held_out_original"] = [round(float(v), 4) for v in stats["original"][~is_forget]]

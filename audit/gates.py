@@ -22,13 +22,13 @@ from reports.document import Accuracy, AttackMetrics, Config, GateResult, Target
 METRICS: dict[str, str] = {
     "residual_leakage": "effect(unlearned) / effect(original) of the strongest powered test, 0 or more "
                         "(1: as much as before unlearning)",
-    "residual_leakage_upper": "upper end of residual_leakage's 95% interval",
+    "residual_leakage_upper": "one-sided 95% upper bound of residual_leakage (a pass needs it below --max-residual)",
     "p_value": "smallest Holm-adjusted p-value of the tests on the unlearned model (small: still detected)",
     "power_p_value": "smallest Holm-adjusted p-value of the tests on the original model (the power check)",
     "overforgetting": "signed: how far below the retrained models the unlearned model puts the forget set, "
                       "on residual_leakage's scale (positive: the deletion itself is visible)",
     "overforgetting_p_value": "one-sided p-value that the forget set looks less like members than held-out data",
-    "verdict": "pass | fail | inconclusive (compare with == or !=, e.g. verdict!=pass)",
+    "verdict": "pass | fail | not_memorised | inconclusive (compare with == or !=, e.g. verdict!=pass)",
     "forget_accuracy": "unlearned model's accuracy on the forget set",
     "retain_accuracy": "unlearned model's accuracy on the retained training data",
     "test_accuracy": "unlearned model's test accuracy on classes not forgotten",
@@ -47,8 +47,8 @@ PER_ATTACK = ("auc", "tpr_at_1pct_fpr", "tpr_at_0.1pct_fpr", "advantage", "epsil
 
 _OPS = {">": operator.gt, ">=": operator.ge, "<": operator.lt, "<=": operator.le, "==": operator.eq, "!=": operator.ne}
 _EXPR = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_.]*)\s*(>=|<=|==|!=|>|<)\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*$")
-_WORD_EXPR = re.compile(r"^\s*(verdict)\s*(==|!=)\s*(pass|fail|inconclusive)\s*$")
-VERDICT_WORDS = ("pass", "fail", "inconclusive")
+_WORD_EXPR = re.compile(r"^\s*(verdict)\s*(==|!=)\s*(pass|fail|not_memorised|inconclusive)\s*$")
+VERDICT_WORDS = ("pass", "fail", "not_memorised", "inconclusive")
 # Documented ranges: a value outside them is a corrupt document, never a pass.
 RANGES = {"residual_leakage": (0.0, None), "residual_leakage_upper": (0.0, None), "p_value": (0.0, 1.0),
           "power_p_value": (0.0, 1.0), "overforgetting_p_value": (0.0, 1.0), "forget_accuracy": (0.0, 1.0),
@@ -163,11 +163,17 @@ def apply_gates(target: Target, gates: list[Gate]) -> list[GateResult]:
 INCONCLUSIVE_POLICIES = ("fail", "pass")
 
 
-def verdict_gate(target: Target, inconclusive: str = "fail") -> GateResult:
-    """The target's own verdict as its first gate: fail fails; inconclusive fails unless the policy is pass."""
+def verdict_gate(target: Target, inconclusive: str = "fail", not_memorised: str = "pass") -> GateResult:
+    """The target's own verdict as its first gate: fail fails; inconclusive fails unless the policy is pass;
+    not_memorised passes unless its policy is fail."""
     reason = target.verdict_reason or ""
     if target.verdict == "pass":
         return GateResult(expr="verdict", value=None, passed=True, message=f"pass: {reason}" if reason else "pass")
+    if target.verdict == "not_memorised":
+        ok = not_memorised == "pass"
+        how = ("passes by the policy --not-memorised pass (the default)" if ok
+               else "fails by the policy --not-memorised fail")
+        return GateResult(expr="verdict", value=None, passed=ok, message=f"not memorised, {how}: {reason}")
     if target.verdict == "inconclusive":
         ok = inconclusive == "pass"
         how = ("passes because --inconclusive pass was chosen" if ok
@@ -179,7 +185,7 @@ def verdict_gate(target: Target, inconclusive: str = "fail") -> GateResult:
                       message="no verdict was reached for this target; it fails closed")
 
 
-def gate_target(target: Target, gates: list[Gate], inconclusive: str = "fail") -> None:
+def gate_target(target: Target, gates: list[Gate], inconclusive: str = "fail", not_memorised: str = "pass") -> None:
     """Set ``target.gates`` (the verdict first) and ``target.passed``; a target whose step failed fails every gate."""
     if target.error is not None:  # "" is an error too: a failed step with no message
         target.gates = [GateResult(expr=e, value=None, passed=False, message="not evaluated: a step of this target failed")
@@ -190,7 +196,7 @@ def gate_target(target: Target, gates: list[Gate], inconclusive: str = "fail") -
         if out_of_range:
             target.gates = [GateResult(expr="verdict", value=None, passed=False, message=out_of_range)]
         else:
-            target.gates = [verdict_gate(target, inconclusive)] + [g.check(metrics) for g in gates]
+            target.gates = [verdict_gate(target, inconclusive, not_memorised)] + [g.check(metrics) for g in gates]
     target.passed = target.error is None and all(g.passed for g in target.gates)
 
 
@@ -217,10 +223,10 @@ def verdict(targets: list[Target]) -> tuple[str, int]:
 # `audit gate` trusts no verdict it did not reach itself: each target's verdict and headline
 # figures are recomputed from the tests the document records, by the rule `audit run` used.
 HEADLINE = ("power_p_value", "p_value", "residual_leakage", "residual_leakage_upper", "overforgetting",
-            "overforgetting_p_value")
+            "overforgetting_p_value", "memorised_auc", "memorised_auc_upper")
 
 
-def recompute_verdict(target: Target, config: Config):
+def recompute_verdict(target: Target, config: Config, where: str | None = None):
     """The :class:`audit.scoring.Verdict` that ``target``'s recorded evidence gives under the run's
     settings (``config``, the document's ``config``): :func:`audit.scoring.decide` over its ``tests``.
 
@@ -228,7 +234,7 @@ def recompute_verdict(target: Target, config: Config):
     takes new evidence or settings, read them from the document here. Raises
     :class:`InputError` when the evidence is incomplete or not shaped as ``audit run`` writes it.
     """
-    from audit.scoring import DEFAULT_MAX_RESIDUAL, decide
+    from audit.scoring import DEFAULT_MAX_MEMORISED_AUC, DEFAULT_MAX_RESIDUAL, decide
 
     alpha = config.alpha
     if alpha is None or not 0 < alpha < 1:
@@ -240,12 +246,24 @@ def recompute_verdict(target: Target, config: Config):
     if not 0 < margin <= 1:
         raise InputError(f"config.max_residual is {margin!r}, not a share in (0, 1]; the document is corrupt or "
                          "edited: regenerate it with `audit run`")
+    auc_margin = DEFAULT_MAX_MEMORISED_AUC if config.max_memorised_auc is None else config.max_memorised_auc
+    if not 0.5 < auc_margin < 1:
+        raise InputError(f"config.max_memorised_auc is {auc_margin!r}, not an AUC between 0.5 and 1; the document is "
+                         "corrupt or edited: regenerate it with `audit run`")
+    from audit.recompute import compare_tests, recompute_tests, refuse_pass_of_no_op
+
+    where = where or f"target {target.name!r}"
     try:
-        return decide([test.model_copy(deep=True) for test in target.tests], float(alpha), float(margin))
+        # Never the recorded figures: each test is rerun from what it was computed from.
+        tests = recompute_tests(target, config, where)
+        found = decide(tests, float(alpha), float(margin), float(auc_margin))
     except (TypeError, ValueError, KeyError, AttributeError, ZeroDivisionError) as exc:
         raise InputError(f"the tests recorded for target {target.name!r} are incomplete or malformed "
                          f"({type(exc).__name__}: {' '.join(str(exc).split())[:120]}), so its verdict cannot be "
                          "checked: regenerate the document with `audit run`") from None
+    compare_tests(target.tests, tests, where)
+    refuse_pass_of_no_op(target, target.verdict or "", where)
+    return found
 
 
 def check_recorded_verdict(target: Target, config: Config, where: str) -> None:
@@ -254,7 +272,7 @@ def check_recorded_verdict(target: Target, config: Config, where: str) -> None:
     is left alone: it fails every gate whatever it records."""
     if target.error:
         return
-    found = recompute_verdict(target, config)
+    found = recompute_verdict(target, config, f"{where} ({target.name})")
     name = target.name
     if target.alpha is not None and not _same(target.alpha, config.alpha):
         raise InputError(f"{where} ({name}) records alpha = {target.alpha} but the run's config "
@@ -275,6 +293,32 @@ def check_recorded_verdict(target: Target, config: Config, where: str) -> None:
             raise InputError(f"{where} ({name}) records {key} = {getattr(target, key)}, but its evidence gives "
                              f"{_show(recomputed.get(key))}; the document is corrupt or edited: regenerate it with "
                              "`audit run`")
+
+
+def check_document(doc, where: str) -> None:
+    """Refuse (:class:`InputError`) a document whose verdicts, gates or outcome do not follow from
+    its evidence and its recorded settings: every target's tests recomputed
+    (:func:`check_recorded_verdict`), then its recorded gates re-applied by its recorded policy.
+    What ``audit report`` checks before rendering a document it did not write."""
+    for i, target in enumerate(doc.targets):
+        check_recorded_verdict(target, doc.config, f"{where}: targets[{i}]")
+    policy = doc.config.inconclusive or "fail"
+    if policy not in INCONCLUSIVE_POLICIES:
+        raise InputError(f"{where}: config.inconclusive {policy!r} is not fail or pass; the document is corrupt or "
+                         "edited: regenerate it with `audit run`")
+    gates = parse_gates(list(doc.config.gates))
+    for i, target in enumerate(doc.targets):
+        again = target.model_copy(deep=True)
+        gate_target(again, gates, policy, doc.config.not_memorised or "pass")
+        recorded = [(g.expr, g.passed) for g in target.gates]
+        if [(g.expr, g.passed) for g in again.gates] != recorded or again.passed != target.passed:
+            raise InputError(f"{where}: targets[{i}] ({target.name}) records gates that its verdict and figures do "
+                             "not give under the run's gates and policy; the document is corrupt or edited: "
+                             "regenerate it with `audit run`")
+    outcome, code = verdict(doc.targets)
+    if (outcome, code) != (doc.verdict, doc.exit_code):
+        raise InputError(f"{where} records the outcome {doc.verdict!r} (exit {doc.exit_code}), but its targets give "
+                         f"{outcome!r} (exit {code}); the document is corrupt or edited: regenerate it with `audit run`")
 
 
 def _same(recorded, computed) -> bool:
@@ -304,7 +348,8 @@ class GatePlan:
 
 
 def plan_gates(recorded_config: Config, fail_on: list[str] | None, inconclusive: str | None, settings: dict,
-               source: object = None, replace_recorded: bool = False) -> GatePlan:
+               source: object = None, replace_recorded: bool = False, named: bool = True,
+               signed: bool = False) -> GatePlan:
     """The gates to apply to a results document whose ``config`` is ``recorded_config``.
 
     The gates the run recorded always apply: ``--fail-on`` (``fail_on``) and a config file's
@@ -312,6 +357,12 @@ def plan_gates(recorded_config: Config, fail_on: list[str] | None, inconclusive:
     ``inconclusive`` may tighten the recorded policy but never loosen it; only
     ``replace_recorded`` (``--replace-recorded-gates``) lets the command line or the config
     stand in for the recorded gates. ``--inconclusive`` is explicit and applies as given.
+
+    Only what was named may loosen: a config file nobody named (``named`` False: found in the
+    current folder) can add gates and tighten the policy, never replace the recorded gates or
+    let an inconclusive target through; and a recorded ``inconclusive = "pass"`` applies only
+    to a document whose signature was verified (``signed``), since anyone can edit it in an
+    unsigned one; otherwise ``--inconclusive pass`` must say it on this command line.
     """
     recorded = list(recorded_config.gates)
     recorded_policy = recorded_config.inconclusive or "fail"
@@ -325,6 +376,20 @@ def plan_gates(recorded_config: Config, fail_on: list[str] | None, inconclusive:
     from_file = list(settings.get("fail_on") or [])
     from_cli = list(fail_on or [])
     notices: list[str] = []
+    if recorded_policy == "pass" and not signed and inconclusive is None:
+        recorded_policy = "fail"
+        notices.append("the document records --inconclusive pass, which an unsigned document cannot vouch for; "
+                       "inconclusive targets fail (pass --inconclusive pass, or verify it with --sign-key-env)")
+    if not named and source is not None and (replace_recorded or settings.get("inconclusive") == "pass"):
+        # A file nobody named may only tighten: its gates add to the recorded ones, its "pass" is not taken.
+        if replace_recorded and not from_cli and from_file:
+            notices.append(f"{source} was not named with --config, so its fail_on does not replace the recorded "
+                           "gates (name it with --config to let it)")
+            replace_recorded = False
+        if settings.get("inconclusive") == "pass":
+            notices.append(f"{source} sets inconclusive = 'pass', which a file not named with --config may not; "
+                           "the policy stays 'fail'")
+            settings = {k: v for k, v in settings.items() if k != "inconclusive"}
     if replace_recorded:
         chosen = from_cli if from_cli else from_file
         dropped = [g for g in recorded if g not in chosen]

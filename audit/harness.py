@@ -23,6 +23,7 @@ import torch
 
 import attacks
 
+from audit.advice import pool_advice
 from audit.attacking import AttackContext, fault, membership_set, run_inversion, run_membership
 from audit.data import load_dataset
 from audit.errors import AuditError, InputError
@@ -33,7 +34,8 @@ from audit.gates import Gate, gate_target
 from audit.modelfile import ModelFile, load_model, say_assumptions
 from audit.options import AuditOptions
 from audit.progress import progress_bar
-from audit.scoring import Verdict, decide, membership_evidence
+from audit.recompute import recorded_membership_evidence
+from audit.scoring import Verdict, decide
 from audit.training import load_data_for
 from audit.unlearn import choose_method, unlearn
 from reports.document import Document, Inversion, MembershipResult, Method, ModelAccuracies, Retrain, Target
@@ -78,6 +80,33 @@ def unlearn_step(ctx: AttackContext, opts: AuditOptions, forget: ForgetSet,
                                  details=outcome.details)
 
 
+def null_for(opts: AuditOptions, ctx: AttackContext, forget: ForgetSet) -> str:
+    """What the unlearned model is compared with for this target (``--reference``):
+
+    ``pool`` (the shared reference models that never trained on each example: no retraining
+    per request) for sample requests, ``retrained`` (models retrained without the forget
+    set, cached per request) for class requests, where the pool's models saw the class's
+    other examples; ``permutation`` with ``--reference none``.
+    """
+    reference = opts.verdict.reference
+    if reference == "none":
+        return "permutation"
+    if reference == "retrain":
+        return "retrained"
+    if forget.classes:
+        if reference == "pool":
+            raise InputError(f"--reference pool cannot audit {forget.spec}: the pool's models learned the class from "
+                             "its other examples; a class request needs retrained models (--reference retrain or "
+                             "auto)")
+        return "retrained"
+    if not ctx.has_reference:
+        if reference == "pool":
+            raise InputError("--reference pool needs reference models: pass --reference-models 2 or more and a "
+                             "model that can be retrained")
+        return "retrained"
+    return "pool"
+
+
 def record_verdict(target: Target, verdict: Verdict) -> None:
     """Copy the verdict and its headline figures into the target."""
     target.verdict, target.verdict_reason, target.advice = verdict.verdict, verdict.reason, verdict.advice
@@ -86,6 +115,9 @@ def record_verdict(target: Target, verdict: Verdict) -> None:
     target.residual_leakage, target.residual_leakage_ci95 = verdict.residual_leakage, verdict.residual_leakage_ci95
     target.residual_leakage_upper = verdict.residual_leakage_upper
     target.overforgetting, target.overforgetting_p_value = verdict.overforgetting, verdict.overforgetting_p_value
+    target.memorised_auc, target.memorised_auc_ci95 = verdict.memorised_auc, verdict.memorised_auc_ci95
+    target.memorised_auc_upper = verdict.memorised_auc_upper
+    target.max_memorised_auc = verdict.max_memorised_auc
 
 
 def audit_target(ctx: AttackContext, opts: AuditOptions, forget: ForgetSet, gates: list[Gate],
@@ -102,7 +134,8 @@ def audit_target(ctx: AttackContext, opts: AuditOptions, forget: ForgetSet, gate
         target.timings["unlearn"] = time.perf_counter() - start
         models = {"original": ctx.model_file.model, "unlearned": unlearned}
         retrain_roles: list[str] = []
-        if opts.verdict.reference == "retrain":
+        null = null_for(opts, ctx, forget)
+        if null == "retrained":
             start = time.perf_counter()
             retrains = opts.verdict.retrains
             with progress_bar(f"retraining {retrains} reference models without {forget.spec}", 1, show) as advance:
@@ -126,9 +159,15 @@ def audit_target(ctx: AttackContext, opts: AuditOptions, forget: ForgetSet, gate
         # Every model's logits on the audited examples, once: the verdict's tests and the attacks read them.
         logits = {role: attacks.model_logits(m, ms.x) for role, m in models.items()}
         # The verdict's membership test: per example, every model, the same examples.
-        paired, label, stats = membership_test(ctx, logits, ms, opts.seed)
-        target.tests.append(membership_evidence(paired, label, retrain_roles))
-        target.per_example = per_example_picture(stats, ms.is_member, retrain_roles)
+        paired, label, stats, tested_ids = membership_test(ctx, logits, ms, opts.seed, null)
+        null_roles = paired.null_roles
+        # The evidence is the test rerun from the float32 statistics results.json records (audit.recompute).
+        evidence, stats = recorded_membership_evidence(
+            stats, ms.is_member[tested_ids], label, null_roles, null_roles, paired.null, opts.seed,
+            paired.n_permutations, paired.n_bootstrap)
+        target.tests.append(evidence)
+        target.per_example = per_example_picture(stats, np.arange(len(tested_ids)) < evidence.detail["n_forget"],
+                                                 null_roles)
         if forget.classes and retrain_roles:
             target.tests.append(class_accuracy_evidence(forget, ms, logits, retrain_roles))
         # Population attacks: ROC diagnostics on the original, unlearned and first retrained model.
@@ -144,14 +183,19 @@ def audit_target(ctx: AttackContext, opts: AuditOptions, forget: ForgetSet, gate
             if retrain_roles:
                 target.tests.append(inversion_evidence(target.inversion))
         target.timings["attacks"] = time.perf_counter() - start
-        record_verdict(target, decide(target.tests, opts.verdict.alpha, opts.verdict.max_residual))
+        verdict = decide(target.tests, opts.verdict.alpha, opts.verdict.max_residual, opts.verdict.max_memorised_auc)
+        if verdict.verdict == "inconclusive" and null == "pool":
+            verdict.advice = pool_advice(ctx, paired, ms.ids[tested_ids], stats, verdict,
+                                         opts.attack.reference_models) or verdict.advice
+        record_verdict(target, verdict)
     except InputError:
         raise
     except Exception as exc:  # noqa: BLE001 - fail closed: any failure of a step is recorded, exit 3
         target.error = (f"{type(exc).__name__}: {exc}" if not isinstance(exc, AuditError) else str(exc)) \
             or type(exc).__name__  # never "": an empty message is still a failed step
         target.verdict = "error"
-    gate_target(target, gates, opts.verdict.inconclusive)  # fails every gate of a target whose step failed
+    gate_target(target, gates, opts.verdict.inconclusive,  # fails every gate of a target whose step failed
+                opts.verdict.not_memorised)
     return TargetRun(target, images if target.inversion else {})
 
 

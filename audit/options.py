@@ -13,14 +13,47 @@ from attacks.registry import ATTACKS as MIA_ATTACKS
 from attacks.registry import DEFAULT_ATTACKS, DEFAULT_REFERENCE_MODELS, NEEDS_REFERENCE
 from audit.errors import InputError
 from audit.gates import Gate, parse_gates
-from audit.scoring import DEFAULT_ALPHA, DEFAULT_MAX_RESIDUAL
+from audit.scoring import DEFAULT_ALPHA, DEFAULT_MAX_MEMORISED_AUC, DEFAULT_MAX_RESIDUAL
 
 METHODS = ("auto", "amnesiac", "relabel", "finetune", "retrain", "none")
 INCONCLUSIVE = ("fail", "pass")
 DEFAULT_RETRAINS = 3
-REFERENCES = ("retrain", "none")
+#: What each model is compared with (README, "The verdict"): auto takes the pool for sample
+#: requests and retrained models for class requests.
+REFERENCES = ("auto", "pool", "retrain", "none")
 ATTACK_FAMILIES = ("mia", "inversion")
 FORMATS = ("html", "pdf", "junit")
+
+
+# Bounds on every size a user names, checked before anything is allocated (exit 2, one line).
+MAX_REFERENCE_MODELS = 1024
+MAX_RETRAINS = 100
+MAX_INVERSION_ITERATIONS = 100_000
+MAX_CPUS_PER_MODEL = 1024
+MAX_GPUS_PER_MODEL = 64
+
+
+def _shown(value) -> str:
+    """A value as the message shows it: numbers as they are, anything else by type and repr."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return f"{value}"
+    return f"{str(repr(value))[:40]} ({type(value).__name__})"
+
+
+def check_whole(flag: str, value, low: int, high: int, why: str) -> int:
+    """``value`` is a whole number in [low, high]: else one line naming the flag (CLI and Python API alike)."""
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise InputError(f"{flag} must be a whole number from {low} to {high} ({why}), not {_shown(value)}")
+    return value
+
+
+def check_number(flag: str, value, what: str, ok) -> float:
+    """``value`` is a finite number for which ``ok`` holds: else one line naming the flag."""
+    import math
+
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or not ok(value):
+        raise InputError(f"{flag} must be a number {what}, not {_shown(value)}")
+    return value
 
 
 @dataclass
@@ -53,11 +86,15 @@ class AttackOptions:
 
 @dataclass
 class VerdictOptions:
-    reference: str = "retrain"  # retrain: test against retrained models; none: without them
+    # auto: the shared pool for sample requests, retrained models for class requests; pool; retrain;
+    # none: the permutation null alone
+    reference: str = "auto"
     retrains: int = DEFAULT_RETRAINS
     alpha: float = DEFAULT_ALPHA
     max_residual: float = DEFAULT_MAX_RESIDUAL
+    max_memorised_auc: float = DEFAULT_MAX_MEMORISED_AUC
     inconclusive: str = "fail"
+    not_memorised: str = "pass"
     fail_on: list[str] = field(default_factory=list)
 
 
@@ -76,6 +113,7 @@ class OutputOptions:
     out: Path | None = Path("audit-out")
     formats: list[str] = field(default_factory=lambda: ["html", "pdf"])
     command: str = ""
+    sign_key_env: str | None = None  # environment variable holding the HMAC key (audit.signing)
 
 
 GROUPS = {"inputs": ModelInputs, "attack": AttackOptions, "verdict": VerdictOptions, "execution": ExecutionOptions,
@@ -135,22 +173,37 @@ class AuditOptions:
         if len(set(self.forget)) != len(self.forget):
             twice = next(f for f in self.forget if self.forget.count(f) > 1)
             raise InputError(f"--forget {twice} is given twice; each target once")
-        if a.reference_models < 1:
-            raise InputError("--reference-models must be a positive whole number")
-        if isinstance(v.retrains, bool) or not isinstance(v.retrains, int) or v.retrains < 1:
-            raise InputError(f"--retrains must be at least 1 (the retrained models measure model-to-model spread), "
-                             f"not {v.retrains}")
-        if isinstance(v.alpha, bool) or not isinstance(v.alpha, (int, float)) or not 0 < v.alpha < 1:
-            raise InputError(f"--alpha must lie strictly between 0 and 1 (a significance level such as 0.05), "
-                             f"not {v.alpha}")
-        if (isinstance(v.max_residual, bool) or not isinstance(v.max_residual, (int, float))
-                or not 0 < v.max_residual <= 1):
-            raise InputError(f"--max-residual must lie in (0, 1] (the share of the original's membership signal a "
-                             f"pass may leave, at 95% confidence, such as 0.5), not {v.max_residual}")
+        check_whole("--reference-models", a.reference_models, 1, MAX_REFERENCE_MODELS,
+                    "reference models trained on subsets of the data")
+        check_whole("--retrains", v.retrains, 1, MAX_RETRAINS,
+                    "the retrained models measure model-to-model spread")
+        check_whole("--inversion-iterations", a.inversion_iterations, 1, MAX_INVERSION_ITERATIONS,
+                    "gradient steps of each inversion")
+        check_number("--alpha", v.alpha, "strictly between 0 and 1 (a significance level such as 0.05)",
+                     lambda x: 0 < x < 1)
+        check_number("--max-residual", v.max_residual, "in (0, 1] (the share of the original's membership signal a "
+                     "pass may leave, at 95% confidence, such as 0.5)", lambda x: 0 < x <= 1)
+        check_number("--cpus-per-model", self.execution.cpus_per_model,
+                     f"above 0 and at most {MAX_CPUS_PER_MODEL} (torch threads of each model the audit trains)",
+                     lambda x: 0 < x <= MAX_CPUS_PER_MODEL)
+        check_number("--gpus-per-model", self.execution.gpus_per_model,
+                     f"from 0 to {MAX_GPUS_PER_MODEL} (GPUs of each training task)",
+                     lambda x: 0 <= x <= MAX_GPUS_PER_MODEL)
+        if self.output.sign_key_env is not None:
+            from audit.signing import signing_key
+
+            signing_key(self.output.sign_key_env)  # a missing key is said now, before any work
         if self.execution.executor not in ("local", "ray"):
             raise InputError(f"--executor {self.execution.executor!r} is unknown; use local or ray")
         if v.inconclusive not in INCONCLUSIVE:
             raise InputError(f"--inconclusive {v.inconclusive!r} is unknown; use fail (the default) or pass")
+        if v.not_memorised not in INCONCLUSIVE:
+            raise InputError(f"--not-memorised {v.not_memorised!r} is unknown; use pass (the default) or fail")
+        if (isinstance(v.max_memorised_auc, bool) or not isinstance(v.max_memorised_auc, (int, float))
+                or not 0.5 < v.max_memorised_auc < 1):
+            raise InputError(f"--max-memorised-auc must lie strictly between 0.5 and 1 (the highest membership AUC "
+                             f"of the original, at 95% confidence, that counts as not memorised, such as 0.6), "
+                             f"not {v.max_memorised_auc}")
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not 0 <= self.seed < 2**32:
             raise InputError(f"--seed must be a whole number from 0 to {2**32 - 1}, not {self.seed}")
         if self.inputs.original is not None and self.method != "auto":  # one rule for every method, none included
@@ -159,7 +212,12 @@ class AuditOptions:
         if self.method not in METHODS:
             raise InputError(f"--method {self.method!r} is unknown; use {', '.join(METHODS)}")
         if v.reference not in REFERENCES:
-            raise InputError(f"--reference {v.reference!r} is unknown; use retrain or none")
+            raise InputError(f"--reference {v.reference!r} is unknown; use auto, pool, retrain or none")
+        classes = [f for f in self.forget if isinstance(f, str) and f.strip().lower().startswith("class=")]
+        if v.reference == "pool" and classes:
+            raise InputError(f"--reference pool cannot audit {classes[0].strip()}: the pool's models learned the "
+                             "class from its other examples; a class request needs retrained models (--reference "
+                             "retrain or auto)")
         if [f for f in a.attacks if f not in ATTACK_FAMILIES] or not a.attacks:
             raise InputError(f"--attacks {','.join(a.attacks)!r} is not valid; use mia, inversion or mia,inversion")
         bad = [name for name in a.mia_attacks if name not in MIA_ATTACKS]
@@ -170,13 +228,14 @@ class AuditOptions:
         bad = [f for f in self.output.formats if f not in FORMATS]
         if bad:
             raise InputError(f"--format {bad[0]!r} is unknown; use html, pdf (or none)")
-        if a.inversion_iterations < 1:
-            raise InputError("inversion_iterations must be a positive whole number")
         if out is not None and out.exists() and not out.is_dir():
             raise InputError(f"--out {out} is a file; give a folder for the audit's outputs")
         blocked = next((p for p in out.parents if p.exists() and not p.is_dir()), None) if out else None
         if blocked is not None:
             raise InputError(f"--out {out} lies under {blocked}, which is a file; give a folder for the outputs")
+        from audit.output_folder import check_out_folder
+
+        check_out_folder(out)  # never replace a file the user put there (exit 2 before any work)
         return parse_gates(v.fail_on)
 
     @property

@@ -10,6 +10,8 @@ from typing import Callable, Iterator
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from reports.text import printable
+
 stderr = Console(stderr=True, highlight=False)
 
 
@@ -21,5 +23,5 @@ def progress_bar(label: str, total: int, enabled: bool = True) -> Iterator[Calla
         return
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=stderr, transient=True) as bar:
-        task = bar.add_task(label, total=total)
+        task = bar.add_task(printable(label).replace("[", "\\["), total=total)  # a target name is text, not markup
         yield lambda n=1: bar.advance(task, n)

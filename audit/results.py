@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 from audit.atomic import write_text
+from audit.output_folder import MANIFEST, OUTPUT_SET, check_out_folder, present, written_before
 from audit.errors import StepError
 from audit.gates import verdict
 from audit.modelfile import ModelFile, file_sha256
@@ -45,11 +46,13 @@ def build_document(opts: AuditOptions, mf: ModelFile, data, targets: list[Target
     outcome, code = verdict(targets)
     inputs, v = opts.inputs, opts.verdict
     ex = ctx.executor.describe() if ctx is not None and ctx.executor is not None else {"executor": "local"}
-    references = (ctx.reference_models().to_dict() | {"train_fraction": ctx.train_fraction}
+    references = (ctx.reference_models().to_dict() | {"train_fraction": ctx.train_fraction,
+                                                       "design": "leave-part-out", "parts": ctx.pool_parts,
+                                                       "pool_seed": ctx.pool_seed}
                   if ctx is not None and ctx.has_reference and ctx._reference is not None else None)
     log = mf.update_log and {k: mf.update_log.get(k) for k in ("dir", "record", "recorded", "total_steps", "bytes",
                                                                "dtype")}
-    return Document(
+    doc = Document(
         created=_dt.datetime.fromtimestamp(started, _dt.timezone.utc).isoformat(timespec="seconds"),
         verdict=outcome,
         exit_code=code,
@@ -72,11 +75,17 @@ def build_document(opts: AuditOptions, mf: ModelFile, data, targets: list[Target
             executor=ex),
         config=Config(method=opts.method, reference=v.reference, attacks=list(opts.attack.attacks),
                       mia_attacks=opts.mia_attacks, reference_models=opts.attack.reference_models,
-                      retrains=v.retrains if v.reference == "retrain" else 0, alpha=v.alpha,
+                      retrains=v.retrains if v.reference in ("retrain", "auto") else 0, alpha=v.alpha,
                       max_residual=v.max_residual, inconclusive=v.inconclusive,
+                      max_memorised_auc=v.max_memorised_auc, not_memorised=v.not_memorised,
                       inversion_iterations=opts.attack.inversion_iterations, gates=list(v.fail_on)),
         targets=targets,
         notes=run_notes(opts, data, targets, ctx))
+    if opts.output.sign_key_env:
+        from audit.signing import sign
+
+        sign(doc, opts.output.sign_key_env)  # last: the signature covers everything above
+    return doc
 
 
 def run_notes(opts: AuditOptions, data, targets: list[Target], ctx=None) -> list[str]:
@@ -90,11 +99,24 @@ def run_notes(opts: AuditOptions, data, targets: list[Target], ctx=None) -> list
     if ctx is not None and not ctx.has_reference:
         notes.append("No reference models: the membership test compares losses (a population test), which has far "
                      "less power than the per-example test; expect inconclusive verdicts.")
-    inconclusive = sum(1 for t in targets if t.verdict == "inconclusive")
-    if inconclusive:
-        how = "pass" if opts.verdict.inconclusive == "pass" else "fail"
-        notes.append(f"{inconclusive} target(s) were inconclusive: the attacks could not detect the forget "
-                     f"set even in the original model. By the chosen policy (--inconclusive {how}) they {how}.")
+    undetected = sum(1 for t in targets if t.verdict == "inconclusive"
+                     and (t.power_p_value is None or t.alpha is None or t.power_p_value > t.alpha))
+    unshown = sum(1 for t in targets if t.verdict == "inconclusive") - undetected
+    how = "pass" if opts.verdict.inconclusive == "pass" else "fail"
+    if undetected:
+        notes.append(f"{undetected} target(s) were inconclusive: the attacks could not detect the forget set even in "
+                     "the original model, and could not bound its memorisation either. By the chosen policy "
+                     f"(--inconclusive {how}) they {how}.")
+    if unshown:
+        notes.append(f"{unshown} target(s) were inconclusive: the original model was detected and the unlearned one "
+                     "was not, but the removal is not shown (the residual leakage's bound reaches --max-residual "
+                     f"{opts.verdict.max_residual:g}). By the chosen policy (--inconclusive {how}) they {how}.")
+    quiet_ones = sum(1 for t in targets if t.verdict == "not_memorised")
+    if quiet_ones:
+        how = "pass" if opts.verdict.not_memorised == "pass" else "fail"
+        notes.append(f"{quiet_ones} target(s) were not memorised: no test detected the forget set before or after "
+                     f"unlearning, and the original's membership AUC is bounded at most "
+                     f"{opts.verdict.max_memorised_auc:g}. By the chosen policy (--not-memorised {how}) they {how}.")
     for t in targets:
         reason = (t.method.reason if t.method is not None else None) or ""
         if reason.startswith("the update log cannot be used"):
@@ -125,9 +147,6 @@ def model_sha256(path, mf: ModelFile) -> str:
     return model_digest(mf.model)
 
 
-OUTPUT_SET = ("results.json", "junit.xml", "report.html", "report.pdf", "inversion")
-
-
 def write_outputs(doc: Document, opts: AuditOptions, images: dict | None = None) -> list[Path]:
     """Write a run's outputs as one set: results.json, junit.xml, the reports and the inversion images.
 
@@ -139,6 +158,7 @@ def write_outputs(doc: Document, opts: AuditOptions, images: dict | None = None)
     render fails the step (exit 3) and nothing of the set is replaced.
     """
     import contextlib
+    import json
     import tempfile
 
     from audit.atomic import crash_point
@@ -164,17 +184,29 @@ def write_outputs(doc: Document, opts: AuditOptions, images: dict | None = None)
             except Exception as exc:  # noqa: BLE001 - the report step failed: the earlier set stays
                 raise StepError(f"writing the report failed, so the outputs in {out} were left as they were: "
                                 f"{exc}") from None
+        new_files = present(staging)
         crash_point("outputs-staged")
-        for name in OUTPUT_SET:  # the earlier set goes first, so old and new never sit side by side
-            old = out / name
-            if old.is_dir() and not old.is_symlink():
-                shutil.rmtree(old)
-            elif old.exists() or old.is_symlink():
+        check_out_folder(out)  # again: a file of the user's may have appeared while the audit ran
+        ours = written_before(out)
+        # The manifest first names old and new (a kill mid-swap leaves nothing of ours unlisted) ...
+        write_text(out / MANIFEST, json.dumps({"files": sorted(ours | set(new_files))}, indent=1) + "\n")
+        for rel in sorted(ours, reverse=True):  # ... the earlier set goes, file by file, only what we wrote ...
+            old = out / rel
+            if (old.is_file() or old.is_symlink()) and rel.split("/")[0] in OUTPUT_SET:
                 old.unlink()
+        for name in OUTPUT_SET:  # ... with the folders it leaves empty
+            folder = out / name
+            if folder.is_dir() and not folder.is_symlink():
+                for sub in sorted((p for p in folder.rglob("*") if p.is_dir()), reverse=True):
+                    with contextlib.suppress(OSError):
+                        sub.rmdir()
+                with contextlib.suppress(OSError):
+                    folder.rmdir()
         for name in OUTPUT_SET:
             if (staging / name).exists():
                 os.replace(staging / name, out / name)
                 crash_point("outputs-swapping")
+        write_text(out / MANIFEST, json.dumps({"files": sorted(new_files)}, indent=1) + "\n")
     finally:
         with contextlib.suppress(FileNotFoundError):
             shutil.rmtree(staging)

@@ -14,11 +14,17 @@ to the *unlearned* one. Holm's correction runs over the tests, so the error rate
 for the verdict, not per test:
 
 - **fail**: some test still detects the forget set in the unlearned model at ``alpha``;
-- **inconclusive**: no test detects it even in the original model, so the attacks could
-  not have seen its removal; or the unlearned model is not detected either, but the removal
-  itself is not shown (the residual's 95% upper bound reaches ``max_residual``);
+- **not_memorised**: no test detects the forget set in either model, *and* the membership
+  test bounds what the original held: its per-example AUC (how often its statistic ranks a
+  forget example above an unseen one) has a 95% upper bound at most ``max_memorised_auc``
+  (default 0.6). A decided outcome, not a pass: there was little to remove, and the bound
+  says how little. Gates treat it by the recorded policy ``--not-memorised`` (pass by default);
+- **inconclusive**: no test detects it even in the original model and its AUC's bound is
+  too wide to say it was not memorised, so the attacks could not have seen its removal; or
+  the unlearned model is not detected either, but the removal itself is not shown (the
+  residual's 95% upper bound reaches ``max_residual``);
 - **pass**: the original was detected, the unlearned model is not, *and* the removal is
-  shown: the upper end of the residual's 95% interval lies below ``max_residual`` (default
+  shown: the residual's one-sided 95% upper bound lies below ``max_residual`` (default
   0.5: at most half of the original's membership signal can remain). Without that rule a
   model that forgot nothing passed whenever its p-value crossed alpha by chance.
 
@@ -49,7 +55,9 @@ from reports.document import Evidence  # one test of a target: the document's ow
 DEFAULT_ALPHA = 0.05
 #: A pass needs the residual leakage's 95% upper bound below this (README, "The verdict").
 DEFAULT_MAX_RESIDUAL = 0.5
-VERDICTS = ("pass", "fail", "inconclusive")
+#: "not memorised" needs the original's per-example membership AUC's 95% upper bound at most this.
+DEFAULT_MAX_MEMORISED_AUC = 0.6
+VERDICTS = ("pass", "fail", "not_memorised", "inconclusive")
 
 
 @dataclass
@@ -65,34 +73,37 @@ class Verdict:
     overforgetting_p_value: float | None
     advice: str | None = None
     max_residual: float = DEFAULT_MAX_RESIDUAL
-
-    @property
-    def residual_leakage_upper(self) -> float | None:
-        return None if self.residual_leakage_ci95 is None else self.residual_leakage_ci95[1]
+    memorised_auc: float | None = None
+    memorised_auc_ci95: tuple[float, float] | None = None
+    max_memorised_auc: float = DEFAULT_MAX_MEMORISED_AUC
+    #: One-sided 95% upper bounds: of the residual leakage (a pass needs it below max_residual; inf:
+    #: unbounded) and of the original's membership AUC (not_memorised needs it at most max_memorised_auc).
+    residual_leakage_upper: float | None = None
+    memorised_auc_upper: float | None = None
 
     def to_dict(self) -> dict:
-        d = asdict(self)
-        d["residual_leakage_upper"] = self.residual_leakage_upper
-        return d
+        return asdict(self)
 
 
 def membership_evidence(test: PairedTest, label: str, retrained_roles: list[str]) -> Evidence:
     """The membership test's evidence from a :class:`PairedTest` over roles original, unlearned, retrained-k."""
     e_o, e_u = test.effect["original"], test.effect["unlearned"]
-    residual, ci = None, None
+    residual, ci, upper = None, None, None
     ratio = test.ratio("unlearned")
     if ratio is not None:
         residual = max(ratio, 0.0)
         lo, hi = test.ratio_ci.get("unlearned", (math.nan, math.inf))
         ci = (max(lo, 0.0), max(hi, 0.0))
+        upper = max(test.ratio_upper.get("unlearned", math.inf), 0.0)
     return Evidence(
         name="membership", label=label, p_original=test.p_member["original"], p_unlearned=test.p_member["unlearned"],
         effect_original=e_o, effect_unlearned=e_u, effect_retrained=[test.effect[r] for r in retrained_roles],
-        residual=residual, residual_ci95=ci,
+        residual=residual, residual_ci95=ci, residual_upper=upper,
         detail={"n_forget": test.n_forget, "n_held_out": test.n_held_out, "permutations": test.n_permutations,
                 "bootstrap": test.n_bootstrap, "effect_ci95": {k: list(v) for k, v in test.effect_ci.items()},
                 "p_member": dict(test.p_member), "p_over": dict(test.p_over), "null": test.null,
-                "centred_effect": dict(test.centred_effect)},
+                "centred_effect": dict(test.centred_effect), "auc": dict(test.auc),
+                "auc_ci95": {k: list(v) for k, v in test.auc_ci.items()}, "auc_upper": dict(test.auc_upper)},
     )
 
 
@@ -100,16 +111,18 @@ def rate_evidence(name: str, label: str, original: RateTest, unlearned: RateTest
     """Evidence from two :class:`RateTest` (same n and retrained counts): counts above the retrained models' level."""
     n, base = unlearned.n, max(unlearned.reference) if unlearned.reference else 0
     scale = original.k - base
-    residual, ci = None, None
+    residual, ci, upper = None, None, None
     if scale > 0:
         residual = max(unlearned.k - base, 0) / scale
         lo, hi = clopper_pearson(np.array([unlearned.k]), n)
         ci = (max(float(lo[0]) * n - base, 0.0) / scale, max(float(hi[0]) * n - base, 0.0) / scale)
+        one_sided = clopper_pearson(np.array([unlearned.k]), n, confidence=0.90)[1]  # its upper end: a 95% bound
+        upper = max(float(one_sided[0]) * n - base, 0.0) / scale
     return Evidence(
         name=name, label=label, p_original=original.p_value, p_unlearned=unlearned.p_value,
         effect_original=original.k / n, effect_unlearned=unlearned.k / n,
         effect_retrained=[c / n for c in unlearned.reference], residual=residual, residual_ci95=ci,
-        detail={"n": n, "count_original": original.k, "count_unlearned": unlearned.k,
+        residual_upper=upper, detail={"n": n, "count_original": original.k, "count_unlearned": unlearned.k,
                 "count_retrained": list(unlearned.reference), "null_rate": unlearned.null_rate},
     )
 
@@ -125,12 +138,25 @@ REMOVAL_ADVICE = ("To show the removal: more retrained models (--retrains) and r
                   "weaker proof with --max-residual (recorded in results.json).")
 
 
-def decide(tests: list[Evidence], alpha: float = DEFAULT_ALPHA,
-           max_residual: float = DEFAULT_MAX_RESIDUAL) -> Verdict:
+def memorisation(tests: list[Evidence]) -> tuple[float | None, tuple[float, float] | None, float | None]:
+    """The original model's per-example membership AUC, its 95% interval and its one-sided 95% upper
+    bound, from the membership test."""
+    membership = next((t for t in tests if t.name == "membership"), None)
+    if membership is None or "auc" not in membership.detail:
+        return None, None, None
+    auc, ci = membership.detail["auc"]["original"], membership.detail["auc_ci95"]["original"]
+    return float(auc), (float(ci[0]), float(ci[1])), float(membership.detail["auc_upper"]["original"])
+
+
+def decide(tests: list[Evidence], alpha: float = DEFAULT_ALPHA, max_residual: float = DEFAULT_MAX_RESIDUAL,
+           max_memorised_auc: float = DEFAULT_MAX_MEMORISED_AUC) -> Verdict:
     """Apply Holm over ``tests`` on each model and turn them into a :class:`Verdict` (sets the ``*_holm`` fields)."""
+    margins = dict(max_residual=max_residual, max_memorised_auc=max_memorised_auc)
     if not tests:
         return Verdict("inconclusive", "no test could be run on this target, so nothing shows what the model knows",
-                       alpha, None, None, None, None, None, None, ADVICE, max_residual)
+                       alpha, None, None, None, None, None, None, ADVICE, **margins)
+    auc, auc_ci, auc_upper = memorisation(tests)
+    margins.update(memorised_auc=auc, memorised_auc_ci95=auc_ci, memorised_auc_upper=auc_upper)
     for t, p in zip(tests, holm([t.p_original for t in tests])):
         t.p_original_holm = p
     for t, p in zip(tests, holm([t.p_unlearned for t in tests])):
@@ -138,10 +164,14 @@ def decide(tests: list[Evidence], alpha: float = DEFAULT_ALPHA,
     power_p = min(t.p_original_holm for t in tests)
     p_value = min(t.p_unlearned_holm for t in tests)
     powered = [t for t in tests if t.p_original_holm <= alpha and t.residual is not None]
-    residual, ci = None, None
+    residual, ci, upper = None, None, None
     if powered:
         top = min(powered, key=lambda t: (t.p_original_holm, -t.residual))
         residual, ci = top.residual, top.residual_ci95
+        upper = top.residual_upper
+        if upper is None:  # unbounded (null in JSON); a document from before the one-sided bound: its interval's end
+            upper = ci[1] if ci is not None and ci[1] is not None else math.inf
+    margins["residual_leakage_upper"] = upper
     over, over_p = None, None
     membership = next((t for t in tests if t.name == "membership"), None)
     if membership is not None and membership.p_original_holm <= alpha:
@@ -154,16 +184,26 @@ def decide(tests: list[Evidence], alpha: float = DEFAULT_ALPHA,
     if failing:
         words = "; ".join(f"{t.label} (p = {_p(t.p_unlearned_holm)})" for t in failing)
         reason = f"the unlearned model still shows the forget set: {words}, at alpha = {alpha:g} after Holm's correction"
-        return Verdict("fail", reason, alpha, power_p, p_value, residual, ci, over, over_p, None, max_residual)
+        return Verdict("fail", reason, alpha, power_p, p_value, residual, ci, over, over_p, None, **margins)
     if power_p > alpha:
-        reason = (f"even before unlearning no test told the forget set from unseen data (best p = {_p(power_p)} > "
-                  f"alpha = {alpha:g}), so the attacks cannot confirm that these data are gone")
+        unseen = (f"even before unlearning no test told the forget set from unseen data (best p = {_p(power_p)} > "
+                  f"alpha = {alpha:g})")
+        if auc_upper is not None and auc_upper <= max_memorised_auc:
+            reason = (f"{unseen}, nor after it, and the original held little to remove: its per-example membership "
+                      f"test ranks a forget example above an unseen one with probability {auc:.2f}, at most "
+                      f"{auc_upper:.2f} (95% upper bound; 0.50 is no signal, and at most {max_memorised_auc:g} "
+                      "counts as not memorised)")
+            return Verdict("not_memorised", reason, alpha, power_p, p_value, residual, ci, over, over_p, None,
+                           **margins)
+        bound = "" if auc_upper is None else (f"; the original's membership AUC is {auc:.2f} with a 95% upper bound "
+                                              f"of {auc_upper:.2f}, above the {max_memorised_auc:g} that would show "
+                                              "the data were not memorised")
+        reason = f"{unseen}, so the attacks cannot confirm that these data are gone{bound}"
         return Verdict("inconclusive", reason, alpha, power_p, p_value, residual, ci, over, over_p, ADVICE,
-                       max_residual)
+                       **margins)
     best = min(tests, key=lambda t: t.p_original_holm)
     seen = (f"before unlearning the attacks told the forget set from unseen data ({best.label}, p = "
             f"{_p(best.p_original_holm)}); after unlearning no test does (smallest p = {_p(p_value)})")
-    upper = None if ci is None else ci[1]
     if upper is None or not upper < max_residual:
         if upper is None:
             shown = "no residual leakage could be measured"
@@ -175,9 +215,9 @@ def decide(tests: list[Evidence], alpha: float = DEFAULT_ALPHA,
         reason = (f"{seen}, but the removal itself is not shown: {shown}, and a pass needs that bound below "
                   f"{max_residual:g}")
         return Verdict("inconclusive", reason, alpha, power_p, p_value, residual, ci, over, over_p, REMOVAL_ADVICE,
-                       max_residual)
+                       **margins)
     reason = f"{seen}, and at most {_bound(upper)} of its signal can remain (95% upper bound, below {max_residual:g})"
-    return Verdict("pass", reason, alpha, power_p, p_value, residual, ci, over, over_p, None, max_residual)
+    return Verdict("pass", reason, alpha, power_p, p_value, residual, ci, over, over_p, None, **margins)
 
 
 def _p(p: float) -> str:

@@ -28,6 +28,7 @@ import hashlib
 import importlib
 import inspect
 import json
+import multiprocessing
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -86,17 +87,112 @@ class UserFunction:
         return repr(self.fn)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        if _IN_CHILD or "fork" not in multiprocessing.get_all_start_methods():
+            return self._call_here(args, kwargs)
+        return _call_in_child(self, args, kwargs)
+
+    def _call_here(self, args: tuple, kwargs: dict) -> Any:
         try:
             return self.fn(*args, **kwargs)
         except (KeyboardInterrupt, Interrupted, UserCodeError):
             raise
         except BaseException as exc:  # noqa: BLE001 - SystemExit too: the user's code never ends the audit
-            name = getattr(self.fn, "__name__", type(self.fn).__name__)
-            call = ", ".join([_describe_value(a) for a in args] + [f"{k}={_describe_value(v)}" for k, v in kwargs.items()])
             where = _user_frame(exc, self.fn)
             text = " ".join(str(exc).split())[:200]
             raise UserCodeError(f"your {self.what} raised {type(exc).__name__}{': ' + text if text else ''} "
-                                f"when called as {name}({call}){' at ' + where if where else ''}") from exc
+                                f"when called as {self.call_text(args, kwargs)}{' at ' + where if where else ''}") \
+                from exc
+
+    def call_text(self, args: tuple, kwargs: dict) -> str:
+        name = getattr(self.fn, "__name__", type(self.fn).__name__)
+        call = ", ".join([_describe_value(a) for a in args] + [f"{k}={_describe_value(v)}" for k, v in kwargs.items()])
+        return f"{name}({call})"
+
+
+# --- The user's code in a process of its own -----------------------------------------------------
+# Every call runs in a child forked for it: the arguments are there without pickling, and
+# whatever the code does to its process (os._exit, threads that never end, torch.set_num_threads,
+# os.chdir, torch's global state) ends with the child. The result comes back pickled, by value,
+# from our own child; a child that dies without one is a failed step naming the function.
+_IN_CHILD = False
+
+
+def _child_main(user: "UserFunction", writer, args: tuple, kwargs: dict) -> None:
+    import os
+    import pickle
+    import signal
+
+    global _IN_CHILD
+    _IN_CHILD = True
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the audit (the parent) handles interrupts
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    try:
+        import ctypes
+
+        ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG: die with the audit
+    except (OSError, AttributeError):
+        pass
+    try:
+        try:
+            result = user._call_here(args, kwargs)
+            import torch
+
+            # Trained in place and returned nothing: send back the trained weights of its arguments.
+            message = ("ok", result) if result is not None else (
+                "in_place", [a.state_dict() if isinstance(a, torch.nn.Module) else None for a in args])
+            payload = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
+        except UserCodeError as exc:
+            payload = pickle.dumps(("error", str(exc)))
+        except Exception as exc:  # noqa: BLE001 - the result cannot be pickled
+            payload = pickle.dumps(("error", f"your {user.what} returned a value that cannot be sent back to the "
+                                             f"audit ({type(exc).__name__}: {' '.join(str(exc).split())[:160]}) when "
+                                             f"called as {user.call_text(args, kwargs)}; return the nn.Module itself"))
+        writer.send_bytes(payload)
+        writer.close()
+    finally:
+        os._exit(0)  # never Python's shutdown: it would wait for threads the user's code left running
+
+
+def _call_in_child(user: "UserFunction", args: tuple, kwargs: dict) -> Any:
+    import pickle
+
+    context = multiprocessing.get_context("fork")
+    reader, writer = context.Pipe(duplex=False)
+    process = context.Process(target=_child_main, args=(user, writer, args, kwargs), daemon=True)
+    process.start()
+    writer.close()
+    payload = None
+    try:
+        while payload is None:
+            if reader.poll(0.05):
+                try:
+                    payload = reader.recv_bytes()
+                except EOFError:
+                    break
+            elif not process.is_alive() and not reader.poll(0):
+                break
+    finally:
+        if payload is None and process.is_alive():
+            process.terminate()
+        process.join(10)
+        if process.is_alive():
+            process.kill()
+        reader.close()
+    if payload is None:
+        code = process.exitcode
+        how = (f"was killed by signal {-code}" if code is not None and code < 0 else
+               f"ended its process (exit status {code}, e.g. os._exit)")
+        raise UserCodeError(f"your {user.what} {how} without returning a result when called as "
+                            f"{user.call_text(args, kwargs)}")
+    kind, value = pickle.loads(payload)  # noqa: S301 - written by our own forked child, above
+    if kind == "error":
+        raise UserCodeError(value)
+    if kind == "in_place":
+        for arg, state in zip(args, value):
+            if state is not None:
+                arg.load_state_dict(state)
+        return None
+    return value
 
 
 def guard(fn: Callable | None, what: str) -> Callable | None:

@@ -7,7 +7,8 @@ recipe), each trained with every batch recorded. Forget settings: class 3, and r
 
 - ``none``: the no-op control (weights unchanged): must never pass;
 - ``retrain``: exact unlearning, retrained with a seed drawn per forget set (never the
-  target's, never the audit's retrained models'): must not *fail* more than alpha of the time;
+  target's, never the audit's retrained models'): must not *fail* more than alpha of the time,
+  and should end *decided* (pass, or not memorised);
 - ``amnesiac``, ``relabel``, ``finetune``: the toolkit's methods, at their defaults.
 
 A rate measured on one split and one seed measures that draw's luck, so the digits'
@@ -17,7 +18,8 @@ per forget set. Class 3 is audited once per split, ``--class-splits`` splits. Ev
 comes with its 95% Clopper-Pearson interval.
 
 Each cell runs the same verdict code as ``audit run`` (``audit.harness.audit_target``) with
-the default 16 reference models and 3 retrained models; the population attacks' ROC
+the default 16 reference models and ``--reference`` (default ``auto``: the shared pool for
+random sets, 3 retrained models for class 3; ``retrain`` for the per-request retrains); the population attacks' ROC
 diagnostics, which do not enter the verdict, are skipped to save time. The same tests are
 decided again at alpha 0.01 and with other ``--max-residual`` margins (the p-values and
 intervals do not depend on them), so one run gives every column.
@@ -81,12 +83,15 @@ def split_data(name: str, split: int):
                                y_test=y[test].clone(), split={"benchmark_split": split})
 
 
+WORDS = ("pass", "not_memorised", "fail", "inconclusive")
+
+
 def redecide(tests: list[Evidence], alpha: float, margin: float) -> str:
     return decide(copy.deepcopy(tests), alpha, margin).verdict
 
 
 def run_split(name: str, split: int, jobs: list[tuple[str, list[str], int]], work: Path, retrains: int = 3,
-              reference_models: int = 16) -> list[dict]:
+              reference_models: int = 16, reference: str = "auto") -> list[dict]:
     """Train the split's target and audit each (forget spec, methods, control seed) job on it."""
     data = split_data(name, split)
     here = work / f"{name}-{split}"
@@ -104,13 +109,16 @@ def run_split(name: str, split: int, jobs: list[tuple[str, list[str], int]], wor
             opts = AuditOptions.from_flat(mf.path, [fs.spec], method=method, show_progress=False,
                                           attacks=["inversion"] if fs.classes else ["mia"], mia_attacks=[],
                                           formats=[], seed=control_seed if method == "retrain" else 100 + split,
-                                          retrains=retrains, reference_models=reference_models)
+                                          retrains=retrains, reference_models=reference_models,
+                                          reference=reference)
             t0 = time.perf_counter()
             target = audit_target(ctx, opts, fs, []).target
             unlearned = target.accuracy.unlearned
             row = {"split": split, "spec": fs.spec, "method": method, "target_test_accuracy": mf.metrics["test_accuracy"],
                    "seed": opts.seed, "p": target.p_value, "power_p": target.power_p_value,
                    "residual": target.residual_leakage, "residual_upper": target.residual_leakage_upper,
+                   "memorised_auc": target.memorised_auc, "memorised_auc_upper": target.memorised_auc_upper,
+                   "null": next((t.detail.get("null") for t in target.tests if t.name == "membership"), None),
                    "forget_accuracy": unlearned.forget if unlearned else None,
                    "test_accuracy": unlearned.test if unlearned else None,
                    "seconds": time.perf_counter() - t0, "error": target.error, "verdicts": {}}
@@ -145,6 +153,11 @@ def rate(cell: list[dict], word: str, key: str) -> tuple[int, int]:
     return sum(1 for c in cell if c["verdicts"][key] == word), len(cell)
 
 
+def detected(cell: list[dict], alpha: float = 0.05) -> tuple[int, int]:
+    """How many originals the power check detected (the share of requests the original memorised detectably)."""
+    return sum(1 for c in cell if c["power_p"] is not None and c["power_p"] <= alpha), len(cell)
+
+
 def fmt_rate(k: int, n: int) -> str:
     if n == 0:
         return "-"
@@ -152,8 +165,13 @@ def fmt_rate(k: int, n: int) -> str:
     return f"{k / n:.0%} [{lo[0]:.0%}, {hi[0]:.0%}]"
 
 
+def decided(cell: list[dict], key: str) -> tuple[int, int]:
+    return sum(1 for c in cell if c["verdicts"][key] in ("pass", "not_memorised")), len(cell)
+
+
 def table(results: list[dict], methods: list[str], settings: list[str]) -> str:
-    lines = ["Each cell: pass / fail / inconclusive, at alpha 0.05 and the default --max-residual 0.5, with n.\n"]
+    lines = ["Each cell: pass / not memorised / fail / inconclusive, at alpha 0.05 and the default --max-residual "
+             "0.5, with n.\n"]
     for res in results:
         lines.append(f"\n### Target `{res['target']}`: verdict shares\n")
         lines.append("| setting | " + " | ".join(methods) + " |")
@@ -165,15 +183,16 @@ def table(results: list[dict], methods: list[str], settings: list[str]) -> str:
                 if not cell:
                     cells.append("-")
                     continue
-                shares = "/".join(f"{rate(cell, w, '0.05/0.5')[0] / len(cell):.0%}" for w in ("pass", "fail", "inconclusive"))
+                shares = "/".join(f"{rate(cell, w, '0.05/0.5')[0] / len(cell):.0%}" for w in WORDS)
                 errors = sum(1 for c in cell if c["error"])
                 cells.append(f"{shares} (n={len(cell)}{f', {errors} errors' if errors else ''})")
             lines.append(f"| {setting} | " + " | ".join(cells) + " |")
         lines.append(f"\n### Target `{res['target']}`: the controls' error rates, with 95% intervals\n")
         lines.append("| setting | splits | retrain fails, alpha 0.05 | retrain fails, alpha 0.01 | no-op passes "
-                     "(0.05) | no-op fails (0.05) | no-op fails (0.01) | retrain passes (0.05, margin 0.5) | "
-                     "retrain passes (0.05, margin 1.0) |")
-        lines.append("|---|---|---|---|---|---|---|---|---|")
+                     "(0.05) | no-op fails (0.05) | no-op fails (0.01) | no-op not memorised (0.05) | "
+                     "retrain decided (0.05, margin 0.5) | retrain passes (0.05, margin 0.5) | "
+                     "retrain decided (0.05, margin 1.0) | original detected (retrain rows) |")
+        lines.append("|---|---|---|---|---|---|---|---|---|---|---|---|")
         for setting in settings:
             r = [c for c in res["rows"] if c["setting"] == setting and c["method"] == "retrain"]
             z = [c for c in res["rows"] if c["setting"] == setting and c["method"] == "none"]
@@ -183,7 +202,9 @@ def table(results: list[dict], methods: list[str], settings: list[str]) -> str:
             lines.append(f"| {setting} | {splits} | {fmt_rate(*rate(r, 'fail', '0.05/0.5'))} | "
                          f"{fmt_rate(*rate(r, 'fail', '0.01/0.5'))} | {fmt_rate(*rate(z, 'pass', '0.05/0.5'))} | "
                          f"{fmt_rate(*rate(z, 'fail', '0.05/0.5'))} | {fmt_rate(*rate(z, 'fail', '0.01/0.5'))} | "
-                         f"{fmt_rate(*rate(r, 'pass', '0.05/0.5'))} | {fmt_rate(*rate(r, 'pass', '0.05/1'))} |")
+                         f"{fmt_rate(*rate(z, 'not_memorised', '0.05/0.5'))} | {fmt_rate(*decided(r, '0.05/0.5'))} | "
+                         f"{fmt_rate(*rate(r, 'pass', '0.05/0.5'))} | {fmt_rate(*decided(r, '0.05/1'))} | "
+                         f"{fmt_rate(*detected(r))} |")
     return "\n".join(lines) + "\n"
 
 
@@ -223,8 +244,12 @@ def main() -> None:
     ap.add_argument("--settings", default=";".join(SETTINGS))
     ap.add_argument("--out-name", default="detection")
     ap.add_argument("--first-split", type=int, default=0, help="number of the first split (then +1 each)")
+    ap.add_argument("--share-splits", action="store_true",
+                    help="every setting uses the same splits (so their reference pools are trained once)")
     ap.add_argument("--retrains", type=int, default=3, help="retrained models per audit (the audit's --retrains)")
     ap.add_argument("--reference-models", type=int, default=16, help="the audit's --reference-models")
+    ap.add_argument("--reference", default="auto", choices=["auto", "retrain"],
+                    help="the audit's --reference: auto (the pool for random sets) or retrain (per request)")
     ap.add_argument("--merge", nargs="+", type=Path, metavar="JSON",
                     help="write one table from earlier runs' results files (rows of the same target are pooled)")
     args = ap.parse_args()
@@ -246,10 +271,12 @@ def main() -> None:
                 for split, jobs in plan(setting, args.sets, args.method_sets, args.sets_per_split, args.class_splits,
                                         split_base):
                     jobs = [(spec, [m for m in ms if m in methods], seed) for spec, ms, seed in jobs]
-                    for row in run_split(name, split, jobs, Path(tmp), args.retrains, args.reference_models):
+                    for row in run_split(name, split, jobs, Path(tmp), args.retrains, args.reference_models,
+                                         args.reference):
                         res["rows"].append({"setting": setting, **row})
                     partial.write_text(json.dumps(res, indent=1))
-                split_base += 1000  # every setting gets splits of its own
+                if not args.share_splits:
+                    split_base += 1000  # every setting gets splits of its own
                 print(table([res], methods, [setting]), flush=True)
             results.append(res)
             partial.unlink()
@@ -258,7 +285,8 @@ def main() -> None:
     print(md)
     write_tables(args.out_name, md, {"results": results, "methods": methods, "settings": settings,
                                      "sets": args.sets, "sets_per_split": args.sets_per_split,
-                                     "retrains": args.retrains, "reference_models": args.reference_models})
+                                     "retrains": args.retrains, "reference_models": args.reference_models,
+                                     "reference": args.reference})
 
 
 if __name__ == "__main__":

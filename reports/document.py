@@ -122,13 +122,41 @@ class Inversion(Part):
 
 
 # --- The verdict's evidence ----------------------------------------------------------------
+class RecordedStatistics(Part):
+    """What a membership test was computed from, so that ``audit gate`` and ``audit report``
+    recompute it instead of trusting its figures (``audit.recompute``).
+
+    ``statistic``: per model role, the per-example statistic of the ``n_forget`` forget
+    examples then the ``n_held_out`` held-out ones, as little-endian float32 in base64
+    (the run rounds the statistic to float32 *before* testing, so the recorded test is
+    exactly the recomputation from these values). The rest are the arguments of
+    ``attacks.paired_permutation_test``; ``retrained_roles`` are the roles whose effects
+    the evidence lists as ``effect_retrained``.
+    """
+
+    encoding: Literal["float32-le-base64"] = "float32-le-base64"
+    n_forget: Annotated[int, Field(ge=1)]
+    n_held_out: Annotated[int, Field(ge=1)]
+    statistic: dict[str, str]
+    baseline: str | None = "original"
+    null_roles: list[str] = Field(default_factory=list)
+    retrained_roles: list[str] = Field(default_factory=list)
+    centre_on_null: bool = False
+    # What the null roles are: the shared pool's models that left each example out, or retrained models.
+    null: Literal["pool", "retrained", "permutation"] | None = None
+    seed: Annotated[int, Field(ge=0)]
+    permutations: Annotated[int, Field(ge=1)]
+    bootstrap: Annotated[int, Field(ge=1)]
+
+
 class Evidence(Part):
     """One test of a target on the original and the unlearned model (``audit.scoring``).
 
     ``p_original`` / ``p_unlearned`` are the raw one-sided p-values; the ``*_holm`` ones
     are adjusted over the target's tests. ``residual`` is the unlearned model's share of the
-    original's effect, clipped at 0, with its 95% interval. ``detail`` says how the test was
-    run (membership: ``detail.null`` is "retrained" or "permutation").
+    original's effect, clipped at 0, with its 95% interval and its one-sided 95% upper bound
+    (``residual_upper``, what a pass is judged by). ``detail`` says how the test was run
+    (membership: ``detail.null`` is "pool", "retrained" or "permutation").
     """
 
     name: str
@@ -140,9 +168,12 @@ class Evidence(Part):
     effect_retrained: list[float] = Field(default_factory=list)
     residual: float | None = None
     residual_ci95: Pair | None = None
+    residual_upper: NonNegative = None  # one-sided 95% upper bound (null: unbounded, or not measured)
     p_original_holm: Share = None
     p_unlearned_holm: Share = None
     detail: dict[str, Any] = Field(default_factory=dict)
+    #: membership tests: the per-example statistics and settings the test was computed from
+    inputs: RecordedStatistics | None = None
 
 
 class GateResult(Part):
@@ -194,7 +225,7 @@ class Target(Part):
     method: Method | None = None
     accuracy: ModelAccuracies = Field(default_factory=ModelAccuracies)
     timings: dict[str, float] = Field(default_factory=dict)  # unlearn, reference, attacks
-    verdict: Literal["pass", "fail", "inconclusive", "error"] | None
+    verdict: Literal["pass", "fail", "not_memorised", "inconclusive", "error"] | None
     verdict_reason: str | None = None
     advice: str | None = None  # what would give the attacks power (inconclusive targets)
     alpha: Share = None
@@ -206,6 +237,12 @@ class Target(Part):
     residual_leakage_upper: NonNegative = None
     overforgetting: float | None = None  # signed; positive: the deletion itself is visible
     overforgetting_p_value: Share = None
+    # The original's per-example membership AUC (0.5: no signal) and its 95% interval: "not_memorised"
+    # needs the upper end at most max_memorised_auc (absent in documents written before it existed).
+    memorised_auc: Share = None
+    memorised_auc_ci95: Pair | None = None
+    memorised_auc_upper: Share = None  # one-sided 95% upper bound
+    max_memorised_auc: Share = None
     tests: list[Evidence] = Field(default_factory=list)
     per_example: dict[str, list[float]] | None = None  # original, unlearned, retrained, held_out_original
     membership: list[MembershipResult] = Field(default_factory=list)
@@ -281,8 +318,16 @@ class Config(Part):
     alpha: Share = None
     max_residual: Share = None  # absent in documents written before a pass needed the removal shown
     inconclusive: str | None = None  # fail | pass
+    max_memorised_auc: Share = None  # absent in documents written before "not_memorised" existed
+    not_memorised: str | None = None  # pass | fail: how gates treat a not-memorised request
     inversion_iterations: int | None = None
     gates: list[str] = Field(default_factory=list)
+
+
+class Signature(Part):
+    algorithm: Literal["hmac-sha256"] = "hmac-sha256"
+    key_env: str | None = None  # the environment variable the key was read from (never the key)
+    value: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
 
 
 class Document(Part):
@@ -298,6 +343,8 @@ class Document(Part):
     config: Config
     targets: list[Target]
     notes: list[str] = Field(default_factory=list)  # lines the reader must see
+    #: HMAC-SHA256 over the canonical document without this field (``audit run --sign-key-env VAR``)
+    signature: Signature | None = None
 
     def to_json(self, indent: int = 1) -> str:
         """The document as results.json writes it (``null`` for numbers that are not finite)."""

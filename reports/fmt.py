@@ -85,11 +85,11 @@ def did_not_pass(target: Target) -> bool:
 
 
 def status(target: Target) -> str:
-    """"error", "fail", "inconclusive" or "pass" for one target (its gates decide pass or fail)."""
+    """"error", "fail", "inconclusive", "not_memorised" or "pass" for one target (its gates decide pass or fail)."""
     if target.error is not None:
         return "error"
-    if target.verdict == "inconclusive":
-        return "inconclusive"
+    if target.verdict in ("inconclusive", "not_memorised"):
+        return target.verdict
     return "pass" if target.passed else "fail"
 
 

@@ -13,6 +13,8 @@ from importlib import resources
 from pathlib import Path
 
 from jinja2 import Environment, PackageLoader, StrictUndefined
+
+from reports.text import printable
 from markupsafe import Markup
 
 from reports import fmt, limits, sections
@@ -25,13 +27,22 @@ def stylesheet() -> str:
     return resources.files("reports").joinpath("static/report.css").read_text(encoding="utf-8")
 
 
+def _shown(value):
+    """Every printed text (titles, names, notes) with control and direction characters escaped;
+    markup the templates built themselves (figures) is theirs and left as it is."""
+    from markupsafe import Markup
+
+    return value if isinstance(value, Markup) or not isinstance(value, str) else printable(value)
+
+
 @lru_cache(maxsize=1)
 def environment() -> Environment:
     """The templates' environment: autoescape on, and an undefined name is an error, not an empty string."""
     from reports.figures import per_example_svg  # matplotlib loads only when a report is drawn
 
     env = Environment(loader=PackageLoader("reports", "templates"), autoescape=True, undefined=StrictUndefined,
-                      trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True)
+                      trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True,
+                      finalize=_shown)
     env.filters.update(pct=fmt.pct, num=fmt.num, pval=fmt.pval, seconds=fmt.seconds, size=fmt.size,
                        interval=fmt.interval, thousands=fmt.count, plain=fmt.plain, roles=sections.roles,
                        basename=lambda path: Path(path).name)

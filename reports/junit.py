@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import math
 import xml.etree.ElementTree as ET
 
 from reports.document import Document, GateResult
-
-_XML_ILLEGAL = {c: None for c in range(32) if c not in (9, 10, 13)}
-
+from reports.text import printable
 
 def _x(text: object) -> str:
-    """Text safe for XML 1.0 (control characters from a document would make junit.xml unreadable)."""
-    return str(text).translate(_XML_ILLEGAL)
+    """Text safe for XML 1.0 and for a CI log (control, direction, surrogate and non-characters
+    from a document would make junit.xml ill-formed or hide what it says): escaped."""
+    return printable(text)
+
+
+def _time(seconds: float) -> str:
+    """A duration as JUnit writes it: finite, never "inf" (a forged timing is shown as 0)."""
+    return f"{seconds:.3f}" if math.isfinite(seconds) and 0 <= seconds < 1e12 else "0.000"
 
 
 def render_junit(doc: Document) -> str:
@@ -29,7 +34,7 @@ def render_junit(doc: Document) -> str:
         gates = target.gates or [GateResult(expr="no gates", passed=True, value=None, message="no gates were set")]
         for i, gate in enumerate(gates):
             case = ET.SubElement(suite, "testcase", classname=_x(f"amnesia-audit.{name}"), name=_x(gate.expr),
-                                 time=f"{seconds if i == 0 else 0.0:.3f}")
+                                 time=_time(seconds if i == 0 else 0.0))
             tests += 1
             if target.error is not None:
                 errors += 1
@@ -47,11 +52,11 @@ def render_junit(doc: Document) -> str:
     suite.set("tests", str(tests))
     suite.set("failures", str(failures))
     suite.set("errors", str(errors))
-    suite.set("time", f"{total_time:.3f}")
+    suite.set("time", _time(total_time))
     if doc.created:
         suite.set("timestamp", _x(doc.created))
     root = ET.Element("testsuites", name="amnesia-audit", tests=str(tests), failures=str(failures),
-                      errors=str(errors), time=f"{total_time:.3f}")
+                      errors=str(errors), time=_time(total_time))
     root.append(suite)
     ET.indent(root)
     return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(root, encoding="unicode") + "\n"

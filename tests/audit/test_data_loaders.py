@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import pickle
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -248,3 +249,46 @@ def test_image_folder_without_test_split(tmp_path):
 def test_unknown_data_spec(spec):
     with pytest.raises(InputError, match="unknown data spec"):
         load_dataset(spec)
+
+
+# --- Debian's Fashion-MNIST (the real-size data set), when installed ----------------------------
+
+DEBIAN_FASHION = Path("/usr/share/datasets/fashion-mnist")
+needs_debian_fashion = pytest.mark.skipif(not DEBIAN_FASHION.is_dir(),
+                                          reason="apt-get install dataset-fashion-mnist (.ci/run installs it)")
+
+
+@needs_debian_fashion
+def test_fashion_mnist_is_found_in_debians_folder_without_data_root():
+    ds = load_dataset("fashion-mnist")
+    assert ds.x_train.shape == (60_000, 1, 28, 28) and ds.x_test.shape == (10_000, 1, 28, 28)
+    assert ds.root == str(DEBIAN_FASHION) and ds.class_names[9] == "Ankle boot"
+    assert np.bincount(ds.y_train.numpy()).tolist() == [6000] * 10
+
+
+@pytest.mark.slow  # five 28x28 trainings: `make test-slow` (CI runs it after `make test`)
+@needs_debian_fashion
+def test_a_slice_of_fashion_mnist_is_audited_against_the_pool(tmp_path):
+    """Real images at 28x28 through the default architecture and the pool null, on a slice small enough
+    for the suite: 1,200 training and 400 held-out images."""
+    from audit.models import default_recipe
+    from tests.cli_runner import run_audit
+
+    ds = load_dataset("fashion-mnist")
+    np.savez(tmp_path / "slice.npz", x_train=_as_uint8(ds.x_train[:1200])[:, 0], y_train=ds.y_train[:1200].numpy(),
+             x_test=_as_uint8(ds.x_test[:400])[:, 0], y_test=ds.y_test[:400].numpy())
+    arch, recipe = default_recipe("fashion-mnist")
+    assert arch == "convnet"
+    trained = run_audit(["train", "--data", "npz:slice.npz", "--arch", arch, "--epochs", "3", "--batch-size", "64",
+                         "--lr", str(recipe["lr"]), "--lr-schedule", recipe["lr_schedule"], "--record", "none",
+                         "--out", "m.pt", "--quiet"], tmp_path, in_process=True)
+    assert trained.returncode == 0, trained.stderr
+    proc = run_audit(["run", "m.pt", "--forget", "random=120@1", "--method", "none", "--reference-models", "4",
+                      "--mia", "loss", "--attacks", "mia", "--format", "none", "--out", "out"], tmp_path,
+                     in_process=True)
+    [target] = json.loads((tmp_path / "out" / "results.json").read_text())["targets"]
+    assert target["verdict"] in ("fail", "not_memorised", "inconclusive"), target["verdict_reason"]
+    assert proc.returncode == (0 if target["verdict"] == "not_memorised" else 1)
+    membership = next(t for t in target["tests"] if t["name"] == "membership")
+    assert membership["detail"]["null"] == "pool" and membership["detail"]["n_forget"] == 120
+    assert target["accuracy"]["original"]["test"] > 0.6  # convnet learns real 28x28 images

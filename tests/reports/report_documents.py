@@ -91,18 +91,22 @@ def holm(p_values: list[float]) -> list[float]:
     return adjusted
 
 
-def membership_test(n_forget: int, n_held_out: int, effect: dict, p_member: dict, p_over: dict,
-                    ratio_ci: tuple) -> dict:
-    """The paired membership test's evidence (audit.scoring.membership_evidence), before Holm."""
-    e_o, e_u = effect["original"], effect["unlearned"]
-    retrained = [effect[r] for r in ("reference", "retrain_1", "retrain_2")]
-    return {"name": "membership", "label": MEMBERSHIP_LABEL, "p_original": p_member["original"],
-            "p_unlearned": p_member["unlearned"], "effect_original": e_o, "effect_unlearned": e_u,
-            "effect_retrained": retrained, "residual": round(max(e_u, 0.0) / e_o, 4), "residual_ci95": list(ratio_ci),
-            "p_original_holm": None, "p_unlearned_holm": None,
-            "detail": {"n_forget": n_forget, "n_held_out": n_held_out, "permutations": 4000, "bootstrap": 1000,
-                       "effect_ci95": {r: [round(e - 0.35, 4), round(e + 0.35, 4)] for r, e in effect.items()},
-                       "p_member": p_member, "p_over": p_over}}
+def membership_test(n_forget: int, n_held_out: int, effect: dict, seed: int) -> tuple[dict, dict]:
+    """The paired membership test's evidence, before Holm, computed as `audit run` computes it
+    (audit.recompute.recorded_membership_evidence) from per-example statistics drawn here:
+    each role's forget examples around its ``effect``, held-out ones around 0. Returns the
+    evidence and the per-example picture of the same statistics (audit.evidence.per_example_picture)."""
+    from audit.evidence import per_example_picture
+    from audit.recompute import recorded_membership_evidence
+    from reports.document import plain
+
+    rng = np.random.default_rng(seed)
+    is_forget = np.r_[np.ones(n_forget, dtype=bool), np.zeros(n_held_out, dtype=bool)]
+    stats = {role: np.r_[rng.normal(e, 1.0, n_forget), rng.normal(0.0, 1.0, n_held_out)] for role, e in effect.items()}
+    retrained = ["reference", "retrain_1", "retrain_2"]
+    evidence, rounded = recorded_membership_evidence(stats, is_forget, MEMBERSHIP_LABEL, retrained, retrained, True,
+                                                     seed, 4000, 1000)
+    return plain(evidence.model_dump(by_alias=True)), per_example_picture(rounded, is_forget, retrained)
 
 
 def rate_test(name: str, label: str, n: int, k_original: int, k_unlearned: int, retrained: list[int]) -> dict:
@@ -147,7 +151,9 @@ def decide(tests: list[dict]) -> dict:
             over_p = mem["detail"]["p_over"]["unlearned"]
     fields = {"alpha": ALPHA, "max_residual": 0.5, "power_p_value": power, "p_value": p_value, "residual_leakage": residual,
               "residual_leakage_ci95": ci, "residual_leakage_upper": None if ci is None else ci[1],
-              "overforgetting": over, "overforgetting_p_value": over_p, "advice": None}
+              "overforgetting": over, "overforgetting_p_value": over_p, "advice": None,
+              # Written as by an audit before the one-sided bounds: no AUC, the interval's end as the bound.
+              "memorised_auc": None, "memorised_auc_ci95": None, "max_memorised_auc": 0.6, "memorised_auc_upper": None}
     failing = [t for t in tests if t["p_unlearned_holm"] <= ALPHA]
     if failing:
         words = "; ".join(f"{t['label']} (p = {t['p_unlearned_holm']:.2g})" for t in failing)
@@ -192,18 +198,6 @@ def gates(target: dict, inconclusive: str = "fail") -> list[dict]:
     return [{"expr": "verdict", "value": None, **first},
             {"expr": GATE, "value": gap, "passed": gap <= 0.1,
              "message": f"mia_auc_gap = {gap:.4g}; the gate '{GATE}' {verb}"}]
-
-
-def per_example(effects: dict, n_forget: int, n_held_out: int, seed: int) -> dict:
-    """The forget examples' statistic under each model, and held-out data under the original (audit.harness)."""
-    rng = np.random.default_rng(seed)
-
-    def draw(mean: float, n: int) -> list[float]:
-        return [round(float(v), 4) for v in rng.normal(mean, 1.0, n)]
-
-    return {"original": draw(effects["original"], n_forget), "unlearned": draw(effects["unlearned"], n_forget),
-            "retrained": [v for r in ("reference", "retrain_1", "retrain_2") for v in draw(effects[r], n_forget)],
-            "held_out_original": draw(0.0, n_held_out)}
 
 
 def write_digit_images(folder: Path, role: str, strength: float, count: int = 4) -> list[str]:
@@ -258,11 +252,8 @@ def build_document(folder: Path, inconclusive: str = "fail") -> dict:
     # unlearning; none does after.
     n, held = 137, N_HELD_OUT["class=3"]
     effects = {"original": 1.84, "unlearned": 0.09, "reference": 0.05, "retrain_1": -0.02, "retrain_2": 0.11}
-    tests = [membership_test(n, held, effects,
-                             {"original": 0.00025, "unlearned": 0.23, "reference": 0.31, "retrain_1": 0.56,
-                              "retrain_2": 0.18},
-                             {"original": 1.0, "unlearned": 0.77, "reference": 0.69, "retrain_1": 0.44,
-                              "retrain_2": 0.82}, (0.0, 0.17)),
+    mem, picture = membership_test(n, held, effects, seed=3)
+    tests = [mem,
              rate_test("class_accuracy", "accuracy on the forgotten class against retrained models", n, 136, 0,
                        [0, 0, 0]),
              rate_test("inversion", "model inversion (MI-Face) recognised against retrained models", 16, 14, 1,
@@ -276,7 +267,7 @@ def build_document(folder: Path, inconclusive: str = "fail") -> dict:
         "accuracy": {"original": accuracy(0.993, 0.995, 0.971, 0.969), "unlearned": accuracy(0.0, 0.981, 0.884, 0.979),
                      "reference": accuracy(0.0, 0.999, 0.889, 0.985)},
         "timings": {"unlearn": 0.43, "reference": 12.6, "attacks": 14.1},
-        "per_example": per_example(effects, n, held, seed=3),
+        "per_example": picture,
         "membership": [membership("lira_online", (1.6, 0.15, 0.1), n, held),
                        membership("loss", (0.9, 0.05, 0.05), n, held)],
         "inversion": {"classes": [3], "restarts": 16, "iterations": 400, "n_reconstructions": 16,
@@ -300,11 +291,8 @@ def build_document(folder: Path, inconclusive: str = "fail") -> dict:
     # samples=forget-ids.txt: relabelling left the examples visible to the membership test.
     n, held = 50, N_HELD_OUT["samples=forget-ids.txt"]
     effects = {"original": 1.21, "unlearned": 0.74, "reference": 0.03, "retrain_1": -0.05, "retrain_2": 0.08}
-    tests = [membership_test(n, held, effects,
-                             {"original": 0.00025, "unlearned": 0.0015, "reference": 0.41, "retrain_1": 0.62,
-                              "retrain_2": 0.29},
-                             {"original": 1.0, "unlearned": 0.9985, "reference": 0.59, "retrain_1": 0.38,
-                              "retrain_2": 0.71}, (0.38, 0.86))]
+    mem, picture = membership_test(n, held, effects, seed=50)
+    tests = [mem]
     failing = finish({
         "name": "samples=forget-ids.txt",
         "forget": {"spec": "samples=forget-ids.txt", "n": n, "classes": None},
@@ -313,7 +301,7 @@ def build_document(folder: Path, inconclusive: str = "fail") -> dict:
         "accuracy": {"original": accuracy(1.0, 0.995, 0.971, 0.971), "unlearned": accuracy(0.62, 0.990, 0.962, 0.962),
                      "reference": accuracy(0.94, 0.999, 0.970, 0.970)},
         "timings": {"unlearn": 2.7, "reference": 12.1, "attacks": 10.8},
-        "per_example": per_example(effects, n, held, seed=50),
+        "per_example": picture,
         "membership": [membership("lira_online", (1.2, 0.9, 0.2), n, held),
                        membership("loss", (0.6, 0.5, 0.1), n, held)],
         "inversion": None,
@@ -325,11 +313,8 @@ def build_document(folder: Path, inconclusive: str = "fail") -> dict:
     # random=0.01@0: 13 examples of a model that generalises; not even the original shows them.
     n, held = 13, N_HELD_OUT["random=0.01@0"]
     effects = {"original": 0.38, "unlearned": 0.12, "reference": 0.02, "retrain_1": 0.10, "retrain_2": -0.04}
-    tests = [membership_test(n, held, effects,
-                             {"original": 0.21, "unlearned": 0.48, "reference": 0.57, "retrain_1": 0.49,
-                              "retrain_2": 0.66},
-                             {"original": 0.79, "unlearned": 0.52, "reference": 0.43, "retrain_1": 0.51,
-                              "retrain_2": 0.34}, (0.0, 3.9))]
+    mem, picture = membership_test(n, held, effects, seed=13)
+    tests = [mem]
     inconclusive_target = finish({
         "name": "random=0.01@0",
         "forget": {"spec": "random=0.01@0", "n": n, "classes": None},
@@ -340,7 +325,7 @@ def build_document(folder: Path, inconclusive: str = "fail") -> dict:
         "accuracy": {"original": accuracy(1.0, 0.995, 0.971, 0.971), "unlearned": accuracy(1.0, 0.993, 0.969, 0.969),
                      "reference": accuracy(1.0, 0.999, 0.971, 0.971)},
         "timings": {"unlearn": 0.06, "reference": 12.8, "attacks": 9.7},
-        "per_example": per_example(effects, n, held, seed=13),
+        "per_example": picture,
         "membership": [membership("lira_online", (0.25, 0.22, 0.2), n, held),
                        membership("loss", (0.1, 0.1, 0.08), n, held)],
         "inversion": None,

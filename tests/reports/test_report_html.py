@@ -86,7 +86,7 @@ def test_summary_speaks_plainly(rendered):
 
 
 def test_each_target_shows_its_verdict_in_words_and_the_power_check(rendered):
-    page = rendered["files"]["html"].read_text()
+    page, (ok, bad, _) = rendered["files"]["html"].read_text(), rendered["doc"]["targets"]
     passing, failing = section(page, "class=3"), section(page, "samples=forget-ids.txt")
     inconclusive = section(page, "random=0.01@0")
     for text, word in ((passing, "pass"), (failing, "fail"), (inconclusive, "inconclusive")):
@@ -94,12 +94,16 @@ def test_each_target_shows_its_verdict_in_words_and_the_power_check(rendered):
     positions(passing, "Pass: before unlearning the attacks detected these data; after unlearning they no longer do, "
               "and the drop shows that they are gone.",
               "<strong>Power check:</strong> before unlearning the attacks told the forget set from unseen data at "
-              "p = 1e-288 (significance level 0.05, Holm-corrected over 3 test(s)). After unlearning: p = 0.69.",
-              "Residual leakage: <strong>0.00</strong> (95% interval 0.00 to 0.03)")
+              f"p = {ok['power_p_value']:.2g} (significance level 0.05, Holm-corrected over 3 test(s)). After "
+              f"unlearning: p = {ok['p_value']:.2g}.",
+              f"Residual leakage: <strong>{ok['residual_leakage']:.2f}</strong> (95% interval "
+              f"{ok['residual_leakage_ci95'][0]:.2f} to {ok['residual_leakage_ci95'][1]:.2f})")
     positions(failing, "Fail: the unlearned model still shows these data to the attacks.",
               "<strong>Power check:</strong> before unlearning the attacks told the forget set from unseen data at "
-              "p = 0.00025 (significance level 0.05, Holm-corrected over 1 test(s)). After unlearning: p = 0.0015.",
-              esc("at alpha = 0.05 after Holm's correction"), "Residual leakage: <strong>0.61</strong>")
+              f"p = {bad['power_p_value']:.2g} (significance level 0.05, Holm-corrected over 1 test(s)). After "
+              f"unlearning: p = {bad['p_value']:.2g}.",
+              esc("at alpha = 0.05 after Holm's correction"),
+              f"Residual leakage: <strong>{bad['residual_leakage']:.2f}</strong>")
     # Each section speaks of its own target only.
     assert "verdict-word-fail" not in passing and "verdict-word-pass" not in failing
     assert "Inconclusive:" not in passing + failing
@@ -114,7 +118,7 @@ def test_an_inconclusive_target_is_badged_and_explained_with_its_advice(rendered
     positions(text, "Inconclusive: the attacks could not detect these data even in the original model",
               "This is not evidence of erasure.", f"In detail: {esc(target['verdict_reason'])}.",
               "<strong>Power check:</strong> before unlearning the attacks could not tell the forget set from unseen "
-              "data at p = 0.21", f'<p class="note">{esc(target["advice"])}</p>')
+              f"data at p = {target['power_p_value']:.2g}", f'<p class="note">{esc(target["advice"])}</p>')
     assert "Residual leakage:" not in text  # nothing was powered, so there is no headline number to show
     card = summary_of(page)
     card = card[card.index('<article class="target-card inconclusive">'):]
@@ -236,7 +240,9 @@ def test_a_run_without_retrained_models_renders(results_doc):
     assert "(the retrained reference:" not in page and "<td>retrained</td>" not in page
     assert "retrained (n=" not in page and "Holm-corrected over 3 test(s)" not in page
     # The evidence table says so rather than inventing a spread.
-    assert '<td class="n">0.09</td><td class="n">0.23</td><td class="n">\u2014</td>' in section(page, "class=3")
+    membership = doc["targets"][0]["tests"][0]
+    assert (f'<td class="n">{membership["effect_unlearned"]:.2f}</td><td class="n">{membership["p_unlearned_holm"]:.2g}'
+            '</td><td class="n">\u2014</td>') in section(page, "class=3")
 
 
 def test_a_failed_step_renders_as_error(results_doc):

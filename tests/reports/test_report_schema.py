@@ -44,7 +44,8 @@ def test_the_fixture_verdicts_are_those_the_harness_decides(results_doc):
 
     doc, _ = results_doc
     for target in doc["targets"]:
-        tests = [SimpleNamespace(**{**t, "residual_ci95": tuple(t["residual_ci95"])}) for t in target["tests"]]
+        tests = [SimpleNamespace(**{"residual_upper": None, **t, "residual_ci95": tuple(t["residual_ci95"])})
+                 for t in target["tests"]]
         found = decide(tests, doc["config"]["alpha"]).to_dict()
         found["verdict_reason"] = found.pop("reason")
         found["residual_leakage_ci95"] = list(found["residual_leakage_ci95"] or []) or None
@@ -64,7 +65,7 @@ def test_the_fixture_verdicts_are_those_the_harness_decides(results_doc):
     (lambda d: d["targets"][1]["gates"][0].update(passed="no"), "targets[1].gates[0].passed should be true or false"),
     (lambda d: d["targets"][2].pop("verdict"), "targets[2].verdict is missing"),
     (lambda d: d["targets"][2].update(verdict="unsure"),
-     "targets[2].verdict \"unsure\" is not one of pass, fail, inconclusive, error"),
+     "targets[2].verdict \"unsure\" is not one of pass, fail, not_memorised, inconclusive, error"),
     (lambda d: d["targets"][2].update(verdict_reason=["no power"]), "targets[2].verdict_reason should be text"),
     (lambda d: d["targets"][1].update(residual_leakage_ci95=[0.38]),
      "targets[1].residual_leakage_ci95 should be a pair of numbers [low, high] (high null: unbounded) or null"),

@@ -74,7 +74,7 @@ FORGERIES = {
     # the passing target with figures that are not its evidence's
     "pass with p_value 0": (PASSING, _set(p_value=0.0), "records p_value = 0.0"),
     "pass with power_p_value 1": (PASSING, _raise_power, "records power_p_value = 1.0"),
-    "pass with no tests": (PASSING, _clear_tests, "gives 'inconclusive'"),
+    "pass with no tests": (PASSING, _clear_tests, "records no membership test"),
     "pass with a narrower interval": (PASSING, _set(residual_leakage_upper=0.0), "records residual_leakage_upper = 0.0"),
     "pass at another alpha": (PASSING, _set(alpha=0.5), "alpha"),
 }
@@ -94,7 +94,8 @@ def test_a_forged_test_p_value_is_refused(doc, tmp_path):
     for test in forged["targets"][0]["tests"]:
         test["p_unlearned"] = 0.9
     # No test detects it any more, but its residual interval does not show the removal: inconclusive.
-    assert_one_line_failure(_gate(_write(tmp_path, forged)), 2, "records the verdict 'fail'", "gives 'inconclusive'")
+    assert_one_line_failure(_gate(_write(tmp_path, forged)), 2, "membership.p_unlearned = 0.9",
+                            "which its recorded inputs do not give")
 
 
 def test_incomplete_evidence_is_refused_not_a_traceback(doc, tmp_path):
@@ -171,13 +172,17 @@ def test_a_config_cannot_loosen_the_recorded_inconclusive_policy(doc, tmp_path):
     (tmp_path / "pyproject.toml").write_text('[tool.audit]\ninconclusive = "pass"\n')
     run = _gate(results, cwd=tmp_path)
     assert run.returncode == 1, run.stderr
-    assert "would loosen the recorded policy 'fail'" in run.stderr and "pyproject.toml" in run.stderr
+    assert "sets inconclusive = 'pass', which a file not named with --config may not" in run.stderr
+    assert "pyproject.toml" in run.stderr
     assert _gate(results, "--inconclusive", "pass", cwd=tmp_path).returncode == 0  # the explicit flag does
     # A config may tighten it, and says so.
     loose = _only(doc, INCONCLUSIVE)
     loose["config"]["inconclusive"] = "pass"
     results = _write(tmp_path / "loose", loose)
-    assert _gate(results).returncode == 0
+    # An unsigned document's own "pass" is not taken (anyone can edit it): the flag must say it.
+    unsigned = _gate(results)
+    assert unsigned.returncode == 1 and "which an unsigned document cannot vouch for" in unsigned.stderr
+    assert _gate(results, "--inconclusive", "pass").returncode == 0
     (tmp_path / "pyproject.toml").write_text('[tool.audit]\ninconclusive = "fail"\n')
     tightened = _gate(results, cwd=tmp_path)
-    assert tightened.returncode == 1 and "changes the inconclusive policy" in tightened.stderr
+    assert tightened.returncode == 1 and "cannot vouch for" in tightened.stderr

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.cli_runner import CliRun, run_audit
+from tests.cli_runner import CliRun, assert_one_line_failure, run_audit
 
 ARGS = ["--forget", "class=3", "--method", "relabel", "--reference", "none", "--attacks", "mia", "--mia", "loss",
         "--format", "html", "--inconclusive", "pass", "--quiet", "--out", "out"]
@@ -19,7 +19,7 @@ def _run(args: list[str], cwd: Path, **env: str) -> CliRun:
 
 
 def _outputs(out: Path) -> dict[str, bytes]:
-    return {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+    return {p.name: p.read_bytes() for p in out.iterdir() if p.is_file() and not p.name.startswith(".")}
 
 
 @pytest.fixture(scope="module")
@@ -53,3 +53,31 @@ def test_killed_while_swapping_leaves_no_old_file_beside_a_new_one(first_run):
     # The next complete run restores a whole, consistent set.
     assert _run(["run", "m.pt", *ARGS, "--seed", "2"], first_run).returncode in (0, 1)
     assert {"results.json", "junit.xml", "report.html"} <= set(_outputs(out))
+
+
+# --- Issue 23, item 4: never delete what the run did not write -----------------------------------
+
+def test_out_dot_never_removes_or_replaces_the_users_own_files(first_run, tmp_path):
+    """``--out .`` in a folder holding the user's ``inversion/notes.txt`` and ``report.pdf``: refused
+    before any work; beside other files of the user's, a run writes its set and keeps theirs."""
+    (tmp_path / "m.pt").symlink_to(first_run / "m.pt")
+    (tmp_path / "inversion").mkdir()
+    (tmp_path / "inversion" / "notes.txt").write_text("mine")
+    (tmp_path / "report.pdf").write_bytes(b"%PDF mine")
+    args = [a if a != "out" else "." for a in ARGS]
+    proc = run_audit(["run", "m.pt", *args], tmp_path, in_process=True)
+    assert_one_line_failure(proc, 2, "--out . holds report.pdf and 1 more, which no earlier audit wrote")
+    assert (tmp_path / "inversion" / "notes.txt").read_text() == "mine"
+    assert (tmp_path / "report.pdf").read_bytes() == b"%PDF mine"
+    assert not (tmp_path / "results.json").exists()
+    # Without those two, the run writes its set beside the user's other files (a later run
+    # replaces only what the manifest lists: the tests above).
+    (tmp_path / "report.pdf").rename(tmp_path / "my-report.pdf")
+    (tmp_path / "inversion" / "notes.txt").rename(tmp_path / "notes.txt")
+    (tmp_path / "inversion").rmdir()
+    proc = run_audit(["run", "m.pt", *args], tmp_path, env={"AMNESIA_AUDIT_CACHE": str(first_run / "cache")},
+                     in_process=True)
+    assert proc.returncode in (0, 1), proc.stderr
+    assert (tmp_path / "notes.txt").read_text() == "mine" and (tmp_path / "my-report.pdf").exists()
+    manifest = json.loads((tmp_path / ".amnesia-audit-outputs.json").read_text())["files"]
+    assert {"results.json", "junit.xml", "report.html"} <= set(manifest) and "notes.txt" not in manifest

@@ -59,14 +59,32 @@ def fit_other_model(model, x, y, *, seed, epochs=None):
     return _train(nn.Sequential(nn.Linear(64, 10)), x.flatten(1), y, 2)
 
 
-_calls = []
-
-
 def make_exits_later():
-    _calls.append(1)
-    if len(_calls) > 1:  # the model loads; the first reference model ends the interpreter
+    # Each call runs in a process of its own, so the calls are counted on disk.
+    with open("factory-calls.log", "a+") as fh:
+        fh.write("1\\n")
+        fh.seek(0)
+        calls = len(fh.read().split())
+    if calls > 1:  # the model loads; the first reference model ends the interpreter
         raise SystemExit(0)
     return make()
+
+
+def fit_os_exit(model, x, y, *, seed, epochs=None):
+    import os
+    os._exit(0)
+
+
+def fit_hostile(model, x, y, *, seed, epochs=None):
+    """Everything a training loop may do to its process: none of it may reach the audit."""
+    import os
+    import threading
+    import time
+    torch.set_num_threads(4)
+    torch.set_default_dtype(torch.float64)
+    threading.Thread(target=lambda: time.sleep(3600)).start()  # not a daemon: it never ends
+    os.chdir("/")
+    return _train(model, x, y, 2)
 '''
 
 FAST = ["--method", "relabel", "--reference-models", "1", "--retrains", "1", "--mia", "loss", "--attacks", "mia",
@@ -228,3 +246,25 @@ def test_guarded_user_functions_keep_their_identity_and_pickle(work):
         guarded = guard(fn, "test")
         assert code_identity(guarded) == code_identity(fn)
         assert code_identity(pickle.loads(pickle.dumps(guarded))) == code_identity(fn)
+
+
+# --- Issue 23, item 3: user code runs in a process of its own ------------------------------------
+
+def test_a_fit_calling_os_exit_is_a_failed_step_naming_it_not_a_silent_exit_0(work):
+    run = _run(work, "make", "fit_os_exit")
+    assert run.returncode == 3, run.stderr
+    error = _target(work)["error"]
+    assert f"--train {work.module}:fit_os_exit ended its process (exit status 0, e.g. os._exit)" in error, error
+    assert "fit_os_exit(<Classifier>" in error
+
+
+def test_threads_thread_counts_chdir_and_torch_state_of_a_fit_do_not_reach_the_audit(work):
+    import threading
+
+    threads_before, count_before = torch.get_num_threads(), threading.active_count()
+    run = _run(work, "make", "fit_hostile")
+    assert run.returncode in (0, 1), run.stderr  # it ended: no thread of the user's held it open
+    assert _target(work)["error"] is None
+    assert (work / "out" / "results.json").is_file() and not Path("/out").exists()  # outputs where --out said
+    assert torch.get_num_threads() == threads_before and threading.active_count() == count_before
+    assert torch.get_default_dtype() == torch.float32

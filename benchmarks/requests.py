@@ -1,0 +1,272 @@
+"""Deciding individual deletion requests at real size: Fashion-MNIST (Debian's 60,000 images).
+
+What it measures, on the default 28x28 model and recipe (``audit.models.DEFAULT_RECIPES``):
+
+- **Cost.** Building the shared reference pool once (16 models, each a full training on a
+  part-left-out cut of train+test), and auditing one request with the pool cached (its
+  logits cached too), against one retrain of the target without the request, measured in
+  the same run. Amortised: the pool's cost over 10, 100 and 1,000 requests.
+- **The verdict's outcomes** for random requests of ``--sizes`` ids (60 = 0.1%, 600 = 1%,
+  3000 = 5%) and class targets, rows:
+
+  - ``none``: the unchanged target (the no-op control): must never pass; fails where the
+    original memorised the request detectably, else "not memorised" with its bound;
+  - ``retrain``: exact unlearning, a model retrained from scratch without the request
+    (``--method retrain``, a seed drawn per request) and audited by ``audit.harness.audit_target``
+    like ``audit run``: the exact control, a few per size (each costs a retrain);
+  - ``pool-out``: the cheap control, many per size. Pool model ``k`` never trained on the
+    examples of its left-out part, so a request drawn from that part (and from the training
+    split, so the target did train on it) with held-out examples drawn from the test split's
+    part it also left out is audited with model ``k`` as the "unlearned" model against the
+    other 15 pool models, through the same test and decision (``audit.evidence.membership_test``,
+    ``audit.scoring.decide``). Model ``k`` is a model of the target's recipe and size that
+    never saw the request; it is not a retrain of the target's exact data minus the request.
+
+Every rate has its 95% Clopper-Pearson interval. The population attacks' diagnostics
+(which do not enter the verdict) run only in the timed request.
+
+    python benchmarks/requests.py --sets 100 --retrain-sets 8 --out-name requests-fashion
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+_HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(_HERE.parent))  # this checkout's packages before an installed copy
+
+import _common  # noqa: E402
+
+from attacks.metrics import clopper_pearson  # noqa: E402
+from attacks.reference import ReferenceModels  # noqa: E402
+from attacks.signals import model_logits  # noqa: E402
+from audit.attacking import AttackContext, MembershipSet  # noqa: E402
+from audit.data import load_dataset  # noqa: E402
+from audit.evidence import membership_test  # noqa: E402
+from audit.forget import parse_forget  # noqa: E402
+from audit.harness import audit_target  # noqa: E402
+from audit.modelfile import load_model  # noqa: E402
+from audit.models import default_recipe  # noqa: E402
+from audit.options import AuditOptions  # noqa: E402
+from audit.scoring import decide, membership_evidence  # noqa: E402
+from audit.training import train_model  # noqa: E402
+from unlearning import TrainConfig  # noqa: E402
+
+WORDS = ("pass", "not_memorised", "fail", "inconclusive")
+ALPHAS = (0.05, 0.01)
+
+
+def target_model(data, work: Path, seed: int, epochs: int | None = None):
+    """The user's model: the data set's default architecture and recipe (``epochs`` may change its length),
+    trained once and kept in ``work``."""
+    arch, recipe = default_recipe(data.spec)
+    recipe = {**recipe, **({"epochs": epochs} if epochs else {})}
+    path = work / f"target-{data.spec}-s{seed}-e{recipe['epochs']}.pt"
+    if not path.exists():
+        train_model(data, path, arch, TrainConfig(**recipe, seed=seed), record="none", show_progress=False)
+    return load_model(path)
+
+
+def verdicts(tests, alpha_list=ALPHAS) -> dict[str, str]:
+    return {f"{a:g}": decide(copy.deepcopy(tests), a).verdict for a in alpha_list}
+
+
+def row_from_target(kind: str, size: str, target, seconds: float) -> dict:
+    return {"row": kind, "size": size, "verdicts": verdicts(target.tests) if not target.error else {"0.05": "error"},
+            "power_p": target.power_p_value, "p": target.p_value, "residual_upper": target.residual_leakage_upper,
+            "memorised_auc": target.memorised_auc, "memorised_auc_upper": target.memorised_auc_upper,
+            "error": target.error, "seconds": seconds}
+
+
+def leave_one_out(ctx: AttackContext, k: int) -> AttackContext:
+    """``ctx`` with pool model ``k`` taken out of the pool (its logits too)."""
+    ref = ctx.reference_models()
+    keep = [m for m in range(ref.num_models) if m != k]
+    out = copy.copy(ctx)
+    out.__dict__.pop("reference_logits", None)
+    out.__dict__.pop("reference_confidence", None)
+    out._reference = ReferenceModels([ref.models[m] for m in keep], ref.in_mask[keep], [ref.seeds[m] for m in keep],
+                                     [ref.from_cache[m] for m in keep], ref.seconds,
+                                     [ref.digests[m] for m in keep])
+    out.__dict__["reference_logits"] = ctx.reference_logits[keep]
+    out.__dict__["reference_confidence"] = ctx.reference_confidence[keep]
+    return out
+
+
+def pool_out_row(ctx: AttackContext, k: int, n: int, rng: np.random.Generator, seed: int) -> tuple[dict, dict]:
+    """One request drawn from pool model ``k``'s left-out part: (pool-out control row, no-op row) on the same examples."""
+    data, ref = ctx.data, ctx.reference_models()
+    n_train = len(data.y_train)
+    out_k = ~ref.in_mask[k]
+    forget_ids = rng.choice(np.flatnonzero(out_k[:n_train]), size=n, replace=False)
+    held_ids = np.flatnonzero(out_k[n_train:]) + n_train
+    ids = np.r_[np.sort(forget_ids), held_ids]
+    x_pool, y_pool = ctx.pool
+    ms = MembershipSet(x_pool[ids], y_pool[ids], ids, np.r_[np.ones(n, bool), np.zeros(len(held_ids), bool)])
+    sub = leave_one_out(ctx, k)
+    original = model_logits(ctx.model_file.model, ms.x)
+    rows = []
+    for kind, unlearned in (("pool-out", ctx.reference_logits[k][torch.as_tensor(ids)]), ("none", original)):
+        test, label, _, _ = membership_test(sub, {"original": original, "unlearned": unlearned}, ms, seed, "pool")
+        tests = [membership_evidence(test, label, test.null_roles)]
+        v = decide(copy.deepcopy(tests))
+        rows.append({"row": kind, "size": str(n), "control_model": k, "verdicts": verdicts(tests),
+                     "power_p": v.power_p_value, "p": v.p_value, "residual_upper": v.residual_leakage_upper,
+                     "memorised_auc": v.memorised_auc, "memorised_auc_upper": v.memorised_auc_upper,
+                     "n_held_out": int(len(held_ids))})
+    return rows[0], rows[1]
+
+
+def fmt_rate(k: int, n: int) -> str:
+    if n == 0:
+        return "-"
+    lo, hi = clopper_pearson(np.array([k]), n)
+    return f"{k}/{n} = {k / n:.0%} [{lo[0]:.0%}, {hi[0]:.0%}]"
+
+
+def count(rows: list[dict], words: tuple[str, ...], alpha: str = "0.05") -> tuple[int, int]:
+    return sum(1 for r in rows if r["verdicts"].get(alpha) in words), len(rows)
+
+
+def table(rows: list[dict], sizes: list[str]) -> str:
+    lines = ["| request | row | n | pass | not memorised | fail | inconclusive | decided | fail at alpha 0.01 | "
+             "original detected |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for size in sizes:
+        for kind in ("none", "retrain", "pool-out"):
+            cell = [r for r in rows if r["size"] == size and r["row"] == kind]
+            if not cell:
+                continue
+            shares = [fmt_rate(*count(cell, (w,))) for w in WORDS]
+            detected = sum(1 for r in cell if r["power_p"] is not None and r["power_p"] <= 0.05)
+            lines.append(f"| {size} | {kind} | {len(cell)} | " + " | ".join(shares) + " | "
+                         f"{fmt_rate(*count(cell, ('pass', 'not_memorised')))} | "
+                         f"{fmt_rate(*count(cell, ('fail',), '0.01'))} | {fmt_rate(detected, len(cell))} |")
+    return "\n".join(lines) + "\n"
+
+
+def run_recipe(args, data, epochs: int | None, partial: Path) -> tuple[dict, list[dict], dict]:
+    """One target and its pool (one training length): the cost figures and every row."""
+    mf = target_model(data, args.work, args.target_seed, epochs)
+    ctx = AttackContext(mf, data, 0, args.reference_models, args.work / "cache", ["loss", "lira_online", "rmia"], 400)
+    t0 = time.perf_counter()
+    pool = ctx.reference_models()
+    pool_seconds = time.perf_counter() - t0
+    trained_here = sum(1 for hit in pool.from_cache if not hit)
+    t0 = time.perf_counter()
+    ctx.reference_logits  # noqa: B018 - the pool's logits, computed (and cached) once
+    logits_seconds = time.perf_counter() - t0
+    sizes = [s for s in args.sizes.split(",") if s]
+    label = f"{mf.recipe.get('epochs')} epochs"
+    rows: list[dict] = []
+    cost: dict = {"recipe": label, "target_train_seconds": (mf.metrics or {}).get("train_seconds"),
+                  "target_test_accuracy": mf.metrics["test_accuracy"],
+                  "target_train_accuracy": mf.metrics["train_accuracy"], "pool_models": pool.num_models,
+                  "pool_models_trained_here": trained_here, "pool_seconds": pool_seconds,
+                  "pool_logits_seconds": logits_seconds,
+                  "pool_train_seconds_per_model": pool_seconds / trained_here if trained_here else None}
+
+    def audit(spec: str, method: str, seed: int, attacks_on: bool) -> tuple:
+        fs = parse_forget(spec, data.y_train, data.num_classes)
+        opts = AuditOptions.from_flat(mf.path, [fs.spec], method=method, show_progress=False, formats=[],
+                                      attacks=["mia"], mia_attacks=list(ctx.mia_attacks) if attacks_on else [],
+                                      seed=seed, reference_models=args.reference_models)
+        run_ctx = copy.copy(ctx)  # shares the pool and its cached logits
+        run_ctx.mia_attacks = list(ctx.mia_attacks) if attacks_on else []
+        t = time.perf_counter()
+        target = audit_target(run_ctx, opts, fs, []).target
+        return target, time.perf_counter() - t
+
+    if args.retrain_sets:
+        # Cost: one request's whole audit (pool cached, population attacks on), against one retrain, in one run.
+        spec = f"random={sizes[0]}@777" if sizes else "random=600@777"
+        timed, audit_seconds = audit(spec, "none", 0, True)
+        retrained, retrain_seconds = audit(spec, "retrain", 424_242, False)
+        cost.update(request_audit_seconds=audit_seconds, request_audit_timings=timed.timings,
+                    retrain_seconds=retrained.method.seconds if retrained.method else None,
+                    retrain_audit_seconds=retrain_seconds)
+    print(json.dumps(cost, indent=1), flush=True)
+    rng = np.random.default_rng(12_345)
+    for size in sizes:
+        n = int(size)
+        for j in range(args.sets):
+            control, noop = pool_out_row(ctx, j % pool.num_models, n, rng, seed=j)
+            rows += [{**control, "recipe": label}, {**noop, "recipe": label}]
+        for j in range(args.retrain_sets):
+            target, seconds = audit(f"random={n}@{5000 + j}", "retrain", 60_000 + j, False)
+            rows.append({**row_from_target("retrain", size, target, seconds), "recipe": label})
+            partial.write_text(json.dumps({"cost": cost, "rows": rows}, indent=1))
+        print(table(rows, [size]), flush=True)
+    for cls in [c for c in args.classes.split(",") if c]:
+        for method in ("none", "retrain"):
+            target, seconds = audit(f"class={cls}", method, 70_000, False)
+            rows.append({**row_from_target(method, f"class={cls}", target, seconds), "recipe": label})
+        partial.write_text(json.dumps({"cost": cost, "rows": rows}, indent=1))
+    return cost, rows, {"arch": mf.arch, "test": mf.metrics["test_accuracy"], "train": mf.metrics["train_accuracy"]}
+
+
+def cost_lines(cost: dict) -> list[str]:
+    lines = [f"- Pool of {cost['pool_models']} reference models: {cost['pool_seconds']:.0f} s here "
+             f"({cost['pool_models_trained_here']} trained in this run, the rest from the cache); its logits over the "
+             f"pool: {cost['pool_logits_seconds']:.0f} s; the target's own training: "
+             f"{cost['target_train_seconds'] or float('nan'):.0f} s."]
+    if cost.get("retrain_seconds"):
+        a, r = cost["request_audit_seconds"], cost["retrain_seconds"]
+        lines.append(f"- One request's audit with the pool cached (population attacks on): {a:.1f} s; one retrain of "
+                     f"the target without the same request: {r:.1f} s; **ratio {a / r:.2f}** (measured in one run).")
+        per_model = cost.get("pool_train_seconds_per_model")
+        if per_model:
+            build = per_model * cost["pool_models"]
+            lines.append(f"- Building the pool: {build / r:.1f} retrains; amortised over 10 / 100 / 1,000 requests: "
+                         + " / ".join(f"{build / k / r:.2f}" for k in (10, 100, 1000)) + " retrains a request.")
+    return lines
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data", default="fashion-mnist")
+    ap.add_argument("--sizes", default="60,600,3000", help="random request sizes (ids)")
+    ap.add_argument("--classes", default="3", help="class targets, comma-separated ('' for none)")
+    ap.add_argument("--sets", type=int, default=100, help="pool-out control and no-op requests per size")
+    ap.add_argument("--retrain-sets", type=int, default=8, help="exact retrain requests per size (a retrain each)")
+    ap.add_argument("--target-seed", type=int, default=0)
+    ap.add_argument("--epochs", default="", help="training lengths to compare, e.g. 2,4,8 (default: the recipe's); "
+                    "each trains its own target and pool")
+    ap.add_argument("--reference-models", type=int, default=16)
+    ap.add_argument("--work", type=Path, default=Path.home() / ".cache" / "amnesia-audit" / "bench-requests")
+    ap.add_argument("--out-name", default="requests-fashion")
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    args.work.mkdir(parents=True, exist_ok=True)
+    data = load_dataset(args.data)
+    start = time.perf_counter()
+    partial = _common.RESULTS / f"{args.out_name}.partial.json"
+    sizes = [s for s in args.sizes.split(",") if s]
+    labels = sizes + [f"class={c}" for c in args.classes.split(",") if c]
+    md = [f"Data: {data.spec} ({len(data.y_train):,} train / {len(data.y_test):,} test).\n"]
+    payload: dict = {"recipes": [], "sizes": sizes}
+    for epochs in [int(e) for e in args.epochs.split(",") if e] or [None]:
+        cost, rows, target = run_recipe(args, data, epochs, partial)
+        payload["recipes"].append({"cost": cost, "rows": rows, "target": target})
+        md += [f"## {cost['recipe']}: target {target['arch']}, test accuracy {target['test']:.1%}, train accuracy "
+               f"{target['train']:.1%}\n", "Cost (one run, this machine; other jobs may have shared its cores):\n",
+               *cost_lines(cost), "",
+               "Outcomes (alpha 0.05, --max-residual 0.5, --max-memorised-auc 0.6; 95% intervals):\n",
+               table(rows, labels)]
+        _common.write_tables(args.out_name, "\n".join(md), payload)  # after each recipe: a cut-off run keeps figures
+    md.append(f"\nWall time {time.perf_counter() - start:.0f} s.\n")
+    text = "\n".join(md)
+    print(text)
+    _common.write_tables(args.out_name, text, payload)
+    partial.unlink(missing_ok=True)
+
+
+if __name__ == "__main__":
+    main()
