@@ -200,6 +200,7 @@ def train_model(
             update_log=None if summary is None else {"dir": log_dir.name, "record": record,
                                                      "dtype": log_dtype,
                                                      "packing": "on" if sampler is not None else "off",
+                                                     **({"fill": sampler.fill} if sampler is not None else {}),
                                                      **summary},
             path=out,
         )

@@ -140,8 +140,10 @@ def unlearn(
 ) -> UnlearningResult:
     """Unlearn ``forget`` from ``mf``'s model with ``method``; the result holds the new model.
 
-    ``epochs``: repair epochs for amnesiac, training epochs otherwise (None: the
-    method's default; retrain defaults to the recipe's). ``seed`` draws relabel's wrong
+    ``epochs``: for amnesiac the most repair epochs (the repair stops as soon as the retain
+    accuracy is back within a point of the original's, and does not start when it already
+    is), training epochs otherwise (None: the method's default; retrain defaults to the
+    recipe's). ``seed`` draws relabel's wrong
     labels and the batch order (and retrain's initial weights). Batch size, learning
     rate and optimizer come from the model's recipe (toolkit defaults when it has none).
     ``log``: for amnesiac, the update log already opened with :func:`open_trusted_log`
@@ -175,7 +177,7 @@ def unlearn(
         with progress_bar(label, amnesiac_progress_total(log, n_keep, config), show_progress) as advance:
             try:
                 return amnesiac_unlearn(mf.model, log, forget.ids, repair=config if k else None, x_train=x,
-                                        y_train=y, on_progress=advance)
+                                        y_train=y, on_progress=advance, seed=seed)
             except AmnesiacRefused as exc:
                 raise InputError(str(exc).replace("use the relabel method instead", "use --method relabel instead")) from None
     if method == "relabel":
@@ -297,8 +299,19 @@ def unlearn_command(
     extra = ""
     if method == "amnesiac":
         d = result.details
-        extra = (f", removed {d['batches_removed']}/{d['total_steps']} batches "
-                 f"({d['fraction_of_batches_removed']:.1%}), {d['repair_epochs']} repair epoch{'' if d['repair_epochs'] == 1 else 's'}")
+        extra = f", removed {d['batches_removed']}/{d['total_steps']} batches ({d['fraction_of_batches_removed']:.1%}), "
+        repair = d.get("repair")
+        if repair is None:
+            extra += f"{d['repair_epochs']} repair epoch{'' if d['repair_epochs'] == 1 else 's'}"
+        elif not repair["rounds_run"]:
+            extra += (f"no repair needed (retain accuracy {repair['retain_accuracy_after_round'][0]:.1%}, "
+                      f"original {repair['original_retain_accuracy']:.1%})")
+        else:
+            cap = default_epochs(method, mf) if epochs is None else epochs
+            extra += (f"repaired {repair['epochs_run']:g} of at most {cap} epochs ({repair['stopped']}; retain accuracy "
+                      f"{repair['retain_accuracy_after_round'][0]:.1%} -> "
+                      f"{repair['retain_accuracy_after_round'][repair['round_kept']]:.1%}, original "
+                      f"{repair['original_retain_accuracy']:.1%})")
     test_what = "test accuracy (kept classes)" if forget_set.classes else "test accuracy"
     typer.echo(f"wrote {out}: {method} forgot {forget_set.spec} ({len(forget_set)} examples): "
                f"forget accuracy {m['forget_accuracy']:.1%}, retain accuracy {m['retain_accuracy']:.1%}, "

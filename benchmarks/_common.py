@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import math
 import os
+import statistics
 import platform
 import sys
 from pathlib import Path
@@ -36,3 +38,19 @@ def write_tables(name: str, markdown: str, payload: dict) -> tuple[Path, Path]:
     md_path.write_text(header + markdown)
     json_path.write_text(json.dumps({**meta, **payload}, indent=1))
     return md_path, json_path
+
+
+#: Two-sided 95% Student t quantiles by degrees of freedom (1.96 beyond the table).
+T95 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262}
+
+
+def mean_ci(xs: list[float]) -> str:
+    """Fractions as "mean ± 95% t-interval" in %, NaN and None left out; "-" for none."""
+    xs = [x for x in xs if x is not None and not math.isnan(x)]
+    if not xs:
+        return "-"
+    m = statistics.fmean(xs)
+    if len(xs) < 2:
+        return f"{100 * m:.1f}"
+    half = T95.get(len(xs) - 1, 1.96) * statistics.stdev(xs) / math.sqrt(len(xs))
+    return f"{100 * m:.1f} ± {100 * half:.1f}"

@@ -9,12 +9,14 @@ For each forget setting (class 3; a random 1%, 5% and 10% of the training ids, d
 anew for each seed) and seed, ``audit train`` is run twice with ``--record`` set to the
 forget set: ``--packing on`` (the recordable examples in batches of their own,
 ``unlearning.PackedBatchSampler``) and ``--packing off`` (random batches). Each model is
-then unlearned with ``amnesiac_unlearn``, right after removal and after the default
-repair (one epoch, batch 8, twice the learning rate), and compared with retraining from
+then unlearned with ``amnesiac_unlearn`` (which re-measures BatchNorm on 256 retained
+examples), right after removal and after the adaptive repair (at most one epoch of the
+default repair recipe, in quarter epochs, only while the retain accuracy is more than a
+point below the original's), and compared with retraining from
 scratch on the retained examples (the same recipe and seed). Columns: test accuracy of
 the trained model; forget, retain and test accuracy after unlearning (SalUn's FA, RA,
 TA); removal time and retrain / removal; and, on the first ``--verdict-seeds`` seeds, the
-audit's verdict on the default repair (``audit.harness.audit_target``, as
+audit's verdict on the repaired model (``audit.harness.audit_target``, as
 ``benchmarks/detection.py`` runs it: 16 reference models, 3 retrained models). Means
 come with 95% t-intervals over the seeds.
 """
@@ -22,7 +24,6 @@ come with 95% t-intervals over the seeds.
 from __future__ import annotations
 
 import argparse
-import math
 import statistics
 import sys
 import tempfile
@@ -35,6 +36,7 @@ _HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(_HERE.parent))  # this checkout's packages before an installed copy
 
 import _common  # noqa: E402
+from _common import mean_ci  # noqa: E402
 
 from audit.attacking import AttackContext  # noqa: E402
 from audit.data import load_dataset  # noqa: E402
@@ -48,7 +50,6 @@ from unlearning.amnesiac import default_repair  # noqa: E402
 
 SETTINGS = ("class=3", "random 1%", "random 5%", "random 10%")
 PACKINGS = ("on", "off")
-T95 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262}
 
 
 def spec_for(setting: str, seed: int) -> str:
@@ -80,7 +81,8 @@ def run_cell(data, setting: str, seed: int, packing: str, work: Path, cache: Pat
         cell[f"repair{repair}"] = {**_metrics(res.model, data, forget), "seconds": res.seconds,
                                    "removal_seconds": res.details["removal_seconds"],
                                    "batches_removed": res.details["batches_removed"],
-                                   "retained_in_removed": res.details["retained_examples_in_removed_batches"]}
+                                   "retained_in_removed": res.details["retained_examples_in_removed_batches"],
+                                   "repair": res.details.get("repair")}
     if verdict:
         ctx = AttackContext(mf, data, 0, 16, cache, [], 400)
         opts = AuditOptions.from_flat(mf.path, [spec], method="amnesiac", show_progress=False,
@@ -100,16 +102,6 @@ def run_retrain(data, setting: str, seed: int, make_model) -> dict:
 
 # ------------------------------------------------------------------------------ tables
 
-def mean_ci(xs: list[float]) -> str:
-    xs = [x for x in xs if x is not None and not math.isnan(x)]
-    if not xs:
-        return "-"
-    m = statistics.fmean(xs)
-    if len(xs) < 2:
-        return f"{100 * m:.1f}"
-    half = T95.get(len(xs) - 1, 1.96) * statistics.stdev(xs) / math.sqrt(len(xs))
-    return f"{100 * m:.1f} ± {100 * half:.1f}"
-
 
 def render(p: dict) -> str:
     cells, retrains = p["cells"], p["retrain"]
@@ -117,7 +109,9 @@ def render(p: dict) -> str:
         f"Digits (`smallcnn`, the `audit train` recipe: 20 epochs, Adam lr 1e-3, batch 64), seeds "
         f"{', '.join(map(str, p['seeds']))}; accuracies in % as mean ± 95% t-interval over the seeds; "
         f"times from this run ({p['load_start']:.1f} load average at start on {p['cpus']} shared CPUs). "
-        "Removal = `amnesiac_unlearn` with no repair, end to end; repair = the default one epoch at batch 8."
+        "Removal = `amnesiac_unlearn` with no repair, end to end (BatchNorm re-measured on 256 retained examples); "
+        "repair = the adaptive repair (at most one epoch at batch 8, while the retain accuracy is more than a point "
+        "below the original's)."
         + ("" if not p.get("commands") else " Merged from the runs `" + "`, `".join(p["commands"]) + "`."), "",
         "## Cost of recording and removal speed", "",
         "| setting | batches | steps recorded | log | test acc. (trained) | removal (median) | retrain (median) | "
@@ -143,7 +137,7 @@ def render(p: dict) -> str:
                    if ratios else "- | - |"))
     lines += ["", "## Quality after unlearning", "",
               "FA, RA, TA: forget, retain and test accuracy (test: the classes not forgotten). Verdict: the audit's "
-              "on the default repair, pass / fail / inconclusive counts.", "",
+              "on the adaptive repair, pass / fail / inconclusive counts.", "",
               "| setting | method | FA | RA | TA | retained examples in removed batches | verdict (pass/fail/inc.) |",
               "|---|---|---|---|---|---|---|"]
     for setting in p["settings"]:
@@ -157,7 +151,7 @@ def render(p: dict) -> str:
             for repair in (0, 1):
                 rows = [c[f"repair{repair}"] for c in cs]
                 lines.append(
-                    f"| {setting} | amnesiac {name}, {'no repair' if repair == 0 else 'default repair'} | "
+                    f"| {setting} | amnesiac {name}, {'no repair' if repair == 0 else 'adaptive repair'} | "
                     f"{mean_ci([r['forget'] for r in rows])} | {mean_ci([r['retain'] for r in rows])} | "
                     f"{mean_ci([r['test'] for r in rows])} | "
                     f"{statistics.fmean(r['retained_in_removed'] for r in rows):,.0f} | "

@@ -38,7 +38,9 @@ with tempfile.TemporaryDirectory() as tmp:
             optimizer.step()
     summary = recorder.close()
 
-    result = amnesiac_unlearn(model, f"{tmp}/run.updates", recordable, log_sha256=summary["log_sha256"])
+    # x_train/y_train: BatchNorm's running statistics are re-measured on retained examples after the subtraction.
+    result = amnesiac_unlearn(model, f"{tmp}/run.updates", recordable, log_sha256=summary["log_sha256"],
+                              x_train=x, y_train=y)
     model.eval()
     print(f"recorded {summary['recorded']} of {summary['total_steps']} steps "
           f"({summary['bytes'] / 1e6:.2f} MB); removed {result.details['batches_removed']}, holding "

@@ -126,10 +126,51 @@ def test_removing_class_3_drops_its_accuracy(trained_digits):
 
     recipe = TrainConfig.from_dict(mf.recipe)
     repaired = amnesiac_unlearn(mf.model, log, threes, repair=default_repair(recipe), x_train=data.x_train,
-                                y_train=data.y_train)
+                                y_train=data.y_train, tolerance=None)  # a fixed epoch, as before issue 24
     assert accuracy(repaired.model, data.x_test[test3], data.y_test[test3]) <= 0.05
     assert accuracy(repaired.model, data.x_test[kept], data.y_test[kept]) >= 0.9
-    assert repaired.details["repair_epochs"] == 1
+    assert repaired.details["repair_epochs"] == 1 and "repair" not in repaired.details
     # The file's model itself is untouched.
     assert accuracy(mf.model, data.x_test[test3], data.y_test[test3]) == original
     assert copy.deepcopy(repaired.details)["removal_seconds"] > 0
+
+
+def test_class_removal_keeps_the_other_classes_once_batchnorm_is_remeasured(trained_digits):
+    """Packed class removal: the subtracted running statistics break the other classes, re-measured ones do not."""
+    data, mf = trained_digits.data, trained_digits.model_file
+    threes = torch.nonzero(data.y_train == 3).flatten()
+    kept = data.y_test != 3
+    log = UpdateLog.open(mf.log_dir)
+    subtracted = amnesiac_unlearn(mf.model, log, threes)
+    remeasured = amnesiac_unlearn(mf.model, log, threes, x_train=data.x_train, y_train=data.y_train)
+    assert subtracted.details["batchnorm_reestimated_layers"] == 0
+    assert remeasured.details["batchnorm_reestimated_layers"] == 3
+    assert remeasured.details["batchnorm_examples"] == 256
+    # The weights are the subtraction's in both; only the running statistics differ.
+    weights = dict(subtracted.model.named_parameters())
+    assert all(torch.equal(weights[k], p) for k, p in remeasured.model.named_parameters())
+    others = accuracy(remeasured.model, data.x_test[kept], data.y_test[kept])
+    assert others >= 0.97 and others > accuracy(subtracted.model, data.x_test[kept], data.y_test[kept]) + 0.03
+    assert accuracy(remeasured.model, data.x_test[~kept], data.y_test[~kept]) <= 0.05
+
+
+def test_adaptive_repair_skips_an_intact_model_and_stops_at_its_cap(trained_digits):
+    data, mf = trained_digits.data, trained_digits.model_file
+    forget = torch.nonzero(data.y_train == 3).flatten()[:3]
+    log = UpdateLog.open(mf.log_dir)
+    repair = default_repair(TrainConfig.from_dict(mf.recipe))
+    args = dict(repair=repair, x_train=data.x_train, y_train=data.y_train)
+    lenient = amnesiac_unlearn(mf.model, log, forget, tolerance=1.0, **args)  # nothing can be "broken" by 100 points
+    plain = amnesiac_unlearn(mf.model, log, forget, x_train=data.x_train, y_train=data.y_train)
+    done = lenient.details["repair"]
+    assert done["rounds_run"] == 0 and done["stopped"] == "within tolerance" and lenient.details["repair_epochs"] == 0
+    assert all(torch.equal(a, b) for a, b in zip(lenient.model.state_dict().values(), plain.model.state_dict().values()))
+    # A tolerance no model can meet (better than the original by a point) runs to the cap and keeps the best state.
+    strict = amnesiac_unlearn(mf.model, log, forget, tolerance=-0.01 - 1e-9, **args)
+    done = strict.details["repair"]
+    assert done["stopped"] == "cap reached" and done["rounds_run"] == done["rounds_per_epoch"] * repair.epochs
+    trail = done["retain_accuracy_after_round"]
+    assert len(trail) == done["rounds_run"] + 1 and trail[done["round_kept"]] == max(trail)
+    # The probe is every retained example here (fewer than PROBE_EXAMPLES): the model returned is the probe's best.
+    retained = ~torch.isin(torch.arange(len(data.y_train)), forget)
+    assert accuracy(strict.model, data.x_train[retained], data.y_train[retained]) == pytest.approx(max(trail))

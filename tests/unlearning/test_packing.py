@@ -9,6 +9,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from unlearning import (DatasetWithIds, PackedBatchSampler, TrainConfig, UpdateLog, UpdateRecorder,
                         amnesiac_unlearn, fit)
+from unlearning.packing import DEFAULT_FILL
 from unlearning.training import batch_bounds, make_optimizer
 
 
@@ -76,6 +77,26 @@ def test_no_recordable_ids_and_ids_other_than_positions():
         PackedBatchSampler(10, torch.tensor([0.5]), 4)
 
 
+def test_fill_adds_other_examples_to_recordable_batches_only():
+    n, marked = 1000, _recordable(1000, 0.1)
+    plain = PackedBatchSampler(n, marked, batch_size=32, seed=0)
+    filled = PackedBatchSampler(n, marked, batch_size=32, seed=0, fill=0.5)
+    assert len(filled) == len(plain) and filled.recordable_batches == plain.recordable_batches
+    is_marked = torch.isin(torch.arange(n), marked)
+    for epoch in range(2):
+        batches = filled.batches(epoch)
+        # Still every example at least once an epoch; the extra ones are others, in recordable batches.
+        assert torch.equal(torch.cat(batches).unique(), torch.arange(n))
+        mixed = [b for b in batches if is_marked[b].any()]
+        assert len(mixed) == filled.recordable_batches
+        for b in mixed:
+            own = int(is_marked[b].sum())
+            assert len(b) - own == round(0.5 * own) and len(b.unique()) == len(b)
+        assert sum(len(b) for b in batches) == n + sum(round(0.5 * int(is_marked[b].sum())) for b in mixed)
+    with pytest.raises(ValueError, match="fill"):
+        PackedBatchSampler(n, marked, 32, fill=-1)
+
+
 def _toy(n: int = 400, seed: int = 0):
     gen = torch.Generator().manual_seed(seed)
     x = torch.randn(n, 1, 4, 4, generator=gen)
@@ -99,6 +120,17 @@ def test_fit_with_the_sampler_records_only_the_packed_steps(tmp_path):
     assert all(set(e.ids) <= set(marked.tolist()) for e in log.entries)
     res = amnesiac_unlearn(model, tmp_path / "log", marked, log_sha256=summary["log_sha256"])
     assert res.details["batches_removed"] == 3 and res.details["retained_examples_in_removed_batches"] == 0
+    # With fill 1 each recorded batch is the 20 recordable examples and 20 others: as many steps recorded.
+    x, y, model = _toy()
+    sampler = PackedBatchSampler(len(y), marked, config.batch_size, seed=config.seed, fill=1)
+    recorder = UpdateRecorder(model, tmp_path / "filled", record_ids=marked, dtype=torch.float64, record="random")
+    fit(model, x, y, config, optimizer=recorder.attach(make_optimizer(model, config)), batch_sampler=sampler)
+    summary = recorder.close()
+    assert summary["recorded"] == 3 and summary["total_steps"] == config.epochs * len(sampler)
+    entries = UpdateLog.open(tmp_path / "filled").entries
+    assert all(len(set(e.ids) & set(marked.tolist())) == 20 and len(e.ids) == 40 for e in entries)
+    res = amnesiac_unlearn(model, tmp_path / "filled", marked, log_sha256=summary["log_sha256"])
+    assert res.details["batches_removed"] == 3 and 20 <= res.details["retained_examples_in_removed_batches"] <= 60
 
 
 def test_users_loop_with_a_dataloader(tmp_path):
@@ -130,6 +162,7 @@ def test_audit_train_packs_by_default_and_records_it(digits, tmp_path):
     assert packed.model_file.update_log["packing"] == "on" and plain.model_file.update_log["packing"] == "off"
     threes = int((digits.y_train == 3).sum())
     assert packed.log_batches == len(batch_bounds(threes, 64)) < plain.log_batches
+    assert packed.model_file.update_log["fill"] == DEFAULT_FILL == 0
     log = UpdateLog.open(packed.model_file.log_dir)
     assert all(bool((digits.y_train[torch.tensor(e.ids)] == 3).all()) for e in log.entries)
     # "all" records every batch: nothing to pack.
