@@ -104,7 +104,7 @@ def membership_test(n_forget: int, n_held_out: int, effect: dict, seed: int) -> 
     is_forget = np.r_[np.ones(n_forget, dtype=bool), np.zeros(n_held_out, dtype=bool)]
     stats = {role: np.r_[rng.normal(e, 1.0, n_forget), rng.normal(0.0, 1.0, n_held_out)] for role, e in effect.items()}
     retrained = ["reference", "retrain_1", "retrain_2"]
-    evidence, rounded = recorded_membership_evidence(stats, is_forget, MEMBERSHIP_LABEL, retrained, retrained, True,
+    evidence, rounded = recorded_membership_evidence(stats, is_forget, MEMBERSHIP_LABEL, retrained, retrained, "retrained",
                                                      seed, 4000, 1000)
     return plain(evidence.model_dump(by_alias=True)), per_example_picture(rounded, is_forget, retrained)
 
@@ -119,11 +119,13 @@ def rate_test(name: str, label: str, n: int, k_original: int, k_unlearned: int, 
 
     scale = k_original - base
     hi = float(beta.ppf(0.975, k_unlearned + 1, n - k_unlearned)) if k_unlearned < n else 1.0
+    upper = float(beta.ppf(0.95, k_unlearned + 1, n - k_unlearned)) if k_unlearned < n else 1.0  # one-sided 95%
     lo = float(beta.ppf(0.025, k_unlearned, n - k_unlearned + 1)) if k_unlearned > 0 else 0.0
     return {"name": name, "label": label, "p_original": p(k_original), "p_unlearned": p(k_unlearned),
             "effect_original": k_original / n, "effect_unlearned": k_unlearned / n,
             "effect_retrained": [c / n for c in retrained], "residual": max(k_unlearned - base, 0) / scale,
             "residual_ci95": [max(lo * n - base, 0.0) / scale, max(hi * n - base, 0.0) / scale],
+            "residual_upper": max(upper * n - base, 0.0) / scale,
             "p_original_holm": None, "p_unlearned_holm": None,
             "detail": {"n": n, "count_original": k_original, "count_unlearned": k_unlearned,
                        "count_retrained": retrained, "null_rate": rate}}
@@ -141,6 +143,12 @@ def decide(tests: list[dict]) -> dict:
     if powered:  # the most sensitive instrument: the smallest power p-value sets the headline
         top = min(powered, key=lambda t: (t["p_original_holm"], -t["residual"]))
         residual, ci = top["residual"], list(top["residual_ci95"])
+    # A pass is judged by the one-sided 95% bound; a test recorded without one, by its interval's end.
+    upper = None
+    if ci is not None:
+        upper = top.get("residual_upper")
+        if upper is None:
+            upper = ci[1]
     over = over_p = None
     mem = next(t for t in tests if t["name"] == "membership")
     if mem["p_original_holm"] <= ALPHA:
@@ -150,31 +158,43 @@ def decide(tests: list[dict]) -> dict:
             over = (baseline - mem["effect_unlearned"]) / (mem["effect_original"] - baseline)
             over_p = mem["detail"]["p_over"]["unlearned"]
     fields = {"alpha": ALPHA, "max_residual": 0.5, "power_p_value": power, "p_value": p_value, "residual_leakage": residual,
-              "residual_leakage_ci95": ci, "residual_leakage_upper": None if ci is None else ci[1],
+              "residual_leakage_ci95": ci, "residual_leakage_upper": upper,
               "overforgetting": over, "overforgetting_p_value": over_p, "advice": None,
-              # Written as by an audit before the one-sided bounds: no AUC, the interval's end as the bound.
-              "memorised_auc": None, "memorised_auc_ci95": None, "max_memorised_auc": 0.6, "memorised_auc_upper": None}
+              # The original's membership AUC, as audit.scoring.memorisation reads it from the membership test.
+              "memorised_auc": mem["detail"]["auc"]["original"],
+              "memorised_auc_ci95": list(mem["detail"]["auc_ci95"]["original"]), "max_memorised_auc": 0.6,
+              "memorised_auc_upper": mem["detail"]["auc_upper"]["original"]}
     failing = [t for t in tests if t["p_unlearned_holm"] <= ALPHA]
     if failing:
         words = "; ".join(f"{t['label']} (p = {t['p_unlearned_holm']:.2g})" for t in failing)
         return {**fields, "verdict": "fail", "verdict_reason": f"the unlearned model still shows the forget set: "
                 f"{words}, at alpha = {ALPHA:g} after Holm's correction"}
     if power > ALPHA:
+        unseen = (f"even before unlearning no test told the forget set from unseen data (best p = {power:.2g} > "
+                  f"alpha = {ALPHA:g})")
+        auc, auc_upper = fields["memorised_auc"], fields["memorised_auc_upper"]
+        if auc_upper <= 0.6:
+            return {**fields, "verdict": "not_memorised", "verdict_reason": (
+                f"{unseen}, nor after it, and the original held little to remove: its per-example membership test "
+                f"ranks a forget example above an unseen one with probability {auc:.2f}, at most {auc_upper:.2f} "
+                "(95% upper bound; 0.50 is no signal, and at most 0.6 counts as not memorised)")}
         return {**fields, "verdict": "inconclusive", "advice": ADVICE, "verdict_reason": (
-            f"even before unlearning no test told the forget set from unseen data (best p = {power:.2g} > "
-            f"alpha = {ALPHA:g}), so the attacks cannot confirm that these data are gone")}
+            f"{unseen}, so the attacks cannot confirm that these data are gone; the original's membership AUC is "
+            f"{auc:.2f} with a 95% upper bound of {auc_upper:.2f}, above the 0.6 that would show the data were not "
+            "memorised")}
     best = min(tests, key=lambda t: t["p_original_holm"])
     seen = (f"before unlearning the attacks told the forget set from unseen data ({best['label']}, p = "
             f"{best['p_original_holm']:.2g}); after unlearning no test does (smallest p = {p_value:.2g})")
-    if ci is None or ci[1] is None or not ci[1] < 0.5:  # a pass needs the removal shown
+    if upper is None or not upper < 0.5:  # a pass needs the removal shown
         shown = ("no residual leakage could be measured" if ci is None or residual is None else
-                 f"the residual leakage's 95% interval is unbounded above ({residual:.2f} measured)" if ci[1] is None
-                 else f"up to {ci[1]:.2f} of the original's signal may remain (95% upper bound of the residual "
-                      f"leakage, {residual:.2f} measured)")
+                 f"the residual leakage's 95% interval is unbounded above ({residual:.2f} measured)"
+                 if not math.isfinite(upper) else
+                 f"up to {upper:.2f} of the original's signal may remain (95% upper bound of the residual "
+                 f"leakage, {residual:.2f} measured)")
         return {**fields, "verdict": "inconclusive", "advice": REMOVAL_ADVICE, "verdict_reason":
                 f"{seen}, but the removal itself is not shown: {shown}, and a pass needs that bound below 0.5"}
     return {**fields, "verdict": "pass", "verdict_reason": (
-        f"{seen}, and at most {ci[1]:.2f} of its signal can remain (95% upper bound, below 0.5)")}
+        f"{seen}, and at most {upper:.2f} of its signal can remain (95% upper bound, below 0.5)")}
 
 
 def gates(target: dict, inconclusive: str = "fail") -> list[dict]:
