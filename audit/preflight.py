@@ -181,7 +181,7 @@ def check_fit(opts: AuditOptions, mf: ModelFile, data, forget_sets: list[ForgetS
     if unlearned_given is not None:
         _check_pair(mf, unlearned_given, data)
     check_before_work(mf, data, unlearned_given)  # one probe forward pass per model, before any training
-    if not mf.trainable and (opts.verdict.reference == "retrain" or NEEDS_REFERENCE & set(opts.attack.mia_attacks)):
+    if not mf.trainable and (opts.verdict.reference != "none" or NEEDS_REFERENCE & set(opts.attack.mia_attacks)):
         raise InputError(f"{source} carries no training recipe, so reference models cannot be trained; pass "
                          "--arch package.module:factory with --train package.module:fit (or a recipe: --epochs, "
                          "--lr, ...), or --reference none --mia loss for a weaker audit")
