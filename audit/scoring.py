@@ -58,6 +58,8 @@ DEFAULT_MAX_RESIDUAL = 0.5
 #: "not memorised" needs the original's per-example membership AUC's 95% upper bound at most this.
 DEFAULT_MAX_MEMORISED_AUC = 0.6
 VERDICTS = ("pass", "fail", "not_memorised", "inconclusive")
+#: "not memorised" needs at least this many forget examples: below it DeLong's interval is not to be trusted.
+MIN_FORGET_FOR_BOUND = 30
 
 
 @dataclass
@@ -143,6 +145,11 @@ def memorisation(tests: list[Evidence]) -> tuple[float | None, tuple[float, floa
     bound, from the membership test."""
     membership = next((t for t in tests if t.name == "membership"), None)
     if membership is None or "auc" not in membership.detail:
+        return None, None, None
+    # The bound needs the per-example test against models that never saw the data (a population loss test
+    # bounds only itself), and enough forget examples for DeLong's normal approximation to hold.
+    if membership.detail.get("null") not in ("pool", "retrained") or \
+            membership.detail.get("n_forget", 0) < MIN_FORGET_FOR_BOUND:
         return None, None, None
     auc, ci = membership.detail["auc"]["original"], membership.detail["auc_ci95"]["original"]
     return float(auc), (float(ci[0]), float(ci[1])), float(membership.detail["auc_upper"]["original"])

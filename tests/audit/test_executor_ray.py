@@ -33,7 +33,7 @@ def _figures(out: Path) -> dict:
             "name": target["name"], "retrain_digests": [r["digest"] for r in target["retrains"]],
             "verdict": target["verdict"], "p_value": target["p_value"], "power_p_value": target["power_p_value"],
             "tests": [(t["name"], t["p_original"], t["p_unlearned"], t["effect_original"]) for t in target["tests"]],
-            "aucs": [(m["attack"], m["original"]["auc"], m["reference"]["auc"]) for m in target["membership"]]})
+            "aucs": [(m["attack"], m["original"]["auc"], (m["reference"] or {}).get("auc")) for m in target["membership"]]})
     return figures
 
 

@@ -59,7 +59,7 @@ def test_auc_interval_is_mann_whitney_with_a_delong_interval():
 def _membership(p_o: float, p_u: float, auc: float, upper: float) -> Evidence:
     return Evidence(name="membership", label="membership", p_original=p_o, p_unlearned=p_u, effect_original=0.01,
                     effect_unlearned=0.01, effect_retrained=[0.0], residual=None, residual_ci95=None,
-                    detail={"p_over": {"unlearned": 0.5}, "null": "pool", "auc": {"original": auc},
+                    detail={"p_over": {"unlearned": 0.5}, "null": "pool", "n_forget": 60, "auc": {"original": auc},
                             "auc_ci95": {"original": [2 * auc - upper, upper + 0.01]},
                             "auc_upper": {"original": upper}})
 
@@ -75,6 +75,13 @@ def test_not_memorised_is_decided_by_the_bound_not_by_the_p_value():
     assert v.verdict == "not_memorised" and v.max_memorised_auc == 0.7
     # A detected forget set is never "not memorised", whatever its AUC.
     assert decide([_membership(0.001, 0.001, 0.52, 0.55)]).verdict == "fail"
+    # Nor is a tiny request (DeLong's interval is not to be trusted on 5 examples), nor a loss-only test.
+    tiny = _membership(0.4, 0.4, 0.51, 0.55)
+    tiny.detail["n_forget"] = 5
+    assert decide([tiny]).verdict == "inconclusive"
+    loss_only = _membership(0.4, 0.4, 0.51, 0.55)
+    loss_only.detail["null"] = "permutation"
+    assert decide([loss_only]).verdict == "inconclusive"
 
 
 def test_a_pass_is_judged_by_the_one_sided_bound():
