@@ -160,10 +160,13 @@ def decide(tests: list[dict]) -> dict:
     fields = {"alpha": ALPHA, "max_residual": 0.5, "power_p_value": power, "p_value": p_value, "residual_leakage": residual,
               "residual_leakage_ci95": ci, "residual_leakage_upper": upper,
               "overforgetting": over, "overforgetting_p_value": over_p, "advice": None,
-              # The original's membership AUC, as audit.scoring.memorisation reads it from the membership test.
-              "memorised_auc": mem["detail"]["auc"]["original"],
-              "memorised_auc_ci95": list(mem["detail"]["auc_ci95"]["original"]), "max_memorised_auc": 0.6,
-              "memorised_auc_upper": mem["detail"]["auc_upper"]["original"]}
+              "memorised_auc": None, "memorised_auc_ci95": None, "max_memorised_auc": 0.6, "memorised_auc_upper": None}
+    # The original's membership AUC, as audit.scoring.memorisation reads it: only from the per-example test
+    # against models that never saw the data, on 30 forget examples or more.
+    if mem["detail"].get("null") in ("pool", "retrained") and mem["detail"]["n_forget"] >= 30:
+        fields.update(memorised_auc=mem["detail"]["auc"]["original"],
+                      memorised_auc_ci95=list(mem["detail"]["auc_ci95"]["original"]),
+                      memorised_auc_upper=mem["detail"]["auc_upper"]["original"])
     failing = [t for t in tests if t["p_unlearned_holm"] <= ALPHA]
     if failing:
         words = "; ".join(f"{t['label']} (p = {t['p_unlearned_holm']:.2g})" for t in failing)
@@ -173,6 +176,9 @@ def decide(tests: list[dict]) -> dict:
         unseen = (f"even before unlearning no test told the forget set from unseen data (best p = {power:.2g} > "
                   f"alpha = {ALPHA:g})")
         auc, auc_upper = fields["memorised_auc"], fields["memorised_auc_upper"]
+        if auc_upper is None:
+            return {**fields, "verdict": "inconclusive", "advice": ADVICE, "verdict_reason": (
+                f"{unseen}, so the attacks cannot confirm that these data are gone")}
         if auc_upper <= 0.6:
             return {**fields, "verdict": "not_memorised", "verdict_reason": (
                 f"{unseen}, nor after it, and the original held little to remove: its per-example membership test "
