@@ -18,10 +18,10 @@ import math
 
 import numpy as np
 
-import attacks
 from attacks.significance import PairedTest
 
 from audit.attacking import AttackContext
+from audit.evidence import pool_model_statistics
 from audit.scoring import Verdict
 
 #: Pool sizes the advice projects to, as multiples of the current one.
@@ -30,10 +30,8 @@ GROWTH = (2, 4)
 
 def _spread(ctx: AttackContext, ms_ids: np.ndarray, tested: np.ndarray) -> tuple[float, float, float]:
     """(v_t, s2_b, mean n_out) over the tested examples, from the pool's own models."""
-    ref_phi = ctx.reference_confidence[:, ms_ids]
-    in_mask = ctx.reference_models().in_mask[:, ms_ids]
-    per_model = np.stack([attacks.per_example_statistic(ref_phi[m], ref_phi, in_mask) for m in range(len(ref_phi))])
-    out = ~in_mask
+    per_model, out = pool_model_statistics(ctx.reference_confidence[:, ms_ids],
+                                           ctx.reference_models().in_mask[:, ms_ids])
     n_out = out.sum(0)
     several = n_out >= 2
     s2_b = 0.0

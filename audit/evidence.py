@@ -69,15 +69,18 @@ def membership_test(ctx: AttackContext, logits: dict[str, torch.Tensor], ms, see
     return test, label, stats, tested
 
 
+def pool_model_statistics(ref_phi: np.ndarray, in_mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each reference model scored like an audited model (its per-example statistic against
+    the whole pool), and where it left each example out: (M, N) floats, (M, N) bools."""
+    per_model = np.stack([attacks.per_example_statistic(ref_phi[m], ref_phi, in_mask) for m in range(len(ref_phi))])
+    return per_model, ~np.asarray(in_mask, dtype=bool)
+
+
 def pool_out_statistic(ref_phi: np.ndarray, in_mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per example, the mean per-example statistic of the reference models that left it out,
-    and which examples have any such model ((N,) floats, (N,) bools).
-
-    Each reference model is scored like an audited model (its statistic against the whole
-    pool); only its value on the examples it never trained on is used.
-    """
-    out = ~np.asarray(in_mask, dtype=bool)
-    per_model = np.stack([attacks.per_example_statistic(ref_phi[m], ref_phi, in_mask) for m in range(len(ref_phi))])
+    and which examples have any such model ((N,) floats, (N,) bools); only a model's value
+    on the examples it never trained on is used."""
+    per_model, out = pool_model_statistics(ref_phi, in_mask)
     n_out = out.sum(0)
     kept = n_out > 0
     return np.where(kept, (per_model * out).sum(0) / np.maximum(n_out, 1), 0.0), kept

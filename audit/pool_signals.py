@@ -41,7 +41,7 @@ def _path(cache_dir: Path, cache_key: str, reference: ReferenceModels, n: int) -
     return cache_dir / "pool-logits" / f"{h.hexdigest()}.safetensors"
 
 
-def _digest(t: torch.Tensor) -> str:
+def logits_digest(t: torch.Tensor) -> str:
     return hashlib.sha256(t.contiguous().view(torch.uint8).numpy().tobytes()).hexdigest()
 
 
@@ -61,7 +61,7 @@ def _load(path: Path, reference: ReferenceModels, x: torch.Tensor) -> tuple[torc
         return None, f"it is not a readable safetensors file ({type(exc).__name__})"
     if logits.dtype != torch.float32 or logits.ndim != 3 or tuple(logits.shape[:2]) != (reference.num_models, len(x)):
         return None, "its shape does not fit the pool"
-    if not stored or _digest(logits) != stored:
+    if not stored or logits_digest(logits) != stored:
         return None, "its logits do not match the digest stored with them"
     if not bool(torch.isfinite(logits).all()):
         return None, "it holds non-finite logits"
@@ -90,7 +90,7 @@ def pool_logits(reference: ReferenceModels, x: torch.Tensor, cache_dir: str | os
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
         os.close(fd)
-        save_file({"logits": logits.contiguous()}, tmp, metadata={"sha256": _digest(logits), "cache_key": cache_key})
+        save_file({"logits": logits.contiguous()}, tmp, metadata={"sha256": logits_digest(logits), "cache_key": cache_key})
         os.replace(tmp, path)
     except OSError as exc:  # a read-only or full cache costs time next run, not this audit
         warnings.warn(f"could not keep the pool's logits in {path.parent}: {exc.strerror or exc}", stacklevel=2)

@@ -89,7 +89,7 @@ class UserFunction:
         return repr(self.fn)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        if _IN_CHILD or "fork" not in multiprocessing.get_all_start_methods():
+        if _IN_CHILD or "fork" not in multiprocessing.get_all_start_methods() or not _modules(args):
             return self._call_here(args, kwargs)
         return _call_in_child(self, args, kwargs)
 
@@ -112,16 +112,55 @@ class UserFunction:
 
 
 # --- The user's code in a process of its own -----------------------------------------------------
-# Every call runs in a child forked for it: the arguments are there without pickling, and
-# whatever the code does to its process (os._exit, threads that never end, torch.set_num_threads,
-# os.chdir, torch's global state) ends with the child. The result comes back pickled, by value,
-# from our own child; a child that dies without one is a failed step naming the function.
+# A training function (a call given a network) runs in a child forked for it: the arguments are
+# there without pickling, and whatever the code does to its process (os._exit, threads that never
+# end, torch.set_num_threads, os.chdir, torch's global state) ends with the child. Only tensors
+# come back: a JSON header line, then the trained networks' state_dicts saved by torch and read
+# with ``weights_only=True`` (nothing is unpickled), loaded into the parent's own networks. A
+# child that dies without a result is a failed step naming the function. A factory (a call given
+# no network) returns a network that could only come back pickled: it runs in the audit's process.
 _IN_CHILD = False
+
+
+def _modules(args: tuple) -> list[int]:
+    import torch
+
+    return [i for i, a in enumerate(args) if isinstance(a, torch.nn.Module)]
+
+
+def _result_message(user: "UserFunction", args: tuple, result: Any) -> bytes:
+    """What the child sends back: the header naming which argument was returned, then its weights."""
+    import io
+
+    import torch
+
+    from unlearning.training import check_returned_model, function_name
+
+    modules = _modules(args)
+    returned = None
+    if result is not None:
+        returned = next((i for i in modules if result is args[i]), None)
+        if returned is None:  # another object: refused as train_with refuses it, unless the same layout
+            first = args[modules[0]]
+            layout = {k: tuple(v.shape) for k, v in first.state_dict().items()}
+            check_returned_model(function_name(user), layout, result)  # TypeError: another network
+            returned = modules[0]
+    nets = {i: (result if i == returned and result is not None else args[i]) for i in modules}
+    states = {f"{i}/{k}": v.detach().cpu() if isinstance(v, torch.Tensor) else v
+              for i, net in nets.items() for k, v in net.state_dict().items()}
+    header = {"kind": "states", "returned": returned, "in_place": result is None,
+              "training": {str(i): [m.training for m in net.modules()] for i, net in nets.items()}}
+    buffer = io.BytesIO()
+    torch.save(states, buffer)
+    return json.dumps(header).encode() + b"\n" + buffer.getvalue()
+
+
+def _error_message(kind: str, text: str) -> bytes:
+    return json.dumps({"kind": kind, "text": text}).encode() + b"\n"
 
 
 def _child_main(user: "UserFunction", writer, args: tuple, kwargs: dict) -> None:
     import os
-    import pickle
     import signal
 
     global _IN_CHILD
@@ -136,28 +175,45 @@ def _child_main(user: "UserFunction", writer, args: tuple, kwargs: dict) -> None
         pass
     try:
         try:
-            result = user._call_here(args, kwargs)
-            import torch
-
-            # Trained in place and returned nothing: send back the trained weights of its arguments.
-            message = ("ok", result) if result is not None else (
-                "in_place", [a.state_dict() if isinstance(a, torch.nn.Module) else None for a in args])
-            payload = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
+            payload = _result_message(user, args, user._call_here(args, kwargs))
         except UserCodeError as exc:
-            payload = pickle.dumps(("error", str(exc)))
-        except Exception as exc:  # noqa: BLE001 - the result cannot be pickled
-            payload = pickle.dumps(("error", f"your {user.what} returned a value that cannot be sent back to the "
-                                             f"audit ({type(exc).__name__}: {' '.join(str(exc).split())[:160]}) when "
-                                             f"called as {user.call_text(args, kwargs)}; return the nn.Module itself"))
+            payload = _error_message("error", str(exc))
+        except TypeError as exc:  # another network returned (as train_with says it)
+            payload = _error_message("type_error", str(exc))
+        except Exception as exc:  # noqa: BLE001 - the weights cannot be saved
+            payload = _error_message("error", f"your {user.what} returned a network whose weights cannot be sent "
+                                              f"back to the audit ({type(exc).__name__}: "
+                                              f"{' '.join(str(exc).split())[:160]}) when called as "
+                                              f"{user.call_text(args, kwargs)}")
         writer.send_bytes(payload)
         writer.close()
     finally:
         os._exit(0)  # never Python's shutdown: it would wait for threads the user's code left running
 
 
-def _call_in_child(user: "UserFunction", args: tuple, kwargs: dict) -> Any:
-    import pickle
+def _apply_result(payload: bytes, args: tuple) -> Any:
+    """The child's message applied to the parent's own networks: weights and train/eval modes."""
+    import io
 
+    import torch
+
+    head, _, body = payload.partition(b"\n")
+    header = json.loads(head)
+    if header["kind"] == "error":
+        raise UserCodeError(header["text"])
+    if header["kind"] == "type_error":
+        raise TypeError(header["text"])
+    states = torch.load(io.BytesIO(body), weights_only=True)
+    for i in _modules(args):
+        net = args[i]
+        prefix = f"{i}/"
+        net.load_state_dict({k[len(prefix):]: v for k, v in states.items() if k.startswith(prefix)})
+        for module, training in zip(net.modules(), header["training"][str(i)]):
+            module.training = training
+    return None if header["in_place"] else args[header["returned"]]
+
+
+def _call_in_child(user: "UserFunction", args: tuple, kwargs: dict) -> Any:
     context = multiprocessing.get_context("fork")
     reader, writer = context.Pipe(duplex=False)
     process = context.Process(target=_child_main, args=(user, writer, args, kwargs), daemon=True)
@@ -193,15 +249,7 @@ def _call_in_child(user: "UserFunction", args: tuple, kwargs: dict) -> Any:
                f"ended its process (exit status {code}, e.g. os._exit)")
         raise UserCodeError(f"your {user.what} {how} without returning a result when called as "
                             f"{user.call_text(args, kwargs)}")
-    kind, value = pickle.loads(payload)  # noqa: S301 - written by our own forked child, above
-    if kind == "error":
-        raise UserCodeError(value)
-    if kind == "in_place":
-        for arg, state in zip(args, value):
-            if state is not None:
-                arg.load_state_dict(state)
-        return None
-    return value
+    return _apply_result(payload, args)
 
 
 def guard(fn: Callable | None, what: str) -> Callable | None:

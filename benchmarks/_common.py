@@ -54,3 +54,15 @@ def mean_ci(xs: list[float]) -> str:
         return f"{100 * m:.1f}"
     half = T95.get(len(xs) - 1, 1.96) * statistics.stdev(xs) / math.sqrt(len(xs))
     return f"{100 * m:.1f} ± {100 * half:.1f}"
+
+
+def rate_ci(k: int, n: int, counts: bool = False) -> str:
+    """A rate k/n with its exact (Clopper-Pearson) 95% interval in %, "-" for none; with the counts if asked."""
+    if n == 0:
+        return "-"
+    import numpy as np
+
+    from attacks.metrics import clopper_pearson
+
+    lo, hi = clopper_pearson(np.array([k]), n)
+    return f"{f'{k}/{n} = ' if counts else ''}{k / n:.0%} [{lo[0]:.0%}, {hi[0]:.0%}]"

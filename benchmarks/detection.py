@@ -40,18 +40,15 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 _HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(_HERE.parent))  # this checkout's packages before an installed copy
 
-
 import _common  # noqa: E402  (benchmarks/_common.py, next to this script)
 
 RESULTS, write_tables = _common.RESULTS, _common.write_tables
 
-from attacks.metrics import clopper_pearson  # noqa: E402
 from audit.attacking import AttackContext  # noqa: E402
 from audit.data import load_dataset  # noqa: E402
 from audit.forget import parse_forget  # noqa: E402
@@ -159,10 +156,7 @@ def detected(cell: list[dict], alpha: float = 0.05) -> tuple[int, int]:
 
 
 def fmt_rate(k: int, n: int) -> str:
-    if n == 0:
-        return "-"
-    lo, hi = clopper_pearson(np.array([k]), n)
-    return f"{k / n:.0%} [{lo[0]:.0%}, {hi[0]:.0%}]"
+    return _common.rate_ci(k, n)
 
 
 def decided(cell: list[dict], key: str) -> tuple[int, int]:

@@ -45,7 +45,6 @@ sys.path.insert(0, str(_HERE.parent))  # this checkout's packages before an inst
 
 import _common  # noqa: E402
 
-from attacks.metrics import clopper_pearson  # noqa: E402
 from attacks.reference import ReferenceModels  # noqa: E402
 from attacks.signals import model_logits  # noqa: E402
 from audit.attacking import AttackContext, MembershipSet  # noqa: E402
@@ -126,10 +125,7 @@ def pool_out_row(ctx: AttackContext, k: int, n: int, rng: np.random.Generator, s
 
 
 def fmt_rate(k: int, n: int) -> str:
-    if n == 0:
-        return "-"
-    lo, hi = clopper_pearson(np.array([k]), n)
-    return f"{k}/{n} = {k / n:.0%} [{lo[0]:.0%}, {hi[0]:.0%}]"
+    return _common.rate_ci(k, n, counts=True)
 
 
 def count(rows: list[dict], words: tuple[str, ...], alpha: str = "0.05") -> tuple[int, int]:

@@ -190,33 +190,41 @@ def train_with(model: nn.Module, x: torch.Tensor, y: torch.Tensor, config: Train
     """
     if train_fn is None:
         return fit(model, x, y, config, on_step=on_step)
-    name = _function_name(train_fn)
+    name = function_name(train_fn)
     layout = {k: tuple(v.shape) for k, v in model.state_dict().items()}
     torch.manual_seed(config.seed)
     kwargs = {"seed": config.seed} if full_recipe else {"seed": config.seed, "epochs": config.epochs}
     out = train_fn(model, x, y, **kwargs)
     if out is None:
         out = model  # a training function that trains in place and returns nothing
-    if not isinstance(out, nn.Module):
-        raise TypeError(f"the training function {name} returned {type(out).__name__}, not the trained nn.Module")
-    got = {k: tuple(v.shape) for k, v in out.state_dict().items()}
-    if got != layout:
-        missing, extra = sorted(set(layout) - set(got)), sorted(set(got) - set(layout))
-        if missing or extra:
-            detail = (f"it lacks {missing[0]}" if missing else "") + (" and " if missing and extra else "") + \
-                     (f"has {extra[0]}" if extra else "")
-        else:
-            key = next(k for k in layout if layout[k] != got[k])
-            detail = f"{key} has shape {list(got[key])}, not {list(layout[key])}"
-        raise TypeError(f"the training function {name} returned a {type(out).__name__} that is not the model it "
-                        f"was given ({detail}); return the model you were given, trained")
+    check_returned_model(name, layout, out)
     for p in out.parameters():
         if not torch.isfinite(p).all():
             raise FloatingPointError(f"the training function {name} produced non-finite weights (NaN or infinity)")
     return out.eval()
 
 
-def _function_name(fn: Callable) -> str:
+def check_returned_model(name: str, layout: dict[str, tuple], out: object) -> None:
+    """Refuse (TypeError) what a training function returned unless it is an nn.Module with
+    the given model's state_dict ``layout`` (keys and shapes): another network would be
+    audited in its place."""
+    if not isinstance(out, nn.Module):
+        raise TypeError(f"the training function {name} returned {type(out).__name__}, not the trained nn.Module")
+    got = {k: tuple(v.shape) for k, v in out.state_dict().items()}
+    if got == layout:
+        return
+    missing, extra = sorted(set(layout) - set(got)), sorted(set(got) - set(layout))
+    if missing or extra:
+        detail = (f"it lacks {missing[0]}" if missing else "") + (" and " if missing and extra else "") + \
+                 (f"has {extra[0]}" if extra else "")
+    else:
+        key = next(k for k in layout if layout[k] != got[k])
+        detail = f"{key} has shape {list(got[key])}, not {list(layout[key])}"
+    raise TypeError(f"the training function {name} returned a {type(out).__name__} that is not the model it "
+                    f"was given ({detail}); return the model you were given, trained")
+
+
+def function_name(fn: Callable) -> str:
     """``module:qualname`` of a function, for messages."""
     return f"{getattr(fn, '__module__', '?')}:{getattr(fn, '__qualname__', type(fn).__name__)}"
 

@@ -168,7 +168,7 @@ def test_tampered_pool_logits_are_recomputed(tmp_path):
     from safetensors.torch import load_file, save_file
 
     from attacks.reference import ReferenceModels
-    from audit.pool_signals import _digest, pool_logits
+    from audit.pool_signals import logits_digest, pool_logits
 
     torch.manual_seed(0)
     models = [torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 3)) for _ in range(2)]
@@ -179,7 +179,7 @@ def test_tampered_pool_logits_are_recomputed(tmp_path):
     assert torch.equal(pool_logits(ref, x, tmp_path, "key"), first)  # a cache hit, the same numbers
     edited = load_file(str(path))["logits"].clone()
     edited[:, :, 0] += 5.0  # every row edited, with a digest that matches the edit
-    save_file({"logits": edited}, str(path), metadata={"sha256": _digest(edited), "cache_key": "key"})
+    save_file({"logits": edited}, str(path), metadata={"sha256": logits_digest(edited), "cache_key": "key"})
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         again = pool_logits(ref, x, tmp_path, "key")

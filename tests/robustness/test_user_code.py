@@ -60,7 +60,7 @@ def fit_other_model(model, x, y, *, seed, epochs=None):
 
 
 def make_exits_later():
-    # Each call runs in a process of its own, so the calls are counted on disk.
+    # The calls are counted on disk (a training function would run in a process of its own).
     with open("factory-calls.log", "a+") as fh:
         fh.write("1\\n")
         fh.seek(0)
@@ -268,3 +268,40 @@ def test_threads_thread_counts_chdir_and_torch_state_of_a_fit_do_not_reach_the_a
     assert (work / "out" / "results.json").is_file() and not Path("/out").exists()  # outputs where --out said
     assert torch.get_num_threads() == threads_before and threading.active_count() == count_before
     assert torch.get_default_dtype() == torch.float32
+
+
+def test_a_training_functions_result_comes_back_as_tensors_never_unpickled(monkeypatch):
+    """The forked child sends back weights read with weights_only=True: no pickle.loads in the audit."""
+    import pickle
+
+    from audit.usercode import guard
+
+    def fit_returns_eval(model, x, y, *, seed, epochs=None):
+        torch.manual_seed(seed)
+        with torch.no_grad():
+            for p in model.parameters():
+                p.add_(torch.randn_like(p))
+        return model.eval()
+
+    def fit_in_place(model, x, y, *, seed, epochs=None):
+        with torch.no_grad():
+            model[1].bias.fill_(3.0)
+
+    def refuse(*_a, **_k):
+        raise AssertionError("the audit unpickled the child's result")
+
+    monkeypatch.setattr(pickle, "loads", refuse)
+    monkeypatch.setattr(pickle, "load", refuse)
+    x, y = torch.rand(4, 1, 8, 8), torch.zeros(4, dtype=torch.long)
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(64, 10), nn.BatchNorm1d(10)).train()
+    expected = [p.detach().clone() for p in model.parameters()]
+    torch.manual_seed(7)
+    for e in expected:
+        e.add_(torch.randn_like(e))
+    out = guard(fit_returns_eval, "test fit")(model, x, y, seed=7)
+    assert out is model and not model.training and not model[2].training  # its modes came back too
+    assert all(torch.equal(a, b) for a, b in zip(model.parameters(), expected))
+    model.train()
+    assert guard(fit_in_place, "test fit")(model, x, y, seed=0) is None
+    assert torch.equal(model[1].bias, torch.full((10,), 3.0)) and model.training
