@@ -89,8 +89,11 @@ class UserFunction:
         return repr(self.fn)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        if _IN_CHILD or "fork" not in multiprocessing.get_all_start_methods() or not _modules(args):
+        if _IN_CHILD or "fork" not in multiprocessing.get_all_start_methods():
             return self._call_here(args, kwargs)
+        if not _modules(args):  # a factory: tried in a child first, then built here (see below)
+            _call_in_child(self, args, kwargs)
+            return _call_restoring(self, args, kwargs)
         return _call_in_child(self, args, kwargs)
 
     def _call_here(self, args: tuple, kwargs: dict) -> Any:
@@ -118,8 +121,26 @@ class UserFunction:
 # come back: a JSON header line, then the trained networks' state_dicts saved by torch and read
 # with ``weights_only=True`` (nothing is unpickled), loaded into the parent's own networks. A
 # child that dies without a result is a failed step naming the function. A factory (a call given
-# no network) returns a network that could only come back pickled: it runs in the audit's process.
+# no network) returns a network that could only come back pickled: it is called in a child first
+# (one that ends its process or raises is caught there), then in the audit's process, with torch's
+# thread count, default dtype and the working directory restored after it.
 _IN_CHILD = False
+
+
+def _call_restoring(user: "UserFunction", args: tuple, kwargs: dict) -> Any:
+    import os
+
+    import torch
+
+    threads, dtype, cwd = torch.get_num_threads(), torch.get_default_dtype(), os.getcwd()
+    try:
+        return user._call_here(args, kwargs)
+    finally:
+        if torch.get_num_threads() != threads:
+            torch.set_num_threads(threads)
+        torch.set_default_dtype(dtype)
+        if os.getcwd() != cwd:
+            os.chdir(cwd)
 
 
 def _modules(args: tuple) -> list[int]:
@@ -137,6 +158,8 @@ def _result_message(user: "UserFunction", args: tuple, result: Any) -> bytes:
     from unlearning.training import check_returned_model, function_name
 
     modules = _modules(args)
+    if not modules:  # a factory's trial call: it returned (what, its caller checks in the audit's process)
+        return _error_message("built", "")
     returned = None
     if result is not None:
         returned = next((i for i in modules if result is args[i]), None)
@@ -203,6 +226,8 @@ def _apply_result(payload: bytes, args: tuple) -> Any:
         raise UserCodeError(header["text"])
     if header["kind"] == "type_error":
         raise TypeError(header["text"])
+    if header["kind"] == "built":
+        return None
     states = torch.load(io.BytesIO(body), weights_only=True)
     for i in _modules(args):
         net = args[i]

@@ -59,14 +59,24 @@ def fit_other_model(model, x, y, *, seed, epochs=None):
     return _train(nn.Sequential(nn.Linear(64, 10)), x.flatten(1), y, 2)
 
 
-def make_exits_later():
-    # The calls are counted on disk (a training function would run in a process of its own).
+def _factory_calls():
+    # The calls are counted on disk: a factory is tried in a process of its own, then called in the audit's.
     with open("factory-calls.log", "a+") as fh:
         fh.write("1\\n")
         fh.seek(0)
-        calls = len(fh.read().split())
-    if calls > 1:  # the model loads; the first reference model ends the interpreter
+        return len(fh.read().split())
+
+
+def make_exits_later():
+    if _factory_calls() > 2:  # the model loads (tried, then built); the first reference model ends the interpreter
         raise SystemExit(0)
+    return make()
+
+
+def make_os_exit_later():
+    if _factory_calls() > 2:
+        import os
+        os._exit(0)
     return make()
 
 
@@ -163,10 +173,13 @@ def test_a_fit_that_exits_or_raises_is_a_failed_step_naming_it(work, fit):
     assert "ERROR class=3" in run.stderr
 
 
-def test_a_factory_that_exits_after_loading_is_a_failed_step(work):
-    run = _run(work, "make_exits_later", None, "--epochs", "1")
+@pytest.mark.parametrize("factory, said", [("make_exits_later", "raised SystemExit"),
+                                            ("make_os_exit_later", "ended its process (exit status 0")],
+                         ids=["sys_exit", "os_exit"])
+def test_a_factory_that_exits_after_loading_is_a_failed_step(work, factory, said):
+    run = _run(work, factory, None, "--epochs", "1")
     assert run.returncode == 3, run.stderr
-    assert "raised SystemExit" in _target(work)["error"] and "make_exits_later()" in _target(work)["error"]
+    assert said in _target(work)["error"] and f"{factory}()" in _target(work)["error"]
 
 
 def test_a_fit_returning_another_network_is_refused(work):
