@@ -26,7 +26,7 @@ import hashlib
 import json
 import math
 import os
-import tempfile
+import secrets
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -175,16 +175,20 @@ class ReferenceCache:
         # safetensors refuses tensors that share storage; clone each entry.
         state = {k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}
         digest = state_digest(state)
-        tmp = None
-        try:  # mkstemp inside the try: an interrupt (the CLI raises on SIGTERM) leaves no .tmp
-            fd, tmp = tempfile.mkstemp(dir=p.parent, suffix=".tmp")
-            os.close(fd)
+        # Named before it exists: an interrupt (the CLI raises on SIGTERM) at any point leaves no .tmp.
+        tmp = temporary_name(p)
+        try:
             save_file(state, tmp, metadata={"cache_key": self.cache_key, "seed": str(int(seed)), "sha256": digest})
             os.replace(tmp, p)  # atomic: a concurrent reader sees the old file or the new one
         finally:
-            if tmp is not None and os.path.exists(tmp):
+            if os.path.exists(tmp):
                 os.remove(tmp)
         return digest
+
+
+def temporary_name(path: Path) -> str:
+    """A temporary name beside ``path``, unique to this process and call (``.<name>.<pid>.<random>.tmp``)."""
+    return str(path.parent / f".{path.name}.{os.getpid()}.{secrets.token_hex(6)}.tmp")
 
 
 def load_or_train(

@@ -83,13 +83,28 @@ def _run_task(fn: Callable, threads: int, gpus: float, task: Any) -> Any:
 _FORKED_FN: Callable | None = None
 
 
+class _WorkerStopped(BaseException):
+    """SIGTERM in a forked worker while it runs a task: unwinds the task (its ``finally`` blocks
+    remove what it was writing, such as a cache entry's temporary file), then the worker exits."""
+
+
+_IN_TASK = False
+
+
+def _worker_stop(signum: int, frame: Any) -> None:
+    if _IN_TASK:
+        raise _WorkerStopped()
+    os._exit(128 + signum)  # idle: nothing to clean up, and no traceback from the pool's loop
+
+
 def _worker_init() -> None:
     """A forked worker leaves interrupts to the process that forked it: it ignores SIGINT (a Ctrl-C
-    reaches the whole process group, and the parent stops the pool) and dies quietly on SIGTERM
-    (how the pool stops it), instead of running the CLI's handlers it inherited; and it dies with
-    its parent (Linux), so that a killed audit leaves no worker training on."""
+    reaches the whole process group, and the parent stops the pool) and ends quietly on SIGTERM
+    (how the pool stops it), unwinding the task it runs so that nothing half-written stays behind,
+    instead of running the CLI's handlers it inherited; and it dies with its parent (Linux), so
+    that a killed audit leaves no worker training on."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, _worker_stop)
     try:
         import ctypes
 
@@ -99,8 +114,15 @@ def _worker_init() -> None:
 
 
 def _forked_task(task: Any) -> Any:
+    global _IN_TASK
     assert _FORKED_FN is not None
-    return _FORKED_FN(task)
+    _IN_TASK = True
+    try:
+        return _FORKED_FN(task)
+    except _WorkerStopped:
+        os._exit(128 + signal.SIGTERM)
+    finally:
+        _IN_TASK = False
 
 
 def local_workers(threads: int) -> int:

@@ -19,7 +19,6 @@ import hashlib
 import json
 import os
 import secrets
-import tempfile
 import warnings
 from pathlib import Path
 
@@ -28,7 +27,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from attacks import model_logits
-from attacks.reference import ReferenceModels
+from attacks.reference import ReferenceModels, temporary_name
 
 #: Rows of a cached file recomputed per model before it is trusted.
 SPOT_CHECK_ROWS = 256
@@ -85,16 +84,14 @@ def pool_logits(reference: ReferenceModels, x: torch.Tensor, cache_dir: str | os
     if problem:
         warnings.warn(f"pool-logits cache entry {path} is unusable: {problem}; recomputing it", stacklevel=2)
     logits = _compute(reference, x)
-    tmp = None
+    tmp = temporary_name(path)  # named before it exists: an interrupt at any point leaves no .tmp
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-        os.close(fd)
         save_file({"logits": logits.contiguous()}, tmp, metadata={"sha256": logits_digest(logits), "cache_key": cache_key})
         os.replace(tmp, path)
     except OSError as exc:  # a read-only or full cache costs time next run, not this audit
         warnings.warn(f"could not keep the pool's logits in {path.parent}: {exc.strerror or exc}", stacklevel=2)
     finally:
-        if tmp is not None and os.path.exists(tmp):
+        if os.path.exists(tmp):
             os.remove(tmp)
     return logits.double()

@@ -26,7 +26,12 @@ for the verdict, not per test:
 - **pass**: the original was detected, the unlearned model is not, *and* the removal is
   shown: the residual's one-sided 95% upper bound lies below ``max_residual`` (default
   0.5: at most half of the original's membership signal can remain). Without that rule a
-  model that forgot nothing passed whenever its p-value crossed alpha by chance.
+  model that forgot nothing passed whenever its p-value crossed alpha by chance. For a
+  request of examples (the membership test alone), a weak original signal leaves that
+  ratio unbounded; the unlearned model then passes on its own bound instead: its
+  membership AUC's 95% upper bound at most ``max_memorised_auc``, the standard "not
+  memorised" holds the original to. A no-op cannot pass this way: its unlearned model is
+  the original, which was detected.
 
 With retrained models, the membership test compares each model *with them* (the
 "retrained" null of :func:`attacks.significance.paired_permutation_test`); without
@@ -140,9 +145,10 @@ REMOVAL_ADVICE = ("To show the removal: more retrained models (--retrains) and r
                   "weaker proof with --max-residual (recorded in results.json).")
 
 
-def memorisation(tests: list[Evidence]) -> tuple[float | None, tuple[float, float] | None, float | None]:
-    """The original model's per-example membership AUC, its 95% interval and its one-sided 95% upper
-    bound, from the membership test."""
+def memorisation(tests: list[Evidence], role: str = "original") -> tuple[float | None, tuple[float, float] | None,
+                                                                         float | None]:
+    """A model's (the original's by default) per-example membership AUC, its 95% interval and its
+    one-sided 95% upper bound, from the membership test."""
     membership = next((t for t in tests if t.name == "membership"), None)
     if membership is None or "auc" not in membership.detail:
         return None, None, None
@@ -151,8 +157,10 @@ def memorisation(tests: list[Evidence]) -> tuple[float | None, tuple[float, floa
     if membership.detail.get("null") not in ("pool", "retrained") or \
             membership.detail.get("n_forget", 0) < MIN_FORGET_FOR_BOUND:
         return None, None, None
-    auc, ci = membership.detail["auc"]["original"], membership.detail["auc_ci95"]["original"]
-    return float(auc), (float(ci[0]), float(ci[1])), float(membership.detail["auc_upper"]["original"])
+    if role not in membership.detail["auc"] or role not in membership.detail.get("auc_upper", {}):
+        return None, None, None
+    auc, ci = membership.detail["auc"][role], membership.detail["auc_ci95"][role]
+    return float(auc), (float(ci[0]), float(ci[1])), float(membership.detail["auc_upper"][role])
 
 
 def decide(tests: list[Evidence], alpha: float = DEFAULT_ALPHA, max_residual: float = DEFAULT_MAX_RESIDUAL,
@@ -212,6 +220,19 @@ def decide(tests: list[Evidence], alpha: float = DEFAULT_ALPHA, max_residual: fl
     seen = (f"before unlearning the attacks told the forget set from unseen data ({best.label}, p = "
             f"{_p(best.p_original_holm)}); after unlearning no test does (smallest p = {_p(p_value)})")
     if upper is None or not upper < max_residual:
+        # A request's examples (the membership test alone): the unlearned model's own bound can decide what
+        # the residual cannot when the original's signal was weak: with 95% confidence it ranks a forget
+        # example above an unseen one no more often than a model that did not memorise them (the bound
+        # "not memorised" holds the original to). A no-op never gets here: its unlearned model is the
+        # original, detected above.
+        u_auc, _, u_upper = memorisation(tests, "unlearned")
+        if [t.name for t in tests] == ["membership"] and u_upper is not None and u_upper <= max_memorised_auc:
+            reason = (f"{seen}, and the unlearned model holds little of it: its per-example membership test ranks a "
+                      f"forget example above an unseen one with probability {u_auc:.2f}, at most {u_upper:.2f} "
+                      f"(95% upper bound; at most {max_memorised_auc:g} counts as not memorised), although the "
+                      "original's signal was too weak to bound the share removed "
+                      f"({'unbounded' if upper is None or math.isinf(upper) else f'up to {_bound(upper)}'})")
+            return Verdict("pass", reason, alpha, power_p, p_value, residual, ci, over, over_p, None, **margins)
         if upper is None:
             shown = "no residual leakage could be measured"
         elif math.isinf(upper):

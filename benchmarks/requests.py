@@ -55,7 +55,7 @@ from audit.harness import audit_target  # noqa: E402
 from audit.modelfile import load_model  # noqa: E402
 from audit.models import default_recipe  # noqa: E402
 from audit.options import AuditOptions  # noqa: E402
-from audit.scoring import decide, membership_evidence  # noqa: E402
+from audit.scoring import decide, membership_evidence, memorisation  # noqa: E402
 from audit.training import train_model  # noqa: E402
 from unlearning import TrainConfig  # noqa: E402
 
@@ -82,7 +82,12 @@ def row_from_target(kind: str, size: str, target, seconds: float) -> dict:
     return {"row": kind, "size": size, "verdicts": verdicts(target.tests) if not target.error else {"0.05": "error"},
             "power_p": target.power_p_value, "p": target.p_value, "residual_upper": target.residual_leakage_upper,
             "memorised_auc": target.memorised_auc, "memorised_auc_upper": target.memorised_auc_upper,
-            "error": target.error, "seconds": seconds}
+            "unlearned_auc_upper": unlearned_auc_upper(target.tests), "error": target.error, "seconds": seconds}
+
+
+def unlearned_auc_upper(tests) -> float | None:
+    """The unlearned model's membership AUC bound (a weak original's request passes on it)."""
+    return memorisation(list(tests), "unlearned")[2] if tests else None
 
 
 def leave_one_out(ctx: AttackContext, k: int) -> AttackContext:
@@ -120,7 +125,7 @@ def pool_out_row(ctx: AttackContext, k: int, n: int, rng: np.random.Generator, s
         rows.append({"row": kind, "size": str(n), "control_model": k, "verdicts": verdicts(tests),
                      "power_p": v.power_p_value, "p": v.p_value, "residual_upper": v.residual_leakage_upper,
                      "memorised_auc": v.memorised_auc, "memorised_auc_upper": v.memorised_auc_upper,
-                     "n_held_out": int(len(held_ids))})
+                     "unlearned_auc_upper": unlearned_auc_upper(tests), "n_held_out": int(len(held_ids))})
     return rows[0], rows[1]
 
 

@@ -19,6 +19,7 @@ def _one_line_error(proc) -> str:
     return lines[0]
 
 
+@pytest.mark.slow  # heavy (an end-to-end audit or more): `make test-slow` and CI run it; `make test` stays within 5 minutes
 def test_amnesiac_unlearning_of_a_class_passes(digits_model, tmp_path):
     out = tmp_path / "out"
     proc = run_audit(["run", digits_model, "--forget", "class=3", "--fail-on", "residual_leakage_upper>0.5",
@@ -53,6 +54,7 @@ def test_amnesiac_unlearning_of_a_class_passes(digits_model, tmp_path):
     assert suite.iter("testcase") and not list(suite.iter("failure"))
 
 
+@pytest.mark.slow  # heavy (an end-to-end audit or more): `make test-slow` and CI run it; `make test` stays within 5 minutes
 def test_original_audits_a_model_unlearned_elsewhere(digits_model, tmp_path):
     unlearned = tmp_path / "u.pt"
     made = run_audit(["unlearn", digits_model, "--forget", "class=3", "--method", "relabel", "--out", unlearned,

@@ -32,6 +32,7 @@ def test_noop_control_fails_on_a_class_target(digits_model, tmp_path):
     assert run_audit(["gate", out / "results.json", "--inconclusive", "pass"], in_process=True).returncode == 1
 
 
+@pytest.mark.slow  # heavy (an end-to-end audit or more): `make test-slow` and CI run it; `make test` stays within 5 minutes
 def test_leaky_target_noop_fails_and_retrain_does_not(leaky_model, tmp_path):
     model, npz = leaky_model
     common = ["--forget", "random=0.2@0", "--data", f"npz:{npz}", "--reference-models", "8", "--mia", "loss",
@@ -78,6 +79,7 @@ def test_inconclusive_fails_closed_unless_chosen(digits_model, tmp_path):
     assert json.loads((tmp_path / "chosen" / "results.json").read_text())["config"]["inconclusive"] == "pass"
 
 
+@pytest.mark.slow  # heavy (an end-to-end audit or more): `make test-slow` and CI run it; `make test` stays within 5 minutes
 def test_same_seed_gives_identical_results(digits_model, tmp_path):
     docs = []
     for name in ("a", "b"):

@@ -37,6 +37,7 @@ def _figures(out: Path) -> dict:
     return figures
 
 
+@pytest.mark.slow  # heavy (an end-to-end audit or more): `make test-slow` and CI run it; `make test` stays within 5 minutes
 def test_ray_trains_the_same_models_as_local_even_after_retries(small_model, tmp_path):
     two = ["--forget", "random=5@3"]  # with a second target, the targets themselves are tasks too
     local = run_audit(["run", small_model, *FAST, *two, "--out", tmp_path / "local"],
@@ -55,6 +56,7 @@ def test_ray_trains_the_same_models_as_local_even_after_retries(small_model, tmp
     assert a == b  # the same state_dict hashes and the same figures
 
 
+@pytest.mark.slow  # heavy (an end-to-end audit or more): `make test-slow` and CI run it; `make test` stays within 5 minutes
 def test_a_task_that_keeps_failing_exits_3_with_the_error(small_model, tmp_path):
     env = {"AMNESIA_AUDIT_CACHE": str(tmp_path / "cache"), "AUDIT_FAULT": "task"}
     proc = run_audit(["run", small_model, *FAST, "--executor", "ray", "--out", tmp_path / "out"], env=env)

@@ -94,6 +94,29 @@ def test_a_pass_is_judged_by_the_one_sided_bound():
     assert decide([ev]).verdict == "inconclusive"
 
 
+def test_a_weak_original_signal_passes_on_the_unlearned_models_own_bound_and_a_no_op_never_does():
+    def request(p_o, p_u, unlearned_upper, residual_upper=math.inf):
+        ev = _membership(p_o, p_u, 0.55, 0.58)
+        ev.residual, ev.residual_ci95, ev.residual_upper = 0.3, (0.0, residual_upper), residual_upper
+        ev.detail["auc"]["unlearned"] = unlearned_upper - 0.04
+        ev.detail["auc_ci95"]["unlearned"] = [unlearned_upper - 0.09, unlearned_upper + 0.01]
+        ev.detail["auc_upper"]["unlearned"] = unlearned_upper
+        return ev
+
+    # The original detected (p 0.01) but weakly: the residual is unbounded; the unlearned model's bound decides.
+    v = decide([request(0.01, 0.5, 0.56)])
+    assert v.verdict == "pass" and "at most 0.56" in v.reason and "unbounded" in v.reason
+    assert decide([request(0.01, 0.5, 0.63)]).verdict == "inconclusive"  # its bound above the margin
+    assert decide([request(0.01, 0.5, 0.63)], max_memorised_auc=0.65).verdict == "pass"  # the user's margin
+    # A no-op: the unlearned model is the original, detected: it fails, whatever its AUC bound.
+    assert decide([request(0.01, 0.01, 0.56)]).verdict == "fail"
+    # A class request (more than the membership test) keeps the residual rule.
+    cls = [request(0.01, 0.5, 0.56), Evidence(name="class_accuracy", label="c", p_original=0.5, p_unlearned=0.5,
+                                              effect_original=0.1, effect_unlearned=0.1, effect_retrained=[0.1],
+                                              residual=None, residual_ci95=None, detail={})]
+    assert decide(cls).verdict == "inconclusive"
+
+
 def test_the_pool_null_centres_each_model_on_the_models_that_left_each_example_out():
     # A model that never saw the forget set, with a per-example offset shared by every model that never
     # saw an example (what the pool cancels), is not told apart; the same model trained on it is.

@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -33,6 +35,7 @@ def test_record_packed_loop():
     assert "holding 0 retained examples" in run.stdout
 
 
+@pytest.mark.slow  # heavy (an end-to-end audit or more): `make test-slow` and CI run it; `make test` stays within 5 minutes
 def test_examples_run(tmp_path):
     """The README's examples run as a user would run them: from Python, and from the command line."""
     env = dict(os.environ, AUDIT_NO_PROGRESS="1", OMP_NUM_THREADS="1", AMNESIA_AUDIT_CACHE=str(tmp_path / "cache"))

@@ -49,6 +49,7 @@ def own(tmp_path_factory) -> dict:
 USER = ["--arch", "mynet:make_net", "--code-path", OWN, "--train", "mynet:fit"]
 
 
+@pytest.mark.slow  # heavy (an end-to-end audit or more): `make test-slow` and CI run it; `make test` stays within 5 minutes
 def test_cli_and_python_give_the_same_audit(own):
     """End to end from the CLI with LiRA/RMIA references built by the user's factory and fit,
     then the same in memory: identical figures for the same seed."""
@@ -94,7 +95,7 @@ def test_noop_in_memory_cannot_pass(own):
     assert report.exit_code == 1
 
 
-@pytest.mark.parametrize("kind", ["torchscript", "pt2"])
+@pytest.mark.parametrize("kind", [pytest.param("torchscript", marks=pytest.mark.slow), "pt2"])  # both in CI
 def test_archives_in_an_attack_only_audit(own, kind):
     """A model unlearned elsewhere, shipped as TorchScript or torch.export: only forward passes are needed."""
     from unlearning import TrainConfig, relabel_unlearn

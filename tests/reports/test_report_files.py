@@ -35,6 +35,7 @@ def test_audit_report_rejects_bad_documents_with_exit_2_and_writes_nothing(tmp_p
     assert sorted(p.name for p in tmp_path.iterdir()) == ["results.json"]
 
 
+@pytest.mark.slow  # heavy (an end-to-end audit or more): `make test-slow` and CI run it; `make test` stays within 5 minutes
 def test_audit_report_regenerates_everything_from_results_json(rendered, tmp_path):
     out = tmp_path / "again"
     proc = run_audit("report", str(rendered["results"]), "--format", "html,junit", "--out", str(out))

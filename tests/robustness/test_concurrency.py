@@ -75,6 +75,7 @@ def _figures(out: Path) -> tuple:
     return refs["digests"], [r["digest"] for r in target["retrains"]], target["p_value"], target["power_p_value"]
 
 
+@pytest.mark.slow  # heavy (an end-to-end audit or more): `make test-slow` and CI run it; `make test` stays within 5 minutes
 def test_a_run_killed_mid_write_does_not_hurt_a_concurrent_run_or_the_next(model_folder, tmp_path):
     cache = tmp_path / "cache"
     env = {"AMNESIA_AUDIT_CACHE": str(cache)}

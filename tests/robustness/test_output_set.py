@@ -32,6 +32,7 @@ def first_run(tmp_path_factory) -> Path:
     return work
 
 
+@pytest.mark.slow  # heavy (an end-to-end audit or more): `make test-slow` and CI run it; `make test` stays within 5 minutes
 def test_killed_while_staging_keeps_the_earlier_set(first_run):
     before = _outputs(first_run / "out")
     proc = _run(["run", "m.pt", *ARGS, "--seed", "1"], first_run, AUDIT_FAULT_STOP="outputs-staged")
@@ -39,6 +40,7 @@ def test_killed_while_staging_keeps_the_earlier_set(first_run):
     assert _outputs(first_run / "out") == before
 
 
+@pytest.mark.slow  # heavy (an end-to-end audit or more): `make test-slow` and CI run it; `make test` stays within 5 minutes
 def test_killed_while_swapping_leaves_no_old_file_beside_a_new_one(first_run):
     out = first_run / "out"
     old = json.loads((out / "results.json").read_text())["created"]

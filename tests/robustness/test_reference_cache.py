@@ -135,6 +135,7 @@ def test_garbage_is_retrained_and_a_diverged_model_names_its_cache_entry(pool, t
     assert not _entries(fresh)  # nothing non-finite is cached
 
 
+@pytest.mark.slow  # heavy (an end-to-end audit or more): `make test-slow` and CI run it; `make test` stays within 5 minutes
 def test_audit_run_retrains_a_cache_poisoned_with_zeros(tmp_path):
     work = tmp_path / "work"
     work.mkdir()

@@ -72,7 +72,7 @@ def _assert_interrupted(run: CliRun, sig: int) -> None:
     assert "earlier outputs are as they were" in line
 
 
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+@pytest.mark.parametrize("sig", [pytest.param(signal.SIGTERM, marks=pytest.mark.slow), signal.SIGINT])  # both in CI
 def test_report_interrupted_while_writing_leaves_the_earlier_reports(audited, tmp_path, sig):
     work = tmp_path / "work"
     shutil.copytree(audited, work)
@@ -88,6 +88,7 @@ def test_report_interrupted_while_writing_leaves_the_earlier_reports(audited, tm
     assert _files(out) == before
 
 
+@pytest.mark.slow  # heavy (an end-to-end audit or more): `make test-slow` and CI run it; `make test` stays within 5 minutes
 def test_run_interrupted_while_training_reference_models(audited, tmp_path):
     work = tmp_path / "work"
     shutil.copytree(audited, work)

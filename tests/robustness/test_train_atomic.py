@@ -54,7 +54,9 @@ def _only_the_pair(folder: Path) -> None:
     assert sorted(p.name for p in folder.iterdir()) == sorted(["m.pt", named])
 
 
-@pytest.mark.parametrize("stage", BEFORE_COMMIT + AFTER_COMMIT)
+# One stage before the commit and one after in `make test`; every stage in `make test-slow` (and CI).
+@pytest.mark.parametrize("stage", [s if s in ("model-staged", "model-replaced") else pytest.param(s, marks=pytest.mark.slow)
+                                   for s in BEFORE_COMMIT + AFTER_COMMIT])
 def test_a_kill_at_any_stage_leaves_a_usable_pair(old_pair, tmp_path, stage):
     folder = tmp_path / "work"
     shutil.copytree(old_pair, folder)

@@ -54,6 +54,7 @@ def _assert_refused_and_untouched(run, folder: Path, before: dict, *needles: str
     return line
 
 
+@pytest.mark.slow  # heavy (an end-to-end audit or more): `make test-slow` and CI run it; `make test` stays within 5 minutes
 def test_the_issues_tampered_covered_ids_are_refused_by_unlearn(r5_model, tmp_path):
     model = _copy(r5_model, tmp_path / "in")
     _cover_everything(model)
