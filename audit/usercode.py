@@ -159,7 +159,7 @@ def _result_message(user: "UserFunction", args: tuple, result: Any) -> bytes:
 
     modules = _modules(args)
     if not modules:  # a factory's trial call: it returned (what, its caller checks in the audit's process)
-        return _error_message("built", "")
+        return _message("built")
     returned = None
     if result is not None:
         returned = next((i for i in modules if result is args[i]), None)
@@ -178,7 +178,7 @@ def _result_message(user: "UserFunction", args: tuple, result: Any) -> bytes:
     return json.dumps(header).encode() + b"\n" + buffer.getvalue()
 
 
-def _error_message(kind: str, text: str) -> bytes:
+def _message(kind: str, text: str = "") -> bytes:
     return json.dumps({"kind": kind, "text": text}).encode() + b"\n"
 
 
@@ -200,11 +200,11 @@ def _child_main(user: "UserFunction", writer, args: tuple, kwargs: dict) -> None
         try:
             payload = _result_message(user, args, user._call_here(args, kwargs))
         except UserCodeError as exc:
-            payload = _error_message("error", str(exc))
+            payload = _message("error", str(exc))
         except TypeError as exc:  # another network returned (as train_with says it)
-            payload = _error_message("type_error", str(exc))
+            payload = _message("type_error", str(exc))
         except Exception as exc:  # noqa: BLE001 - the weights cannot be saved
-            payload = _error_message("error", f"your {user.what} returned a network whose weights cannot be sent "
+            payload = _message("error", f"your {user.what} returned a network whose weights cannot be sent "
                                               f"back to the audit ({type(exc).__name__}: "
                                               f"{' '.join(str(exc).split())[:160]}) when called as "
                                               f"{user.call_text(args, kwargs)}")

@@ -16,9 +16,11 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import os
 import subprocess
 import sys
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -82,6 +84,7 @@ def run_audit(args: list, cwd: Path | str | None = None, *, env: dict | None = N
     """
     args = [str(a) for a in args]
     where = Path(cwd) if cwd is not None else Path.cwd()
+    started = time.perf_counter()
     if not in_process:
         proc = start_audit(args, where, env=env)
         try:
@@ -90,8 +93,21 @@ def run_audit(args: list, cwd: Path | str | None = None, *, env: dict | None = N
             proc.kill()
             proc.communicate()
             raise
-        return CliRun(args, proc.returncode, out, err, where)
-    return _run_in_process(args, where, env or {})
+        run = CliRun(args, proc.returncode, out, err, where)
+    else:
+        run = _run_in_process(args, where, env or {})
+    _log_timing(args, in_process, time.perf_counter() - started)
+    return run
+
+
+def _log_timing(args: list[str], in_process: bool, seconds: float) -> None:
+    """With ``AUDIT_TEST_TIMING_LOG=FILE``: one JSON line per command (test, mode, seconds), to find
+    what makes `make test` slow."""
+    log = os.environ.get("AUDIT_TEST_TIMING_LOG")
+    if log:
+        with open(log, "a") as fh:
+            fh.write(json.dumps({"test": os.environ.get("PYTEST_CURRENT_TEST", "?"), "in_process": in_process,
+                                 "seconds": round(seconds, 2), "args": args[:3]}) + "\n")
 
 
 def _run_in_process(args: list[str], cwd: Path, env: dict) -> CliRun:

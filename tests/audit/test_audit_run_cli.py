@@ -75,6 +75,7 @@ def test_original_audits_a_model_unlearned_elsewhere(digits_model, tmp_path):
     assert json.loads((tmp_path / "same" / "results.json").read_text())["targets"][0]["verdict"] == "fail"
 
 
+@pytest.mark.slow  # heavy (an end-to-end audit or more): `make test-slow` and CI run it; `make test` stays within 5 minutes
 def test_a_failed_attack_exits_3_and_fails_closed(digits_model, tmp_path):
     out = tmp_path / "out"
     proc = run_audit(["run", digits_model, "--forget", "class=3", "--fail-on", "residual_leakage>0.99",

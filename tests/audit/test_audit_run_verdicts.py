@@ -60,6 +60,7 @@ def test_leaky_target_noop_fails_and_retrain_does_not(leaky_model, tmp_path):
     assert gated.returncode == 1 and "overforgetting" in gated.stderr
 
 
+@pytest.mark.slow  # heavy (an end-to-end audit or more): `make test-slow` and CI run it; `make test` stays within 5 minutes
 def test_inconclusive_fails_closed_unless_chosen(digits_model, tmp_path):
     out = tmp_path / "out"
     # Five random examples of a model that generalises well: even the original is not detectable.

@@ -98,6 +98,7 @@ def test_two_ray_audits_sharing_a_cache_leave_no_broken_entry(small_model, tmp_p
         assert stored == digest and all(bool(torch.isfinite(v).all()) for v in state.values())
 
 
+@pytest.mark.slow  # heavy (an end-to-end audit or more): `make test-slow` and CI run it; `make test` stays within 5 minutes
 def test_bad_executor_input_exits_2_with_one_line(small_model, tmp_path):
     cases = [
         (["--executor", "ray", "--ray-address", "127.0.0.1:9"], "cannot reach the Ray cluster"),

@@ -27,6 +27,7 @@ def test_record_own_loop():
     assert "forget accuracy: before" in run.stdout
 
 
+@pytest.mark.slow  # heavy (an end-to-end audit or more): `make test-slow` and CI run it; `make test` stays within 5 minutes
 def test_record_packed_loop():
     run = _run_example("record_packed_loop.py")
     assert run.returncode == 0, run.stderr

@@ -117,6 +117,7 @@ def real_audit(tmp_path_factory) -> Path:
     return work / "out" / "results.json"
 
 
+@pytest.mark.slow  # heavy (an end-to-end audit or more): `make test-slow` and CI run it; `make test` stays within 5 minutes
 def test_a_real_document_passes_the_check_and_a_forged_copy_does_not(real_audit, tmp_path):
     doc = json.loads(real_audit.read_text())
     again = _gate(real_audit)

@@ -59,10 +59,10 @@ def test_killed_while_swapping_leaves_no_old_file_beside_a_new_one(first_run):
 
 # --- Issue 23, item 4: never delete what the run did not write -----------------------------------
 
-def test_out_dot_never_removes_or_replaces_the_users_own_files(first_run, tmp_path):
+def test_out_dot_never_removes_or_replaces_the_users_own_files(digits_model, tmp_path):
     """``--out .`` in a folder holding the user's ``inversion/notes.txt`` and ``report.pdf``: refused
     before any work; beside other files of the user's, a run writes its set and keeps theirs."""
-    (tmp_path / "m.pt").symlink_to(first_run / "m.pt")
+    (tmp_path / "m.pt").symlink_to(digits_model)  # the session's model: this test trains nothing
     (tmp_path / "inversion").mkdir()
     (tmp_path / "inversion" / "notes.txt").write_text("mine")
     (tmp_path / "report.pdf").write_bytes(b"%PDF mine")
@@ -77,8 +77,7 @@ def test_out_dot_never_removes_or_replaces_the_users_own_files(first_run, tmp_pa
     (tmp_path / "report.pdf").rename(tmp_path / "my-report.pdf")
     (tmp_path / "inversion" / "notes.txt").rename(tmp_path / "notes.txt")
     (tmp_path / "inversion").rmdir()
-    proc = run_audit(["run", "m.pt", *args], tmp_path, env={"AMNESIA_AUDIT_CACHE": str(first_run / "cache")},
-                     in_process=True)
+    proc = run_audit(["run", "m.pt", *args], tmp_path, in_process=True)
     assert proc.returncode in (0, 1), proc.stderr
     assert (tmp_path / "notes.txt").read_text() == "mine" and (tmp_path / "my-report.pdf").exists()
     manifest = json.loads((tmp_path / ".amnesia-audit-outputs.json").read_text())["files"]

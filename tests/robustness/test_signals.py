@@ -107,6 +107,7 @@ def test_run_interrupted_while_training_reference_models(audited, tmp_path):
     assert rerun.returncode in (0, 1) and "warning" not in rerun.stderr, rerun.stderr
 
 
+@pytest.mark.slow  # heavy (an end-to-end audit or more): `make test-slow` and CI run it; `make test` stays within 5 minutes
 def test_run_interrupted_while_writing_its_outputs(audited, tmp_path):
     work = tmp_path / "work"
     shutil.copytree(audited, work)
