@@ -42,7 +42,8 @@ def render_junit(doc: Document) -> str:
         gates = target.gates or [GateResult(expr="no gates", passed=True, value=None, message="no gates were set")]
         for i, gate in enumerate(gates):
             # The name reads as the rule it is: "fails if residual_leakage_upper > 0.5", not a condition that held.
-            case = ET.SubElement(suite, "testcase", classname=_x(classname(name)), name=_x(gate_rule(gate.expr)),
+            case = ET.SubElement(suite, "testcase", classname=_x(classname(name)),
+                                 name=_x(gate_rule(gate.expr) if target.gates else gate.expr),
                                  time=_time(seconds if i == 0 else 0.0))
             properties = ET.SubElement(case, "properties")
             ET.SubElement(properties, "property", name="target", value=_x(name))

@@ -43,6 +43,20 @@ def section(page: str, name: str) -> str:
     return found[0]
 
 
+def words(html: str) -> str:
+    """The text a reader sees: tags dropped, entities of the templates resolved, whitespace collapsed."""
+    import html as html_lib
+
+    cells = re.sub(r"</?(?:td|th|tr|p|li|br|h\d|div|caption|summary)\b[^>]*>", " ", html)  # blocks apart
+    return " ".join(html_lib.unescape(re.sub(r"<[^>]+>", "", cells)).split())
+
+
+def cards(page: str) -> dict[str, str]:
+    """Target name -> its summary card's markup."""
+    found = re.findall(r'<article class="target-card \w+">.*?</article>', summary_of(page), flags=re.S)
+    return {re.search(r'<a href="#[^"]+">([^<]+)</a>', c).group(1): c for c in found}
+
+
 def card_states(page: str) -> list[tuple[str, str]]:
     """(badge, target name) of each summary card, in page order."""
     return re.findall(r'<article class="target-card \w+"><h4><span class="badge badge-(\w+)">\w+</span> '
@@ -73,40 +87,71 @@ def test_a_failing_gate_comes_before_a_passing_one_within_a_target(results_doc):
     page = render_html(doc, folder)
     table = page[page.index("Gates for samples=forget-ids.txt"):]
     table = table[:table.index("</table>")]
-    rows = re.findall(r"<td><code>([^<]+)</code></td>", table)
-    assert rows == ["verdict", "mia_auc_gap&gt;0.1", "residual_leakage_upper&gt;0.9"]
+    rows = re.findall(r"<td>([^<]+)<br><code>([^<]+)</code></td>", table)
+    assert rows == [("fails unless the verdict passes", "verdict"), ("fails if mia_auc_gap &gt; 0.1", "mia_auc_gap&gt;0.1"),
+                    ("fails if residual_leakage_upper &gt; 0.9", "residual_leakage_upper&gt;0.9")]
 
 
 def test_summary_speaks_plainly(rendered):
     doc, page = rendered["doc"], rendered["files"]["html"].read_text()
-    positions(page, "Verdict: FAIL", "2 of 3 forget requests did not pass", "Residual leakage", "retrained from scratch",
+    positions(page, "Audit failed", "2 of 3 forget requests did not pass", "Residual leakage", "retrained from scratch",
               "all 137 training examples of class 3", "50 individually listed training examples",
               "13 individually listed training examples", "amnesiac unlearning", "relabelling",
               *(esc(note) for note in doc["notes"]))
 
 
-def test_each_target_shows_its_verdict_in_words_and_the_power_check(rendered):
-    page, (ok, bad, _) = rendered["files"]["html"].read_text(), rendered["doc"]["targets"]
-    passing, failing = section(page, "class=3"), section(page, "samples=forget-ids.txt")
-    inconclusive = section(page, "random=0.01@0")
-    for text, word in ((passing, "pass"), (failing, "fail"), (inconclusive, "inconclusive")):
-        assert f'<span class="value verdict-word-{word}">{word.upper()}</span>' in text
-    positions(passing, "Pass: before unlearning the attacks detected these data; after unlearning they no longer do, "
-              "and the drop shows that they are gone.",
-              "<strong>Power check:</strong> before unlearning the attacks told the forget set from unseen data at "
+def test_each_request_says_what_was_asked_and_done_whether_it_worked_and_how_sure(rendered):
+    page, (ok, bad, undecided) = rendered["files"]["html"].read_text(), rendered["doc"]["targets"]
+    card = {name: words(html) for name, html in cards(page).items()}
+    positions(card["class=3"], "Asked: forget all 137 training examples of class 3.",
+              "Done: amnesiac unlearning (the recorded training updates subtracted, then repaired).",
+              "Result: Worked: the attacks detected these data in the original model and no longer detect them",
+              "How sure: strong evidence the data are gone",
+              f"Residual leakage {ok['residual_leakage']:.2f} (at most {ok['residual_leakage_upper']:.2f}; fails if above 0.50)")
+    positions(card["samples=forget-ids.txt"], "Done: relabelling", "How sure: strong evidence the data are still there",
+              "Result: Did not work: the unlearned model still shows these data to the attacks.")
+    positions(card["random=0.01@0"], "How sure: no evidence either way",
+              "Result: Undecided (inconclusive): the attacks could not detect these data even in the original model",
+              "This is not evidence of erasure. By the audit's policy an undecided request fails the audit "
+              "(--inconclusive fail).", f"before unlearning p = {undecided['power_p_value']:.2g}")
+    passing, failing = words(section(page, "class=3")), words(section(page, "samples=forget-ids.txt"))
+    positions(passing, f"Why: {ok['verdict_reason']}.",
+              "Power check: before unlearning the attacks told the forget set from unseen data at "
               f"p = {ok['power_p_value']:.2g} (significance level 0.05, Holm-corrected over 3 test(s)). After "
               f"unlearning: p = {ok['p_value']:.2g}.",
-              f"Residual leakage: <strong>{ok['residual_leakage']:.2f}</strong> (95% interval "
-              f"{ok['residual_leakage_ci95'][0]:.2f} to {ok['residual_leakage_ci95'][1]:.2f})")
-    positions(failing, "Fail: the unlearned model still shows these data to the attacks.",
-              "<strong>Power check:</strong> before unlearning the attacks told the forget set from unseen data at "
-              f"p = {bad['power_p_value']:.2g} (significance level 0.05, Holm-corrected over 1 test(s)). After "
-              f"unlearning: p = {bad['p_value']:.2g}.",
-              esc("at alpha = 0.05 after Holm's correction"),
-              f"Residual leakage: <strong>{bad['residual_leakage']:.2f}</strong>")
-    # Each section speaks of its own target only.
-    assert "verdict-word-fail" not in passing and "verdict-word-pass" not in failing
-    assert "Inconclusive:" not in passing + failing
+              f"Residual leakage: {ok['residual_leakage']:.2f} (95% interval "
+              f"{ok['residual_leakage_ci95'][0]:.2f} to {ok['residual_leakage_ci95'][1]:.2f}")
+    positions(failing, "at alpha = 0.05 after Holm's correction", f"Residual leakage: {bad['residual_leakage']:.2f}")
+    # A residual above 1 is explained where it is shown.
+    assert bad["residual_leakage"] > 1 and "A residual leakage above 1 means" in failing
+    assert "A residual leakage above 1 means" not in passing
+
+
+def test_nothing_is_said_twice(rendered):
+    """The card says the outcome, the section the evidence: no verdict reason, advice or card repeated."""
+    page, doc = rendered["files"]["html"].read_text(), rendered["doc"]
+    for target in doc["targets"]:
+        assert page.count(esc(target["verdict_reason"])) == 1, target["name"]
+        card_text = words(cards(page)[target["name"]])
+        result = card_text[card_text.index("Result:"):card_text.index("Result:") + 80]
+        assert result not in words(section(page, target["name"])), target["name"]
+    assert page.count(esc(doc["targets"][2]["advice"])) == 1
+
+
+def test_every_term_links_to_its_glossary_entry_with_its_meaning_as_title(rendered):
+    from reports.glossary import TERMS
+
+    page = rendered["files"]["html"].read_text()
+    links = re.findall(r'<a class="term" href="#g-([\w-]+)" title="([^"]*)">', page)
+    assert {key for key, _ in links} >= {"power-check", "holm", "alpha", "residual-leakage", "upper-bound",
+                                         "over-forgetting", "inconclusive", "u-lira", "p-value", "how-sure"}
+    assert all(str(escape(TERMS[key][1])) == title for key, title in links)
+    glossary = page[page.index('<section id="glossary">'):]
+    assert all(f'<dt id="g-{key}">' in glossary for key in TERMS)
+    # The first use of each jargon term in the page comes with its explanation.
+    for term in ("Power check", "Holm-corrected", "Over-forgetting"):
+        first = page.index(term)
+        assert page.rfind('<a class="term"', 0, first) > page.rfind("</a>", 0, first), term
 
 
 def test_an_inconclusive_target_is_badged_and_explained_with_its_advice(rendered):
@@ -115,19 +160,19 @@ def test_an_inconclusive_target_is_badged_and_explained_with_its_advice(rendered
     assert target["verdict"] == "inconclusive" and target["advice"]
     text = section(page, "random=0.01@0")
     assert '<h2><span class="badge badge-inconclusive">INCONCLUSIVE</span> Forget request' in text
-    positions(text, "Inconclusive: the attacks could not detect these data even in the original model",
-              "This is not evidence of erasure.", f"In detail: {esc(target['verdict_reason'])}.",
-              "<strong>Power check:</strong> before unlearning the attacks could not tell the forget set from unseen "
-              f"data at p = {target['power_p_value']:.2g}", f'<p class="note">{esc(target["advice"])}</p>')
-    assert "Residual leakage:" not in text  # nothing was powered, so there is no headline number to show
-    card = summary_of(page)
-    card = card[card.index('<article class="target-card inconclusive">'):]
-    card = card[:card.index("</article>")]
-    positions(card, '<span class="badge badge-inconclusive">INCONCLUSIVE</span>', esc(target["advice"]),
-              "inconclusive, fails closed (choose --inconclusive pass to let it through)")
-    # Only the inconclusive target carries the advice and the badge.
-    assert page.count(esc(target["advice"])) == 2  # its summary card and its section
-    assert page.count('class="badge badge-inconclusive"') == 2
+    positions(words(text), f"Why: {target['verdict_reason']}.",
+              "Power check: before unlearning the attacks could not tell the forget set from unseen "
+              f"data at p = {target['power_p_value']:.2g}",
+              "fails unless the verdict passes verdict \u2014 inconclusive, fails closed (choose --inconclusive pass to "
+              "let it through) (why: above)")
+    assert "Residual leakage:" not in words(text)  # nothing was powered, so there is no headline number to show
+    card = cards(page)["random=0.01@0"]
+    assert card.startswith('<article class="target-card inconclusive">')
+    positions(card, '<span class="badge badge-inconclusive">INCONCLUSIVE</span>',
+              f'<details class="advice"><summary>What would decide it</summary>{esc(target["advice"])}</details>')
+    # Only the inconclusive target carries the badge; none of it is red.
+    assert page.count('class="badge badge-inconclusive"') == 2  # its summary card and its section
+    assert "verdict-fail" not in card and "badge-fail" not in card
 
 
 def test_the_evidence_table_lists_every_test_with_holm_p_values(rendered):
@@ -148,8 +193,8 @@ def test_the_per_example_figure_is_an_inline_svg_in_each_target_section(rendered
     for name, n, held in (("class=3", 137, 45), ("samples=forget-ids.txt", 50, 449), ("random=0.01@0", 13, 449)):
         text = section(page, name)
         evidence = text[text.index("<h3>Evidence behind the verdict</h3>"):text.index("<h3>Forget quality</h3>")]
-        figures = re.findall(r"<figure>(<svg .*?</svg>)\s*<figcaption>(.*?)</figcaption></figure>", evidence,
-                             flags=re.S)
+        figures = re.findall(r'<figure class="wide">(<svg .*?</svg>)\s*<figcaption>(.*?)</figcaption></figure>',
+                             evidence, flags=re.S)
         assert len(figures) == 1, name
         svg, caption = figures[0]
         assert 'role="img"' in svg and 'viewBox="' in svg and "Forget examples under each model" in svg
@@ -164,7 +209,9 @@ def test_a_target_without_per_example_statistics_has_no_figure(results_doc):
     doc, folder = results_doc
     doc["targets"][1]["per_example"] = None
     page = render_html(doc, folder)
-    assert "<figure><svg" not in section(page, "samples=forget-ids.txt").split("<h3>Forget quality</h3>")[0]
+    evidence = section(page, "samples=forget-ids.txt").split("<h3>Evidence behind the verdict</h3>")[1]
+    assert "<svg" not in evidence.split("<h3>Forget quality</h3>")[0]
+    assert "The most exposed forget examples" not in evidence
     assert "Forget examples under each model" in section(page, "class=3")
 
 
@@ -174,7 +221,8 @@ def test_the_page_is_self_contained(rendered):
     assert not re.search(r'(src|href)="(?!data:|#)', page), "only data: URIs and in-page anchors"
     assert "http://" not in page.replace('xmlns="http://www.w3.org/2000/svg"', "").replace(
         'xmlns:xlink="http://www.w3.org/1999/xlink"', "")
-    assert page.count("<svg") == 3 * 2 + 3  # a ROC figure per attack per target, a per-example figure per target
+    # a ROC figure per attack per target, a per-example figure per target, a residual figure per powered target
+    assert page.count("<svg") == 3 * 2 + 3 + 2
     assert page.count('src="data:image/png;base64,') == 12
     assert '<meta name="viewport"' in page and "@media print" in page
 
@@ -252,10 +300,10 @@ def test_a_failed_step_renders_as_error(results_doc):
     page = render_html(doc, folder)
     summary = summary_of(page)
     error, failing = positions(summary, "attack lira_online failed: reference model diverged", "samples=forget-ids.txt")
-    assert error < failing and "Verdict: ERROR" in summary
+    assert error < failing and "Audit incomplete: a step failed" in summary
     assert card_states(page)[0] == ("error", "class=3")
     text = section(page, "class=3")
-    positions(text, "Verdict: <span class=\"value\">not reached</span> because a step failed.",
+    positions(words(text), "How sure: not assessed: a step failed", "No verdict was reached because a step failed.",
               "No test ran for this request.")
     assert "Power check" not in text and "<svg" not in text
 
@@ -266,7 +314,7 @@ def test_an_inconclusive_target_let_through_by_the_policy_is_not_counted_as_fail
     doc["verdict"], doc["exit_code"] = "pass", 0
     assert all(t["passed"] for t in doc["targets"])
     summary = summary_of(render_html(doc, tmp_path))
-    assert "Verdict: PASS" in summary and "did not pass" not in summary
+    assert "Audit passed" in summary and "did not pass" not in summary
 
 
 def test_the_templates_are_package_data_read_through_the_package(tmp_path, monkeypatch):
@@ -298,8 +346,9 @@ def test_autoescape_is_on_for_every_template(results_doc):
     doc["provenance"]["data"]["class_names"][3] = "th<r>ee"
     page = render_html(doc, folder)
     assert "class=3&<b>" not in page and "<i>done" not in page and "th<r>ee" not in page
-    # The name is escaped in the title, the header, the contents, its card, its gate table and its section heading.
-    assert page.count("class=3&amp;&lt;b&gt;") == 6
+    # The name is escaped in the title, the header, its card, the contents, its gate table, its section heading and
+    # the provenance's table of requests.
+    assert page.count("class=3&amp;&lt;b&gt;") == 7
     positions(page, "pass &amp; &lt;i&gt;done&lt;/i&gt;", "(&ldquo;th&lt;r&gt;ee&rdquo;)")
 
 
