@@ -89,3 +89,28 @@ def test_targets_without_gates_still_appear(results_doc):
         target["gates"] = []
     found = cases(render_junit(doc))
     assert [c.get("name") for c in found] == ["no gates"] * 3
+
+
+def test_audit_gate_writes_junit_atomically(tmp_path):
+    """`audit gate --junit FILE`: the re-gated outcome as JUnit, written under a temporary name and renamed."""
+    from typer.testing import CliRunner
+
+    from audit.cli import app
+    from tests.reports.report_documents import write_results
+
+    results = write_results(tmp_path / "audit-out")
+    target = tmp_path / "ci" / "gate-junit.xml"
+    target.parent.mkdir()
+    target.write_text("an earlier artefact")
+    result = CliRunner().invoke(app, ["gate", str(results), "--junit", str(target), "--fail-on",
+                                      "residual_leakage_upper>0.01"])
+    assert result.exit_code == 1, result.output
+    root = ET.parse(target).getroot()
+    names = {c.get("name") for c in root.iter("testcase")}
+    assert "fails if residual_leakage_upper > 0.01" in names and root.get("failures") == "6"
+    assert sorted(p.name for p in target.parent.iterdir()) == ["gate-junit.xml"]  # no temporary left
+
+    folder = CliRunner().invoke(app, ["gate", str(results), "--junit", str(tmp_path)])
+    assert folder.exit_code == 2 and folder.output.count("\n") == 1 and "is a folder" in folder.output
+    nowhere = CliRunner().invoke(app, ["gate", str(results), "--junit", str(tmp_path / "no" / "such.xml")])
+    assert nowhere.exit_code == 2 and "does not exist" in nowhere.output and not (tmp_path / "no").exists()
