@@ -93,24 +93,22 @@ def test_targets_without_gates_still_appear(results_doc):
 
 def test_audit_gate_writes_junit_atomically(tmp_path):
     """`audit gate --junit FILE`: the re-gated outcome as JUnit, written under a temporary name and renamed."""
-    from typer.testing import CliRunner
-
-    from audit.cli import app
+    from tests.cli_runner import run_audit
     from tests.reports.report_documents import write_results
 
     results = write_results(tmp_path / "audit-out")
     target = tmp_path / "ci" / "gate-junit.xml"
     target.parent.mkdir()
     target.write_text("an earlier artefact")
-    result = CliRunner().invoke(app, ["gate", str(results), "--junit", str(target), "--fail-on",
-                                      "residual_leakage_upper>0.01"])
-    assert result.exit_code == 1, result.output
+    gated = run_audit(["gate", results, "--junit", target, "--fail-on", "residual_leakage_upper>0.01"],
+                      in_process=True)
+    assert gated.returncode == 1, gated.stderr
     root = ET.parse(target).getroot()
     names = {c.get("name") for c in root.iter("testcase")}
     assert "fails if residual_leakage_upper > 0.01" in names and root.get("failures") == "6"
     assert sorted(p.name for p in target.parent.iterdir()) == ["gate-junit.xml"]  # no temporary left
 
-    folder = CliRunner().invoke(app, ["gate", str(results), "--junit", str(tmp_path)])
-    assert folder.exit_code == 2 and folder.output.count("\n") == 1 and "is a folder" in folder.output
-    nowhere = CliRunner().invoke(app, ["gate", str(results), "--junit", str(tmp_path / "no" / "such.xml")])
-    assert nowhere.exit_code == 2 and "does not exist" in nowhere.output and not (tmp_path / "no").exists()
+    folder = run_audit(["gate", results, "--junit", tmp_path], in_process=True)
+    assert folder.returncode == 2 and folder.stderr.count("\n") == 1 and "is a folder" in folder.stderr
+    nowhere = run_audit(["gate", results, "--junit", tmp_path / "no" / "such.xml"], in_process=True)
+    assert nowhere.returncode == 2 and "does not exist" in nowhere.stderr and not (tmp_path / "no").exists()
