@@ -104,16 +104,15 @@ def test_each_request_says_what_was_asked_and_done_whether_it_worked_and_how_sur
     page, (ok, bad, undecided) = rendered["files"]["html"].read_text(), rendered["doc"]["targets"]
     card = {name: words(html) for name, html in cards(page).items()}
     positions(card["class=3"], "Asked: forget all 137 training examples of class 3.",
-              "Done: amnesiac unlearning (the recorded training updates subtracted, then repaired).",
-              "Result: Worked: the attacks detected these data in the original model and no longer detect them",
+              "Done: amnesiac unlearning (recorded updates subtracted, then repaired).",
+              "Result: Worked: the attacks detected these data before unlearning and not after",
               "How sure: strong evidence the data are gone",
               f"Residual leakage {ok['residual_leakage']:.2f} (at most {ok['residual_leakage_upper']:.2f}; fails if above 0.50)")
     positions(card["samples=forget-ids.txt"], "Done: relabelling", "How sure: strong evidence the data are still there",
               "Result: Did not work: the unlearned model still shows these data to the attacks.")
     positions(card["random=0.01@0"], "How sure: no evidence either way",
               "Result: Undecided (inconclusive): the attacks could not detect these data even in the original model",
-              "This is not evidence of erasure. By the audit's policy an undecided request fails the audit "
-              "(--inconclusive fail).", f"before unlearning p = {undecided['power_p_value']:.2g}")
+              "Not evidence of erasure; fails the audit by its policy (--inconclusive fail).", f"before unlearning p = {undecided['power_p_value']:.2g}")
     passing, failing = words(section(page, "class=3")), words(section(page, "samples=forget-ids.txt"))
     positions(passing, f"Why: {ok['verdict_reason']}.",
               "Power check: before unlearning the attacks told the forget set from unseen data at "
