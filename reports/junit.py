@@ -6,7 +6,7 @@ import math
 import xml.etree.ElementTree as ET
 
 from reports.document import Document, GateResult
-from reports.fmt import gate_rule
+from reports.fmt import bound, certainty, gate_rule, num
 from reports.text import printable
 
 def _x(text: object) -> str:
@@ -59,9 +59,11 @@ def render_junit(doc: Document) -> str:
                 ET.SubElement(case, "failure", message=_x(message), type="GateFailure").text = _x(f"{name}: {message}")
             if target.error is None:
                 out = ET.SubElement(case, "system-out")
-                out.text = _x(f"target={name} verdict={target.verdict} p_value={target.p_value} "
-                              f"power_p_value={target.power_p_value} "
-                              f"residual_leakage={target.residual_leakage} value={gate.value}")
+                value = "no finite value" if gate.value is None else f"{gate.value:.4g}"
+                out.text = _x(f"target={name} verdict={target.verdict} how sure: {certainty(target)[1]}; "
+                              f"p_value={target.p_value} power_p_value={target.power_p_value} "
+                              f"residual_leakage={num(target.residual_leakage, 4)} "
+                              f"residual_leakage_upper={bound(target.residual_leakage_upper, 4)} value={value}")
     suite.set("tests", str(tests))
     suite.set("failures", str(failures))
     suite.set("errors", str(errors))

@@ -337,7 +337,8 @@ def build_document(folder: Path, inconclusive: str = "fail") -> dict:
     tests = [mem]
     failing = finish({
         "name": "samples=forget-ids.txt",
-        "forget": request("samples=forget-ids.txt", n, 50, file_bytes="".join(f"{i}\n" for i in forget_ids(n, 50)).encode()),
+        "forget": request("samples=forget-ids.txt", n, 50, file_bytes=("# deletion requests\n" + "".join(
+            f"{i}\n" for i in forget_ids(n, 50))).encode()),
         "method": {"name": "relabel", "reason": "the update log does not cover 50 of the 50 forget examples",
                    "seconds": 2.7, "details": {"epochs": 2, "lr": 0.001}},
         "accuracy": {"original": accuracy(1.0, 0.995, 0.971, 0.971), "unlearned": accuracy(0.62, 0.990, 0.962, 0.962),

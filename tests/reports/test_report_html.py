@@ -368,3 +368,95 @@ def test_the_reference_models_sentence_follows_needs_reference_and_older_documen
     doc["targets"][0]["membership"][1]["needs_reference"] = True  # an attack the old list did not name
     doc["targets"][0]["membership"][1]["attack"] = "some_future_attack"
     assert sentence in render_html(doc, folder)
+
+
+def test_an_audit_of_a_model_given_says_no_unlearning_step_ran(results_doc):
+    """--original: the method is "given"; neither the card nor the summary claims the model was unlearned here."""
+    doc, folder = results_doc
+    for target in doc["targets"]:
+        target["method"] = {"name": "given", "reason": "unlearned elsewhere: unlearned.pt, audited against the "
+                            "original model.pt; no unlearning step ran", "seconds": None, "details": {}}
+    page = render_html(doc, folder)
+    summary = words(summary_of(page))
+    assert "The model was audited as given: it was unlearned elsewhere (--original), and no unlearning step ran" \
+        in summary
+    assert "the model was unlearned" not in summary and "Chosen because" not in page
+    assert words(cards(page)["class=3"]).count("Done: none here: audited as given, unlearned elsewhere (--original).")
+    assert '<a class="term" href="#g-given"' in page
+    positions(words(section(page, "class=3")), "Unlearned elsewhere: unlearned.pt, audited against the original")
+
+
+def test_cached_retrained_models_are_labelled_cached(results_doc):
+    doc, folder = results_doc
+    for retrain in doc["targets"][0]["retrains"]:
+        retrain["from_cache"] = True  # all three of class=3 from the cache; samples= has 2 of 3 (the fixture's)
+    page = render_html(doc, folder)
+    positions(words(section(page, "class=3")), "Time to load the retrained models 12.6 s (cached: all 3 came from the "
+              "reference-model cache; retraining them takes longer)")
+    positions(words(section(page, "samples=forget-ids.txt")), "Time to retrain the reference models 12.1 s (2 of 3 cached)")
+    doc["targets"][0]["retrains"] = [dict(r, from_cache=False) for r in doc["targets"][0]["retrains"]]
+    assert "cached" not in words(section(render_html(doc, folder), "class=3")).split("Time to retrain")[1][:40]
+
+
+def test_the_most_exposed_forget_examples_are_named_by_training_id(rendered):
+    doc, page = rendered["doc"], rendered["files"]["html"].read_text()
+    picture = doc["targets"][1]["per_example"]
+    n = len(picture["forget_ids"])
+    excess = {i: picture["unlearned"][k] - sum(picture["retrained"][m * n + k] for m in range(3)) / 3
+              for k, i in enumerate(picture["forget_ids"])}
+    top = sorted(excess, key=lambda i: -excess[i])[:5]
+    table = section(page, "samples=forget-ids.txt")
+    table = table[table.index("The most exposed forget examples"):]
+    table = table[:table.index("</table>")]
+    assert [int(i) for i in re.findall(r"<tr><td>(\d+)</td>", table)] == top
+    assert f'<td class="n">{excess[top[0]]:.2f}</td></tr>' in table
+
+
+def test_a_document_written_before_the_digests_and_ids_still_loads_and_says_so(results_doc):
+    doc, folder = results_doc
+    for target in doc["targets"]:
+        for key in ("ids_sha256", "file_sha256"):
+            del target["forget"][key]
+        del target["per_example"]["forget_ids"]
+    page = render_html(doc, folder)
+    assert "The most exposed forget examples" not in page
+    assert page.count("The training ids of the tested examples are not recorded in this document") == 3
+    provenance = words(page[page.index('<section id="provenance">'):])
+    positions(provenance, "class=3 137 \u2014 \u2014", "written before digests were recorded")
+
+
+def test_the_request_digests_are_shown_under_the_request_and_in_provenance(rendered):
+    doc, page = rendered["doc"], rendered["files"]["html"].read_text()
+    for target in doc["targets"]:
+        digest = target["forget"]["ids_sha256"]
+        assert len(digest) == 64 and page.count(digest) == 2, target["name"]
+    file_digest = doc["targets"][1]["forget"]["file_sha256"]
+    assert file_digest in section(page, "samples=forget-ids.txt") and page.count(file_digest) == 2
+
+
+def test_a_not_memorised_request_has_its_own_badge_colour_and_words(results_doc):
+    doc, folder = results_doc
+    target = doc["targets"][2]
+    target.update(verdict="not_memorised", memorised_auc=0.52, memorised_auc_ci95=[0.41, 0.58],
+                  memorised_auc_upper=0.57, advice=None, passed=True,
+                  verdict_reason="even before unlearning no test told the forget set from unseen data")
+    page = render_html(doc, folder)
+    card = cards(page)["random=0.01@0"]
+    assert card.startswith('<article class="target-card not_memorised">')
+    assert '<span class="badge badge-not_memorised">NOT MEMORISED</span>' in card
+    positions(words(card), "How sure: evidence there was nothing to remove", "Result: Nothing detectable to remove",
+              "passes this audit by its policy (--not-memorised pass, the default)", "membership AUC of the original 0.52 "
+              "(at most 0.57)")
+
+
+def test_an_unbounded_residual_is_written_unbounded_and_drawn_with_an_open_end(results_doc):
+    from reports.figures import residual_svg
+    from reports.reading import validate as to_document
+
+    doc, folder = results_doc
+    doc["targets"][0].update(residual_leakage_ci95=[0.0, None], residual_leakage_upper=None)
+    typed = to_document(doc, "test document")
+    card = words(cards(reports.html.render_html(typed, folder))["class=3"])
+    assert "(at most unbounded; fails if above 0.50)" in card and "inf" not in card.split()
+    open_end, closed = residual_svg(typed.targets[0], "a"), residual_svg(typed.targets[1], "b")
+    assert open_end.count("<path") > closed.count("<path")  # the arrow at the open end
