@@ -148,7 +148,7 @@ def test_every_term_links_to_its_glossary_entry_with_its_meaning_as_title(render
     glossary = page[page.index('<section id="glossary">'):]
     assert all(f'<dt id="g-{key}">' in glossary for key in TERMS)
     # The first use of each jargon term in the page comes with its explanation.
-    for term in ("Power check", "Holm-corrected", "Over-forgetting"):
+    for term in ("Power check", "Holm", "Over-forgetting", "U-LiRA", "significance level"):
         first = page.index(term)
         assert page.rfind('<a class="term"', 0, first) > page.rfind("</a>", 0, first), term
 
