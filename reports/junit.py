@@ -59,7 +59,8 @@ def render_junit(doc: Document) -> str:
                 ET.SubElement(case, "failure", message=_x(message), type="GateFailure").text = _x(f"{name}: {message}")
             if target.error is None:
                 out = ET.SubElement(case, "system-out")
-                value = "no finite value" if gate.value is None else f"{gate.value:.4g}"
+                value = ("\u2014" if gate.expr == "verdict" else "no finite value") if gate.value is None \
+                    else f"{gate.value:.4g}"
                 out.text = _x(f"target={name} verdict={target.verdict} how sure: {certainty(target)[1]}; "
                               f"p_value={target.p_value} power_p_value={target.power_p_value} "
                               f"residual_leakage={num(target.residual_leakage, 4)} "

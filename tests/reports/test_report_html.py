@@ -412,6 +412,16 @@ def test_the_most_exposed_forget_examples_are_named_by_training_id(rendered):
     assert f'<td class="n">{excess[top[0]]:.2f}</td></tr>' in table
 
 
+def test_when_no_forget_example_stands_out_the_report_says_so_instead_of_a_table(results_doc):
+    doc, folder = results_doc
+    picture = doc["targets"][0]["per_example"]
+    n = len(picture["forget_ids"])
+    picture["retrained"] = picture["unlearned"] * 3  # every model that never saw them agrees with the unlearned one
+    text = words(section(render_html(doc, folder), "class=3"))
+    assert "No forget example stands out" in text and "The most exposed forget examples" not in text
+    assert len(picture["retrained"]) == 3 * n
+
+
 def test_a_document_written_before_the_digests_and_ids_still_loads_and_says_so(results_doc):
     doc, folder = results_doc
     for target in doc["targets"]:
