@@ -384,6 +384,9 @@ def test_an_audit_of_a_model_given_says_no_unlearning_step_ran(results_doc):
     assert words(cards(page)["class=3"]).count("Done: none here: audited as given, unlearned elsewhere (--original).")
     assert '<a class="term" href="#g-given"' in page
     positions(words(section(page, "class=3")), "Unlearned elsewhere: unlearned.pt, audited against the original")
+    doc["provenance"]["original"] = {"path": "model.pt", "sha256": "5e" * 32}
+    provenance = words(render_html(doc, folder).split('<section id="provenance">')[1])
+    positions(provenance, "Original model file model.pt", f"Original model SHA-256 {'5e' * 32}")
 
 
 def test_cached_retrained_models_are_labelled_cached(results_doc):
