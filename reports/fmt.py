@@ -100,7 +100,8 @@ def status(target: Target) -> str:
     if target.error is not None:
         return "error"
     if target.verdict in ("inconclusive", "not_memorised"):
-        return target.verdict
+        # A gate set for the audit that failed makes it a failure, whatever the verdict on the data.
+        return "fail" if any(not g.passed for g in target.gates if g.expr != "verdict") else target.verdict
     return "pass" if target.passed else "fail"
 
 
@@ -173,13 +174,14 @@ def certainty(target: Target) -> tuple[str, str]:
 
 
 def run_state(targets: list[Target], verdict: str) -> str:
-    """The run's banner: "error" if a step failed, "fail" if a request failed (verdict or gate), "inconclusive"
-    if the only requests that did not pass are undecided, else "pass"."""
+    """The run's banner: "error" if a step failed, "inconclusive" if the only requests that did not pass
+    are undecided (they fail the audit by its policy, but nothing was shown to leak), "fail" if any
+    other request did not pass (or nothing was audited), else "pass"."""
     if verdict == "error" or any(t.error is not None for t in targets):
         return "error"
-    states = [status(t) for t in targets if not t.passed]
-    if not targets or "fail" in states or verdict == "fail" and not states:
+    if not targets:
         return "fail"
-    if states:
-        return "fail" if any(s not in ("inconclusive",) for s in states) else "inconclusive"
-    return "pass"
+    states = [status(t) for t in targets if not t.passed]
+    if not states:
+        return "pass" if verdict == "pass" else "fail"
+    return "inconclusive" if all(state == "inconclusive" for state in states) else "fail"

@@ -473,3 +473,17 @@ def test_an_unbounded_residual_is_written_unbounded_and_drawn_with_an_open_end(r
     assert "(at most unbounded; fails if above 0.50)" in card and "inf" not in card.split()
     open_end, closed = residual_svg(typed.targets[0], "a"), residual_svg(typed.targets[1], "b")
     assert open_end.count("<path") > closed.count("<path")  # the arrow at the open end
+
+
+def test_a_request_that_fails_a_gate_says_which_whatever_its_verdict(results_doc):
+    """An undecided request that also fails a --fail-on gate is a failure, not merely undecided."""
+    doc, folder = results_doc
+    gate = doc["targets"][2]["gates"][1]
+    gate.update(passed=False, value=0.3, message="mia_auc_gap = 0.3; fails if mia_auc_gap > 0.1: it does, so the "
+                "gate fails")
+    page = render_html(doc, folder)
+    assert card_states(page)[:2] == [("fail", "samples=forget-ids.txt"), ("fail", "random=0.01@0")]
+    positions(words(cards(page)["random=0.01@0"]), "How sure: no evidence either way", "Result: Fails this audit: a "
+              "gate set for it failed (fails unless the verdict passes; fails if mia_auc_gap > 0.1); the verdict on "
+              "the data alone is inconclusive.")
+    assert "Audit failed" in summary_of(page)
