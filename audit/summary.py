@@ -40,7 +40,7 @@ def print_summary(doc: Document, quiet: bool, out: Path | None) -> None:
         method = t.method
         how = (f"{method.name} ({method.reason})" if method is not None and method.name and method.reason
                else (method.name if method is not None else None) or "no unlearning method recorded")
-        _say(f"{t.name}: verdict {t.verdict}; {how}; "
+        _say(f"{t.name}: verdict {t.verdict} ({fmt.certainty(t)[1]}); {how}; "
                    f"{p_s}residual leakage {leak_s}; "
                    f"forget accuracy {_pct(o.forget)} -> {_pct(u.forget)}{ref}; "
                    f"test accuracy on other classes {_pct(o.test_other_classes)} -> "

@@ -103,6 +103,7 @@ def test_audit_gate_writes_junit_atomically(tmp_path):
     gated = run_audit(["gate", results, "--junit", target, "--fail-on", "residual_leakage_upper>0.01"],
                       in_process=True)
     assert gated.returncode == 1, gated.stderr
+    assert "class=3: verdict pass (strong evidence the data are gone);" in gated.stdout
     root = ET.parse(target).getroot()
     names = {c.get("name") for c in root.iter("testcase")}
     assert "fails if residual_leakage_upper > 0.01" in names and root.get("failures") == "6"
