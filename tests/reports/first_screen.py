@@ -19,9 +19,12 @@ WIDTH, HEIGHT = 1280, 800
 KEEP = {"demo": "class=3", "inconclusive": "random=0.01@0", "failed": "samples=forget-ids.txt"}
 
 
-def single_request(folder: Path, which: str) -> dict:
-    """The fixture document with only the target of ``which`` ("demo", "inconclusive" or "failed")."""
-    doc = build_document(folder)
+def single_request(doc: dict, which: str) -> dict:
+    """A copy of ``doc`` (built by build_document) with only the target of ``which`` ("demo",
+    "inconclusive" or "failed"); its images stay where build_document wrote them."""
+    import copy
+
+    doc = copy.deepcopy(doc)
     doc["targets"] = [t for t in doc["targets"] if t["name"] == KEEP[which]]
     passed = doc["targets"][0]["passed"]
     doc["verdict"], doc["exit_code"] = ("pass", 0) if passed else ("fail", 1)
@@ -29,6 +32,15 @@ def single_request(folder: Path, which: str) -> dict:
     if which != "inconclusive":
         doc["notes"] = [n for n in doc["notes"] if "inconclusive" not in n]
     return doc
+
+
+def render_page(doc: dict, folder: Path, name: str) -> Path:
+    """report.html of ``doc`` in ``folder``/``name``, its images read from ``folder`` (where build_document put them)."""
+    from reports import render_files
+    from reports.reading import validate
+
+    [page] = render_files(validate(doc, "test document"), ["html"], folder / name, base_dir=folder)
+    return page
 
 
 def first_screen(png: bytes):
@@ -44,17 +56,14 @@ def write_screenshots(out: Path) -> list[Path]:
 
     from chromium_probe import Chromium
 
-    from reports import render_files
-    from tests.reports.report_documents import write_results
-
     out.mkdir(parents=True, exist_ok=True)
     written = []
     with tempfile.TemporaryDirectory() as tmp, Chromium() as chromium:
+        folder = Path(tmp)
+        doc = build_document(folder)
         for which in KEEP:
-            folder = Path(tmp) / which
-            results = write_results(folder, single_request(folder, which))
-            render_files(results, ["html"], folder)
-            image = first_screen(chromium.visit(folder / "report.html", WIDTH, HEIGHT).screenshot)
+            page = render_page(single_request(doc, which), folder, which)
+            image = first_screen(chromium.visit(page, WIDTH, HEIGHT).screenshot)
             path = out / f"report-{which}.png"
             image.quantize(colors=64).save(path, optimize=True)
             written.append(path)

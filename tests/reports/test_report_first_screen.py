@@ -9,10 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from chromium_probe import CHROMIUM, Chromium
-from tests.reports.first_screen import HEIGHT, WIDTH, first_screen, single_request
-from tests.reports.report_documents import write_results
-
-from reports import render_files
+from tests.reports.first_screen import HEIGHT, WIDTH, first_screen, render_page, single_request
 
 pytestmark = [pytest.mark.browser,
               pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed; .ci/run installs it")]
@@ -41,13 +38,13 @@ def screens(tmp_path_factory):
     """Each single-request report and the full three-request one, visited once: (probed, first screen pixels)."""
     from tests.reports.report_documents import build_document
 
+    folder = tmp_path_factory.mktemp("first-screen")
+    doc = build_document(folder)  # once: the single-request documents are cut from it
     out = {}
     with Chromium() as chromium:
         for which in ("demo", "inconclusive", "failed", "all"):
-            folder = tmp_path_factory.mktemp(which)
-            doc = build_document(folder) if which == "all" else single_request(folder, which)
-            render_files(write_results(folder, doc), ["html"], folder)
-            visit = chromium.visit(folder / "report.html", WIDTH, HEIGHT, probe=PROBE)
+            page = render_page(doc if which == "all" else single_request(doc, which), folder, which)
+            visit = chromium.visit(page, WIDTH, HEIGHT, probe=PROBE)
             assert visit.failed_loads == [] and visit.console_errors == []
             out[which] = (visit.probed, np.asarray(first_screen(visit.screenshot)).reshape(-1, 3))
     return out
