@@ -323,6 +323,8 @@ def gate(
     replace_recorded_gates: bool = typer.Option(False, "--replace-recorded-gates", help="apply the gates of --fail-on "
                                                 "(else of the config file) instead of those recorded in results.json"),
     quiet: bool = typer.Option(False, "--quiet", help="print only failures"),
+    junit: Optional[Path] = typer.Option(None, "--junit", metavar="FILE", help="also write the gates' outcome as "
+                                         "JUnit XML to FILE (written under a temporary name, then renamed)"),
     sign_key_env: Optional[str] = typer.Option(None, "--sign-key-env", metavar="VAR", help="refuse a document "
                                                "whose HMAC-SHA256 signature the key in this environment variable "
                                                "does not give (written by `audit run --sign-key-env VAR`)"),
@@ -334,6 +336,9 @@ def gate(
     from audit.summary import print_summary
     from reports import ReportError, load_results
 
+    if junit is not None and (junit.is_dir() or (junit.parent != Path("") and not junit.parent.is_dir())):
+        what = "is a folder" if junit.is_dir() else "is in a folder that does not exist"
+        raise InputError(f"--junit {printable(junit)} {what}; name a file, e.g. --junit gate-junit.xml")
     found = read_settings(config)
     settings, source = dict(found.values), found.path
     try:
@@ -356,6 +361,14 @@ def gate(
     code = doc.exit_code
     if not doc.targets:
         typer.echo(f"FAIL {printable(results)}: the document holds no target, so nothing was audited; it fails closed", err=True)
+    if junit is not None:
+        from audit.atomic import write_text
+        from reports import render_junit
+
+        try:
+            write_text(junit, render_junit(doc))  # temporary name, then renamed: never half-written
+        except OSError as exc:
+            raise InputError(f"--junit {printable(junit)}: cannot write it ({exc.strerror or exc})") from None
     print_summary(doc, quiet=quiet, out=None)
     raise typer.Exit(code)
 

@@ -86,10 +86,15 @@ def pool_out_statistic(ref_phi: np.ndarray, in_mask: np.ndarray) -> tuple[np.nda
     return np.where(kept, (per_model * out).sum(0) / np.maximum(n_out, 1), 0.0), kept
 
 
-def per_example_picture(stats: dict[str, np.ndarray], is_forget: np.ndarray, retrain_roles: list[str]) -> dict:
+def per_example_picture(stats: dict[str, np.ndarray], is_forget: np.ndarray, retrain_roles: list[str],
+                        ids: np.ndarray | None = None) -> dict:
     """The forget examples' statistic under the original, unlearned and retrained models (for the report's
-    figure); with the pool null, "retrained" holds the pool's models that left each example out (their mean)."""
+    figure); with the pool null, "retrained" holds the pool's models that left each example out (their mean).
+    ``ids``: the training id of every tested example, so that the report can name the most exposed ones
+    ("forget_ids", in the order of the forget examples' statistics)."""
     out = {role: [round(float(v), 4) for v in stats[role][is_forget]] for role in ("original", "unlearned")}
+    if ids is not None:
+        out["forget_ids"] = [int(i) for i in np.asarray(ids)[is_forget]]
     out["retrained"] = [round(float(v), 4) for r in retrain_roles for v in stats[r][is_forget]]
     out["held_out_original"] = [round(float(v), 4) for v in stats["original"][~is_forget]]
     return out

@@ -7,6 +7,7 @@ ids), ``random=0.01@SEED`` (a fraction of the training ids) or ``random=50@SEED`
 
 from __future__ import annotations
 
+import hashlib
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,12 +31,31 @@ class ForgetSet:
     spec: str
     ids: torch.Tensor
     classes: tuple[int, ...] | None = None
+    #: SHA-256 of the ids file's bytes, for ``samples=PATH`` (what the requester handed over)
+    file_sha256: str | None = None
 
     def __len__(self) -> int:
         return int(self.ids.numel())
 
     def describe(self) -> dict:
-        return {"spec": self.spec, "n": len(self), "classes": list(self.classes) if self.classes else None}
+        return {"spec": self.spec, "n": len(self), "classes": list(self.classes) if self.classes else None,
+                "ids_sha256": ids_digest(self.ids), "file_sha256": self.file_sha256}
+
+
+def ids_digest(ids: torch.Tensor) -> str:
+    """SHA-256 of the sorted, unique training ids, each in decimal followed by a newline: what the
+    audit covered, whatever file or spec named it; ``sort -n -u ids.txt | sha256sum`` gives the same
+    for a file of one id per line (docs/reports.md, "Provenance of a request")."""
+    text = "".join(f"{int(i)}\n" for i in sorted(set(ids.tolist())))
+    return hashlib.sha256(text.encode("ascii")).hexdigest()
+
+
+def file_digest(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def parse_forget(spec: str, y_train: torch.Tensor, num_classes: int) -> ForgetSet:
@@ -54,7 +74,9 @@ def parse_forget(spec: str, y_train: torch.Tensor, num_classes: int) -> ForgetSe
         ids = torch.nonzero(torch.isin(y_train, torch.tensor(classes)), as_tuple=False).flatten()
         return _non_empty(ForgetSet(spec, ids, tuple(classes)))
     if key == "samples":
-        return _non_empty(ForgetSet(spec, _read_ids(Path(value.strip()), n)))
+        path = Path(value.strip())
+        ids = _read_ids(path, n)
+        return _non_empty(ForgetSet(spec, ids, file_sha256=file_digest(path)))
     if key == "random":
         return _non_empty(ForgetSet(spec, _random_ids(spec, value, n)))
     raise InputError(f"unknown forget spec {key!r} in {spec!r}: use {GRAMMAR}")

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 from audit.errors import InputError
 from reports.document import Accuracy, AttackMetrics, Config, GateResult, Target
+from reports.fmt import gate_rule
 
 METRICS: dict[str, str] = {
     "residual_leakage": "effect(unlearned) / effect(original) of the strongest powered test, 0 or more "
@@ -72,15 +73,20 @@ class Gate:
                 return GateResult(expr=self.expr, value=None, passed=False,
                                   message="no verdict was reached for this target; the gate fails closed")
             failed = _OPS[self.op](value, self.threshold)
+            how = "it does, so the gate fails" if failed else "it does not, so the gate passes"
             return GateResult(expr=self.expr, value=None, passed=not failed,
-                              message=f"verdict = {value}; the gate '{self.expr}' {'fails' if failed else 'passes'}")
-        if value is None or (isinstance(value, float) and math.isnan(value)):
+                              message=f"verdict = {value}; {gate_rule(self.expr)}: {how}")
+        rule = gate_rule(self.expr)
+        # No finite value: not measured (null in results.json) or unbounded (inf before it is written).
+        # `audit run` (which sees inf) and `audit gate` (which reads null) say the same and both fail closed.
+        if value is None or (isinstance(value, float) and not math.isfinite(value)):
             return GateResult(expr=self.expr, value=None, passed=False,
-                              message=f"{self.metric} was not measured for this target; the gate fails closed")
+                              message=f"{self.metric} has no finite value for this target (not measured, or "
+                                      f"unbounded); the gate '{rule}' fails closed")
         failed = _OPS[self.op](value, self.threshold)
-        verb = "fails" if failed else "passes"
+        how = "it does, so the gate fails" if failed else "it does not, so the gate passes"
         return GateResult(expr=self.expr, value=float(value), passed=not failed,
-                          message=f"{self.metric} = {value:.4g}; the gate '{self.expr}' {verb}")
+                          message=f"{self.metric} = {value:.4g}; {rule}: {how}")
 
 
 def known_metric(name: str) -> bool:

@@ -170,7 +170,7 @@ def audit_target(ctx: AttackContext, opts: AuditOptions, forget: ForgetSet, gate
             paired.n_permutations, paired.n_bootstrap)
         target.tests.append(evidence)
         target.per_example = per_example_picture(stats, np.arange(len(tested_ids)) < evidence.detail["n_forget"],
-                                                 null_roles)
+                                                 null_roles, np.asarray(ms.ids[tested_ids]))
         if forget.classes and retrain_roles:
             target.tests.append(class_accuracy_evidence(forget, ms, logits, retrain_roles))
         # Population attacks: ROC diagnostics on the original, unlearned and first retrained model.

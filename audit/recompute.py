@@ -260,8 +260,14 @@ def _cross_check(target: Target, tests: list[Evidence], where: str) -> None:
                           "from the original's")
     if target.per_example is not None:
         is_forget = np.r_[np.ones(inputs.n_forget, dtype=bool), np.zeros(inputs.n_held_out, dtype=bool)]
-        if target.per_example != per_example_picture(stats, is_forget, list(inputs.retrained_roles)):
+        # The examples' training ids ride along (documents before them have none); the figures must match.
+        figures = {k: v for k, v in target.per_example.items() if k != "forget_ids"}
+        if figures != per_example_picture(stats, is_forget, list(inputs.retrained_roles)):
             raise _bad(where, "its per-example figures are not those of its membership test's statistics")
+        ids = target.per_example.get("forget_ids")
+        if ids is not None and (len(ids) != inputs.n_forget or len(set(ids)) != len(ids)
+                                or any(not float(i).is_integer() or i < 0 for i in ids)):
+            raise _bad(where, "its per-example forget_ids are not one distinct training id per forget example")
     rate = by_name.get("class_accuracy")
     if rate is not None:
         n = rate.detail["n"]

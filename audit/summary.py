@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import typer
 
+from reports import fmt
 from reports.document import Accuracy, Document
 from reports.text import printable
 
@@ -31,9 +31,8 @@ def print_summary(doc: Document, quiet: bool, out: Path | None) -> None:
             continue
         o, u, r = (t.accuracy.original or Accuracy(), t.accuracy.unlearned or Accuracy(), t.accuracy.reference)
         ref = f" (retrained {_pct(r.forget)})" if r is not None else ""
-        leak, bound = t.residual_leakage, t.residual_leakage_upper
-        upper = "unbounded" if bound is None or not math.isfinite(bound) else f"{bound:.2f}"
-        leak_s = "n/a" if leak is None else f"{leak:.2f} (at most {upper}, 95% upper bound)"
+        leak, upper = t.residual_leakage, fmt.bound(t.residual_leakage_upper)
+        leak_s = "n/a" if leak is None else f"{fmt.num(leak)} (at most {upper}, 95% upper bound)"
         if t.memorised_auc is not None and t.memorised_auc_upper is not None:
             leak_s += f"; original's membership AUC {t.memorised_auc:.2f} (at most {t.memorised_auc_upper:.2f})"
         power, p = t.power_p_value, t.p_value
@@ -41,7 +40,7 @@ def print_summary(doc: Document, quiet: bool, out: Path | None) -> None:
         method = t.method
         how = (f"{method.name} ({method.reason})" if method is not None and method.name and method.reason
                else (method.name if method is not None else None) or "no unlearning method recorded")
-        _say(f"{t.name}: verdict {t.verdict}; {how}; "
+        _say(f"{t.name}: verdict {t.verdict} ({fmt.certainty(t)[1]}); {how}; "
                    f"{p_s}residual leakage {leak_s}; "
                    f"forget accuracy {_pct(o.forget)} -> {_pct(u.forget)}{ref}; "
                    f"test accuracy on other classes {_pct(o.test_other_classes)} -> "

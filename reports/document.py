@@ -184,10 +184,16 @@ class GateResult(Part):
 
 
 # --- One forget target -----------------------------------------------------------------------
+Sha256 = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
+
+
 class Forget(Part):
     spec: str | None = None
     n: int | None = None
     classes: list[int] | None = None  # null for sample sets
+    #: SHA-256 of the sorted, unique ids in decimal, one per line (absent in documents written before it)
+    ids_sha256: Sha256 | None = None
+    file_sha256: Sha256 | None = None  # of the ids file's bytes (samples=PATH); null for other specs
 
 
 class Method(Part):

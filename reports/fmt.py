@@ -5,11 +5,15 @@ The filters return plain text; the templates escape everything they print (autoe
 
 from __future__ import annotations
 
+import math
+import re
 from collections.abc import Sequence
 
 from reports.document import Target
 
 DASH = "\u2014"
+#: How the report and the CLI write a figure with no finite value (never "inf").
+UNBOUNDED = "unbounded"
 
 
 def pct(value: float | None, digits: int = 1) -> str:
@@ -17,7 +21,14 @@ def pct(value: float | None, digits: int = 1) -> str:
 
 
 def num(value: float | None, digits: int = 2) -> str:
-    return DASH if value is None else f"{value:.{digits}f}"
+    if value is None:
+        return DASH
+    return f"{value:.{digits}f}" if math.isfinite(value) else UNBOUNDED
+
+
+def bound(value: float | None, digits: int = 2) -> str:
+    """An upper end or bound: null or not finite is "unbounded" (results.json writes an unbounded end as null)."""
+    return UNBOUNDED if value is None or not math.isfinite(value) else f"{value:.{digits}f}"
 
 
 def pval(value: float | None) -> str:
@@ -89,7 +100,8 @@ def status(target: Target) -> str:
     if target.error is not None:
         return "error"
     if target.verdict in ("inconclusive", "not_memorised"):
-        return target.verdict
+        # A gate set for the audit that failed makes it a failure, whatever the verdict on the data.
+        return "fail" if any(not g.passed for g in target.gates if g.expr != "verdict") else target.verdict
     return "pass" if target.passed else "fail"
 
 
@@ -97,3 +109,79 @@ def anchor(name: str, index: int) -> str:
     """A safe id for a target's section (names hold '=', '/', spaces...)."""
     cleaned = "".join(ch if ch.isalnum() else "-" for ch in name).strip("-").lower()
     return f"t{index}-{cleaned[:40]}"
+
+
+_GATE = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_.]*)\s*(>=|<=|==|!=|>|<)\s*(\S+)\s*$")
+
+
+def gate_rule(expr: str) -> str:
+    """A gate as the rule it is: "fails if residual_leakage_upper > 0.5" (a ``--fail-on`` gate fails
+    when its expression holds); the verdict gate: "fails unless the verdict passes"."""
+    if expr.strip() == "verdict":
+        return "fails unless the verdict passes"
+    found = _GATE.match(expr)
+    if not found:
+        return f"fails if {expr.strip()}"
+    return f"fails if {found.group(1)} {found.group(2)} {found.group(3)}"
+
+
+# The outcome of a request as a reader sees it: the word on its badge and its colour's name (CSS).
+OUTCOME_WORDS = {"pass": "pass", "fail": "fail", "inconclusive": "inconclusive", "not_memorised": "not memorised",
+                 "error": "error"}
+
+
+def outcome_word(state: str) -> str:
+    """The badge's word for a :func:`status`: "not memorised", never "not_memorised"."""
+    return OUTCOME_WORDS.get(state, state)
+
+
+#: p-values at most this are "strong" evidence (docs/reports.md, "How sure").
+STRONG_P = 0.001
+
+
+def certainty(target: Target) -> tuple[str, str]:
+    """(level, words): how sure the audit is about ``target``'s verdict, on the fixed scale documented in
+    docs/reports.md ("How sure"). Derived from the recorded evidence only:
+
+    - pass: "strong evidence the data are gone" when the power check's p-value is at most
+      :data:`STRONG_P` and the residual leakage's 95% upper bound at most half the margin
+      (``max_residual``); else "evidence the data are gone";
+    - not_memorised: "evidence there was nothing to remove";
+    - inconclusive: "weak evidence the data are gone" when the original was detected (the
+      removal is not shown); else "no evidence either way";
+    - fail: "strong evidence the data are still there" when the unlearned model's p-value is
+      at most :data:`STRONG_P`; else "evidence the data are still there";
+    - a failed step: "not assessed".
+    """
+    verdict = target.verdict
+    if target.error is not None or verdict not in OUTCOME_WORDS or verdict == "error":
+        return "none", "not assessed: a step failed"
+    if verdict == "pass":
+        margin = target.max_residual if target.max_residual is not None else 0.5
+        upper, power = target.residual_leakage_upper, target.power_p_value
+        strong = (power is not None and power <= STRONG_P and upper is not None and math.isfinite(upper)
+                  and upper <= margin / 2)
+        return ("strong", "strong evidence the data are gone") if strong else ("some", "evidence the data are gone")
+    if verdict == "not_memorised":
+        return "some", "evidence there was nothing to remove"
+    if verdict == "inconclusive":
+        powered = (target.power_p_value is not None and target.alpha is not None
+                   and target.power_p_value <= target.alpha)
+        return ("weak", "weak evidence the data are gone") if powered else ("none", "no evidence either way")
+    strong = target.p_value is not None and target.p_value <= STRONG_P
+    return ("strong", "strong evidence the data are still there") if strong else \
+        ("some", "evidence the data are still there")
+
+
+def run_state(targets: list[Target], verdict: str) -> str:
+    """The run's banner: "error" if a step failed, "inconclusive" if the only requests that did not pass
+    are undecided (they fail the audit by its policy, but nothing was shown to leak), "fail" if any
+    other request did not pass (or nothing was audited), else "pass"."""
+    if verdict == "error" or any(t.error is not None for t in targets):
+        return "error"
+    if not targets:
+        return "fail"
+    states = [status(t) for t in targets if not t.passed]
+    if not states:
+        return "pass" if verdict == "pass" else "fail"
+    return "inconclusive" if all(state == "inconclusive" for state in states) else "fail"

@@ -17,7 +17,7 @@ from jinja2 import Environment, PackageLoader, StrictUndefined
 from reports.text import printable
 from markupsafe import Markup
 
-from reports import fmt, limits, sections
+from reports import fmt, glossary, limits, sections
 from reports.document import Accuracy, DataProvenance, Document, Forget, Machine, Method, ModelProvenance
 from reports.images import Embedded, embed
 
@@ -43,12 +43,17 @@ def environment() -> Environment:
     env = Environment(loader=PackageLoader("reports", "templates"), autoescape=True, undefined=StrictUndefined,
                       trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True,
                       finalize=_shown)
+    from reports.figures import residual_svg
+
     env.filters.update(pct=fmt.pct, num=fmt.num, pval=fmt.pval, seconds=fmt.seconds, size=fmt.size,
                        interval=fmt.interval, thousands=fmt.count, plain=fmt.plain, roles=sections.roles,
-                       basename=lambda path: Path(path).name)
+                       basename=lambda path: Path(path).name, outcome=fmt.outcome_word, gate_rule=fmt.gate_rule,
+                       bound=fmt.bound)
     env.tests["did_not_pass"] = fmt.did_not_pass
     env.globals.update(DASH=fmt.DASH, ROLES=sections.ROLES, ROLE_NAMES=sections.ROLE_NAMES,
                        SHORT_NAMES=sections.SHORT_NAMES, anchor=fmt.anchor, status=fmt.status,
+                       certainty=fmt.certainty, STRONG_P=fmt.STRONG_P, GLOSSARY=glossary.TERMS,
+                       most_exposed=sections.most_exposed, residual_svg=residual_svg,
                        roc_figures=sections.roc_figures, per_example_svg=per_example_svg,
                        # empty parts, for a target or run that lacks one (a step failed before it)
                        Accuracy=Accuracy, Forget=Forget, Method=Method)
@@ -75,5 +80,8 @@ def render_html(doc: Document, base_dir: str | Path) -> str:
         model=doc.provenance.model or ModelProvenance(), data=data, machine=doc.provenance.machine or Machine(),
         # class index -> name, where the name says more than the index ("three" for 3, not "3" for 3)
         class_labels={i: name for i, name in enumerate(data.class_names or []) if str(name) != str(i)},
+        run_state=fmt.run_state(doc.targets, doc.verdict),
+        all_given=bool(doc.targets) and all(t.method is not None and t.method.name == "given" for t in doc.targets),
+        any_given=any(t.method is not None and t.method.name == "given" for t in doc.targets),
         attacks_assumed=limits.attacks_assumed(doc), inversion_ran=limits.inversion_ran(doc),
         shadow_models=limits.shadow_models(doc), embed=embed_image)

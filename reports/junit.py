@@ -6,6 +6,7 @@ import math
 import xml.etree.ElementTree as ET
 
 from reports.document import Document, GateResult
+from reports.fmt import bound, certainty, gate_rule, num
 from reports.text import printable
 
 def _x(text: object) -> str:
@@ -17,6 +18,13 @@ def _x(text: object) -> str:
 def _time(seconds: float) -> str:
     """A duration as JUnit writes it: finite, never "inf" (a forged timing is shown as 0)."""
     return f"{seconds:.3f}" if math.isfinite(seconds) and 0 <= seconds < 1e12 else "0.000"
+
+
+def classname(target_name: str) -> str:
+    """The test case's classname: ``amnesia-audit/<target>`` with every dot made an underscore, since CI
+    interfaces (Jenkins, GitLab, Azure) split a classname at its dots into package and class
+    (``samples=forget-ids.txt`` would show as class ``txt``). The name in full is in the case's properties."""
+    return f"amnesia-audit/{target_name.replace('.', '_')}"
 
 
 def render_junit(doc: Document) -> str:
@@ -33,8 +41,13 @@ def render_junit(doc: Document) -> str:
         total_time += seconds
         gates = target.gates or [GateResult(expr="no gates", passed=True, value=None, message="no gates were set")]
         for i, gate in enumerate(gates):
-            case = ET.SubElement(suite, "testcase", classname=_x(f"amnesia-audit.{name}"), name=_x(gate.expr),
+            # The name reads as the rule it is: "fails if residual_leakage_upper > 0.5", not a condition that held.
+            case = ET.SubElement(suite, "testcase", classname=_x(classname(name)),
+                                 name=_x(gate_rule(gate.expr) if target.gates else gate.expr),
                                  time=_time(seconds if i == 0 else 0.0))
+            properties = ET.SubElement(case, "properties")
+            ET.SubElement(properties, "property", name="target", value=_x(name))
+            ET.SubElement(properties, "property", name="gate", value=_x(gate.expr))
             tests += 1
             if target.error is not None:
                 errors += 1
@@ -46,9 +59,12 @@ def render_junit(doc: Document) -> str:
                 ET.SubElement(case, "failure", message=_x(message), type="GateFailure").text = _x(f"{name}: {message}")
             if target.error is None:
                 out = ET.SubElement(case, "system-out")
-                out.text = _x(f"verdict={target.verdict} p_value={target.p_value} "
-                              f"power_p_value={target.power_p_value} "
-                              f"residual_leakage={target.residual_leakage} value={gate.value}")
+                value = ("\u2014" if gate.expr == "verdict" else "no finite value") if gate.value is None \
+                    else f"{gate.value:.4g}"
+                out.text = _x(f"target={name} verdict={target.verdict} how sure: {certainty(target)[1]}; "
+                              f"p_value={target.p_value} power_p_value={target.power_p_value} "
+                              f"residual_leakage={num(target.residual_leakage, 4)} "
+                              f"residual_leakage_upper={bound(target.residual_leakage_upper, 4)} value={value}")
     suite.set("tests", str(tests))
     suite.set("failures", str(failures))
     suite.set("errors", str(errors))

@@ -3,6 +3,8 @@ the ROC figures of its membership attacks."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from markupsafe import Markup
 
 from reports.document import MembershipResult
@@ -28,3 +30,35 @@ def roc_figures(attacks: list[MembershipResult], salt: str) -> list[tuple[str, M
             label = attack.label or attack.attack
             figures.append((label, roc_svg(curves, label, f"{salt}-{i}")))
     return figures
+
+
+@dataclass(frozen=True)
+class Exposed:
+    """One forget example's per-example statistic under each model; ``excess``: unlearned minus retrained."""
+
+    id: int
+    original: float
+    unlearned: float
+    retrained: float
+    excess: float
+
+
+def most_exposed(per_example: dict[str, list[float]], count: int = 5) -> list[Exposed]:
+    """The ``count`` forget examples whose statistic under the unlearned model exceeds their retrained
+    models' mean the most; empty when the document does not record the examples' ids ("forget_ids").
+
+    "retrained" holds the retrained models' statistics model after model, each over the forget
+    examples in the order of "forget_ids" (audit.evidence.per_example_picture).
+    """
+    ids = per_example.get("forget_ids") or []
+    original, unlearned = per_example.get("original") or [], per_example.get("unlearned") or []
+    retrained = per_example.get("retrained") or []
+    n = len(ids)
+    if not n or len(original) != n or len(unlearned) != n or not retrained or len(retrained) % n:
+        return []
+    models = len(retrained) // n
+    rows = []
+    for k, example in enumerate(ids):
+        mean = sum(retrained[m * n + k] for m in range(models)) / models
+        rows.append(Exposed(int(example), original[k], unlearned[k], mean, unlearned[k] - mean))
+    return sorted(rows, key=lambda row: -row.excess)[:count]

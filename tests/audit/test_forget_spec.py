@@ -22,7 +22,26 @@ def test_class_specs(digits):
     assert both.classes == (3, 7)
     assert torch.equal(both.ids, torch.nonzero((digits.y_train == 3) | (digits.y_train == 7)).flatten())
     assert torch.equal(_parse(" class = 3 , 7 ", digits).ids, both.ids)
-    assert both.describe() == {"spec": "class=7,3", "n": len(both), "classes": [3, 7]}
+    described = both.describe()
+    assert {k: described[k] for k in ("spec", "n", "classes", "file_sha256")} == {
+        "spec": "class=7,3", "n": len(both), "classes": [3, 7], "file_sha256": None}
+    assert described["ids_sha256"] == _parse("class=3,7", digits).describe()["ids_sha256"]  # the ids, not the words
+
+
+def test_a_request_is_recorded_with_the_digests_of_its_ids_and_of_its_file(digits, tmp_path):
+    """The ids digest is what `sort -n -u ids.txt | sha256sum` gives; the file digest, the file's bytes'."""
+    import hashlib
+
+    ids = tmp_path / "ids.txt"
+    ids.write_text("# deletion requests of November\n17\n3\n17\n1200\n")
+    described = _parse(f"samples={ids}", digits).describe()
+    assert described["ids_sha256"] == hashlib.sha256(b"3\n17\n1200\n").hexdigest()
+    assert described["file_sha256"] == hashlib.sha256(ids.read_bytes()).hexdigest()
+    other = tmp_path / "same-ids.csv"
+    other.write_text("id\n1200\n3\n17\n")
+    again = _parse(f"samples={other}", digits).describe()
+    assert again["ids_sha256"] == described["ids_sha256"] and again["file_sha256"] != described["file_sha256"]
+    assert _parse("random=0.01@0", digits).describe()["file_sha256"] is None
 
 
 @pytest.mark.parametrize("fmt", ["txt", "csv", "npy", "npy-float"])

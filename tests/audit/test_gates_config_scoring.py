@@ -54,6 +54,28 @@ def test_gate_on_unmeasured_metric_fails_closed():
     assert not res.passed and res.value is None and "not measured" in res.message
 
 
+@pytest.mark.parametrize("expr", ["residual_leakage_upper>0.5", "residual_leakage_upper<0.5"])
+def test_an_unbounded_figure_reads_as_an_unmeasured_one_and_fails_closed(expr):
+    """`audit run` sees inf where results.json (and so `audit gate`) holds null: one wording, one outcome."""
+    unbounded, unmeasured = _target(), _target()
+    unbounded.residual_leakage_upper = float("inf")
+    [run_sees] = apply_gates(unbounded, [parse_gate(expr)])
+    [gate_reads] = apply_gates(unmeasured, [parse_gate(expr)])
+    assert run_sees == gate_reads
+    assert not run_sees.passed and run_sees.value is None and "inf" not in run_sees.message.split()
+    assert run_sees.message == ("residual_leakage_upper has no finite value for this target (not measured, or "
+                                f"unbounded); the gate 'fails if residual_leakage_upper {expr[22]} 0.5' fails closed")
+
+
+def test_a_gate_message_reads_as_a_fail_if_rule():
+    [held] = apply_gates(_target(leak=0.3), [parse_gate("residual_leakage>0.25")])
+    [not_held] = apply_gates(_target(leak=0.2), [parse_gate("residual_leakage>0.25")])
+    assert held.message == "residual_leakage = 0.3; fails if residual_leakage > 0.25: it does, so the gate fails"
+    assert not_held.message == ("residual_leakage = 0.2; fails if residual_leakage > 0.25: it does not, so the gate "
+                                "passes")
+    assert not held.passed and not_held.passed
+
+
 @pytest.mark.parametrize("expr", ["leakage>0.1", "residual_leakage>>0.1", "residual_leakage>", "mia.lira.bogus<1"])
 def test_bad_gate_expressions_are_input_errors(expr):
     with pytest.raises(InputError):

@@ -35,6 +35,7 @@ class PageVisit:
     failed_loads: list[str] = field(default_factory=list)
     console_errors: list[str] = field(default_factory=list)
     layout: dict = field(default_factory=dict)
+    probed: object = None  # what the caller's JavaScript expression returned
 
 
 class Chromium:
@@ -115,8 +116,10 @@ class Chromium:
                 return
             self.events.append(item)
 
-    def visit(self, path: Path, width: int = 1280, height: int = 900, mobile: bool = False) -> PageVisit:
-        """Load ``path`` from disk, wait for the load event, and return a full-page screenshot and the problems."""
+    def visit(self, path: Path, width: int = 1280, height: int = 900, mobile: bool = False,
+              probe: str | None = None) -> PageVisit:
+        """Load ``path`` from disk, wait for the load event, and return a full-page screenshot and the problems;
+        ``probe``: a JavaScript expression evaluated in the loaded page, its value in :attr:`PageVisit.probed`."""
         target = self.send("Target.createTarget", {"url": "about:blank"})["targetId"]
         session = self.send("Target.attachToTarget", {"targetId": target, "flatten": True})["sessionId"]
         for domain in ("Page", "Runtime", "Log", "Network"):
@@ -135,11 +138,15 @@ class Chromium:
             images: document.images.length,
             brokenImages: Array.from(document.images).filter(i => !i.complete || i.naturalWidth === 0).length})"""},
             session=session)["result"]["value"]
+        probed = None
+        if probe is not None:  # before the screenshot, which may lay the page out beyond the viewport
+            probed = self.send("Runtime.evaluate", {"returnByValue": True, "expression": probe},
+                               session=session)["result"].get("value")
         full_height = min(int(layout["scrollHeight"]), 8000)
         shot = self.send("Page.captureScreenshot", {"format": "png", "captureBeyondViewport": True,
                                                     "clip": {"x": 0, "y": 0, "width": width, "height": full_height,
                                                              "scale": 1}}, session=session)
-        visit = PageVisit(base64.b64decode(shot["data"]), layout=layout)
+        visit = PageVisit(base64.b64decode(shot["data"]), layout=layout, probed=probed)
         urls = {}
         for event in self.events[first:]:
             if event.get("sessionId") != session:

@@ -43,6 +43,20 @@ def section(page: str, name: str) -> str:
     return found[0]
 
 
+def words(html: str) -> str:
+    """The text a reader sees: tags dropped, entities of the templates resolved, whitespace collapsed."""
+    import html as html_lib
+
+    cells = re.sub(r"</?(?:td|th|tr|p|li|br|h\d|div|caption|summary)\b[^>]*>", " ", html)  # blocks apart
+    return " ".join(html_lib.unescape(re.sub(r"<[^>]+>", "", cells)).split())
+
+
+def cards(page: str) -> dict[str, str]:
+    """Target name -> its summary card's markup."""
+    found = re.findall(r'<article class="target-card \w+">.*?</article>', summary_of(page), flags=re.S)
+    return {re.search(r'<a href="#[^"]+">([^<]+)</a>', c).group(1): c for c in found}
+
+
 def card_states(page: str) -> list[tuple[str, str]]:
     """(badge, target name) of each summary card, in page order."""
     return re.findall(r'<article class="target-card \w+"><h4><span class="badge badge-(\w+)">\w+</span> '
@@ -73,40 +87,70 @@ def test_a_failing_gate_comes_before_a_passing_one_within_a_target(results_doc):
     page = render_html(doc, folder)
     table = page[page.index("Gates for samples=forget-ids.txt"):]
     table = table[:table.index("</table>")]
-    rows = re.findall(r"<td><code>([^<]+)</code></td>", table)
-    assert rows == ["verdict", "mia_auc_gap&gt;0.1", "residual_leakage_upper&gt;0.9"]
+    rows = re.findall(r"<td>([^<]+)<br><code>([^<]+)</code></td>", table)
+    assert rows == [("fails unless the verdict passes", "verdict"), ("fails if mia_auc_gap &gt; 0.1", "mia_auc_gap&gt;0.1"),
+                    ("fails if residual_leakage_upper &gt; 0.9", "residual_leakage_upper&gt;0.9")]
 
 
 def test_summary_speaks_plainly(rendered):
     doc, page = rendered["doc"], rendered["files"]["html"].read_text()
-    positions(page, "Verdict: FAIL", "2 of 3 forget requests did not pass", "Residual leakage", "retrained from scratch",
+    positions(page, "Audit failed", "2 of 3 forget requests did not pass", "Residual leakage", "retrained from scratch",
               "all 137 training examples of class 3", "50 individually listed training examples",
               "13 individually listed training examples", "amnesiac unlearning", "relabelling",
               *(esc(note) for note in doc["notes"]))
 
 
-def test_each_target_shows_its_verdict_in_words_and_the_power_check(rendered):
-    page, (ok, bad, _) = rendered["files"]["html"].read_text(), rendered["doc"]["targets"]
-    passing, failing = section(page, "class=3"), section(page, "samples=forget-ids.txt")
-    inconclusive = section(page, "random=0.01@0")
-    for text, word in ((passing, "pass"), (failing, "fail"), (inconclusive, "inconclusive")):
-        assert f'<span class="value verdict-word-{word}">{word.upper()}</span>' in text
-    positions(passing, "Pass: before unlearning the attacks detected these data; after unlearning they no longer do, "
-              "and the drop shows that they are gone.",
-              "<strong>Power check:</strong> before unlearning the attacks told the forget set from unseen data at "
+def test_each_request_says_what_was_asked_and_done_whether_it_worked_and_how_sure(rendered):
+    page, (ok, bad, undecided) = rendered["files"]["html"].read_text(), rendered["doc"]["targets"]
+    card = {name: words(html) for name, html in cards(page).items()}
+    positions(card["class=3"], "Asked: forget all 137 training examples of class 3.",
+              "Done: amnesiac unlearning (recorded updates subtracted, then repaired).",
+              "Result: Worked: the attacks detected these data before unlearning and not after",
+              "How sure: strong evidence the data are gone",
+              f"Residual leakage {ok['residual_leakage']:.2f} (at most {ok['residual_leakage_upper']:.2f}; fails if above 0.50)")
+    positions(card["samples=forget-ids.txt"], "Done: relabelling", "How sure: strong evidence the data are still there",
+              "Result: Did not work: the unlearned model still shows these data to the attacks.")
+    positions(card["random=0.01@0"], "How sure: no evidence either way",
+              "Result: Undecided (inconclusive): the attacks could not detect these data even in the original model",
+              "Not evidence of erasure; fails the audit by its policy (--inconclusive fail).", f"before unlearning p = {undecided['power_p_value']:.2g}")
+    passing, failing = words(section(page, "class=3")), words(section(page, "samples=forget-ids.txt"))
+    positions(passing, f"Why: {ok['verdict_reason']}.",
+              "Power check: before unlearning the attacks told the forget set from unseen data at "
               f"p = {ok['power_p_value']:.2g} (significance level 0.05, Holm-corrected over 3 test(s)). After "
               f"unlearning: p = {ok['p_value']:.2g}.",
-              f"Residual leakage: <strong>{ok['residual_leakage']:.2f}</strong> (95% interval "
-              f"{ok['residual_leakage_ci95'][0]:.2f} to {ok['residual_leakage_ci95'][1]:.2f})")
-    positions(failing, "Fail: the unlearned model still shows these data to the attacks.",
-              "<strong>Power check:</strong> before unlearning the attacks told the forget set from unseen data at "
-              f"p = {bad['power_p_value']:.2g} (significance level 0.05, Holm-corrected over 1 test(s)). After "
-              f"unlearning: p = {bad['p_value']:.2g}.",
-              esc("at alpha = 0.05 after Holm's correction"),
-              f"Residual leakage: <strong>{bad['residual_leakage']:.2f}</strong>")
-    # Each section speaks of its own target only.
-    assert "verdict-word-fail" not in passing and "verdict-word-pass" not in failing
-    assert "Inconclusive:" not in passing + failing
+              f"Residual leakage: {ok['residual_leakage']:.2f} (95% interval "
+              f"{ok['residual_leakage_ci95'][0]:.2f} to {ok['residual_leakage_ci95'][1]:.2f}")
+    positions(failing, "at alpha = 0.05 after Holm's correction", f"Residual leakage: {bad['residual_leakage']:.2f}")
+    # A residual above 1 is explained where it is shown.
+    assert bad["residual_leakage"] > 1 and "A residual leakage above 1 means" in failing
+    assert "A residual leakage above 1 means" not in passing
+
+
+def test_nothing_is_said_twice(rendered):
+    """The card says the outcome, the section the evidence: no verdict reason, advice or card repeated."""
+    page, doc = rendered["files"]["html"].read_text(), rendered["doc"]
+    for target in doc["targets"]:
+        assert page.count(esc(target["verdict_reason"])) == 1, target["name"]
+        card_text = words(cards(page)[target["name"]])
+        result = card_text[card_text.index("Result:"):card_text.index("Result:") + 80]
+        assert result not in words(section(page, target["name"])), target["name"]
+    assert page.count(esc(doc["targets"][2]["advice"])) == 1
+
+
+def test_every_term_links_to_its_glossary_entry_with_its_meaning_as_title(rendered):
+    from reports.glossary import TERMS
+
+    page = rendered["files"]["html"].read_text()
+    links = re.findall(r'<a class="term" href="#g-([\w-]+)" title="([^"]*)">', page)
+    assert {key for key, _ in links} >= {"power-check", "holm", "alpha", "residual-leakage", "upper-bound",
+                                         "over-forgetting", "inconclusive", "u-lira", "p-value", "how-sure"}
+    assert all(str(escape(TERMS[key][1])) == title for key, title in links)
+    glossary = page[page.index('<section id="glossary">'):]
+    assert all(f'<dt id="g-{key}">' in glossary for key in TERMS)
+    # The first use of each jargon term in the page comes with its explanation.
+    for term in ("Power check", "Holm", "Over-forgetting", "U-LiRA", "significance level"):
+        first = page.index(term)
+        assert page.rfind('<a class="term"', 0, first) > page.rfind("</a>", 0, first), term
 
 
 def test_an_inconclusive_target_is_badged_and_explained_with_its_advice(rendered):
@@ -115,19 +159,19 @@ def test_an_inconclusive_target_is_badged_and_explained_with_its_advice(rendered
     assert target["verdict"] == "inconclusive" and target["advice"]
     text = section(page, "random=0.01@0")
     assert '<h2><span class="badge badge-inconclusive">INCONCLUSIVE</span> Forget request' in text
-    positions(text, "Inconclusive: the attacks could not detect these data even in the original model",
-              "This is not evidence of erasure.", f"In detail: {esc(target['verdict_reason'])}.",
-              "<strong>Power check:</strong> before unlearning the attacks could not tell the forget set from unseen "
-              f"data at p = {target['power_p_value']:.2g}", f'<p class="note">{esc(target["advice"])}</p>')
-    assert "Residual leakage:" not in text  # nothing was powered, so there is no headline number to show
-    card = summary_of(page)
-    card = card[card.index('<article class="target-card inconclusive">'):]
-    card = card[:card.index("</article>")]
-    positions(card, '<span class="badge badge-inconclusive">INCONCLUSIVE</span>', esc(target["advice"]),
-              "inconclusive, fails closed (choose --inconclusive pass to let it through)")
-    # Only the inconclusive target carries the advice and the badge.
-    assert page.count(esc(target["advice"])) == 2  # its summary card and its section
-    assert page.count('class="badge badge-inconclusive"') == 2
+    positions(words(text), f"Why: {target['verdict_reason']}.",
+              "Power check: before unlearning the attacks could not tell the forget set from unseen "
+              f"data at p = {target['power_p_value']:.2g}",
+              "fails unless the verdict passes verdict \u2014 inconclusive, fails closed (choose --inconclusive pass to "
+              "let it through) (why: above)")
+    assert "Residual leakage:" not in words(text)  # nothing was powered, so there is no headline number to show
+    card = cards(page)["random=0.01@0"]
+    assert card.startswith('<article class="target-card inconclusive">')
+    positions(card, '<span class="badge badge-inconclusive">INCONCLUSIVE</span>',
+              f'<details class="advice"><summary>What would decide it</summary>{esc(target["advice"])}</details>')
+    # Only the inconclusive target carries the badge; none of it is red.
+    assert page.count('class="badge badge-inconclusive"') == 2  # its summary card and its section
+    assert "verdict-fail" not in card and "badge-fail" not in card
 
 
 def test_the_evidence_table_lists_every_test_with_holm_p_values(rendered):
@@ -148,8 +192,8 @@ def test_the_per_example_figure_is_an_inline_svg_in_each_target_section(rendered
     for name, n, held in (("class=3", 137, 45), ("samples=forget-ids.txt", 50, 449), ("random=0.01@0", 13, 449)):
         text = section(page, name)
         evidence = text[text.index("<h3>Evidence behind the verdict</h3>"):text.index("<h3>Forget quality</h3>")]
-        figures = re.findall(r"<figure>(<svg .*?</svg>)\s*<figcaption>(.*?)</figcaption></figure>", evidence,
-                             flags=re.S)
+        figures = re.findall(r'<figure class="wide">(<svg .*?</svg>)\s*<figcaption>(.*?)</figcaption></figure>',
+                             evidence, flags=re.S)
         assert len(figures) == 1, name
         svg, caption = figures[0]
         assert 'role="img"' in svg and 'viewBox="' in svg and "Forget examples under each model" in svg
@@ -164,7 +208,9 @@ def test_a_target_without_per_example_statistics_has_no_figure(results_doc):
     doc, folder = results_doc
     doc["targets"][1]["per_example"] = None
     page = render_html(doc, folder)
-    assert "<figure><svg" not in section(page, "samples=forget-ids.txt").split("<h3>Forget quality</h3>")[0]
+    evidence = section(page, "samples=forget-ids.txt").split("<h3>Evidence behind the verdict</h3>")[1]
+    assert "<svg" not in evidence.split("<h3>Forget quality</h3>")[0]
+    assert "The most exposed forget examples" not in evidence
     assert "Forget examples under each model" in section(page, "class=3")
 
 
@@ -174,7 +220,8 @@ def test_the_page_is_self_contained(rendered):
     assert not re.search(r'(src|href)="(?!data:|#)', page), "only data: URIs and in-page anchors"
     assert "http://" not in page.replace('xmlns="http://www.w3.org/2000/svg"', "").replace(
         'xmlns:xlink="http://www.w3.org/1999/xlink"', "")
-    assert page.count("<svg") == 3 * 2 + 3  # a ROC figure per attack per target, a per-example figure per target
+    # a ROC figure per attack per target, a per-example figure per target, a residual figure per powered target
+    assert page.count("<svg") == 3 * 2 + 3 + 2
     assert page.count('src="data:image/png;base64,') == 12
     assert '<meta name="viewport"' in page and "@media print" in page
 
@@ -252,10 +299,10 @@ def test_a_failed_step_renders_as_error(results_doc):
     page = render_html(doc, folder)
     summary = summary_of(page)
     error, failing = positions(summary, "attack lira_online failed: reference model diverged", "samples=forget-ids.txt")
-    assert error < failing and "Verdict: ERROR" in summary
+    assert error < failing and "Audit incomplete: a step failed" in summary
     assert card_states(page)[0] == ("error", "class=3")
     text = section(page, "class=3")
-    positions(text, "Verdict: <span class=\"value\">not reached</span> because a step failed.",
+    positions(words(text), "How sure: not assessed: a step failed", "No verdict was reached because a step failed.",
               "No test ran for this request.")
     assert "Power check" not in text and "<svg" not in text
 
@@ -266,7 +313,7 @@ def test_an_inconclusive_target_let_through_by_the_policy_is_not_counted_as_fail
     doc["verdict"], doc["exit_code"] = "pass", 0
     assert all(t["passed"] for t in doc["targets"])
     summary = summary_of(render_html(doc, tmp_path))
-    assert "Verdict: PASS" in summary and "did not pass" not in summary
+    assert "Audit passed" in summary and "did not pass" not in summary
 
 
 def test_the_templates_are_package_data_read_through_the_package(tmp_path, monkeypatch):
@@ -298,8 +345,9 @@ def test_autoescape_is_on_for_every_template(results_doc):
     doc["provenance"]["data"]["class_names"][3] = "th<r>ee"
     page = render_html(doc, folder)
     assert "class=3&<b>" not in page and "<i>done" not in page and "th<r>ee" not in page
-    # The name is escaped in the title, the header, the contents, its card, its gate table and its section heading.
-    assert page.count("class=3&amp;&lt;b&gt;") == 6
+    # The name is escaped in the title, the header, its card, the contents, its gate table, its section heading and
+    # the provenance's table of requests.
+    assert page.count("class=3&amp;&lt;b&gt;") == 7
     positions(page, "pass &amp; &lt;i&gt;done&lt;/i&gt;", "(&ldquo;th&lt;r&gt;ee&rdquo;)")
 
 
@@ -320,3 +368,122 @@ def test_the_reference_models_sentence_follows_needs_reference_and_older_documen
     doc["targets"][0]["membership"][1]["needs_reference"] = True  # an attack the old list did not name
     doc["targets"][0]["membership"][1]["attack"] = "some_future_attack"
     assert sentence in render_html(doc, folder)
+
+
+def test_an_audit_of_a_model_given_says_no_unlearning_step_ran(results_doc):
+    """--original: the method is "given"; neither the card nor the summary claims the model was unlearned here."""
+    doc, folder = results_doc
+    for target in doc["targets"]:
+        target["method"] = {"name": "given", "reason": "unlearned elsewhere: unlearned.pt, audited against the "
+                            "original model.pt; no unlearning step ran", "seconds": None, "details": {}}
+    page = render_html(doc, folder)
+    summary = words(summary_of(page))
+    assert "The model was audited as given: it was unlearned elsewhere (--original), and no unlearning step ran" \
+        in summary
+    assert "the model was unlearned" not in summary and "Chosen because" not in page
+    assert words(cards(page)["class=3"]).count("Done: none here: audited as given, unlearned elsewhere (--original).")
+    assert '<a class="term" href="#g-given"' in page
+    positions(words(section(page, "class=3")), "Unlearned elsewhere: unlearned.pt, audited against the original")
+    doc["provenance"]["original"] = {"path": "model.pt", "sha256": "5e" * 32}
+    provenance = words(render_html(doc, folder).split('<section id="provenance">')[1])
+    positions(provenance, "Original model file model.pt", f"Original model SHA-256 {'5e' * 32}")
+
+
+def test_cached_retrained_models_are_labelled_cached(results_doc):
+    doc, folder = results_doc
+    for retrain in doc["targets"][0]["retrains"]:
+        retrain["from_cache"] = True  # all three of class=3 from the cache; samples= has 2 of 3 (the fixture's)
+    page = render_html(doc, folder)
+    positions(words(section(page, "class=3")), "Time to load the retrained models 12.6 s (cached: all 3 came from the "
+              "reference-model cache; retraining them takes longer)")
+    positions(words(section(page, "samples=forget-ids.txt")), "Time to retrain the reference models 12.1 s (2 of 3 cached)")
+    doc["targets"][0]["retrains"] = [dict(r, from_cache=False) for r in doc["targets"][0]["retrains"]]
+    assert "cached" not in words(section(render_html(doc, folder), "class=3")).split("Time to retrain")[1][:40]
+
+
+def test_the_most_exposed_forget_examples_are_named_by_training_id(rendered):
+    doc, page = rendered["doc"], rendered["files"]["html"].read_text()
+    picture = doc["targets"][1]["per_example"]
+    n = len(picture["forget_ids"])
+    excess = {i: picture["unlearned"][k] - sum(picture["retrained"][m * n + k] for m in range(3)) / 3
+              for k, i in enumerate(picture["forget_ids"])}
+    top = sorted(excess, key=lambda i: -excess[i])[:5]
+    table = section(page, "samples=forget-ids.txt")
+    table = table[table.index("The most exposed forget examples"):]
+    table = table[:table.index("</table>")]
+    assert [int(i) for i in re.findall(r"<tr><td>(\d+)</td>", table)] == top
+    assert f'<td class="n">{excess[top[0]]:.2f}</td></tr>' in table
+
+
+def test_when_no_forget_example_stands_out_the_report_says_so_instead_of_a_table(results_doc):
+    doc, folder = results_doc
+    picture = doc["targets"][0]["per_example"]
+    n = len(picture["forget_ids"])
+    picture["retrained"] = picture["unlearned"] * 3  # every model that never saw them agrees with the unlearned one
+    text = words(section(render_html(doc, folder), "class=3"))
+    assert "No forget example stands out" in text and "The most exposed forget examples" not in text
+    assert len(picture["retrained"]) == 3 * n
+
+
+def test_a_document_written_before_the_digests_and_ids_still_loads_and_says_so(results_doc):
+    doc, folder = results_doc
+    for target in doc["targets"]:
+        for key in ("ids_sha256", "file_sha256"):
+            del target["forget"][key]
+        del target["per_example"]["forget_ids"]
+    page = render_html(doc, folder)
+    assert "The most exposed forget examples" not in page
+    assert page.count("The training ids of the tested examples are not recorded in this document") == 3
+    provenance = words(page[page.index('<section id="provenance">'):])
+    positions(provenance, "class=3 137 \u2014 \u2014", "written before digests were recorded")
+
+
+def test_the_request_digests_are_shown_under_the_request_and_in_provenance(rendered):
+    doc, page = rendered["doc"], rendered["files"]["html"].read_text()
+    for target in doc["targets"]:
+        digest = target["forget"]["ids_sha256"]
+        assert len(digest) == 64 and page.count(digest) == 2, target["name"]
+    file_digest = doc["targets"][1]["forget"]["file_sha256"]
+    assert file_digest in section(page, "samples=forget-ids.txt") and page.count(file_digest) == 2
+
+
+def test_a_not_memorised_request_has_its_own_badge_colour_and_words(results_doc):
+    doc, folder = results_doc
+    target = doc["targets"][2]
+    target.update(verdict="not_memorised", memorised_auc=0.52, memorised_auc_ci95=[0.41, 0.58],
+                  memorised_auc_upper=0.57, advice=None, passed=True,
+                  verdict_reason="even before unlearning no test told the forget set from unseen data")
+    page = render_html(doc, folder)
+    card = cards(page)["random=0.01@0"]
+    assert card.startswith('<article class="target-card not_memorised">')
+    assert '<span class="badge badge-not_memorised">NOT MEMORISED</span>' in card
+    positions(words(card), "How sure: evidence there was nothing to remove", "Result: Nothing detectable to remove",
+              "passes this audit by its policy (--not-memorised pass, the default)", "membership AUC of the original 0.52 "
+              "(at most 0.57)")
+
+
+def test_an_unbounded_residual_is_written_unbounded_and_drawn_with_an_open_end(results_doc):
+    from reports.figures import residual_svg
+    from reports.reading import validate as to_document
+
+    doc, folder = results_doc
+    doc["targets"][0].update(residual_leakage_ci95=[0.0, None], residual_leakage_upper=None)
+    typed = to_document(doc, "test document")
+    card = words(cards(reports.html.render_html(typed, folder))["class=3"])
+    assert "(at most unbounded; fails if above 0.50)" in card and "inf" not in card.split()
+    open_end, closed = residual_svg(typed.targets[0], "a"), residual_svg(typed.targets[1], "b")
+    assert open_end.count("<path") > closed.count("<path")  # the arrow at the open end
+
+
+def test_a_request_that_fails_a_gate_says_which_whatever_its_verdict(results_doc):
+    """An undecided request that also fails a --fail-on gate is a failure, not merely undecided."""
+    doc, folder = results_doc
+    gate = doc["targets"][2]["gates"][1]
+    gate.update(passed=False, value=0.3, message="mia_auc_gap = 0.3; fails if mia_auc_gap > 0.1: it does, so the "
+                "gate fails")
+    page = render_html(doc, folder)
+    assert card_states(page)[:2] == [("fail", "samples=forget-ids.txt"), ("fail", "random=0.01@0")]
+    positions(words(cards(page)["random=0.01@0"]), "How sure: no evidence either way", "Result: Fails this audit: a "
+              "gate set for it failed (fails unless the verdict passes; fails if mia_auc_gap > 0.1); the verdict on "
+              "the data alone is inconclusive.")
+    assert "Audit failed" in summary_of(page)
