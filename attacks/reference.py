@@ -69,7 +69,7 @@ def model_digest(model: nn.Module) -> str:
 
 
 #: Training ids a cached model is checked on, at most (a fresh random sample of them).
-CHECK_EXAMPLES = 2048
+CHECK_EXAMPLES = 512
 
 
 def accuracy_check(x: torch.Tensor, y: torch.Tensor, min_accuracy: float) -> ReferenceCheck:

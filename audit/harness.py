@@ -160,7 +160,7 @@ def audit_target(ctx: AttackContext, opts: AuditOptions, forget: ForgetSet, gate
         start = time.perf_counter()
         ms = membership_set(ctx, forget)
         # Every model's logits on the audited examples, once: the verdict's tests and the attacks read them.
-        logits = {role: attacks.model_logits(m, ms.x) for role, m in models.items()}
+        logits = {role: ctx.logits_on(m, ms.ids, ms.x) for role, m in models.items()}
         # The verdict's membership test: per example, every model, the same examples.
         paired, label, stats, tested_ids = membership_test(ctx, logits, ms, opts.seed, null)
         null_roles = paired.null_roles
