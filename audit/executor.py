@@ -12,7 +12,9 @@ then the trained weights), and draws every random choice from its seed.
 
 Fault injection, for testing a pipeline (documented with ``AUDIT_FAULT``):
 ``AUDIT_FAULT=task`` makes every training task fail; ``AUDIT_FAULT=task-once`` makes each
-task fail on its first attempt only (a marker file per task under ``AUDIT_FAULT_DIR``).
+task fail on its first attempt only (a marker file per task under ``AUDIT_FAULT_DIR``);
+``AUDIT_FAULT=ray-exit`` ends the process right after Ray started, with status 1 and no
+clean-up, as Ray's native core does when its raylet dies (see :mod:`audit.supervise`).
 """
 
 from __future__ import annotations
@@ -231,6 +233,8 @@ class RayExecutor:
             raise InputError(f"cannot reach {where} ({' '.join(str(exc).split())[:160]}); start one with "
                              "`ray start --head` and pass --ray-address HOST:PORT (or auto)") from None
         self._started = True
+        if os.environ.get("AUDIT_FAULT") == "ray-exit":  # Ray's native core ending the driver, as it does
+            os._exit(1)
         resources = ray.cluster_resources()
         if self.gpus and resources.get("GPU", 0) < self.gpus:
             self.close()

@@ -370,7 +370,7 @@ def json_schema() -> dict:
     """The JSON Schema of results.json (draft 2020-12), as ``audit schema`` prints it."""
     schema = Document.model_json_schema(by_alias=True)
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
-    # What the loader (reports.reading) refuses, said to validators too (tests/robustness/test_schema_agreement.py):
+    # What the loader (reports.reading) refuses, said to validators too (tests/robustness/test_document_reading.py):
     # the two fields that make a document one of ours, although the model fills them in...
     schema["required"] = ["schema", "schema_version", *[k for k in schema.get("required", [])
                                                          if k not in ("schema", "schema_version")]]

@@ -222,6 +222,6 @@ def _kind(value: Any) -> str:
 
 def json_repr(value: Any) -> str:
     """A short JSON-ish rendering of a value for error messages."""
-    text = json.dumps(value) if value is None or isinstance(value, bool) else \
+    text = "null" if value is None else \
         repr(value) if not isinstance(value, str) else f'"{value}"'
     return text if len(text) <= 40 else text[:37] + "..."

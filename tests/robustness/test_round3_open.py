@@ -203,3 +203,84 @@ def test_load_results_refuses_a_path_that_is_not_one():
 
     with pytest.raises(ReportError, match="must be a path"):
         load_results(123)
+
+
+# Major 9 and minor: the reference-model cache.
+def test_a_cache_that_is_a_file_is_bad_input_before_any_work(in_memory, tmp_path, monkeypatch):
+    import audit
+    from audit.models import build_model
+
+    trainable = {**in_memory, "model_factory": lambda: build_model("smallcnn", 1, 10, [0.0], [1.0]),
+                 "recipe": {"epochs": 1}}
+    (tmp_path / "cache").write_text("not a folder")
+    monkeypatch.setenv("AMNESIA_AUDIT_CACHE", str(tmp_path / "cache"))
+    _refused(lambda: audit.evaluate(**trainable, forget="class=3"), "the reference-model cache",
+             "(AMNESIA_AUDIT_CACHE) is a file", "name a folder")
+    _refused(lambda: audit.evaluate(**trainable, forget="class=3", cache_dir=tmp_path / "cache" / "below"),
+             "(--cache-dir) lies under", "which is a file")
+
+
+def test_a_cache_that_cannot_be_written_is_one_warning_not_a_failed_step():
+    import warnings
+
+    import numpy as np
+    import torch
+
+    from attacks.reference import ReferenceCache, load_or_train
+
+    cache = ReferenceCache("/proc/amnesia-audit-cache", lambda: torch.nn.Linear(2, 2), "key")  # mkdir fails
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for seed in range(3):
+            model, cached = load_or_train(lambda ids, seed: torch.nn.Linear(2, 2), np.arange(4), seed, cache)
+            assert isinstance(model, torch.nn.Linear) and not cached
+    said = [str(w.message) for w in caught if "could not keep reference models" in str(w.message)]
+    assert len(said) == 1 and "/proc/amnesia-audit-cache" in said[0], said
+
+
+# Major 9: a Ray instance that ends the audit's process (its raylet gone) is exit 3 with one line.
+_SUPERVISED = """
+import os, sys
+from audit.supervise import run_supervised
+def body():
+    print("progress line on stdout", flush=True)
+    if sys.argv[1] == "native-exit":  # what Ray's C++ core does when its raylet dies
+        os.write(2, b"[2026-12-07 16:35:29,190 E 732 732] core_worker_process.cc:247: Failed to register worker\\n")
+        os._exit(1)
+    if sys.argv[1] == "other-native":
+        os.write(2, b"a native library's own message\\n")
+    sys.exit(int(sys.argv[2]))
+run_supervised(body, lambda line: print("error: " + line, file=sys.stderr))
+"""
+
+
+@pytest.mark.parametrize("mode, code", [("native-exit", 3), ("exit", 1), ("exit", 0), ("other-native", 2)])
+def test_a_process_ended_by_native_code_is_exit_3_with_one_line(tmp_path, mode, code):
+    import subprocess
+    import sys
+
+    run = subprocess.run([sys.executable, "-c", _SUPERVISED, mode, str(code)], capture_output=True, text=True,
+                         timeout=60, cwd=tmp_path)
+    assert run.returncode == code, run.stderr
+    assert "progress line on stdout" in run.stdout
+    lines = [line for line in run.stderr.splitlines() if line.strip()]
+    if mode == "native-exit":
+        assert len(lines) == 1 and lines[0].startswith("error: the audit's process exited with status 1"), lines
+        assert "Failed to register worker" in lines[0] and "--executor local" in lines[0]
+    elif mode == "other-native":
+        assert lines == ["a native library's own message"]  # passed on, not swallowed
+    else:
+        assert lines == []
+
+
+@pytest.mark.parametrize("argv, expected", [
+    (["run", "m.pt", "--executor", "ray"], True), (["run", "m.pt", "--executor=ray"], True),
+    (["run", "m.pt"], False), (["gate", "r.json", "--executor", "ray"], False),
+])
+def test_runs_on_ray_are_supervised(tmp_path, monkeypatch, argv, expected):
+    from audit.supervise import wants_ray
+
+    monkeypatch.chdir(tmp_path)
+    assert wants_ray(argv) is expected
+    (tmp_path / "audit.toml").write_text('executor = "ray"\n')
+    assert wants_ray(["run", "m.pt"]) and not wants_ray(["run", "m.pt", "--isolated"])
