@@ -284,3 +284,22 @@ def test_runs_on_ray_are_supervised(tmp_path, monkeypatch, argv, expected):
     assert wants_ray(argv) is expected
     (tmp_path / "audit.toml").write_text('executor = "ray"\n')
     assert wants_ray(["run", "m.pt"]) and not wants_ray(["run", "m.pt", "--isolated"])
+
+
+# Minor: files that are not regular files are said to be so, not "not found".
+@pytest.mark.parametrize("kind", ["fifo", "device", "folder"])
+def test_a_config_or_npz_that_is_no_regular_file_is_said_to_be_so(tmp_path, kind):
+    import os
+
+    from tests.cli_runner import assert_one_line_failure, run_audit
+
+    path = {"device": "/dev/zero"}.get(kind, str(tmp_path / "odd"))
+    if kind == "fifo":
+        os.mkfifo(path)
+    elif kind == "folder":
+        os.mkdir(path)
+    gate = run_audit(["gate", "r.json", "--config", path], tmp_path, in_process=True)
+    assert_one_line_failure(gate, 2, f"config file {path} is not a regular file")
+    run = run_audit(["run", "missing.pt", "--forget", "class=3", "--data", f"npz:{path}", "--isolated"], tmp_path,
+                    in_process=True)
+    assert_one_line_failure(run, 2, f"npz file {path} is not a regular file")
