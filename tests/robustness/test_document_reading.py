@@ -218,3 +218,24 @@ def test_huge_and_infinite_timings_round_trip_and_stay_finite_in_junit(full, tmp
     assert back.targets[0].timings["attacks"] is None
     xml = render_junit(typed)
     assert 'time="inf"' not in xml and "inf" not in "".join(e.get("time", "") for e in ET.fromstring(xml).iter())
+
+
+@pytest.mark.slow  # two interpreters start (about 10 s on a busy machine)
+def test_a_lone_surrogate_in_a_name_a_note_and_a_path_is_printed_escaped(full, tmp_path):
+    """In a real process (a captured stream in this one would take any str): before, `gate` and `report` ended
+    with UnicodeEncodeError, exit 3."""
+    from tests.cli_runner import run_audit
+
+    doc = copy.deepcopy(full)
+    doc["targets"] = [doc["targets"][1]]  # the failing target, recomputable as it is
+    doc["targets"][0]["name"] = "x\ud800y"
+    doc["notes"] = ["note \udcff here"]
+    folder = tmp_path / "run-\udcff"  # a file name that is not UTF-8, as Python hands it over
+    folder.mkdir()
+    (folder / "results.json").write_text(json.dumps(doc))
+    gate = run_audit(["gate", folder / "results.json"], tmp_path)
+    assert gate.returncode == 1 and "Traceback" not in gate.stderr, gate.stderr
+    assert "x\\ud800y" in gate.stderr and "note \\udcff here" in gate.stdout
+    report = run_audit(["report", folder / "results.json", "--format", "html,junit"], tmp_path)
+    assert report.returncode == 0, report.stderr
+    assert (folder / "report.html").is_file() and (folder / "junit.xml").is_file()
