@@ -279,10 +279,10 @@ class RayExecutor:
         pending = list(refs)
         with progress_bar(f"{label} on Ray ({len(tasks)} tasks)", len(tasks), self.show_progress) as advance:
             while pending:
-                done, pending = ray.wait(pending, num_returns=1)
+                done, pending = _interruptible(ray.wait, pending, num_returns=1)
                 for ref in done:
                     try:
-                        results[index[ref]] = ray.get(ref)
+                        results[index[ref]] = _interruptible(ray.get, ref)
                     except Exception as exc:  # noqa: BLE001 - the task failed after its retries
                         cause = getattr(exc, "cause", None) or exc
                         raise StepError(f"a Ray training task failed after {self.retries} retries: "
@@ -300,6 +300,20 @@ class RayExecutor:
         if self._started and self._ray is not None:
             self._ray.shutdown()
             self._started = False
+
+
+def _interruptible(call: Callable, *args: Any, **kwargs: Any) -> Any:
+    """``call`` from Ray's native core: a signal handler that raises (SIGTERM, SIGINT: the CLI's
+    :class:`audit.errors.Interrupted`) while the call waits comes out as a SystemError ("returned a
+    result with an exception set") caused by it; the interrupt itself is raised again, so that it
+    is exit 143 or 130 and not a failed step."""
+    try:
+        return call(*args, **kwargs)
+    except SystemError as exc:
+        cause = exc.__cause__ or exc.__context__
+        if isinstance(cause, BaseException) and not isinstance(cause, Exception):
+            raise cause from None
+        raise
 
 
 def make_executor(name: str, address: str | None, cpus_per_model: float, gpus_per_model: float,
