@@ -303,3 +303,19 @@ def test_a_config_or_npz_that_is_no_regular_file_is_said_to_be_so(tmp_path, kind
     run = run_audit(["run", "missing.pt", "--forget", "class=3", "--data", f"npz:{path}", "--isolated"], tmp_path,
                     in_process=True)
     assert_one_line_failure(run, 2, f"npz file {path} is not a regular file")
+
+
+@pytest.mark.slow  # trains a small model and starts Ray: about a minute
+def test_a_ray_instance_that_ends_the_audit_is_exit_3_with_one_line(tmp_path):
+    """The whole command: Ray started, then the driving process ended from native code (``AUDIT_FAULT=ray-exit``
+    ends it with status 1 and no clean-up, as Ray's core does when an agent killed at start-up takes the raylet
+    along; killing the agent by hand gave the same line, quoting Ray's "Failed to register worker to Raylet")."""
+    from tests.cli_runner import assert_one_line_failure, run_audit, train
+
+    assert train(tmp_path, "m.pt", "--record", "none", epochs=2).returncode == 0
+    run = run_audit(["run", "m.pt", "--forget", "random=0.1@2", "--method", "none", "--attacks", "mia", "--mia",
+                     "loss", "--format", "none", "--executor", "ray", "--out", "out"], tmp_path,
+                    env={"AUDIT_FAULT": "ray-exit", "AMNESIA_AUDIT_CACHE": str(tmp_path / "cache")})
+    assert_one_line_failure(run, 3, "the audit's process exited with status 1 without finishing",
+                            "its Ray instance failed", "use --executor local")
+    assert not (tmp_path / "out").exists()
