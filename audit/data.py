@@ -371,7 +371,8 @@ def _squeeze(exc: BaseException, limit: int = 160) -> str:
 def _npz(path_str: str) -> Dataset:
     path = Path(path_str)
     if not path.is_file():
-        raise InputError(f"npz file {path} not found")
+        what = "is not a regular file (a folder, FIFO or device); name an .npz file" if path.exists() else "not found"
+        raise InputError(f"npz file {path} {what}")
     _check_npz_claims(path)
     try:
         with np.load(path, allow_pickle=False) as z:
