@@ -95,7 +95,8 @@ def test_noop_in_memory_cannot_pass(own):
     assert report.exit_code == 1
 
 
-@pytest.mark.parametrize("kind", [pytest.param("torchscript", marks=pytest.mark.slow), "pt2"])  # both in CI
+@pytest.mark.slow  # two audits of exported archives: `make test-slow` and CI run it
+@pytest.mark.parametrize("kind", ["torchscript", "pt2"])
 def test_archives_in_an_attack_only_audit(own, kind):
     """A model unlearned elsewhere, shipped as TorchScript or torch.export: only forward passes are needed."""
     from unlearning import TrainConfig, relabel_unlearn

@@ -72,7 +72,8 @@ def _assert_interrupted(run: CliRun, sig: int) -> None:
     assert "earlier outputs are as they were" in line
 
 
-@pytest.mark.parametrize("sig", [pytest.param(signal.SIGTERM, marks=pytest.mark.slow), signal.SIGINT])  # both in CI
+@pytest.mark.slow  # an audit with every report first: `make test-slow` and CI run it
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_report_interrupted_while_writing_leaves_the_earlier_reports(audited, tmp_path, sig):
     work = tmp_path / "work"
     shutil.copytree(audited, work)
@@ -128,11 +129,11 @@ def test_run_interrupted_while_writing_its_outputs(audited, tmp_path):
     assert after["report.pdf"].startswith(b"%PDF") and b"%%EOF" in after["report.pdf"][-64:]
 
 
-def test_train_interrupted_keeps_the_old_model_and_log(audited, tmp_path):
+def test_train_interrupted_keeps_the_old_model_and_log(digits_model, tmp_path):
     work = tmp_path / "work"
     work.mkdir()
-    shutil.copy(audited / "m.pt", work / "m.pt")
-    shutil.copytree(load_model(audited / "m.pt").log_dir, work / "m.pt.updates")
+    shutil.copy(digits_model, work / "m.pt")  # the session's model and its log: this test trains no fixture
+    shutil.copytree(load_model(digits_model).log_dir, work / "m.pt.updates")
     before = _files(work)
     run = _interrupt_when(["train", "--epochs", "40", "--record", "class=3", "--seed", "1", "--out", "m.pt"], work,
                           lambda: any(work.glob("*.partial/batches/*")), signal.SIGTERM)
