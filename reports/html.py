@@ -8,6 +8,7 @@ Numbers are formatted by the filters of :mod:`reports.fmt`; figures are SVG mark
 
 from __future__ import annotations
 
+from contextvars import ContextVar
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
@@ -35,6 +36,29 @@ def _shown(value):
     return value if isinstance(value, Markup) or not isinstance(value, str) else printable(value)
 
 
+#: Requests whose figures a report draws, at most: the first ones in the report's order (those that
+#: did not pass first). Each request costs a few matplotlib figures (about 0.2 s each); a document of
+#: 300 requests took minutes to render. The others keep every number and say their figures are left out.
+MAX_FIGURE_TARGETS = 25
+
+#: ids of the targets, tests' per-example pictures and membership lists whose figures this render draws
+#: (None: all); set by :func:`render_html` for the duration of one render.
+_DRAWN: ContextVar[frozenset[int] | None] = ContextVar("drawn", default=None)
+
+
+def figures_drawn(part) -> bool:
+    """Whether this render draws the figures of ``part`` (a target or one of its parts)."""
+    drawn = _DRAWN.get()
+    return drawn is None or id(part) in drawn
+
+
+def _only_drawn(draw):
+    """``draw(part, salt)`` for the parts this render draws, else no figure."""
+    def wrapped(part, *args, **kwargs):
+        return draw(part, *args, **kwargs) if figures_drawn(part) else ([] if draw is sections.roc_figures else "")
+    return wrapped
+
+
 @lru_cache(maxsize=1)
 def environment() -> Environment:
     """The templates' environment: autoescape on, and an undefined name is an error, not an empty string."""
@@ -53,8 +77,9 @@ def environment() -> Environment:
     env.globals.update(DASH=fmt.DASH, ROLES=sections.ROLES, ROLE_NAMES=sections.ROLE_NAMES,
                        SHORT_NAMES=sections.SHORT_NAMES, anchor=fmt.anchor, status=fmt.status,
                        certainty=fmt.certainty, STRONG_P=fmt.STRONG_P, GLOSSARY=glossary.TERMS,
-                       most_exposed=sections.most_exposed, residual_svg=residual_svg,
-                       roc_figures=sections.roc_figures, per_example_svg=per_example_svg,
+                       most_exposed=sections.most_exposed, residual_svg=_only_drawn(residual_svg),
+                       roc_figures=_only_drawn(sections.roc_figures), per_example_svg=_only_drawn(per_example_svg),
+                       figures_drawn=figures_drawn,
                        # empty parts, for a target or run that lacks one (a step failed before it)
                        Accuracy=Accuracy, Forget=Forget, Method=Method)
     return env
@@ -73,7 +98,17 @@ def render_html(doc: Document, base_dir: str | Path) -> str:
         return embed(relative, base_dir)
 
     page = environment().get_template("report.html")
-    return page.render(
+    drawn = [target for _, target in ordered[:MAX_FIGURE_TARGETS]]
+    token = _DRAWN.set(None if len(ordered) <= MAX_FIGURE_TARGETS else frozenset(
+        id(part) for target in drawn for part in (target, target.per_example, target.membership)))
+    try:
+        return _render(page, doc, ordered, data, embed_image)
+    finally:
+        _DRAWN.reset(token)
+
+
+def _render(page, doc: Document, ordered, data: DataProvenance, embed_image) -> str:
+    return page.render(max_figure_targets=MAX_FIGURE_TARGETS,
         doc=doc, targets=doc.targets, ordered=ordered,
         names=", ".join(target.name for _, target in ordered) or "no targets",
         stylesheet=Markup(stylesheet()),  # our own CSS, shipped with the package

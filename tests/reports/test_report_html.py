@@ -487,3 +487,20 @@ def test_a_request_that_fails_a_gate_says_which_whatever_its_verdict(results_doc
               "gate set for it failed (fails unless the verdict passes; fails if mia_auc_gap > 0.1); the verdict on "
               "the data alone is inconclusive.")
     assert "Audit failed" in summary_of(page)
+
+
+def test_a_long_report_draws_the_figures_of_its_first_requests_only(results_doc, monkeypatch):
+    """300 requests took minutes to render (a few matplotlib figures each): beyond the first
+    MAX_FIGURE_TARGETS in the report's order, a request keeps its numbers and says its figures are left out."""
+    import copy
+
+    doc, folder = results_doc
+    full = render_html(doc, folder)
+    monkeypatch.setattr(reports.html, "MAX_FIGURE_TARGETS", 1)
+    page = render_html(copy.deepcopy(doc), folder)
+    with_svg = [t["name"] for t in doc["targets"] if "<svg" in section(page, t["name"])]
+    without = [t["name"] for t in doc["targets"] if "<svg" not in section(page, t["name"])]
+    assert len(with_svg) == 1 and without, (with_svg, without)
+    assert all("this request's figures are left out" in section(page, name) for name in without)
+    assert "this request's figures are left out" not in section(page, with_svg[0])
+    assert all("<svg" in section(full, t["name"]) for t in doc["targets"] if t["name"] in without)  # drawn otherwise
