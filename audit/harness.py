@@ -138,9 +138,7 @@ def audit_target(ctx: AttackContext, opts: AuditOptions, forget: ForgetSet, gate
         if null == "retrained":
             start = time.perf_counter()
             retrains = opts.verdict.retrains
-            with progress_bar(f"retraining {retrains} reference models without {forget.spec}", 1, show) as advance:
-                retrained = ctx.retrained_models(forget, retrains)
-                advance(1)
+            retrained = ctx.retrained_models(forget, retrains)  # the executor shows each model's progress
             for k, (model, seed, hit) in enumerate(retrained):
                 role = "reference" if k == 0 else f"retrain_{k}"
                 models[role] = model
