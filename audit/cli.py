@@ -487,13 +487,15 @@ def _warnings_on_one_line() -> Iterator[None]:
 def main() -> None:
     """Entry point: one clear line and a documented exit code for every failure and interrupt."""
     try:
-        plain_lines_without_terminal()  # CI logs get a line per finished model or step
+        plain_lines_without_terminal(True)  # CI logs get a line per finished model or step
         with _signals_raise(), _warnings_on_one_line():
             _main()
     except Interrupted as exc:
         stderr.print(f"error: {exc}; files being written were removed, earlier outputs are as they were",
                      markup=False, highlight=False, soft_wrap=True)
         sys.exit(exc.exit_code)
+    finally:
+        plain_lines_without_terminal(False)  # a caller in the same process (a test) keeps the library's silence
 
 
 def _click_exceptions() -> tuple[type, ...]:

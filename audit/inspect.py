@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from audit.modelfile import ModelFile, load_model
+from audit.modelfile import ModelFile, load_model, say_assumptions
 
 
 def log_status(mf: ModelFile) -> dict | None:
@@ -55,6 +55,7 @@ def describe_model(path: Path, arch: str | None = None, data: str | None = None,
         ds = load_dataset(data, data_root)
         shape, classes = ds.input_shape, ds.num_classes
     mf = load_model(path, arch=arch, input_shape=shape, num_classes=classes, user=user)
+    say_assumptions(mf)  # what loading assumed (no normalisation recorded, ...), one warning line each
     metrics = dict(mf.metrics)
     if ds is not None and (mf.kind != "toolkit" or not metrics):
         from audit.training import evaluate
