@@ -30,6 +30,9 @@ from audit.errors import InputError, StepError, unknown_choice
 from audit.progress import progress_bar
 
 EXECUTORS = ("local", "ray")
+#: Ray is an optional extra of the package; the one line when it is asked for and missing.
+RAY_MISSING = ("--executor ray needs Ray, which is not installed: pip install 'amnesia-audit[ray]' "
+               "(or run without --executor ray)")
 DEFAULT_RETRIES = 2
 
 
@@ -229,7 +232,7 @@ class RayExecutor:
         try:
             import ray
         except ImportError:
-            raise InputError("--executor ray needs Ray: pip install ray (make installs it)") from None
+            raise InputError(RAY_MISSING) from None
         self._ray = ray
         # Workers import the toolkit (and the user's --code-path folders) like this process does.
         root = str(Path(__file__).resolve().parent.parent)

@@ -195,6 +195,13 @@ class AuditOptions:
             signing_key(self.output.sign_key_env)  # a missing key is said now, before any work
         if self.execution.executor not in ("local", "ray"):
             raise unknown_choice("--executor", self.execution.executor, ("local", "ray"), "local")
+        if self.execution.executor == "ray":
+            import importlib.util
+
+            from audit.executor import RAY_MISSING
+
+            if importlib.util.find_spec("ray") is None:  # said before any model or data is read
+                raise InputError(RAY_MISSING)
         if v.inconclusive not in INCONCLUSIVE:
             raise unknown_choice("--inconclusive", v.inconclusive, INCONCLUSIVE, "fail")
         if v.not_memorised not in INCONCLUSIVE:

@@ -156,3 +156,26 @@ def test_every_settings_key_is_documented_in_cli_md():
     missing = [key for key in KEYS if f"`{key}`" not in settings and f"`[tool.audit.{key}]`" not in settings]
     assert not missing, f"docs/cli.md, 'Settings files', does not name: {missing}"
     assert all(f"--{key.replace('_', '-')}" in settings for key in RECIPE_KEYS if key != "seed")
+
+
+def test_ray_is_an_optional_extra_that_the_tests_still_install():
+    import tomllib
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert not [d for d in project["dependencies"] if d.lower().startswith("ray")]
+    assert any(d.startswith("ray") for d in project["optional-dependencies"]["ray"])
+    assert any(d.startswith("ray") for d in project["optional-dependencies"]["test"])  # make test runs Ray's tests
+
+
+def test_executor_ray_without_ray_is_one_line_naming_the_extra(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "ray", None)  # as if Ray were not installed: importing it fails
+    (tmp_path / "model.pt").write_bytes(b"not read: the missing extra is said first")
+    run = run_audit(["run", "model.pt", "-f", "class=3", "--executor", "ray"], tmp_path, in_process=True)
+    assert_one_line_failure(run, 2, "--executor ray needs Ray", "pip install 'amnesia-audit[ray]'")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.pt"]
+
+    from audit.errors import InputError
+    from audit.executor import RayExecutor
+
+    with pytest.raises(InputError, match=r"amnesia-audit\[ray\]"):
+        RayExecutor().start()
