@@ -179,7 +179,9 @@ def audit_target(ctx: AttackContext, opts: AuditOptions, forget: ForgetSet, gate
                 outcomes = run_membership(ctx, shown, ms, advance, logits)
             target.membership = [MembershipResult.model_validate(o.to_dict()) for o in outcomes]
         if "inversion" in opts.attack.attacks and forget.classes:
-            found, images = run_inversion(ctx, models, list(forget.classes), forget.spec)
+            with progress_bar(f"model inversion on {forget.spec}", 1, show) as advance:
+                found, images = run_inversion(ctx, models, list(forget.classes), forget.spec)
+                advance(1)
             target.inversion = Inversion.model_validate(found)
             if retrain_roles:
                 target.tests.append(inversion_evidence(target.inversion))
