@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from audit.modelfile import ModelFile, load_model, say_assumptions
+from audit.modelfile import ModelFile, load_model
 
 
 def log_status(mf: ModelFile) -> dict | None:
@@ -55,7 +55,6 @@ def describe_model(path: Path, arch: str | None = None, data: str | None = None,
         ds = load_dataset(data, data_root)
         shape, classes = ds.input_shape, ds.num_classes
     mf = load_model(path, arch=arch, input_shape=shape, num_classes=classes, user=user)
-    say_assumptions(mf)  # what loading assumed (no normalisation recorded, ...), one warning line each
     metrics = dict(mf.metrics)
     if ds is not None and (mf.kind != "toolkit" or not metrics):
         from audit.training import evaluate
@@ -81,6 +80,7 @@ def describe_model(path: Path, arch: str | None = None, data: str | None = None,
         "per_class_test_accuracy": metrics.get("per_class_test_accuracy"),
         "update_log": log_status(mf),
         "lineage": mf.lineage,
+        "assumed": list(mf.assumptions),  # what loading had to assume (no normalisation recorded, ...)
     }
 
 
@@ -171,4 +171,5 @@ def format_description(doc: dict) -> str:
         lines.append("update log: none")
     if doc.get("lineage"):
         lines.append(_format_lineage(doc["lineage"]))
+    lines.extend(f"assumed: {line}" for line in doc.get("assumed") or [])
     return "\n".join(lines)
