@@ -31,6 +31,13 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
                   help="Make a trained network forget data, then measure what it still leaks.")
 
 
+class _Command(typer.core.TyperCommand):
+    """Usage lines as click writes them: ``audit run [OPTIONS] MODEL``, not typer's ``{MODEL}``."""
+
+    def collect_usage_pieces(self, ctx) -> list[str]:
+        return [p[1:-1] if p.startswith("{") and p.endswith("}") else p for p in super().collect_usage_pieces(ctx)]
+
+
 def _print_version(asked: bool) -> None:
     if not asked:
         return
@@ -56,7 +63,7 @@ def _echo_json(doc: dict) -> None:
     typer.echo(json.dumps(doc, indent=2, sort_keys=False))
 
 
-@app.command(short_help="Train a model from scratch, recording the amnesiac update log.")
+@app.command(cls=_Command, short_help="Train a model from scratch, recording the amnesiac update log.")
 def train(
     data: str = typer.Option("digits", "--data", metavar="SPEC", help="digits | mnist | fashion-mnist | cifar10 | cifar100 | npz:PATH | folder:PATH"),
     data_root: Optional[str] = typer.Option(None, "--data-root", metavar="DIR", help="folder holding torchvision's files "
@@ -106,7 +113,7 @@ def _mb(n: int) -> str:
     return f"{n / 1e6:.1f} MB" if n >= 1e5 else f"{n / 1e3:.1f} kB"
 
 
-@app.command(short_help="Say what a model file is: architecture, data, recipe, accuracy, update log.")
+@app.command(cls=_Command, short_help="Say what a model file is: architecture, data, recipe, accuracy, update log.")
 def info(
     model: Path = typer.Argument(..., metavar="MODEL", help="model.pt, a TorchScript archive or a state_dict"),
     as_json: bool = typer.Option(False, "--json", help="print a JSON document"),
@@ -138,7 +145,7 @@ def info(
     typer.echo(format_description(doc))
 
 
-@app.command(short_help="Forget a set of training examples and write the unlearned model.")
+@app.command(cls=_Command, short_help="Forget a set of training examples and write the unlearned model.")
 def unlearn(
     model: Path = typer.Argument(..., metavar="MODEL", help="the trained model.pt"),
     forget: str = typer.Option(..., "--forget", "-f", metavar="SPEC", help="class=3 | class=3,7 | samples=PATH | random=0.01@SEED"),
@@ -159,7 +166,7 @@ def unlearn(
                     data_root=data_root, arch=arch, quiet=quiet)
 
 
-@app.command(short_help="Regenerate the HTML, PDF and JUnit reports from results.json alone.")
+@app.command(cls=_Command, short_help="Regenerate the HTML, PDF and JUnit reports from results.json alone.")
 def report(
     results: Path = typer.Argument(..., metavar="RESULTS", help="a results.json written by audit run"),
     fmt: str = typer.Option("html,pdf,junit", "--format", metavar="FORMATS", help="comma-separated: html, pdf, junit"),
@@ -197,7 +204,7 @@ def _split(values: list[str] | None) -> list[str] | None:
     return [v.strip() for item in values for v in item.split(",") if v.strip()]
 
 
-@app.command("run", short_help="Unlearn each forget target (or take a model unlearned elsewhere), attack it, give a verdict.")
+@app.command("run", cls=_Command, short_help="Unlearn each forget target (or take a model unlearned elsewhere), attack it, give a verdict.")
 def run_cmd(
     model: Path = typer.Argument(..., metavar="MODEL", help="the trained model.pt (or TorchScript / state_dict with --arch)"),
     forget: Optional[list[str]] = typer.Option(None, "--forget", "-f", metavar="SPEC", help="a forget target: class=3 | "
@@ -345,7 +352,7 @@ def _announce_settings(source, cli: dict, merged: dict, model: Path, quiet: bool
         typer.echo(f"note: {printable(line)}", err=True)
 
 
-@app.command(short_help="Re-apply the verdicts and gates to an earlier run's results.json, recomputing every test.")
+@app.command(cls=_Command, short_help="Re-apply the verdicts and gates to an earlier run's results.json, recomputing every test.")
 def gate(
     results: Path = typer.Argument(..., metavar="RESULTS", help="results.json of an earlier audit run"),
     fail_on: Optional[list[str]] = typer.Option(None, "--fail-on", metavar="EXPR", help="gate expression, added to the "
@@ -406,7 +413,7 @@ def gate(
     raise typer.Exit(code)
 
 
-@app.command(short_help="Print the JSON Schema of results.json.")
+@app.command(cls=_Command, short_help="Print the JSON Schema of results.json.")
 def schema() -> None:
     """Print the JSON Schema of results.json (the same as docs/results.schema.json), to validate results in CI."""
     from reports.document import json_schema
@@ -414,7 +421,7 @@ def schema() -> None:
     typer.echo(json.dumps(json_schema(), indent=2))
 
 
-@app.command(short_help="Train on the embedded digits, forget class 3, audit and report.")
+@app.command(cls=_Command, short_help="Train on the embedded digits, forget class 3, audit and report.")
 def demo(
     out: Path = typer.Option(Path("demo-out"), "--out", "-o", metavar="DIR", help="folder for the model, its log and the audit"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="print only failures"),
@@ -520,7 +527,7 @@ def _click_exceptions() -> tuple[type, ...]:
 def _main() -> None:
     try:
         # standalone_mode=False: click returns a command's typer.Exit code instead of exiting.
-        code = app(standalone_mode=False)
+        code = app(standalone_mode=False, prog_name="audit")  # also under python -c or a test runner
         sys.exit(code if isinstance(code, int) else 0)
     except AuditError as exc:
         stderr.print(f"error: {_one_line(exc)}", markup=False, highlight=False, soft_wrap=True)

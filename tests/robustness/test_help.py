@@ -76,6 +76,10 @@ def test_common_options_have_short_flags_and_choices_are_listed(command, shorts)
     shorts_used = re.findall(r"^\s+(-\w), --", text, flags=re.M)
     assert len(shorts_used) == len(set(shorts_used)), shorts_used  # no clash
     assert "{model}" not in text and "<str>" not in text and "<int>" not in text
+    usage = text.splitlines()[0]
+    assert "{" not in usage and usage.startswith(f"Usage: audit {command} [OPTIONS]"), usage
+    if command in ("run", "unlearn"):
+        assert usage.endswith(" MODEL"), usage
     if command == "run":
         for choice in ("--method [auto|amnesiac|relabel|finetune|retrain|none]", "--inconclusive [fail|pass]",
                        "--executor [local|ray]", "--reference [auto|pool|retrain|none]", "--seed INTEGER",
