@@ -183,3 +183,15 @@ def test_executor_ray_without_ray_is_one_line_naming_the_extra(tmp_path, monkeyp
 
     with pytest.raises(InputError, match=r"amnesia-audit\[ray\]"):
         RayExecutor().start()
+
+
+def test_a_mistyped_gate_metric_gets_did_you_mean_and_the_page(tmp_path):
+    from tests.reports.report_documents import write_results
+
+    results = write_results(tmp_path / "audit-out")
+    run = run_audit(["gate", results, "--fail-on", "residual_leakage_uper>0.5"], tmp_path, in_process=True)
+    assert_one_line_failure(run, 2, "unknown metric 'residual_leakage_uper'", "did you mean residual_leakage_upper?",
+                            "(docs/ci.md, 'Gates')")
+    run = run_audit(["gate", results, "--fail-on", "leakiness>0.1"], tmp_path, in_process=True)
+    line = assert_one_line_failure(run, 2, "unknown metric 'leakiness' in gate 'leakiness>0.1'; known: residual_leakage, ")
+    assert "did you mean" not in line
