@@ -1,4 +1,4 @@
-"""Every shell snippet in README.md and docs/ci.md is executed by a test (issue 25, item 6).
+"""Every shell snippet in README.md, docs/ci.md and docs/own-model.md is executed by a test (issue 25, item 6).
 
 The rule, for whoever writes a snippet there:
 
@@ -28,7 +28,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-PAGES = ["README.md", "docs/ci.md"]
+PAGES = ["README.md", "docs/ci.md", "docs/own-model.md"]
 MARKER = re.compile(r"<!-- snippet: runs( slow)? \(exit (\d+)\) -->\s*$")
 
 
