@@ -69,7 +69,7 @@ def model_digest(model: nn.Module) -> str:
 
 
 #: Training ids a cached model is checked on, at most (a fresh random sample of them).
-CHECK_EXAMPLES = 2048
+CHECK_EXAMPLES = 512
 
 
 def accuracy_check(x: torch.Tensor, y: torch.Tensor, min_accuracy: float) -> ReferenceCheck:
@@ -228,8 +228,19 @@ def load_or_train(
         raise ValueError(f"the reference model with seed {seed} trained{where} has non-finite weights "
                          f"(NaN or infinity in {bad!r}); its training diverged: lower the recipe's learning rate")
     if cache is not None:
-        cache.save(ids, seed, model)
+        try:
+            cache.save(ids, seed, model)
+        except OSError as exc:  # read-only or full: the next run retrains it; this one has its model
+            if cache.directory not in _UNWRITABLE:
+                _UNWRITABLE.add(cache.directory)
+                warnings.warn(f"could not keep reference models in the cache {cache.directory} "
+                              f"({exc.strerror or exc}); this audit goes on, a later one trains them again",
+                              stacklevel=2)
     return model, False
+
+
+#: Cache folders already said to be unwritable (one warning each, not one per model).
+_UNWRITABLE: set[Path] = set()
 
 
 def reference_inclusion(num_examples: int, num_models: int, seed: int, fraction: float = 0.5) -> np.ndarray:

@@ -182,14 +182,41 @@ class AttackContext:
         results = mapper(run_one, tasks) if mapper else [run_one(task) for task in tasks]
         return [(model, seed, hit) for (model, hit), seed in zip(results, seeds)]
 
+    @functools.cached_property
+    def original_digest(self) -> str:
+        return attacks.model_digest(self.model_file.model)
+
+    @functools.cached_property
+    def original_pool_logits(self) -> torch.Tensor:
+        """The original's logits on every pool example (N_pool, C), float32: computed once per model and
+        kept in the cache (:func:`audit.pool_signals.model_logits_cached`), so that a later request of the
+        same model costs no forward pass of it over the pool."""
+        from audit.pool_signals import model_logits_cached
+
+        cached = self.cache_dir is not None and self.has_reference  # a model without a recipe has no cache key
+        return model_logits_cached(self.model_file.model, self.original_digest, self.pool[0],
+                                   self.cache_dir if cached else None, self.cache_key() if cached else "")
+
+    def logits_on(self, model: nn.Module, ids: np.ndarray, x: torch.Tensor) -> torch.Tensor:
+        """``model``'s logits on the pool examples ``ids`` (whose images are ``x``): the original's (and a
+        no-op's unchanged copy's) from :attr:`original_pool_logits`, any other model's computed."""
+        if attacks.model_digest(model) == self.original_digest:
+            return self.original_pool_logits[torch.as_tensor(np.asarray(ids, dtype=np.int64))]
+        return attacks.model_logits(model, x)
+
     def predictions(self, model: nn.Module):
         """``model``'s predicted labels on both splits, once per set of weights in this audit: the
-        original's serve every request (and a no-op's unchanged copy)."""
+        original's (from its cached pool logits) serve every request (and a no-op's unchanged copy)."""
         from audit.forget_accuracy import SplitPredictions
 
         key = attacks.model_digest(model)
         if key not in self._predictions:
-            self._predictions[key] = SplitPredictions.of(model, self.data)
+            if key == self.original_digest:
+                labels = self.original_pool_logits.argmax(1)
+                n_train = len(self.data.y_train)
+                self._predictions[key] = SplitPredictions(labels[:n_train], labels[n_train:])
+            else:
+                self._predictions[key] = SplitPredictions.of(model, self.data)
         return self._predictions[key]
 
     def evaluator(self) -> nn.Module:

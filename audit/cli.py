@@ -492,7 +492,19 @@ def _warnings_on_one_line() -> Iterator[None]:
 
 
 def main() -> None:
-    """Entry point: one clear line and a documented exit code for every failure and interrupt."""
+    """Entry point: one clear line and a documented exit code for every failure and interrupt.
+
+    A run on Ray runs in a child process watched by this one (:mod:`audit.supervise`): Ray's
+    native code may end the process that drives it, which must still exit 3 with one line."""
+    from audit.supervise import can_supervise, run_supervised, wants_ray
+
+    if can_supervise() and wants_ray(sys.argv[1:]):
+        run_supervised(_main_handled, lambda line: stderr.print(f"error: {line}", markup=False, highlight=False,
+                                                                soft_wrap=True))
+    _main_handled()
+
+
+def _main_handled() -> None:
     try:
         plain_lines_without_terminal(True)  # CI logs get a line per finished model or step
         with _signals_raise(), _warnings_on_one_line():

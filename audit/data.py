@@ -58,11 +58,17 @@ class Dataset:
         return x.mean(dim=1).tolist(), std.tolist()
 
     def sha256(self) -> str:
-        """A digest of the exact arrays (and split) this data set holds."""
+        """A digest of the exact arrays (and split) this data set holds; computed once (0.6 s on
+        Fashion-MNIST, asked for by every cache key), as the arrays are never changed in place."""
+        arrays = (self.x_train, self.y_train, self.x_test, self.y_test)
+        memo = self.__dict__.get("_sha256")
+        if memo is not None and memo[0] == tuple(id(t) for t in arrays):
+            return memo[1]
         h = hashlib.sha256()
-        for t in (self.x_train, self.y_train, self.x_test, self.y_test):
+        for t in arrays:
             h.update(str(tuple(t.shape)).encode())
             h.update(t.contiguous().numpy().tobytes())
+        self.__dict__["_sha256"] = (tuple(id(t) for t in arrays), h.hexdigest())
         return h.hexdigest()
 
     def describe(self) -> dict:
@@ -365,7 +371,8 @@ def _squeeze(exc: BaseException, limit: int = 160) -> str:
 def _npz(path_str: str) -> Dataset:
     path = Path(path_str)
     if not path.is_file():
-        raise InputError(f"npz file {path} not found")
+        what = "is not a regular file (a folder, FIFO or device); name an .npz file" if path.exists() else "not found"
+        raise InputError(f"npz file {path} {what}")
     _check_npz_claims(path)
     try:
         with np.load(path, allow_pickle=False) as z:

@@ -12,7 +12,9 @@ then the trained weights), and draws every random choice from its seed.
 
 Fault injection, for testing a pipeline (documented with ``AUDIT_FAULT``):
 ``AUDIT_FAULT=task`` makes every training task fail; ``AUDIT_FAULT=task-once`` makes each
-task fail on its first attempt only (a marker file per task under ``AUDIT_FAULT_DIR``).
+task fail on its first attempt only (a marker file per task under ``AUDIT_FAULT_DIR``);
+``AUDIT_FAULT=ray-exit`` ends the process right after Ray started, with status 1 and no
+clean-up, as Ray's native core does when its raylet dies (see :mod:`audit.supervise`).
 """
 
 from __future__ import annotations
@@ -256,6 +258,8 @@ class RayExecutor:
             raise InputError(f"cannot reach {where} ({' '.join(str(exc).split())[:160]}); start one with "
                              "`ray start --head` and pass --ray-address HOST:PORT (or auto)") from None
         self._started = True
+        if os.environ.get("AUDIT_FAULT") == "ray-exit":  # Ray's native core ending the driver, as it does
+            os._exit(1)
         resources = ray.cluster_resources()
         if self.gpus and resources.get("GPU", 0) < self.gpus:
             self.close()
@@ -300,10 +304,10 @@ class RayExecutor:
         pending = list(refs)
         with progress_bar(f"{label} on Ray", len(tasks), self.show_progress, each=True) as advance:
             while pending:
-                done, pending = ray.wait(pending, num_returns=1)
+                done, pending = _interruptible(ray.wait, pending, num_returns=1)
                 for ref in done:
                     try:
-                        results[index[ref]] = ray.get(ref)
+                        results[index[ref]] = _interruptible(ray.get, ref)
                     except Exception as exc:  # noqa: BLE001 - the task failed after its retries
                         cause = getattr(exc, "cause", None) or exc
                         raise StepError(f"a Ray training task failed after {self.retries} retries: "
@@ -321,6 +325,20 @@ class RayExecutor:
         if self._started and self._ray is not None:
             self._ray.shutdown()
             self._started = False
+
+
+def _interruptible(call: Callable, *args: Any, **kwargs: Any) -> Any:
+    """``call`` from Ray's native core: a signal handler that raises (SIGTERM, SIGINT: the CLI's
+    :class:`audit.errors.Interrupted`) while the call waits comes out as a SystemError ("returned a
+    result with an exception set") caused by it; the interrupt itself is raised again, so that it
+    is exit 143 or 130 and not a failed step."""
+    try:
+        return call(*args, **kwargs)
+    except SystemError as exc:
+        cause = exc.__cause__ or exc.__context__
+        if isinstance(cause, BaseException) and not isinstance(cause, Exception):
+            raise cause from None
+        raise
 
 
 def make_executor(name: str, address: str | None, cpus_per_model: float, gpus_per_model: float,

@@ -22,6 +22,16 @@ GRAMMAR = "class=3, class=3,7, samples=PATH (.txt/.csv/.npy of training ids) or 
 MAX_SPEC_CHARS = 4096
 # Seeds are stored as 64-bit integers in model files and results.
 MAX_SEED = 2**63 - 1
+# An id is ASCII digits (r"\d" would take "١٢" as 12), with an optional minus so that -5 is
+# said to be out of range rather than not an id.
+_ID = re.compile(r"-?[0-9]+", re.ASCII)
+# More digits than any int64 has: out of range, said before int() (which refuses 4,300 digits
+# with advice about sys.set_int_max_str_digits that a user cannot act on).
+_MAX_ID_DIGITS = 19
+# A header names columns: every cell a word that starts with a letter ("id", "sample_id", "index").
+# Anything else on the first line is data, and data that is not an id is refused like on any
+# other line: "7x", "1.5", "+5" or "5\x00" as a header would lose the first id without a word.
+_HEADER_CELL = re.compile(r"[\"']?[A-Za-z_][A-Za-z0-9_.-]*[\"']?", re.ASCII)
 
 
 @dataclass(frozen=True)
@@ -86,8 +96,11 @@ def _parse_classes(spec: str, value: str, num_classes: int) -> list[int]:
     classes = []
     for part in value.split(","):
         part = part.strip()
-        if not re.fullmatch(r"\d+", part):
-            raise InputError(f"malformed forget spec {spec!r}: class {part!r} is not a whole number")
+        if not re.fullmatch(r"[0-9]+", part, re.ASCII):
+            raise InputError(f"malformed forget spec {spec!r}: class {part[:40]!r} is not a whole number")
+        if len(part.lstrip("0")) > len(str(num_classes)):
+            raise InputError(f"class {part[:40]}{'...' if len(part) > 40 else ''} in {spec[:80]!r} is out of range: "
+                             f"the data has classes 0..{num_classes - 1}")
         c = int(part)
         if c >= num_classes:
             raise InputError(f"class {c} in {spec!r} is out of range: the data has classes 0..{num_classes - 1}")
@@ -124,9 +137,13 @@ def _read_ids(path: Path, n: int) -> torch.Tensor:
                     if line:
                         rows.append([c for c in re.split(r"[,;\s]+", line) if c])
             tokens = _id_column(rows)
-            bad = [t for t in tokens if not re.fullmatch(r"-?\d+", t)]
+            bad = [(i, t) for i, t in enumerate(tokens) if not _ID.fullmatch(t)]
             if bad:
-                raise ValueError(f"{bad[0][:40]!r} is not a training id")
+                raise ValueError(f"{bad[0][1][:40]!r} is not a training id (ids are whole numbers in ASCII digits)")
+            huge = next((t for t in tokens if len(t.lstrip("-").lstrip("0")) > _MAX_ID_DIGITS), None)
+            if huge is not None:
+                raise InputError(f"training id {huge[:20]}... ({len(huge):,} digits) in {path} is out of range: "
+                                 f"ids run from 0 to {n - 1}")
             numbers = [int(t) for t in tokens]
             # Before the int64 array: 99999999999999999999 does not fit one.
             outside = [v for v in numbers if not 0 <= v < n]
@@ -158,10 +175,10 @@ def _id_column(rows: list[list[str]]) -> list[str]:
     """The ids of a text or CSV file: one per line, one row of them, or the 'id' column under a header."""
     if not rows:
         return []
-    header = rows[0] if not re.fullmatch(r"-?\d+", rows[0][0]) else None
+    header = rows[0] if all(_HEADER_CELL.fullmatch(cell) for cell in rows[0]) else None
     body = rows[1:] if header else rows
     if header and len(header) > 1:
-        names = [h.strip().lower() for h in header]
+        names = [h.strip("\"'").lower() for h in header]
         if "id" not in names:
             raise ValueError(f"its header {', '.join(header)} has several columns and none is named 'id'")
         col = names.index("id")
@@ -172,16 +189,18 @@ def _id_column(rows: list[list[str]]) -> list[str]:
 
 
 def _random_ids(spec: str, value: str, n: int) -> torch.Tensor:
-    m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+(?:[eE]-?\d+)?)\s*(?:@\s*(\d+))?\s*", value)
+    m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+(?:[eE]-?[0-9]+)?)\s*(?:@\s*([0-9]+))?\s*", value, re.ASCII)
     if not m:
         raise InputError(f"malformed forget spec {spec!r}: use random=FRACTION@SEED or random=COUNT@SEED")
-    amount, seed = m.group(1), int(m.group(2) or 0)
+    amount, digits = m.group(1), (m.group(2) or "0").lstrip("0") or "0"
+    seed = int(digits) if len(digits) <= len(str(MAX_SEED)) else MAX_SEED + 1
     if seed > MAX_SEED:
         raise InputError(f"the seed in {spec!r} is too large: use a seed from 0 to {MAX_SEED}")
-    if re.fullmatch(r"\d+", amount):
-        count = int(amount)
+    if re.fullmatch(r"[0-9]+", amount):
+        count = int(amount) if len(amount.lstrip("0")) <= len(str(n)) else n + 1
         if count > n:
-            raise InputError(f"{spec!r} asks for {count} ids but the training set has {n}")
+            raise InputError(f"{spec[:80]!r} asks for {amount[:20]}{'...' if len(amount) > 20 else ''} ids but the "
+                             f"training set has {n}")
     else:
         frac = float(amount)
         if not 0 < frac <= 1:

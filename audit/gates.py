@@ -234,6 +234,7 @@ def verdict(targets: list[Target]) -> tuple[str, int]:
 # figures are recomputed from the tests the document records, by the rule `audit run` used.
 HEADLINE = ("power_p_value", "p_value", "residual_leakage", "residual_leakage_upper", "overforgetting",
             "overforgetting_p_value", "memorised_auc", "memorised_auc_upper")
+INTERVALS = ("residual_leakage_ci95", "memorised_auc_ci95")
 
 
 def recompute_verdict(target: Target, config: Config, where: str | None = None):
@@ -303,6 +304,18 @@ def check_recorded_verdict(target: Target, config: Config, where: str) -> None:
             raise InputError(f"{where} ({name}) records {key} = {getattr(target, key)}, but its evidence gives "
                              f"{_show(recomputed.get(key))}; the document is corrupt or edited: regenerate it with "
                              "`audit run`")
+    # The intervals too: a reversed [high, low] would otherwise pass on its (unchecked) ends.
+    for key in INTERVALS:
+        recorded, computed = getattr(target, key), recomputed.get(key)
+        if recorded is not None and len(recorded) == 2 and None not in recorded and recorded[0] > recorded[1]:
+            raise InputError(f"{where} ({name}) records {key} = [{recorded[0]:g}, {recorded[1]:g}], whose low end "
+                             "lies above its high end; the document is corrupt or edited: regenerate it with "
+                             "`audit run`")
+        if (recorded is None) != (computed is None) or (recorded is not None and (
+                len(recorded) != 2 or not all(_same(r, c) for r, c in zip(recorded, computed)))):
+            shown = "nothing (null)" if computed is None else f"[{_show(computed[0])}, {_show(computed[1])}]"
+            raise InputError(f"{where} ({name}) records {key} = {recorded}, but its evidence gives {shown}; the "
+                             "document is corrupt or edited: regenerate it with `audit run`")
 
 
 def check_document(doc, where: str) -> None:

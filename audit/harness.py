@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -158,7 +159,7 @@ def audit_target(ctx: AttackContext, opts: AuditOptions, forget: ForgetSet, gate
         start = time.perf_counter()
         ms = membership_set(ctx, forget)
         # Every model's logits on the audited examples, once: the verdict's tests and the attacks read them.
-        logits = {role: attacks.model_logits(m, ms.x) for role, m in models.items()}
+        logits = {role: ctx.logits_on(m, ms.ids, ms.x) for role, m in models.items()}
         # The verdict's membership test: per example, every model, the same examples.
         paired, label, stats, tested_ids = membership_test(ctx, logits, ms, opts.seed, null)
         null_roles = paired.null_roles
@@ -225,6 +226,16 @@ def run(model: str | Path, forget: list[str] | str, **options) -> AuditResult:
     data = load_data_for(inputs.data, inputs.data_root, mf, loaded=given)
     forget_sets = [parse_forget(spec, data.y_train, data.num_classes) for spec in opts.forget]
     return audit_loaded(opts, gates, mf, data, forget_sets, unlearned_given)
+
+
+def _check_cache_dir(cache_dir: Path, named_by: str) -> None:
+    """The reference-model cache must be a folder (or one that can be made): a file there is bad input, said
+    before any work (an unwritable folder is only a warning: the audit trains what it cannot keep)."""
+    blocked = next((p for p in (cache_dir, *cache_dir.parents) if p.exists() and not p.is_dir()), None)
+    if blocked is not None:
+        what = "is a file" if blocked == cache_dir else f"lies under {blocked}, which is a file"
+        raise InputError(f"the reference-model cache {cache_dir} ({named_by}) {what}; name a folder (or unset "
+                         "AMNESIA_AUDIT_CACHE to use ~/.cache/amnesia-audit)")
 
 
 def _audit_one(ctx: AttackContext, opts: AuditOptions, gates: list[Gate], unlearned_given: ModelFile | None,
@@ -294,6 +305,8 @@ def audit_loaded(opts: AuditOptions, gates: list[Gate], mf: ModelFile, data, for
     opts.assumptions = say_assumptions(mf, unlearned_given)  # every input checked: now say what was assumed
     ex = opts.execution
     cache_dir = Path(ex.cache_dir) if ex.cache_dir else attacks.default_cache_dir()
+    _check_cache_dir(cache_dir, "--cache-dir" if ex.cache_dir else "AMNESIA_AUDIT_CACHE" if
+                     os.environ.get("AMNESIA_AUDIT_CACHE") else "the default cache folder")
     executor = make_executor(ex.executor, ex.ray_address, ex.cpus_per_model, ex.gpus_per_model, ex.show_progress,
                              opts.inputs.code_paths)
     if executor.name == "ray":

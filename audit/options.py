@@ -56,6 +56,61 @@ def check_number(flag: str, value, what: str, ok) -> float:
     return value
 
 
+# The flags of flat names whose flag is not ``--`` + the name with dashes.
+_FLAGS = {"mia_attacks": "--mia", "formats": "--format", "model": "the model"}
+
+
+def flag_of(name: str) -> str:
+    return _FLAGS.get(name, "--" + name.replace("_", "-"))
+
+
+def _is_path(value) -> bool:
+    import os
+
+    return isinstance(value, (str, os.PathLike)) and "\x00" not in os.fspath(value)
+
+
+def _names(name: str, value) -> list[str]:
+    """A list of names as the CLI takes it: "mia,inversion" (one string, split at commas) or a list of strings."""
+    if isinstance(value, str):
+        # A gate expression holds no comma but --fail-on is given once per gate; a string is one gate.
+        return [value] if name == "fail_on" else [v.strip() for v in value.split(",") if v.strip()]
+    if isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
+        return list(value)
+    raise InputError(f"{flag_of(name)} must be a list of strings (or one string), not {_shown(value)}")
+
+
+def check_types(fields: dict[str, str], options: dict) -> dict:
+    """The Python API's values checked against the options' declared types, before anything else looks at
+    them: one line naming the CLI's flag (the numbers' ranges are :meth:`AuditOptions.validate`'s)."""
+    checked = {}
+    for name, value in options.items():
+        kind = fields[name].replace(" ", "")
+        optional = kind.endswith("|None")
+        base = kind.removesuffix("|None")
+        if value is None and optional:
+            checked[name] = None
+            continue
+        if base == "list[str]":
+            value = _names(name, value)
+        elif base == "list[str]|str":
+            value = _names(name, value) if not isinstance(value, str) else value
+        elif base == "str" and not isinstance(value, str):
+            raise InputError(f"{flag_of(name)} must be a string, not {_shown(value)}")
+        elif base == "Path" and not _is_path(value):
+            raise InputError(f"{flag_of(name)} must be a path (a string or a pathlib.Path without NUL), "
+                             f"not {_shown(value)}")
+        elif base == "bool" and not isinstance(value, bool):
+            raise InputError(f"{flag_of(name)} must be True or False, not {_shown(value)}")
+        elif base in ("dict", "str|dict") and not isinstance(value, (dict, str) if "str" in base else dict):
+            raise InputError(f"{flag_of(name)} must be a dict{' or a JSON string' if 'str' in base else ''}, "
+                             f"not {_shown(value)}")
+        elif value is None:
+            raise InputError(f"{flag_of(name)} must be given a value, not None")
+        checked[name] = value
+    return checked
+
+
 @dataclass
 class ModelInputs:
     """The model (or, with ``original``, the model unlearned elsewhere), its code and its data."""
@@ -144,6 +199,18 @@ class AuditOptions:
         """Options from flat names, as ``audit.run`` and the CLI take them; unknown names are bad input."""
         parts: dict[str, dict] = {name: {} for name in GROUPS}
         top = {}
+        if not _is_path(model):
+            raise InputError(f"the model must be a model file's path (a string or a pathlib.Path), not {_shown(model)}"
+                             "; for a model in memory use audit.evaluate")
+        if not isinstance(forget, str) and not (isinstance(forget, (list, tuple))
+                                                and all(isinstance(f, str) for f in forget)):
+            raise InputError(f"forget must be a spec such as \"class=3\" or a list of specs, not {_shown(forget)}; "
+                             "ids go in a file (samples=PATH), or use audit.evaluate for ids in memory")
+        fields = {f.name: str(f.type) for kind in (*GROUPS.values(), cls) for f in dataclasses.fields(kind)}
+        unknown = sorted(set(options) - cls.names())
+        if unknown:
+            raise InputError(f"unknown option {unknown[0]!r}; known: {', '.join(sorted(cls.names()))}")
+        options = check_types(fields, options)
         for name, value in options.items():
             group = next((g for g, kind in GROUPS.items() if name in {f.name for f in dataclasses.fields(kind)}
                           and name != "model"), None)

@@ -1,4 +1,5 @@
-"""The reference pool's logits on every pool example, cached beside the pool's models.
+"""The reference pool's logits on every pool example, cached beside the pool's models (and
+the audited original's, which every request of the same model reads: :func:`model_logits_cached`).
 
 A request's audit reads every reference model's output on its forget set and held-out
 examples. Computing them costs one forward pass of every model over the whole pool
@@ -20,6 +21,7 @@ import json
 import os
 import secrets
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -34,7 +36,7 @@ SPOT_CHECK_ROWS = 256
 FORMAT = "amnesia-audit/pool-logits/1"
 
 
-def _path(cache_dir: Path, cache_key: str, reference: ReferenceModels, n: int) -> Path:
+def _path(cache_dir: Path, cache_key: str, reference: ReferenceModels | Models, n: int) -> Path:
     h = hashlib.sha256(json.dumps({"format": FORMAT, "key": cache_key, "models": list(reference.digests),
                                    "examples": int(n)}).encode())
     return cache_dir / "pool-logits" / f"{h.hexdigest()}.safetensors"
@@ -44,12 +46,12 @@ def logits_digest(t: torch.Tensor) -> str:
     return hashlib.sha256(t.contiguous().view(torch.uint8).numpy().tobytes()).hexdigest()
 
 
-def _compute(reference: ReferenceModels, x: torch.Tensor) -> torch.Tensor:
+def _compute(reference: ReferenceModels | Models, x: torch.Tensor) -> torch.Tensor:
     # The models compute in float32: keeping that is exact, and half the bytes of float64.
     return torch.stack([model_logits(m, x) for m in reference.models]).to(torch.float32)
 
 
-def _load(path: Path, reference: ReferenceModels, x: torch.Tensor) -> tuple[torch.Tensor | None, str | None]:
+def _load(path: Path, reference: ReferenceModels | Models, x: torch.Tensor) -> tuple[torch.Tensor | None, str | None]:
     if not path.is_file():
         return None, None
     try:
@@ -72,7 +74,27 @@ def _load(path: Path, reference: ReferenceModels, x: torch.Tensor) -> tuple[torc
     return logits, None
 
 
-def pool_logits(reference: ReferenceModels, x: torch.Tensor, cache_dir: str | os.PathLike | None,
+@dataclass(frozen=True)
+class Models:
+    """Models named by their state_dict digests (what :func:`pool_logits` reads of a pool)."""
+
+    models: list
+    digests: list[str]
+
+    @property
+    def num_models(self) -> int:
+        return len(self.models)
+
+
+def model_logits_cached(model: torch.nn.Module, digest: str, x: torch.Tensor, cache_dir: str | os.PathLike | None,
+                        cache_key: str) -> torch.Tensor:
+    """(N, C) float32 logits of one model (the audit's original) on the whole pool ``x``, cached and
+    spot-checked like the pool's: every later request of the same model reads them instead of a
+    forward pass over the pool."""
+    return pool_logits(Models([model], [digest]), x, cache_dir, cache_key)[0].to(torch.float32)
+
+
+def pool_logits(reference: ReferenceModels | Models, x: torch.Tensor, cache_dir: str | os.PathLike | None,
                 cache_key: str) -> torch.Tensor:
     """(M, N, C) float32 logits of every reference model on ``x`` (the whole pool), cached when ``cache_dir`` is set."""
     if cache_dir is None:

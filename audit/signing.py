@@ -9,7 +9,8 @@ can, as far as the key is kept: only a process holding the key (the CI job's own
 
 The canonical form is the document as JSON with sorted keys, no spaces, ASCII only, and
 the ``signature`` field left out; numbers are as results.json writes them (non-finite ones
-null), so a document signed when written verifies when read back.
+null, integral ones as integers, as the reader takes them), so a document signed when
+written verifies when read back.
 """
 
 from __future__ import annotations
@@ -44,8 +45,20 @@ def signing_key(env: str) -> bytes:
 
 def canonical(doc: Document) -> bytes:
     """The bytes the signature covers: the document without ``signature``, canonical JSON."""
-    body = plain(doc.model_dump(by_alias=True, exclude={"signature"}))
+    body = _integral(plain(doc.model_dump(by_alias=True, exclude={"signature"})))
     return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False).encode()
+
+
+def _integral(obj):
+    """Integral numbers as integers: the reader takes JSON's 2.0 for the integer 2 (reports.reading), so the
+    float the run wrote and the integer read back must sign alike."""
+    if isinstance(obj, dict):
+        return {k: _integral(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_integral(v) for v in obj]
+    if isinstance(obj, float) and obj.is_integer() and abs(obj) <= 2**63 - 1:
+        return int(obj)
+    return obj
 
 
 def sign(doc: Document, env: str) -> None:

@@ -230,7 +230,7 @@ class Target(Part):
     forget: Forget | None = None
     method: Method | None = None
     accuracy: ModelAccuracies = Field(default_factory=ModelAccuracies)
-    timings: dict[str, float] = Field(default_factory=dict)  # unlearn, reference, attacks
+    timings: dict[str, float | None] = Field(default_factory=dict)  # unlearn, reference, attacks (null: not finite)
     verdict: Literal["pass", "fail", "not_memorised", "inconclusive", "error"] | None
     verdict_reason: str | None = None
     advice: str | None = None  # what would give the attacks power (inconclusive targets)
@@ -376,4 +376,30 @@ def json_schema() -> dict:
     """The JSON Schema of results.json (draft 2020-12), as ``audit schema`` prints it."""
     schema = Document.model_json_schema(by_alias=True)
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    # What the loader (reports.reading) refuses, said to validators too (tests/robustness/test_document_reading.py):
+    # the two fields that make a document one of ours, although the model fills them in...
+    schema["required"] = ["schema", "schema_version", *[k for k in schema.get("required", [])
+                                                         if k not in ("schema", "schema_version")]]
+    # ...integers within 64 bits (JSON's 138.0 is the integer 138 to both; 1e300 is not a 64-bit one)...
+    _bound_integers(schema)
+    # ...and image paths without NUL. Beyond JSON Schema, and refused by the loader alone: ROC lists of
+    # unequal length, nesting deeper than MAX_DEPTH, NaN or a number beyond 64-bit floats (not JSON).
+    images = schema["$defs"]["InversionFigures"]["properties"]["images"]["items"]
+    images["pattern"] = "^[^\\u0000]*$"
     return schema
+
+
+#: The integers results.json holds, as reports.reading reads them (symmetric: abs(value) <= 2**63 - 1).
+INT64_MAX = 2**63 - 1
+
+
+def _bound_integers(node: Any) -> None:
+    if isinstance(node, dict):
+        if node.get("type") == "integer":
+            node["minimum"] = max(node.get("minimum", -INT64_MAX), -INT64_MAX)
+            node["maximum"] = min(node.get("maximum", INT64_MAX), INT64_MAX)
+        for child in node.values():
+            _bound_integers(child)
+    elif isinstance(node, list):
+        for child in node:
+            _bound_integers(child)

@@ -38,10 +38,14 @@ def load_results(path: str | os.PathLike[str]) -> Document:
     as /dev/zero or a huge file would block or exhaust memory); numbers beyond 64-bit
     integers or floats, and nesting deeper than :data:`MAX_DEPTH`, are refused.
     """
+    if not isinstance(path, (str, os.PathLike)):
+        raise ReportError(f"load_results takes results.json's path, a string or a pathlib.Path; {path!r:.40} "
+                          f"({type(path).__name__}) must be a path")
     path = Path(path)
     text = _read_bounded(path)
     try:
-        doc = json.loads(text, parse_constant=_reject_constant, parse_int=_bounded_int, parse_float=_finite_float)
+        doc = json.loads(text, parse_constant=_reject_constant, parse_int=_bounded_int, parse_float=_finite_float,
+                         object_pairs_hook=_unique_keys)
     except json.JSONDecodeError as exc:
         raise ReportError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno}); "
                           "regenerate it with `audit run`") from None
@@ -85,24 +89,39 @@ def _read_bounded(path: Path) -> str:
         raise ReportError(f"{path}: cannot read it (not UTF-8 text: {exc.reason} at byte {exc.start})") from None
 
 
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict:
+    """An object whose keys are unique: with a key twice, which value counts would be the parser's choice."""
+    doc = dict(pairs)
+    if len(doc) != len(pairs):
+        seen: set[str] = set()
+        twice = next(k for k, _ in pairs if k in seen or seen.add(k))  # type: ignore[func-returns-value]
+        raise ValueError(f"the key {json_repr(twice[:60])} appears twice in one object, which `audit run` never "
+                         "writes; regenerate it with `audit run`")
+    return doc
+
+
 def _reject_constant(name: str) -> None:
     raise ValueError(f"not valid JSON ({name} is not allowed; the schema writes null for missing numbers)")
 
 
-def _bounded_int(text: str) -> int:
-    value = int(text) if len(text) <= 20 else None
-    if value is None or abs(value) > MAX_INT:
-        shown = text if len(text) <= 24 else f"{text[:12]}... ({len(text.lstrip('-'))} digits)"
-        raise ValueError(f"the number {shown} is beyond 64-bit integers, which no results document holds; "
-                         "regenerate it with `audit run`")
-    return value
+# JSON has one kind of number: 138.0 is the integer 138 (as JSON Schema validators read it), and an
+# integer literal beyond 64 bits is the float it denotes (a float field takes it, an integer field
+# refuses it, as the published schema's bounds do). Only what no 64-bit float holds is refused here.
+def _bounded_int(text: str) -> int | float:
+    if len(text.lstrip("-")) <= 19 and abs(value := int(text)) <= MAX_INT:
+        return value
+    return _finite_float(text, integer=True)
 
 
-def _finite_float(text: str) -> float:
+def _finite_float(text: str, integer: bool = False) -> int | float:
     value = float(text)
     if not math.isfinite(value):
-        shown = text if len(text) <= 24 else text[:21] + "..."
-        raise ValueError(f"the number {shown} overflows a 64-bit float; regenerate the document with `audit run`")
+        shown = text if len(text) <= 24 else f"{text[:12]}... ({len(text.lstrip('-'))} digits)"
+        what = "is beyond 64-bit integers and floats" if integer else "overflows a 64-bit float"
+        raise ValueError(f"the number {shown} {what}, which no results document holds; regenerate the document "
+                         "with `audit run`")
+    if value.is_integer() and abs(value) <= MAX_INT:
+        return int(value)
     return value
 
 
@@ -203,5 +222,6 @@ def _kind(value: Any) -> str:
 
 def json_repr(value: Any) -> str:
     """A short JSON-ish rendering of a value for error messages."""
-    text = repr(value) if not isinstance(value, str) else f'"{value}"'
+    text = "null" if value is None else \
+        repr(value) if not isinstance(value, str) else f'"{value}"'
     return text if len(text) <= 40 else text[:37] + "..."

@@ -84,12 +84,12 @@ def test_two_ray_audits_sharing_a_cache_leave_no_broken_entry(small_model, tmp_p
         _, err = proc.communicate(timeout=900)
         assert proc.returncode in (0, 1), err
     assert _figures(tmp_path / "out0") == _figures(tmp_path / "out1")
-    # A sample request is judged against the pool (no retrains): the 4 reference models and
-    # the pool's cached logits, once each, whatever the two writers raced over.
+    # A sample request is judged against the pool (no retrains): the 4 reference models, the
+    # pool's cached logits and the original's, once each, whatever the two writers raced over.
     entries = sorted(cache.rglob("*.safetensors"))
     logits = [p for p in entries if p.parent.name == "pool-logits"]
     models = [p for p in entries if p.parent.name != "pool-logits"]
-    assert (len(models), len(logits)) == (4, 1) and not [p for p in cache.rglob("*") if p.name.endswith(".tmp")]
+    assert (len(models), len(logits)) == (4, 2) and not [p for p in cache.rglob("*") if p.name.endswith(".tmp")]
     for entry in entries:  # every entry is whole and matches the digest stored with it
         with safe_open(str(entry), framework="pt") as f:
             stored = (f.metadata() or {}).get("sha256")

@@ -209,3 +209,27 @@ def test_tampered_pool_logits_are_recomputed(tmp_path):
     assert torch.allclose(again, first) and any("differ from the model's own output" in str(w.message)
                                                  for w in caught)
     assert math.isfinite(float(again.sum()))
+
+
+def test_the_originals_logits_are_cached_once_and_serve_its_predictions(digits_model, digits, tmp_path):
+    """Every request of a model reads the original's logits over the pool from the cache: the same
+    labels as a forward pass, and a no-op's unchanged copy served from them too."""
+    import copy
+
+    from audit.attacking import AttackContext
+    from audit.forget_accuracy import SplitPredictions
+    from audit.modelfile import load_model
+
+    mf = load_model(digits_model)
+    first = AttackContext(mf, digits, 0, 4, tmp_path, ["loss"])
+    logits = first.original_pool_logits
+    assert logits.shape == (len(digits.y_train) + len(digits.y_test), digits.num_classes)
+    assert len(list((tmp_path / "pool-logits").iterdir())) == 1
+    later = AttackContext(mf, digits, 0, 4, tmp_path, ["loss"])
+    assert torch.equal(later.original_pool_logits, logits)  # read back, not recomputed differently
+    fresh = SplitPredictions.of(mf.model, digits)
+    cached = later.predictions(copy.deepcopy(mf.model))  # a no-op's copy: the same weights, the same digest
+    assert torch.equal(cached.train, fresh.train) and torch.equal(cached.test, fresh.test)
+    ids = np.arange(5, 40)
+    direct = later.logits_on(mf.model, ids, later.pool[0][ids])
+    assert torch.allclose(direct, torch.stack([mf.model(later.pool[0][i:i + 1])[0] for i in ids]).detach(), atol=1e-4)

@@ -73,6 +73,10 @@ def make_exits_later():
     return make()
 
 
+def make_exits_now():
+    raise SystemExit(0)
+
+
 def make_os_exit_later():
     if _factory_calls() > 2:
         import os
@@ -180,6 +184,14 @@ def test_a_factory_that_exits_after_loading_is_a_failed_step(work, factory, said
     run = _run(work, factory, None, "--epochs", "1")
     assert run.returncode == 3, run.stderr
     assert said in _target(work)["error"] and f"{factory}()" in _target(work)["error"]
+
+
+def test_a_factory_that_exits_while_the_model_loads_is_bad_input(work):
+    """Issue 23 (minor): before any work, a factory that cannot build the model is the input's fault: exit 2, one
+    line naming it, nothing written (docs/own-model.md says so; exit 3 is for a factory failing later)."""
+    run = _run(work, "make_exits_now", None, "--epochs", "1")
+    refused(run, 2, f"model factory --arch {work.module}:make_exits_now raised SystemExit", "check the factory")
+    assert not (work / "out").exists()
 
 
 def test_a_fit_returning_another_network_is_refused(work):
