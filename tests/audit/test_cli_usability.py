@@ -195,3 +195,19 @@ def test_a_mistyped_gate_metric_gets_did_you_mean_and_the_page(tmp_path):
     run = run_audit(["gate", results, "--fail-on", "leakiness>0.1"], tmp_path, in_process=True)
     line = assert_one_line_failure(run, 2, "unknown metric 'leakiness' in gate 'leakiness>0.1'; known: residual_leakage, ")
     assert "did you mean" not in line
+
+
+def test_a_mistyped_data_or_forget_spec_gets_did_you_mean():
+    from audit.data import load_dataset
+    from audit.errors import InputError
+    from audit.forget import parse_forget
+
+    with pytest.raises(InputError, match=r"unknown data spec 'digit'; did you mean digits\? Use digits, mnist"):
+        load_dataset("digit")
+    with pytest.raises(InputError, match=r"unknown data spec 'imagenet': use digits"):
+        load_dataset("imagenet")
+    y = torch.arange(20) % 10
+    with pytest.raises(InputError, match=r"unknown forget spec 'clas' in 'clas=3'; did you mean class=\? Use class=3"):
+        parse_forget("clas=3", y, 10)
+    with pytest.raises(InputError, match=r"unknown forget spec 'colour' in 'colour=3': use class=3"):
+        parse_forget("colour=3", y, 10)
