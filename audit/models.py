@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from audit.errors import InputError
+from audit.errors import InputError, closest
 
 
 class Classifier(nn.Module):
@@ -133,16 +133,15 @@ def _torchvision(name: str, in_channels: int, num_classes: int) -> nn.Module:
 def _closest_architecture(name: str) -> str:
     """"; did you mean X?" for a near miss: a factory written with a dot for the colon
     (mymodel.TinyNet), or a misspelt built-in or torchvision name."""
-    import difflib
-
     import torchvision.models as tvm
+
 
     module, dot, attr = name.rpartition(".")
     if dot and module and attr.isidentifier() and all(p.isidentifier() for p in module.split(".")):
         return f"; did you mean {module}:{attr} (your own factory, written package.module:factory)?"
     known = ["smallcnn", "convnet", "resnet18", *tvm.list_models(module=tvm)]
-    close = difflib.get_close_matches(name.lower(), known, n=1, cutoff=0.7)
-    return f"; did you mean {close[0]}?" if close else ""
+    near = closest(name, known, cutoff=0.7)
+    return f"; did you mean {near}?" if near else ""
 
 
 def build_network(arch: str, in_channels: int, num_classes: int, arch_args: dict | None = None) -> nn.Module:
