@@ -131,10 +131,9 @@ def _torchvision(name: str, in_channels: int, num_classes: int) -> nn.Module:
 
 
 def _closest_architecture(name: str) -> str:
-    """"; did you mean X?" for a near miss: a factory written with a dot for the colon
-    (mymodel.TinyNet), or a misspelt built-in or torchvision name."""
+    """The "did you mean" of a near miss: a factory written with a dot for the colon
+    (mymodel.TinyNet), or a misspelt built-in or torchvision name; "" when nothing is near."""
     import torchvision.models as tvm
-
 
     module, dot, attr = name.rpartition(".")
     if dot and module and attr.isidentifier() and all(p.isidentifier() for p in module.split(".")):
