@@ -78,7 +78,7 @@ def train(
                                        "digits, 0.003 for fashion-mnist)"),
     lr_schedule: Optional[str] = typer.Option(None, "--lr-schedule", metavar="SCHEDULE", help="none | cosine | step:E:G (default: the "
                                               "data set's recipe, none for digits, cosine for fashion-mnist)"),
-    optimizer: str = typer.Option("adam", "--optimizer", metavar="[adam|sgd]", help="adam | sgd"),
+    optimizer: str = typer.Option("adam", "--optimizer", metavar="[adam|sgd]", help="the optimizer"),
     seed: int = typer.Option(0, "--seed", metavar="INTEGER", help="seed of the initial weights and the batch order"),
     record: str = typer.Option("all", "--record", metavar="SPEC", help="all | none | a forget spec: whose batches to record"),
     log_dtype: str = typer.Option("float32", "--log-dtype", metavar="[float32|float16|float64]", help="float32 | float16 (half the bytes) | float64 (exact)"),
@@ -149,10 +149,11 @@ def info(
 def unlearn(
     model: Path = typer.Argument(..., metavar="MODEL", help="the trained model.pt"),
     forget: str = typer.Option(..., "--forget", "-f", metavar="SPEC", help="class=3 | class=3,7 | samples=PATH | random=0.01@SEED"),
-    method: str = typer.Option("amnesiac", "--method", metavar="[amnesiac|relabel|finetune|retrain]", help="amnesiac | relabel | finetune | retrain"),
+    method: str = typer.Option("amnesiac", "--method", metavar="[amnesiac|relabel|finetune|retrain]", help="how to forget: amnesiac subtracts the recorded "
+                                "updates; relabel, finetune and retrain train (docs/unlearning.md)"),
     epochs: Optional[int] = typer.Option(None, "--epochs", metavar="INTEGER", help="repair/training epochs (default: the method's)"),
     seed: int = typer.Option(0, "--seed", metavar="INTEGER", help="seed of relabel's wrong labels, the batch order and retrain's weights"),
-    out: Path = typer.Option(..., "--out", "-o", metavar="PATH", help="where to write the unlearned model file (required)"),
+    out: Path = typer.Option(..., "--out", "-o", metavar="PATH", help="where to write the unlearned model file"),
     data: Optional[str] = typer.Option(None, "--data", metavar="SPEC", help="data spec (default: the one recorded in the model)"),
     data_root: Optional[str] = typer.Option(None, "--data-root", metavar="DIR", help="folder holding torchvision's files "
                                             "(default: the one recorded in the model)"),
