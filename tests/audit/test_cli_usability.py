@@ -5,6 +5,7 @@ models, plain progress lines without a terminal. Cheap: untrained weights, no au
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -211,3 +212,17 @@ def test_a_mistyped_data_or_forget_spec_gets_did_you_mean():
         parse_forget("clas=3", y, 10)
     with pytest.raises(InputError, match=r"unknown forget spec 'colour' in 'colour=3': use class=3"):
         parse_forget("colour=3", y, 10)
+
+
+def test_executor_ray_with_a_broken_ray_is_one_line_from_a_real_process(own, tmp_path):
+    """A subprocess, so that the run goes through the supervisor that --executor ray starts: a Ray
+    that is found but cannot be imported is still the missing extra, exit 2, one line."""
+    fake = tmp_path / "fake"
+    (fake / "ray").mkdir(parents=True)
+    (fake / "ray" / "__init__.py").write_text("raise ImportError('no Ray here')\n")
+    path = os.pathsep.join([str(fake), str(ROOT), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    run = run_audit(["run", own / "weights.pt", "--data", f"npz:{own / 'digits.npz'}", "--arch", "mynet:make_net",
+                     "--code-path", OWN, "--train", "mynet:fit", "--normalize", "0,1", "-f", "class=3", "--executor", "ray", "-o", tmp_path / "out"], tmp_path,
+                    env={"PYTHONPATH": path}, timeout=300)
+    assert_one_line_failure(run, 2, "--executor ray needs Ray", "pip install 'amnesia-audit[ray]'")
+    assert not (tmp_path / "out").exists()
