@@ -32,7 +32,14 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
 
 
 class _Command(typer.core.TyperCommand):
-    """Usage lines as click writes them: ``audit run [OPTIONS] MODEL``, not typer's ``{MODEL}``."""
+    """Usage lines as click writes them: ``audit run [OPTIONS] MODEL``, not typer's ``{MODEL}``, and an
+    argument listed by its metavar alone (``MODEL``, not ``MODEL <path>``)."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        for param in self.params:
+            if param.param_type_name == "argument" and param.metavar:
+                param.display_type_rich = lambda ctx: None  # typer appends this type name to the metavar
 
     def collect_usage_pieces(self, ctx) -> list[str]:
         return [p[1:-1] if p.startswith("{") and p.endswith("}") else p for p in super().collect_usage_pieces(ctx)]

@@ -80,6 +80,7 @@ def test_common_options_have_short_flags_and_choices_are_listed(command, shorts)
     assert "{" not in usage and usage.startswith(f"Usage: audit {command} [OPTIONS]"), usage
     if command in ("run", "unlearn"):
         assert usage.endswith(" MODEL"), usage
+        assert re.search(r"^  MODEL  \S", text, flags=re.M), text  # the argument by its metavar, no <path>
     if command == "run":
         for choice in ("--method [auto|amnesiac|relabel|finetune|retrain|none]", "--inconclusive [fail|pass]",
                        "--executor [local|ray]", "--reference [auto|pool|retrain|none]", "--seed INTEGER",
