@@ -130,7 +130,7 @@ class AttackContext:
                 self.train_reference, len(self.pool[1]), num_models=self.num_reference_models,
                 seed=self.pool_seed, cache_dir=self.cache_dir, model_factory=self.model_file.fresh_model,
                 cache_key=self.cache_key(), parts=self.pool_parts, check=self.cache_check(),
-                map_tasks=self._mapper("reference models"),
+                map_tasks=self._mapper("reference models (trained, or from the cache)"),
                 avoid_seeds=() if self.model_file.seed is None else (int(self.model_file.seed),))
         return self._reference
 
@@ -178,7 +178,7 @@ class AttackContext:
         seeds = self.retrain_seeds(count)
         run_one = functools.partial(attacks.train_one, self.train_reference, self.cache(), self.cache_check())
         tasks = [(keep, seed) for seed in seeds]
-        mapper = self._mapper(f"retraining without {forget.spec}")
+        mapper = self._mapper(f"models retrained without {forget.spec} (or from the cache)")
         results = mapper(run_one, tasks) if mapper else [run_one(task) for task in tasks]
         return [(model, seed, hit) for (model, hit), seed in zip(results, seeds)]
 

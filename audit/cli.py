@@ -23,41 +23,88 @@ from typing import Iterator, Optional
 import typer
 
 from audit.errors import AuditError, InputError, Interrupted, StepError
-from audit.progress import stderr
+from audit.progress import plain_lines_without_terminal, stderr
 from reports.text import printable
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, rich_markup_mode=None,
+                  context_settings={"help_option_names": ["-h", "--help"]},
                   help="Make a trained network forget data, then measure what it still leaks.")
+
+
+class _Command(typer.core.TyperCommand):
+    """Usage lines as click writes them: ``audit run [OPTIONS] MODEL``, not typer's ``{MODEL}``, and an
+    argument listed by its metavar alone (``MODEL``, not ``MODEL <path>``)."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        for param in self.params:
+            if param.param_type_name == "argument" and param.metavar:
+                param.display_type_rich = lambda ctx: None  # typer appends this type name to the metavar
+
+    def collect_usage_pieces(self, ctx) -> list[str]:
+        return [p[1:-1] if p.startswith("{") and p.endswith("}") else p for p in super().collect_usage_pieces(ctx)]
+
+
+def _print_version(asked: bool) -> None:
+    if not asked:
+        return
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        number = version("amnesia-audit")
+    except PackageNotFoundError:  # run from a checkout that was never installed
+        number = "unknown (not installed; pip install . records it)"
+    typer.echo(f"audit (amnesia-audit) {number}")
+    raise typer.Exit(0)
+
+
+@app.callback()
+def _common(
+    version: bool = typer.Option(False, "--version", "-V", callback=_print_version, is_eager=True,
+                                 help="print the version (from the installed package) and exit"),
+) -> None:
+    pass
 
 
 def _echo_json(doc: dict) -> None:
     typer.echo(json.dumps(doc, indent=2, sort_keys=False))
 
 
-@app.command()
+@app.command(cls=_Command, short_help="Train a model from scratch, recording the amnesiac update log.")
 def train(
-    data: str = typer.Option("digits", "--data", help="digits | mnist | fashion-mnist | cifar10 | cifar100 | npz:PATH | folder:PATH"),
-    data_root: Optional[str] = typer.Option(None, "--data-root", help="folder holding torchvision's files "
-                                            "(default: none; needed for mnist, fashion-mnist, cifar10, cifar100)"),
-    arch: Optional[str] = typer.Option(None, "--arch", help="smallcnn | convnet | resnet18 | a torchvision model "
-                                       "name (default: the data set's, smallcnn for digits, convnet for 28x28)"),
-    epochs: Optional[int] = typer.Option(None, "--epochs", help="training epochs (default: the data set's recipe, "
-                                         "20 for digits, 4 for fashion-mnist)"),
-    batch_size: Optional[int] = typer.Option(None, "--batch-size", help="examples per batch (default: the data "
-                                             "set's recipe, 64 for digits, 256 for fashion-mnist)"),
-    lr: Optional[float] = typer.Option(None, "--lr", help="learning rate (default: the data set's recipe, 0.001 for "
-                                       "digits, 0.003 for fashion-mnist)"),
-    lr_schedule: Optional[str] = typer.Option(None, "--lr-schedule", help="none | cosine | step:E:G (default: the "
-                                              "data set's recipe, none for digits, cosine for fashion-mnist)"),
-    optimizer: str = typer.Option("adam", "--optimizer", help="adam | sgd"),
-    seed: int = typer.Option(0, "--seed", help="seed of the initial weights and the batch order"),
-    record: str = typer.Option("all", "--record", help="all | none | a forget spec: whose batches to record"),
-    log_dtype: str = typer.Option("float32", "--log-dtype", help="float32 | float16 (half the bytes) | float64 (exact)"),
-    packing: str = typer.Option("on", "--packing", help="on: with a --record spec, train the recordable examples "
-                                "in batches of their own, so only their share of the steps is recorded | off: "
-                                "random batches (a batch holding any recordable id is recorded)"),
-    out: Path = typer.Option(Path("model.pt"), "--out", help="model file to write; its update log goes beside it"),
-    quiet: bool = typer.Option(False, "--quiet", help="print nothing on success"),
+    data: str = typer.Option("digits", "--data", metavar="SPEC",
+                             help="digits | mnist | fashion-mnist | cifar10 | cifar100 | npz:PATH | folder:PATH"),
+    data_root: Optional[str] = typer.Option(None, "--data-root", metavar="DIR",
+                                            help="folder holding torchvision's files (default: none; needed for mnist, "
+                                                 "fashion-mnist, cifar10, cifar100)"),
+    arch: Optional[str] = typer.Option(None, "--arch", metavar="NAME",
+                                       help="smallcnn | convnet | resnet18 | a torchvision model name (default: the "
+                                            "data set's, smallcnn for digits, convnet for 28x28)"),
+    epochs: Optional[int] = typer.Option(None, "--epochs", metavar="INTEGER",
+                                         help="training epochs (default: the data set's recipe, 20 for digits, 4 for "
+                                              "fashion-mnist)"),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", metavar="INTEGER",
+                                             help="examples per batch (default: the data set's recipe, 64 for digits, "
+                                                  "256 for fashion-mnist)"),
+    lr: Optional[float] = typer.Option(None, "--lr", metavar="FLOAT",
+                                       help="learning rate (default: the data set's recipe, 0.001 for digits, 0.003 "
+                                            "for fashion-mnist)"),
+    lr_schedule: Optional[str] = typer.Option(None, "--lr-schedule", metavar="SCHEDULE",
+                                              help="none | cosine | step:E:G (default: the data set's recipe, none for "
+                                                   "digits, cosine for fashion-mnist)"),
+    optimizer: str = typer.Option("adam", "--optimizer", metavar="[adam|sgd]", help="the optimizer"),
+    seed: int = typer.Option(0, "--seed", metavar="INTEGER", help="seed of the initial weights and the batch order"),
+    record: str = typer.Option("all", "--record", metavar="SPEC",
+                               help="all | none | a forget spec: whose batches to record"),
+    log_dtype: str = typer.Option("float32", "--log-dtype", metavar="[float32|float16|float64]",
+                                  help="float32 | float16 (half the bytes) | float64 (exact)"),
+    packing: str = typer.Option("on", "--packing", metavar="[on|off]",
+                                help="on: with a --record spec, train the recordable examples in batches of their own, "
+                                     "so only their share of the steps is recorded | off: random batches (a batch "
+                                     "holding any recordable id is recorded)"),
+    out: Path = typer.Option(Path("model.pt"), "--out", "-o", metavar="PATH",
+                             help="model file to write; its update log goes beside it"),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="print nothing on success"),
 ) -> None:
     """Train a model from scratch, recording the amnesiac update log."""
     from audit.data import load_dataset
@@ -84,19 +131,31 @@ def _mb(n: int) -> str:
     return f"{n / 1e6:.1f} MB" if n >= 1e5 else f"{n / 1e3:.1f} kB"
 
 
-@app.command()
+@app.command(cls=_Command, short_help="Say what a model file is: architecture, data, recipe, accuracy, update log.")
 def info(
-    model: Path = typer.Argument(..., help="model.pt, a TorchScript archive or a state_dict"),
+    model: Path = typer.Argument(..., metavar="MODEL", help="model.pt, a TorchScript archive or a state_dict"),
     as_json: bool = typer.Option(False, "--json", help="print a JSON document"),
-    arch: Optional[str] = typer.Option(None, "--arch", help="architecture of a bare state_dict"),
-    data: Optional[str] = typer.Option(None, "--data", help="data spec, to evaluate files that carry no metrics"),
-    data_root: Optional[str] = typer.Option(None, "--data-root", help="folder holding torchvision's files "
-                                            "(default: the one recorded in the model)"),
+    arch: Optional[str] = typer.Option(None, "--arch", metavar="NAME", help="architecture of a bare state_dict or "
+                                       "archive: smallcnn | resnet18 | a torchvision name | your own "
+                                       "package.module:factory (as audit run takes it)"),
+    arch_args: Optional[str] = typer.Option(None, "--arch-args", metavar="JSON", help="JSON keyword arguments for "
+                                            "your factory, e.g. '{\"width\": 32}'"),
+    code_path: Optional[list[str]] = typer.Option(None, "--code-path", metavar="DIR", help="folder added to the "
+                                                  "import path for --arch; repeatable"),
+    normalize: Optional[str] = typer.Option(None, "--normalize", metavar="MEAN,STD", help="input normalisation of a "
+                                            "file that does not record it (as audit run takes it)"),
+    data: Optional[str] = typer.Option(None, "--data", metavar="SPEC", help="data spec: the input shape and classes "
+                                       "of a bare state_dict, and the data to evaluate files that carry no metrics"),
+    data_root: Optional[str] = typer.Option(None, "--data-root", metavar="DIR",
+                                            help="folder holding torchvision's files (default: the one recorded in the "
+                                                 "model)"),
 ) -> None:
-    """Say what a model file is: architecture, data, recipe, accuracy, update log."""
+    """Say what a model file is: architecture, data, recipe, accuracy, update log. A bare state_dict
+    without --arch and --data is described from its tensors."""
     from audit.inspect import describe_model
 
-    doc = describe_model(model, arch=arch, data=data, data_root=data_root)
+    doc = describe_model(model, arch=arch, data=data, data_root=data_root, arch_args=arch_args,
+                         code_paths=code_path or None, normalize=normalize)
     if as_json:
         _echo_json(doc)
         return
@@ -105,19 +164,27 @@ def info(
     typer.echo(format_description(doc))
 
 
-@app.command()
+@app.command(cls=_Command, short_help="Forget a set of training examples and write the unlearned model.")
 def unlearn(
-    model: Path = typer.Argument(..., help="the trained model.pt"),
-    forget: str = typer.Option(..., "--forget", help="class=3 | class=3,7 | samples=PATH | random=0.01@SEED"),
-    method: str = typer.Option("amnesiac", "--method", help="amnesiac | relabel | finetune | retrain"),
-    epochs: Optional[int] = typer.Option(None, "--epochs", help="repair/training epochs (default: the method's)"),
-    seed: int = typer.Option(0, "--seed", help="seed of relabel's wrong labels, the batch order and retrain's weights"),
-    out: Path = typer.Option(..., "--out", help="where to write the unlearned model file (required)"),
-    data: Optional[str] = typer.Option(None, "--data", help="data spec (default: the one recorded in the model)"),
-    data_root: Optional[str] = typer.Option(None, "--data-root", help="folder holding torchvision's files "
-                                            "(default: the one recorded in the model)"),
-    arch: Optional[str] = typer.Option(None, "--arch", help="architecture of a bare state_dict (default: none)"),
-    quiet: bool = typer.Option(False, "--quiet", help="print nothing on success"),
+    model: Path = typer.Argument(..., metavar="MODEL", help="the trained model.pt"),
+    forget: str = typer.Option(..., "--forget", "-f", metavar="SPEC",
+                               help="class=3 | class=3,7 | samples=PATH | random=0.01@SEED"),
+    method: str = typer.Option("amnesiac", "--method", metavar="[amnesiac|relabel|finetune|retrain]",
+                               help="how to forget: amnesiac subtracts the recorded updates; relabel, finetune and "
+                                    "retrain train (docs/unlearning.md)"),
+    epochs: Optional[int] = typer.Option(None, "--epochs", metavar="INTEGER",
+                                         help="repair/training epochs (default: the method's)"),
+    seed: int = typer.Option(0, "--seed", metavar="INTEGER",
+                             help="seed of relabel's wrong labels, the batch order and retrain's weights"),
+    out: Path = typer.Option(..., "--out", "-o", metavar="PATH", help="where to write the unlearned model file"),
+    data: Optional[str] = typer.Option(None, "--data", metavar="SPEC",
+                                       help="data spec (default: the one recorded in the model)"),
+    data_root: Optional[str] = typer.Option(None, "--data-root", metavar="DIR",
+                                            help="folder holding torchvision's files (default: the one recorded in the "
+                                                 "model)"),
+    arch: Optional[str] = typer.Option(None, "--arch", metavar="NAME",
+                                       help="architecture of a bare state_dict (default: none)"),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="print nothing on success"),
 ) -> None:
     """Forget a set of training examples and write the unlearned model."""
     from audit.unlearn import unlearn_command
@@ -126,11 +193,12 @@ def unlearn(
                     data_root=data_root, arch=arch, quiet=quiet)
 
 
-@app.command()
+@app.command(cls=_Command, short_help="Regenerate the HTML, PDF and JUnit reports from results.json alone.")
 def report(
-    results: Path = typer.Argument(..., help="a results.json written by audit run"),
-    fmt: str = typer.Option("html,pdf,junit", "--format", help="comma-separated: html, pdf, junit"),
-    out: Optional[Path] = typer.Option(None, "--out", help="output folder (default: beside results.json)"),
+    results: Path = typer.Argument(..., metavar="RESULTS", help="a results.json written by audit run"),
+    fmt: str = typer.Option("html,pdf,junit", "--format", metavar="FORMATS", help="comma-separated: html, pdf, junit"),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", metavar="DIR",
+                                       help="output folder (default: beside results.json)"),
     sign_key_env: Optional[str] = typer.Option(None, "--sign-key-env", metavar="VAR", help="verify the document's "
                                                "HMAC-SHA256 signature with the key in this environment variable"),
 ) -> None:
@@ -164,84 +232,115 @@ def _split(values: list[str] | None) -> list[str] | None:
     return [v.strip() for item in values for v in item.split(",") if v.strip()]
 
 
-@app.command("run")
+@app.command("run", cls=_Command,
+             short_help="Unlearn each forget target (or take a model unlearned elsewhere), attack it, give a verdict.")
 def run_cmd(
-    model: Path = typer.Argument(..., help="the trained model.pt (or TorchScript / state_dict with --arch)"),
-    forget: Optional[list[str]] = typer.Option(None, "--forget", metavar="SPEC", help="a forget target: class=3 | "
-                                               "class=3,7 | samples=PATH | random=0.01@SEED; repeat for several"),
-    method: Optional[str] = typer.Option(None, "--method", help="auto (default: amnesiac when the update log covers "
-                                         "the target, else relabel) | amnesiac | relabel | finetune | retrain | "
-                                         "none (the no-op control, which must not pass)"),
-    original: Optional[Path] = typer.Option(None, "--original", help="audit MODEL as unlearned elsewhere from this "
-                                            "original model.pt; no unlearning step runs, so --method does not apply"),
-    reference: Optional[str] = typer.Option(None, "--reference", help="what each model is compared with: auto "
-                                            "(default: the shared pool of reference models for sample requests, no "
-                                            "retraining; retrained models for class requests) | pool | retrain "
-                                            "(models retrained without each request) | none"),
-    retrains: Optional[int] = typer.Option(None, "--retrains", help="models retrained without the forget set, with "
-                                           "seeds other than the model's (default 3; cached; class requests and "
-                                           "--reference retrain)"),
-    alpha: Optional[float] = typer.Option(None, "--alpha", help="significance level of the tests (default 0.05)"),
-    max_residual: Optional[float] = typer.Option(None, "--max-residual", help="a pass needs the residual leakage's "
-                                                 "95% upper bound below this (default 0.5)"),
-    inconclusive: Optional[str] = typer.Option(None, "--inconclusive", help="what an inconclusive target does to the "
-                                               "gates: fail (default) | pass"),
-    max_memorised_auc: Optional[float] = typer.Option(None, "--max-memorised-auc", help="'not memorised' needs the "
-                                                      "original's membership AUC's 95% upper bound at most this "
-                                                      "(default 0.6; 0.5 is no signal)"),
-    not_memorised: Optional[str] = typer.Option(None, "--not-memorised", help="what a not-memorised target does to "
-                                                "the gates: pass (default) | fail"),
-    attacks: Optional[str] = typer.Option(None, "--attacks", help="mia,inversion"),
+    model: Path = typer.Argument(..., metavar="MODEL",
+                                 help="the trained model.pt (or TorchScript / state_dict with --arch)"),
+    forget: Optional[list[str]] = typer.Option(None, "--forget", "-f", metavar="SPEC",
+                                               help="a forget target: class=3 | class=3,7 | samples=PATH | "
+                                                    "random=0.01@SEED; repeat for several"),
+    method: Optional[str] = typer.Option(None, "--method", metavar="[auto|amnesiac|relabel|finetune|retrain|none]",
+                                         help="auto (default: amnesiac when the update log covers the target, else "
+                                              "relabel) | amnesiac | relabel | finetune | retrain | none (the no-op "
+                                              "control, which must not pass)"),
+    original: Optional[Path] = typer.Option(None, "--original", metavar="PATH",
+                                            help="audit MODEL as unlearned elsewhere from this original model.pt; no "
+                                                 "unlearning step runs, so --method does not apply"),
+    reference: Optional[str] = typer.Option(None, "--reference", metavar="[auto|pool|retrain|none]",
+                                            help="what each model is compared with: auto (default: the shared pool of "
+                                                 "reference models for sample requests, no retraining; retrained "
+                                                 "models for class requests) | pool | retrain (models retrained "
+                                                 "without each request) | none"),
+    retrains: Optional[int] = typer.Option(None, "--retrains", metavar="INTEGER",
+                                           help="models retrained without the forget set, with seeds other than the "
+                                                "model's (default 3; cached; class requests and --reference retrain)"),
+    alpha: Optional[float] = typer.Option(None, "--alpha", metavar="FLOAT",
+                                          help="significance level of the tests (default 0.05)"),
+    max_residual: Optional[float] = typer.Option(None, "--max-residual", metavar="FLOAT",
+                                                 help="a pass needs the residual leakage's 95% upper bound below this "
+                                                      "(default 0.5)"),
+    inconclusive: Optional[str] = typer.Option(None, "--inconclusive", metavar="[fail|pass]",
+                                               help="what an inconclusive target does to the gates: fail (default) | "
+                                                    "pass"),
+    max_memorised_auc: Optional[float] = typer.Option(None, "--max-memorised-auc", metavar="FLOAT",
+                                                      help="'not memorised' needs the original's membership AUC's 95% "
+                                                           "upper bound at most this (default 0.6; 0.5 is no signal)"),
+    not_memorised: Optional[str] = typer.Option(None, "--not-memorised", metavar="[pass|fail]",
+                                                help="what a not-memorised target does to the gates: pass (default) | "
+                                                     "fail"),
+    attacks: Optional[str] = typer.Option(None, "--attacks", metavar="FAMILIES", help="mia,inversion"),
     # The attack names and both defaults are attacks.registry's (ATTACKS, DEFAULT_ATTACKS, DEFAULT_REFERENCE_MODELS),
     # written out so that the command line starts without importing torch; tests/audit/test_attack_defaults.py
     # checks that they agree.
-    mia: Optional[str] = typer.Option(None, "--mia", help="membership attacks: loss,lira_online,lira_offline,rmia,"
-                                      "rmia_offline,shadow,label_only (default loss,lira_online,rmia)"),
-    reference_models: Optional[int] = typer.Option(None, "--reference-models", help="reference/shadow models trained "
-                                                   "on subsets of the auditor's data (default 16; cached)"),
-    data: Optional[str] = typer.Option(None, "--data", help="data spec (default: the one recorded in the model): "
-                                       "digits | mnist | fashion-mnist | cifar10 | cifar100 | npz:PATH | folder:PATH"),
-    data_root: Optional[str] = typer.Option(None, "--data-root", help="folder holding torchvision's files (default: "
-                                            "the one recorded in the model)"),
-    arch: Optional[str] = typer.Option(None, "--arch", help="architecture of a bare state_dict: smallcnn | resnet18 "
-                                       "| a torchvision name | your own package.module:factory"),
-    arch_args: Optional[str] = typer.Option(None, "--arch-args", help="JSON keyword arguments for your factory, "
-                                            "e.g. '{\"width\": 32}'"),
-    code_path: Optional[list[str]] = typer.Option(None, "--code-path", metavar="DIR", help="folder added to the import path for "
-                                                  "--arch and --train; repeatable"),
-    train_fn: Optional[str] = typer.Option(None, "--train", help="your training function package.module:fit, "
-                                           "called as fit(model, x, y, seed=S) for your full recipe and with "
-                                           "epochs=N for a shorter run; returns the model"),
-    normalize: Optional[str] = typer.Option(None, "--normalize", help="input normalisation of a file that does not "
-                                            "record it: MEAN,STD or M1,M2,M3/S1,S2,S3 (default: none, said aloud)"),
-    epochs: Optional[int] = typer.Option(None, "--epochs", help="recipe for a file without one: epochs"),
-    batch_size: Optional[int] = typer.Option(None, "--batch-size", help="recipe: batch size (default 64)"),
-    lr: Optional[float] = typer.Option(None, "--lr", help="recipe: learning rate (default 0.001)"),
-    optimizer: Optional[str] = typer.Option(None, "--optimizer", help="recipe: adam (default) | sgd"),
-    momentum: Optional[float] = typer.Option(None, "--momentum", help="recipe: SGD momentum (default 0.9)"),
-    weight_decay: Optional[float] = typer.Option(None, "--weight-decay", help="recipe: weight decay (default 0)"),
-    lr_schedule: Optional[str] = typer.Option(None, "--lr-schedule", help="recipe: none (default) | cosine | "
-                                              "step:EPOCHS:GAMMA"),
+    mia: Optional[str] = typer.Option(None, "--mia", metavar="ATTACKS",
+                                      help="membership attacks: "
+                                           "loss,lira_online,lira_offline,rmia,rmia_offline,shadow,label_only (default "
+                                           "loss,lira_online,rmia)"),
+    reference_models: Optional[int] = typer.Option(None, "--reference-models", metavar="INTEGER",
+                                                   help="reference/shadow models trained on subsets of the auditor's "
+                                                        "data (default 16; cached)"),
+    data: Optional[str] = typer.Option(None, "--data", metavar="SPEC",
+                                       help="data spec (default: the one recorded in the model): digits | mnist | "
+                                            "fashion-mnist | cifar10 | cifar100 | npz:PATH | folder:PATH"),
+    data_root: Optional[str] = typer.Option(None, "--data-root", metavar="DIR",
+                                            help="folder holding torchvision's files (default: the one recorded in the "
+                                                 "model)"),
+    arch: Optional[str] = typer.Option(None, "--arch", metavar="NAME",
+                                       help="architecture of a bare state_dict: smallcnn | resnet18 | a torchvision "
+                                            "name | your own package.module:factory"),
+    arch_args: Optional[str] = typer.Option(None, "--arch-args", metavar="JSON",
+                                            help="JSON keyword arguments for your factory, e.g. '{\"width\": 32}'"),
+    code_path: Optional[list[str]] = typer.Option(None, "--code-path", metavar="DIR",
+                                                  help="folder added to the import path for --arch and --train; "
+                                                       "repeatable"),
+    train_fn: Optional[str] = typer.Option(None, "--train", metavar="MODULE:FUNCTION",
+                                           help="your training function package.module:fit, called as fit(model, x, y, "
+                                                "seed=S) for your full recipe and with epochs=N for a shorter run; "
+                                                "returns the model"),
+    normalize: Optional[str] = typer.Option(None, "--normalize", metavar="MEAN,STD",
+                                            help="input normalisation of a file that does not record it: MEAN,STD or "
+                                                 "M1,M2,M3/S1,S2,S3 (default: none, said aloud)"),
+    epochs: Optional[int] = typer.Option(None, "--epochs", metavar="INTEGER",
+                                         help="recipe for a file without one: epochs"),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", metavar="INTEGER",
+                                             help="recipe: batch size (default 64)"),
+    lr: Optional[float] = typer.Option(None, "--lr", metavar="FLOAT", help="recipe: learning rate (default 0.001)"),
+    optimizer: Optional[str] = typer.Option(None, "--optimizer", metavar="[adam|sgd]",
+                                            help="recipe: adam (default) | sgd"),
+    momentum: Optional[float] = typer.Option(None, "--momentum", metavar="FLOAT",
+                                             help="recipe: SGD momentum (default 0.9)"),
+    weight_decay: Optional[float] = typer.Option(None, "--weight-decay", metavar="FLOAT",
+                                                 help="recipe: weight decay (default 0)"),
+    lr_schedule: Optional[str] = typer.Option(None, "--lr-schedule", metavar="SCHEDULE",
+                                              help="recipe: none (default) | cosine | step:EPOCHS:GAMMA"),
     augment: Optional[bool] = typer.Option(None, "--augment/--no-augment", help="recipe: random shifts (and flips "
                                            "for colour images) (default off)"),
-    executor: Optional[str] = typer.Option(None, "--executor", help="where reference models and retrains train: "
-                                           "local (default) | ray"),
-    ray_address: Optional[str] = typer.Option(None, "--ray-address", help="join a Ray cluster: auto | HOST:PORT "
-                                              "(default: start a local Ray for this command)"),
-    cpus_per_model: Optional[float] = typer.Option(None, "--cpus-per-model", help="CPUs (torch threads) of every "
-                                                  "model the audit trains, local or on Ray (default 1)"),
-    gpus_per_model: Optional[float] = typer.Option(None, "--gpus-per-model", help="GPUs per training task "
-                                                   "(default 0; 1 places one model per GPU)"),
-    out: Optional[Path] = typer.Option(None, "--out", help="output folder (default ./audit-out)"),
-    seed: Optional[int] = typer.Option(None, "--seed", help="seed of every random choice of the audit (default 0)"),
-    fail_on: Optional[list[str]] = typer.Option(None, "--fail-on", metavar="EXPR", help="extra gate besides the verdict, e.g. "
-                                                "'residual_leakage_upper>0.5'; repeatable"),
-    config: Optional[Path] = typer.Option(None, "--config", help="TOML file: the table tool.audit, or top-level keys "
-                                          "(default: ./audit.toml or ./pyproject.toml, said in one line)"),
+    executor: Optional[str] = typer.Option(None, "--executor", metavar="[local|ray]",
+                                           help="where reference models and retrains train: local (default) | ray"),
+    ray_address: Optional[str] = typer.Option(None, "--ray-address", metavar="ADDRESS",
+                                              help="join a Ray cluster: auto | HOST:PORT (default: start a local Ray "
+                                                   "for this command)"),
+    cpus_per_model: Optional[float] = typer.Option(None, "--cpus-per-model", metavar="FLOAT",
+                                                   help="CPUs (torch threads) of every model the audit trains, local "
+                                                        "or on Ray (default 1)"),
+    gpus_per_model: Optional[float] = typer.Option(None, "--gpus-per-model", metavar="FLOAT",
+                                                   help="GPUs per training task (default 0; 1 places one model per "
+                                                        "GPU)"),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", metavar="DIR", help="output folder (default ./audit-out)"),
+    seed: Optional[int] = typer.Option(None, "--seed", metavar="INTEGER",
+                                       help="seed of every random choice of the audit (default 0)"),
+    fail_on: Optional[list[str]] = typer.Option(None, "--fail-on", metavar="EXPR",
+                                                help="extra gate besides the verdict, e.g. "
+                                                     "'residual_leakage_upper>0.5'; repeatable"),
+    config: Optional[Path] = typer.Option(None, "--config", metavar="PATH",
+                                          help="TOML file: the table tool.audit, or top-level keys (default: "
+                                               "./audit.toml or ./pyproject.toml, said in one line)"),
     isolated: bool = typer.Option(False, "--isolated", help="ignore every config file (./audit.toml, "
                                   "./pyproject.toml): use it to audit a repository you do not control"),
-    fmt: str = typer.Option("html,pdf", "--format", help="reports to write: html,pdf (or none)"),
-    quiet: bool = typer.Option(False, "--quiet", help="print only failures"),
+    fmt: str = typer.Option("html,pdf", "--format", metavar="FORMATS",
+                            help="reports to write, comma-separated: html, pdf, junit (or none)"),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="print only failures"),
     as_json: bool = typer.Option(False, "--json", help="print the results document to stdout"),
     sign_key_env: Optional[str] = typer.Option(None, "--sign-key-env", metavar="VAR", help="sign results.json "
                                                "(HMAC-SHA256) with the key in this environment variable, for "
@@ -284,7 +383,7 @@ def run_cmd(
     else:
         from audit.summary import print_summary
 
-        print_summary(result.document, quiet=quiet, out=result.out)
+        print_summary(result.document, quiet=quiet, out=result.out, assumptions_said=True)
     raise typer.Exit(result.exit_code)
 
 
@@ -312,17 +411,19 @@ def _announce_settings(source, cli: dict, merged: dict, model: Path, quiet: bool
         typer.echo(f"note: {printable(line)}", err=True)
 
 
-@app.command()
+@app.command(cls=_Command,
+             short_help="Re-apply the verdicts and gates to an earlier run's results.json, recomputing every test.")
 def gate(
-    results: Path = typer.Argument(..., help="results.json of an earlier audit run"),
+    results: Path = typer.Argument(..., metavar="RESULTS", help="results.json of an earlier audit run"),
     fail_on: Optional[list[str]] = typer.Option(None, "--fail-on", metavar="EXPR", help="gate expression, added to the "
                                                 "gates recorded in results.json; repeatable"),
-    inconclusive: Optional[str] = typer.Option(None, "--inconclusive", help="fail | pass (default: the policy "
-                                               "recorded in results.json)"),
-    config: Optional[Path] = typer.Option(None, "--config", help="TOML file: the table tool.audit, or top-level keys"),
+    inconclusive: Optional[str] = typer.Option(None, "--inconclusive", metavar="[fail|pass]",
+                                               help="fail | pass (default: the policy recorded in results.json)"),
+    config: Optional[Path] = typer.Option(None, "--config", metavar="PATH",
+                                          help="TOML file: the table tool.audit, or top-level keys"),
     replace_recorded_gates: bool = typer.Option(False, "--replace-recorded-gates", help="apply the gates of --fail-on "
                                                 "(else of the config file) instead of those recorded in results.json"),
-    quiet: bool = typer.Option(False, "--quiet", help="print only failures"),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="print only failures"),
     junit: Optional[Path] = typer.Option(None, "--junit", metavar="FILE", help="also write the gates' outcome as "
                                          "JUnit XML to FILE (written under a temporary name, then renamed)"),
     sign_key_env: Optional[str] = typer.Option(None, "--sign-key-env", metavar="VAR", help="refuse a document "
@@ -373,7 +474,7 @@ def gate(
     raise typer.Exit(code)
 
 
-@app.command()
+@app.command(cls=_Command, short_help="Print the JSON Schema of results.json.")
 def schema() -> None:
     """Print the JSON Schema of results.json (the same as docs/results.schema.json), to validate results in CI."""
     from reports.document import json_schema
@@ -381,10 +482,11 @@ def schema() -> None:
     typer.echo(json.dumps(json_schema(), indent=2))
 
 
-@app.command()
+@app.command(cls=_Command, short_help="Train on the embedded digits, forget class 3, audit and report.")
 def demo(
-    out: Path = typer.Option(Path("demo-out"), "--out", help="folder for the model, its log and the audit"),
-    quiet: bool = typer.Option(False, "--quiet", help="print only failures"),
+    out: Path = typer.Option(Path("demo-out"), "--out", "-o", metavar="DIR",
+                             help="folder for the model, its log and the audit"),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="print only failures"),
 ) -> None:
     """The main job on the embedded digits: train with an update log, forget class 3, audit, report."""
     from audit.data import load_dataset
@@ -403,7 +505,7 @@ def demo(
     typer.echo("2/2 auditing: forget class 3 with amnesiac unlearning, attack before/after/retrained reference")
     result = run(model_path, ["class=3"], method="auto", out=out / "audit", fail_on=["residual_leakage_upper>0.5"],
                  show_progress=not quiet, command="audit demo")
-    print_summary(result.document, quiet=quiet, out=result.out)
+    print_summary(result.document, quiet=quiet, out=result.out, assumptions_said=True)
     raise typer.Exit(result.exit_code)
 
 
@@ -466,12 +568,15 @@ def main() -> None:
 
 def _main_handled() -> None:
     try:
+        plain_lines_without_terminal(True)  # CI logs get a line per finished model or step
         with _signals_raise(), _warnings_on_one_line():
             _main()
     except Interrupted as exc:
         stderr.print(f"error: {exc}; files being written were removed, earlier outputs are as they were",
                      markup=False, highlight=False, soft_wrap=True)
         sys.exit(exc.exit_code)
+    finally:
+        plain_lines_without_terminal(False)  # a caller in the same process (a test) keeps the library's silence
 
 
 def _click_exceptions() -> tuple[type, ...]:
@@ -496,7 +601,7 @@ def _click_exceptions() -> tuple[type, ...]:
 def _main() -> None:
     try:
         # standalone_mode=False: click returns a command's typer.Exit code instead of exiting.
-        code = app(standalone_mode=False)
+        code = app(standalone_mode=False, prog_name="audit")  # also under python -c or a test runner
         sys.exit(code if isinstance(code, int) else 0)
     except AuditError as exc:
         stderr.print(f"error: {_one_line(exc)}", markup=False, highlight=False, soft_wrap=True)

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from audit.errors import InputError
+from audit.errors import InputError, closest
 
 DIGITS_TEST_FRACTION = 0.25
 
@@ -100,9 +100,10 @@ def load_dataset(spec: str = "digits", root: str | None = None) -> Dataset:
         return _npz(arg)
     if kind == "folder" and arg:
         return _image_folder(arg)
+    near = closest(spec, ("digits", "mnist", "fashion-mnist", "cifar10", "cifar100"))
     raise InputError(
-        f"unknown data spec {spec!r}: use digits, mnist, fashion-mnist, cifar10, cifar100 "
-        "(with --data-root DIR), npz:PATH or folder:PATH"
+        f"unknown data spec {spec!r}{f'; did you mean {near}? Use' if near else ': use'} digits, mnist, "
+        "fashion-mnist, cifar10, cifar100 (with --data-root DIR), npz:PATH or folder:PATH"
     )
 
 

@@ -44,3 +44,23 @@ class Interrupted(BaseException):
     @property
     def exit_code(self) -> int:
         return 128 + self.signum
+
+
+def closest(value: object, choices: "list[str] | tuple[str, ...]", cutoff: float = 0.6) -> str | None:
+    """The choice nearest ``value`` when one is near enough to be what was meant, else None."""
+    import difflib
+
+    close = difflib.get_close_matches(str(value).strip().lower(), [str(c) for c in choices], n=1, cutoff=cutoff)
+    return close[0] if close else None
+
+
+def unknown_choice(flag: str, value: object, choices: "list[str] | tuple[str, ...]", default: str | None = None
+                   ) -> InputError:
+    """The one message for a value that is not one of ``choices``: what was given, the closest
+    choice when one is near ("did you mean"), and every choice."""
+    text = str(value)
+    near = closest(text, choices)
+    hint = f"; did you mean {near}?" if near else ""
+    listed = ", ".join(f"{c} (the default)" if c == default else str(c) for c in choices)
+    return InputError(f"{flag} {text!r} is unknown{hint} Use one of: {listed}" if hint else
+                      f"{flag} {text!r} is unknown; use one of: {listed}")

@@ -1,6 +1,6 @@
 """Where the audit's training runs: here, one model after another (``local``), or as Ray
 tasks on a cluster (``ray``): ``--executor local|ray``, ``--ray-address``,
-``--cpus-per-model``, ``--gpus-per-model`` (README, "Scaling out").
+``--cpus-per-model``, ``--gpus-per-model`` (docs/scaling.md).
 
 Reference models and retrained models are independent training runs: each is one task
 ``fn(task)``. Under Ray every task is retried on failure (Ray's task retries, exceptions
@@ -28,10 +28,13 @@ import signal
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from audit.errors import InputError, StepError
+from audit.errors import InputError, StepError, unknown_choice
 from audit.progress import progress_bar
 
 EXECUTORS = ("local", "ray")
+#: Ray is an optional extra of the package; the one line when it is asked for and missing.
+RAY_MISSING = ("--executor ray needs Ray, which is not installed: pip install 'amnesia-audit[ray]' "
+               "(or run without --executor ray)")
 DEFAULT_RETRIES = 2
 
 
@@ -170,7 +173,7 @@ class LocalExecutor:
         if workers > 1 and "fork" in multiprocessing.get_all_start_methods():
             return self._map_forked(fn, tasks, label, workers)
         out = []
-        with progress_bar(label, len(tasks), self.show_progress) as advance, torch_threads(self.threads):
+        with progress_bar(label, len(tasks), self.show_progress, each=True) as advance, torch_threads(self.threads):
             for task in tasks:
                 _fault(task)
                 out.append(fn(task))
@@ -187,7 +190,7 @@ class LocalExecutor:
         try:
             # Submitting forks every worker now, before the progress bar starts a thread of its own.
             futures = [pool.submit(_forked_task, task) for task in tasks]
-            with progress_bar(label, len(tasks), self.show_progress) as advance:
+            with progress_bar(label, len(tasks), self.show_progress, each=True) as advance:
                 out = []
                 for future in futures:
                     out.append(future.result())
@@ -231,7 +234,7 @@ class RayExecutor:
         try:
             import ray
         except ImportError:
-            raise InputError("--executor ray needs Ray: pip install ray (make installs it)") from None
+            raise InputError(RAY_MISSING) from None
         self._ray = ray
         # Workers import the toolkit (and the user's --code-path folders) like this process does.
         root = str(Path(__file__).resolve().parent.parent)
@@ -299,7 +302,7 @@ class RayExecutor:
         index = {ref: i for i, ref in enumerate(refs)}
         results: list = [None] * len(refs)
         pending = list(refs)
-        with progress_bar(f"{label} on Ray ({len(tasks)} tasks)", len(tasks), self.show_progress) as advance:
+        with progress_bar(f"{label} on Ray", len(tasks), self.show_progress, each=True) as advance:
             while pending:
                 done, pending = _interruptible(ray.wait, pending, num_returns=1)
                 for ref in done:
@@ -342,7 +345,7 @@ def make_executor(name: str, address: str | None, cpus_per_model: float, gpus_pe
                   show_progress: bool, code_paths: list[str] | None = None):
     """The executor ``--executor`` names, checked (InputError for bad values)."""
     if name not in EXECUTORS:
-        raise InputError(f"--executor {name!r} is unknown; use local or ray")
+        raise unknown_choice("--executor", name, EXECUTORS, "local")
     if not (cpus_per_model > 0) or gpus_per_model < 0:
         raise InputError("--cpus-per-model must be above 0 and --gpus-per-model 0 or more")
     if name == "local":

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from audit.errors import InputError
+from audit.errors import InputError, closest
 
 GRAMMAR = "class=3, class=3,7, samples=PATH (.txt/.csv/.npy of training ids) or random=0.01@SEED"
 # Specs are names in reports and results.json; a longer one is a mistake (or an attack on the renderer).
@@ -89,7 +89,9 @@ def parse_forget(spec: str, y_train: torch.Tensor, num_classes: int) -> ForgetSe
         return _non_empty(ForgetSet(spec, ids, file_sha256=file_digest(path)))
     if key == "random":
         return _non_empty(ForgetSet(spec, _random_ids(spec, value, n)))
-    raise InputError(f"unknown forget spec {key!r} in {spec!r}: use {GRAMMAR}")
+    near = closest(key, ("class", "samples", "random"))
+    raise InputError(f"unknown forget spec {key!r} in {spec!r}{f'; did you mean {near}=? Use' if near else ': use'} "
+                     f"{GRAMMAR}")
 
 
 def _parse_classes(spec: str, value: str, num_classes: int) -> list[int]:

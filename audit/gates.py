@@ -16,7 +16,7 @@ import operator
 import re
 from dataclasses import dataclass
 
-from audit.errors import InputError
+from audit.errors import InputError, closest
 from reports.document import Accuracy, AttackMetrics, Config, GateResult, Target
 from reports.fmt import gate_rule
 
@@ -111,8 +111,10 @@ def parse_gate(expr: str) -> Gate:
         raise InputError(f"malformed gate {expr!r}: write METRIC OP NUMBER, e.g. 'residual_leakage>0.1'")
     metric, op, number = m.group(1), m.group(2), float(m.group(3))
     if not known_metric(metric):
-        raise InputError(f"unknown metric {metric!r} in gate {expr!r}; known: {', '.join(METRICS)}, "
-                         f"and mia.<attack>.<{'|'.join(PER_ATTACK)}>")
+        near = closest(metric, list(METRICS), cutoff=0.7)
+        hint = f"; did you mean {near}? Known" if near else "; known"
+        raise InputError(f"unknown metric {metric!r} in gate {expr!r}{hint}: {', '.join(METRICS)}, "
+                         f"and mia.<attack>.<{'|'.join(PER_ATTACK)}> (docs/ci.md, 'Gates')")
     return Gate(expr.strip(), metric, op, number)
 
 

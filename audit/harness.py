@@ -139,9 +139,7 @@ def audit_target(ctx: AttackContext, opts: AuditOptions, forget: ForgetSet, gate
         if null == "retrained":
             start = time.perf_counter()
             retrains = opts.verdict.retrains
-            with progress_bar(f"retraining {retrains} reference models without {forget.spec}", 1, show) as advance:
-                retrained = ctx.retrained_models(forget, retrains)
-                advance(1)
+            retrained = ctx.retrained_models(forget, retrains)  # the executor shows each model's progress
             for k, (model, seed, hit) in enumerate(retrained):
                 role = "reference" if k == 0 else f"retrain_{k}"
                 models[role] = model
@@ -182,7 +180,9 @@ def audit_target(ctx: AttackContext, opts: AuditOptions, forget: ForgetSet, gate
                 outcomes = run_membership(ctx, shown, ms, advance, logits)
             target.membership = [MembershipResult.model_validate(o.to_dict()) for o in outcomes]
         if "inversion" in opts.attack.attacks and forget.classes:
-            found, images = run_inversion(ctx, models, list(forget.classes), forget.spec)
+            with progress_bar(f"model inversion on {forget.spec}", 1, show) as advance:
+                found, images = run_inversion(ctx, models, list(forget.classes), forget.spec)
+                advance(1)
             target.inversion = Inversion.model_validate(found)
             if retrain_roles:
                 target.tests.append(inversion_evidence(target.inversion))

@@ -32,8 +32,21 @@ def log_status(mf: ModelFile) -> dict | None:
     return out
 
 
-def describe_model(path: Path, arch: str | None = None, data: str | None = None,
-                   data_root: str | None = None) -> dict:
+def describe_model(path: Path, arch: str | None = None, data: str | None = None, data_root: str | None = None,
+                   arch_args: str | dict | None = None, code_paths: list[str] | None = None,
+                   normalize: str | None = None) -> dict:
+    """What ``path`` is, as ``audit run`` would load it: ``arch`` is a built-in name or the user's
+    ``package.module:factory`` (imported from ``code_paths``, called with ``arch_args``). A bare
+    state_dict without ``arch`` or ``data`` is described from its tensors alone."""
+    from audit.usercode import UserCode, is_reference
+
+    user = None
+    if is_reference(arch) or arch_args or code_paths or normalize:
+        user = UserCode.load(arch, arch_args, None, normalize, code_paths)
+    if not (data and (arch or user is not None)):
+        tensors = _bare_state_dict(Path(path))
+        if tensors is not None:
+            return _describe_tensors(path, tensors, arch, data)
     shape, classes = None, None
     ds = None
     if data:
@@ -41,7 +54,7 @@ def describe_model(path: Path, arch: str | None = None, data: str | None = None,
 
         ds = load_dataset(data, data_root)
         shape, classes = ds.input_shape, ds.num_classes
-    mf = load_model(path, arch=arch, input_shape=shape, num_classes=classes)
+    mf = load_model(path, arch=arch, input_shape=shape, num_classes=classes, user=user)
     metrics = dict(mf.metrics)
     if ds is not None and (mf.kind != "toolkit" or not metrics):
         from audit.training import evaluate
@@ -67,6 +80,48 @@ def describe_model(path: Path, arch: str | None = None, data: str | None = None,
         "per_class_test_accuracy": metrics.get("per_class_test_accuracy"),
         "update_log": log_status(mf),
         "lineage": mf.lineage,
+        "assumed": list(mf.assumptions),  # what loading had to assume (no normalisation recorded, ...)
+    }
+
+
+def _bare_state_dict(path: Path) -> dict | None:
+    """The tensors of a bare state_dict (torch.save of a dict of tensors, or .safetensors), read
+    with ``weights_only=True``; None for anything else (loading it says what it is)."""
+    from audit.modelfile import records_architecture
+
+    if not path.is_file() or records_architecture(path):
+        return None
+    import torch
+
+    from audit.file_safety import archive_kind, check_archive, load_tensors_only
+
+    check_archive(path)
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        try:
+            return load_file(str(path))
+        except Exception:  # noqa: BLE001 - not a safetensors file: loading it says so in one line
+            return None
+    if archive_kind(path):
+        return None
+    doc = load_tensors_only(path)
+    if isinstance(doc, dict) and doc and all(isinstance(v, torch.Tensor) for v in doc.values()):
+        return doc
+    return None
+
+
+def _describe_tensors(path: Path, tensors: dict, arch: str | None, data: str | None) -> dict:
+    missing = " and ".join(flag for flag, given in (("--arch NAME (or your package.module:factory)", arch),
+                                                    ("--data SPEC", data)) if not given)
+    return {
+        "path": str(path), "kind": "state_dict", "arch": arch, "arch_args": {},
+        "parameters": int(sum(t.numel() for t in tensors.values())), "tensors": len(tensors),
+        "dtypes": sorted({str(t.dtype).replace("torch.", "") for t in tensors.values()}),
+        "input_shape": None, "num_classes": None, "normalization": None, "data": None, "recipe": None,
+        "seed": None, "train_accuracy": None, "test_accuracy": None, "per_class_test_accuracy": None,
+        "update_log": None, "lineage": None,
+        "to_say_more": f"pass {missing} to load it as a network and measure its accuracy",
     }
 
 
@@ -91,6 +146,9 @@ def _format_lineage(ln: dict) -> str:
 
 
 def format_description(doc: dict) -> str:
+    if doc.get("input_shape") is None:  # a bare state_dict described from its tensors alone
+        return (f"{doc['path']}: bare state_dict, {doc['tensors']} tensors, {doc['parameters']:,} values "
+                f"({', '.join(doc['dtypes'])}); {doc['to_say_more']}")
     lines = [f"{doc['path']}: {doc['kind']} model, {doc['arch']} ({doc['parameters']:,} parameters), "
              f"input {'x'.join(map(str, doc['input_shape']))}, {doc['num_classes']} classes"]
     if doc.get("data"):
@@ -113,4 +171,5 @@ def format_description(doc: dict) -> str:
         lines.append("update log: none")
     if doc.get("lineage"):
         lines.append(_format_lineage(doc["lineage"]))
+    lines.extend(f"assumed: {line}" for line in doc.get("assumed") or [])
     return "\n".join(lines)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from audit.errors import InputError
+from audit.errors import InputError, closest
 
 
 class Classifier(nn.Module):
@@ -123,11 +123,24 @@ def _torchvision(name: str, in_channels: int, num_classes: int) -> nn.Module:
     try:
         builder = tvm.get_model_builder(name)
     except ValueError:
-        raise InputError(
-            f"unknown architecture {name!r}: use smallcnn, resnet18 or a torchvision classification model name"
-        ) from None
+        raise InputError(f"unknown architecture {name!r}{_closest_architecture(name)}: use smallcnn, convnet, "
+                         "resnet18, a torchvision classification model name or your own package.module:factory "
+                         "(docs/own-model.md)") from None
     net = builder(weights=None, num_classes=num_classes)
     return _RepeatChannels(net, 3) if in_channels == 1 else net
+
+
+def _closest_architecture(name: str) -> str:
+    """The "did you mean" of a near miss: a factory written with a dot for the colon
+    (mymodel.TinyNet), or a misspelt built-in or torchvision name; "" when nothing is near."""
+    import torchvision.models as tvm
+
+    module, dot, attr = name.rpartition(".")
+    if dot and module and attr.isidentifier() and all(p.isidentifier() for p in module.split(".")):
+        return f"; did you mean {module}:{attr} (your own factory, written package.module:factory)?"
+    known = ["smallcnn", "convnet", "resnet18", *tvm.list_models(module=tvm)]
+    near = closest(name, known, cutoff=0.7)
+    return f"; did you mean {near}?" if near else ""
 
 
 def build_network(arch: str, in_channels: int, num_classes: int, arch_args: dict | None = None) -> nn.Module:

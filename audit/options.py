@@ -11,7 +11,7 @@ from pathlib import Path
 
 from attacks.registry import ATTACKS as MIA_ATTACKS
 from attacks.registry import DEFAULT_ATTACKS, DEFAULT_REFERENCE_MODELS, NEEDS_REFERENCE
-from audit.errors import InputError
+from audit.errors import InputError, unknown_choice
 from audit.gates import Gate, parse_gates
 from audit.scoring import DEFAULT_ALPHA, DEFAULT_MAX_MEMORISED_AUC, DEFAULT_MAX_RESIDUAL
 
@@ -261,11 +261,18 @@ class AuditOptions:
 
             signing_key(self.output.sign_key_env)  # a missing key is said now, before any work
         if self.execution.executor not in ("local", "ray"):
-            raise InputError(f"--executor {self.execution.executor!r} is unknown; use local or ray")
+            raise unknown_choice("--executor", self.execution.executor, ("local", "ray"), "local")
+        if self.execution.executor == "ray":
+            import importlib.util
+
+            from audit.executor import RAY_MISSING
+
+            if importlib.util.find_spec("ray") is None:  # said before any model or data is read
+                raise InputError(RAY_MISSING)
         if v.inconclusive not in INCONCLUSIVE:
-            raise InputError(f"--inconclusive {v.inconclusive!r} is unknown; use fail (the default) or pass")
+            raise unknown_choice("--inconclusive", v.inconclusive, INCONCLUSIVE, "fail")
         if v.not_memorised not in INCONCLUSIVE:
-            raise InputError(f"--not-memorised {v.not_memorised!r} is unknown; use pass (the default) or fail")
+            raise unknown_choice("--not-memorised", v.not_memorised, ("pass", "fail"), "pass")
         if (isinstance(v.max_memorised_auc, bool) or not isinstance(v.max_memorised_auc, (int, float))
                 or not 0.5 < v.max_memorised_auc < 1):
             raise InputError(f"--max-memorised-auc must lie strictly between 0.5 and 1 (the highest membership AUC "
@@ -277,9 +284,9 @@ class AuditOptions:
             raise InputError("--original audits a model unlearned elsewhere, so no unlearning runs and --method "
                              f"does not apply; drop --method {self.method}")
         if self.method not in METHODS:
-            raise InputError(f"--method {self.method!r} is unknown; use {', '.join(METHODS)}")
+            raise unknown_choice("--method", self.method, METHODS, "auto")
         if v.reference not in REFERENCES:
-            raise InputError(f"--reference {v.reference!r} is unknown; use auto, pool, retrain or none")
+            raise unknown_choice("--reference", v.reference, REFERENCES, "auto")
         classes = [f for f in self.forget if isinstance(f, str) and f.strip().lower().startswith("class=")]
         if v.reference == "pool" and classes:
             raise InputError(f"--reference pool cannot audit {classes[0].strip()}: the pool's models learned the "
@@ -289,12 +296,12 @@ class AuditOptions:
             raise InputError(f"--attacks {','.join(a.attacks)!r} is not valid; use mia, inversion or mia,inversion")
         bad = [name for name in a.mia_attacks if name not in MIA_ATTACKS]
         if bad:
-            raise InputError(f"unknown membership attack {bad[0]!r}; use {', '.join(MIA_ATTACKS)}")
+            raise unknown_choice("--mia", bad[0], tuple(MIA_ATTACKS))
         if a.reference_models < 2 and NEEDS_REFERENCE & set(a.mia_attacks):
             raise InputError("--reference-models must be at least 2 for the LiRA, RMIA and shadow attacks")
         bad = [f for f in self.output.formats if f not in FORMATS]
         if bad:
-            raise InputError(f"--format {bad[0]!r} is unknown; use html, pdf (or none)")
+            raise unknown_choice("--format", bad[0], ("html", "pdf", "junit", "none"))
         if out is not None and out.exists() and not out.is_dir():
             raise InputError(f"--out {out} is a file; give a folder for the audit's outputs")
         blocked = next((p for p in out.parents if p.exists() and not p.is_dir()), None) if out else None

@@ -20,7 +20,9 @@ def _pct(v) -> str:
     return "n/a" if v is None else f"{v:.1%}"
 
 
-def print_summary(doc: Document, quiet: bool, out: Path | None) -> None:
+def print_summary(doc: Document, quiet: bool, out: Path | None, assumptions_said: bool = False) -> None:
+    """``assumptions_said``: what loading assumed was already printed as a ``warning:`` line
+    (``audit run``), so its ``Assumed:`` notes are not said a second time."""
     for t in doc.targets:
         if t.error is not None:
             _say(f"ERROR {t.name}: {t.error}", err=True)
@@ -52,7 +54,7 @@ def print_summary(doc: Document, quiet: bool, out: Path | None) -> None:
             _say(f"WARNING: {note.removeprefix('Warning:').strip()}", err=True)
     if not quiet:
         for note in doc.notes:
-            if not note.startswith("Warning:"):
+            if not note.startswith("Warning:") and not (assumptions_said and note.startswith("Assumed:")):
                 _say(f"note: {note}")
         where = f"; outputs in {out}/" if out is not None else ""
         _say(f"verdict: {doc.verdict} (exit {doc.exit_code}){where}")

@@ -40,7 +40,7 @@ import torch
 
 from audit.atomic import crash_point, sweep_stale
 from audit.data import Dataset, load_dataset
-from audit.errors import InputError
+from audit.errors import InputError, unknown_choice
 from audit.forget import parse_forget
 from audit.modelfile import ModelFile, save_model
 from audit.models import build_model, check_forward
@@ -156,7 +156,7 @@ def train_model(
     if out.parent.exists() and not out.parent.is_dir():
         raise InputError(f"--out {out}: {out.parent} is a file, not a folder")
     if log_dtype not in LOG_DTYPES:
-        raise InputError(f"--log-dtype {log_dtype!r} is unknown; use float32, float16 or float64")
+        raise unknown_choice("--log-dtype", log_dtype, ("float32", "float16", "float64"), "float32")
     try:
         config.validate()
     except ValueError as exc:
@@ -164,7 +164,7 @@ def train_model(
     if config.epochs < 1:
         raise InputError(f"--epochs must be at least 1 to train a model, not {config.epochs}")
     if packing not in PACKING:
-        raise InputError(f"--packing {packing!r} is unknown; use on or off")
+        raise unknown_choice("--packing", packing, ("on", "off"), "on")
     record_ids = _record_ids(record, data)
     # Packing needs a set of recordable ids: with "all" every batch is recorded anyway.
     sampler = None

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from audit.data import Dataset, load_dataset
-from audit.errors import InputError
+from audit.errors import InputError, unknown_choice
 from audit.forget import ForgetSet, parse_forget
 from audit.forget_accuracy import forget_metrics
 from audit.modelfile import ModelFile, file_sha256, load_model, save_model, say_assumptions
@@ -153,7 +153,7 @@ def unlearn(
     for the removal, or ``retrain`` on a file without a recipe.
     """
     if method not in METHODS:
-        raise InputError(f"unknown unlearning method {method!r}: use one of {', '.join(METHODS)}")
+        raise unknown_choice("--method", method, METHODS)
     if not mf.unlearnable:
         raise InputError(f"{mf.path} is a TorchScript archive, which cannot be trained or saved as model.pt; "
                          "pass its state_dict with --arch instead")
@@ -266,7 +266,7 @@ def unlearn_command(
     """``audit unlearn``: checks every input before any work, writes ``out`` atomically, prints one line."""
     out = Path(out)
     if method not in METHODS:
-        raise InputError(f"unknown unlearning method {method!r}: use one of {', '.join(METHODS)}")
+        raise unknown_choice("--method", method, METHODS)
     if out.is_dir():
         raise InputError(f"--out {out} is a directory; give a file name such as {out / 'unlearned.pt'}")
     if any(parent.exists() and not parent.is_dir() for parent in out.parents):

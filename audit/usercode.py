@@ -334,13 +334,13 @@ def check_fit_signature(fit: Callable, ref: str) -> None:
         sig.bind(object(), object(), object(), seed=0, epochs=None)
     except TypeError as exc:
         raise InputError(f"--train {ref} has the signature {sig}, which cannot be called as "
-                         f"fit(model, x, y, *, seed, epochs=N) ({exc}); see the README, 'Your own model'") from None
+                         f"fit(model, x, y, *, seed, epochs=N) ({exc}); see docs/own-model.md, 'From the command line'") from None
     try:
         sig.bind(object(), object(), object(), seed=0)
     except TypeError as exc:
         raise InputError(f"--train {ref} has the signature {sig}, which cannot be called as "
                          f"fit(model, x, y, *, seed) for your full recipe ({exc}); give epochs a default "
-                         "(e.g. epochs=None); see the README, 'Your own model'") from None
+                         "(e.g. epochs=None); see docs/own-model.md, 'From the command line'") from None
 
 
 def parse_arch_args(text: str | dict | None) -> dict:

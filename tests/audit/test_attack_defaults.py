@@ -43,7 +43,7 @@ def test_run_help_states_the_registry_defaults():
     result = CliRunner().invoke(app, ["run", "--help"])
     assert result.exit_code == 0, result.output
     packed = "".join(result.output.split())  # the help wraps anywhere, names included
-    mia = packed[packed.index("--mia<"):][:200]
+    mia = packed[packed.index("--miaATTACKS"):][:200]
     assert ",".join(registry.ATTACKS) in mia and f"(default{','.join(registry.DEFAULT_ATTACKS)})" in mia
-    models = packed[packed.index("--reference-models<"):][:200]
+    models = packed[packed.index("--reference-modelsINTEGER"):][:200]
     assert f"(default{registry.DEFAULT_REFERENCE_MODELS};cached)" in models

@@ -101,6 +101,7 @@ def test_a_scripted_model_trained_elsewhere_is_audited_with_a_recipe(work):
     assert run.returncode in (0, 1), run.stderr
     said = [ln for ln in run.stderr.splitlines() if "TorchScript without a factory" in ln]
     assert len(said) == 1 and said[0].startswith("warning: ext.pt") and "re-initialised" in said[0]
+    assert "TorchScript without a factory" not in run.stdout  # one line per cause: no "note: Assumed:" again
     doc = json.loads((work / "out" / "results.json").read_text())
     assert any(n.startswith("Assumed: ext.pt is TorchScript without a factory") for n in doc["notes"])
     [target] = doc["targets"]
