@@ -107,3 +107,14 @@ def refuse_unreadable(path: Path, exc: Exception) -> NoReturn:
     # Truncated or foreign files.
     raise InputError(f"{path} is not a readable model file: it is not a torch.save archive or TorchScript "
                      f"(torch says {type(exc).__name__}: {one_line(exc, 100)})") from None
+
+
+def file_sha256(path: str | Path) -> str:
+    """The SHA-256 of a file, read in 1 MiB chunks (hex): model files and a request's ids file."""
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()

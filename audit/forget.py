@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from audit.errors import InputError, closest
+from audit.file_safety import file_sha256
 
 GRAMMAR = "class=3, class=3,7, samples=PATH (.txt/.csv/.npy of training ids) or random=0.01@SEED"
 # Specs are names in reports and results.json; a longer one is a mistake (or an attack on the renderer).
@@ -60,14 +61,6 @@ def ids_digest(ids: torch.Tensor) -> str:
     return hashlib.sha256(text.encode("ascii")).hexdigest()
 
 
-def file_digest(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def parse_forget(spec: str, y_train: torch.Tensor, num_classes: int) -> ForgetSet:
     """Resolve ``spec`` against the training labels; raise :class:`InputError` if it is wrong."""
     if len(spec) > MAX_SPEC_CHARS:
@@ -86,7 +79,7 @@ def parse_forget(spec: str, y_train: torch.Tensor, num_classes: int) -> ForgetSe
     if key == "samples":
         path = Path(value.strip())
         ids = _read_ids(path, n)
-        return _non_empty(ForgetSet(spec, ids, file_sha256=file_digest(path)))
+        return _non_empty(ForgetSet(spec, ids, file_sha256=file_sha256(path)))
     if key == "random":
         return _non_empty(ForgetSet(spec, _random_ids(spec, value, n)))
     near = closest(key, ("class", "samples", "random"))

@@ -17,7 +17,6 @@ normalisation). This module puts them together into a :class:`ModelFile`.
 
 from __future__ import annotations
 
-import hashlib
 import warnings
 import zipfile
 from dataclasses import dataclass, field
@@ -32,7 +31,7 @@ from unlearning import TrainFunction
 from audit.archive_loading import load_exported, load_torchscript
 from audit.atomic import atomic_path
 from audit.errors import InputError
-from audit.file_safety import archive_kind, check_archive, load_tensors_only, one_line
+from audit.file_safety import archive_kind, check_archive, file_sha256, load_tensors_only, one_line
 from audit.model_document import check_document
 from audit.models import Classifier, build_model
 from audit.scripted import ScriptedNet
@@ -159,14 +158,6 @@ def save_model(path: str | Path, mf: ModelFile, stage: str | None = None) -> Non
     with atomic_path(path, stage) as tmp:
         torch.save(doc, tmp)
 
-
-def file_sha256(path: str | Path) -> str:
-    """The SHA-256 of a file, read in 1 MiB chunks (hex)."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def say_assumptions(*files: "ModelFile | None") -> list[str]:
