@@ -52,10 +52,10 @@ def figures_drawn(part) -> bool:
     return drawn is None or id(part) in drawn
 
 
-def _only_drawn(draw):
-    """``draw(part, salt)`` for the parts this render draws, else no figure."""
+def _only_drawn(draw, empty=""):
+    """``draw(part, salt)`` for the parts this render draws, else ``empty`` (no figure)."""
     def wrapped(part, *args, **kwargs):
-        return draw(part, *args, **kwargs) if figures_drawn(part) else ([] if draw is sections.roc_figures else "")
+        return draw(part, *args, **kwargs) if figures_drawn(part) else empty
     return wrapped
 
 
@@ -78,7 +78,7 @@ def environment() -> Environment:
                        SHORT_NAMES=sections.SHORT_NAMES, anchor=fmt.anchor, status=fmt.status,
                        certainty=fmt.certainty, STRONG_P=fmt.STRONG_P, GLOSSARY=glossary.TERMS,
                        most_exposed=sections.most_exposed, residual_svg=_only_drawn(residual_svg),
-                       roc_figures=_only_drawn(sections.roc_figures), per_example_svg=_only_drawn(per_example_svg),
+                       roc_figures=_only_drawn(sections.roc_figures, ()), per_example_svg=_only_drawn(per_example_svg),
                        figures_drawn=figures_drawn,
                        # empty parts, for a target or run that lacks one (a step failed before it)
                        Accuracy=Accuracy, Forget=Forget, Method=Method)
