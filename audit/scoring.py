@@ -200,6 +200,18 @@ def decide(tests: list[Evidence], alpha: float = DEFAULT_ALPHA, max_residual: fl
         words = "; ".join(f"{t.label} (p = {_p(t.p_unlearned_holm)})" for t in failing)
         reason = f"the unlearned model still shows the forget set: {words}, at alpha = {alpha:g} after Holm's correction"
         return Verdict("fail", reason, alpha, power_p, p_value, residual, ci, over, over_p, None, **margins)
+    # A request's examples (the membership test alone): the unlearned model's own bound can decide what the
+    # original's evidence cannot (too weak to detect, or to bound the share removed): with 95% confidence it
+    # ranks a forget example above an unseen one no more often than a model that did not memorise them (the
+    # bound "not memorised" holds the original to). A no-op never passes this way: its unlearned model is the
+    # original, with the original's p-value and bound, so it has failed (detected) or is "not memorised"
+    # (bound within the margin) before this rule is reached, and otherwise its bound is above the margin.
+    u_auc, _, u_upper = memorisation(tests, "unlearned")
+    holds_little = ([t.name for t in tests] == ["membership"] and u_upper is not None
+                    and u_upper <= max_memorised_auc)
+    little = (f"the unlearned model holds little of it: its per-example membership test ranks a forget example above "
+              f"an unseen one with probability {u_auc:.2f}, at most {u_upper:.2f} (95% upper bound; at most "
+              f"{max_memorised_auc:g} counts as not memorised)") if holds_little else ""
     if power_p > alpha:
         unseen = (f"even before unlearning no test told the forget set from unseen data (best p = {_p(power_p)} > "
                   f"alpha = {alpha:g})")
@@ -213,6 +225,9 @@ def decide(tests: list[Evidence], alpha: float = DEFAULT_ALPHA, max_residual: fl
         bound = "" if auc_upper is None else (f"; the original's membership AUC is {auc:.2f} with a 95% upper bound "
                                               f"of {auc_upper:.2f}, above the {max_memorised_auc:g} that would show "
                                               "the data were not memorised")
+        if holds_little:
+            reason = f"{unseen}{bound}; but {little}"
+            return Verdict("pass", reason, alpha, power_p, p_value, residual, ci, over, over_p, None, **margins)
         reason = f"{unseen}, so the attacks cannot confirm that these data are gone{bound}"
         return Verdict("inconclusive", reason, alpha, power_p, p_value, residual, ci, over, over_p, ADVICE,
                        **margins)
@@ -220,17 +235,8 @@ def decide(tests: list[Evidence], alpha: float = DEFAULT_ALPHA, max_residual: fl
     seen = (f"before unlearning the attacks told the forget set from unseen data ({best.label}, p = "
             f"{_p(best.p_original_holm)}); after unlearning no test does (smallest p = {_p(p_value)})")
     if upper is None or not upper < max_residual:
-        # A request's examples (the membership test alone): the unlearned model's own bound can decide what
-        # the residual cannot when the original's signal was weak: with 95% confidence it ranks a forget
-        # example above an unseen one no more often than a model that did not memorise them (the bound
-        # "not memorised" holds the original to). A no-op never gets here: its unlearned model is the
-        # original, detected above.
-        u_auc, _, u_upper = memorisation(tests, "unlearned")
-        if [t.name for t in tests] == ["membership"] and u_upper is not None and u_upper <= max_memorised_auc:
-            reason = (f"{seen}, and the unlearned model holds little of it: its per-example membership test ranks a "
-                      f"forget example above an unseen one with probability {u_auc:.2f}, at most {u_upper:.2f} "
-                      f"(95% upper bound; at most {max_memorised_auc:g} counts as not memorised), although the "
-                      "original's signal was too weak to bound the share removed "
+        if holds_little:
+            reason = (f"{seen}, and {little}, although the original's signal was too weak to bound the share removed "
                       f"({'unbounded' if upper is None or math.isinf(upper) else f'up to {_bound(upper)}'})")
             return Verdict("pass", reason, alpha, power_p, p_value, residual, ci, over, over_p, None, **margins)
         if upper is None:

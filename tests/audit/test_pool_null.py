@@ -117,6 +117,25 @@ def test_a_weak_original_signal_passes_on_the_unlearned_models_own_bound_and_a_n
     assert decide(cls).verdict == "inconclusive"
 
 
+def test_an_undetected_original_with_a_wide_bound_passes_on_the_unlearned_models_bound_and_a_no_op_never_does():
+    def request(unlearned_auc, unlearned_upper):
+        ev = _membership(0.3, 0.4, 0.55, 0.63)  # not detected; the original's bound above the 0.6 margin
+        ev.detail["auc"]["unlearned"] = unlearned_auc
+        ev.detail["auc_ci95"]["unlearned"] = [2 * unlearned_auc - unlearned_upper, unlearned_upper + 0.01]
+        ev.detail["auc_upper"]["unlearned"] = unlearned_upper
+        return ev
+
+    v = decide([request(0.5, 0.56)])
+    assert v.verdict == "pass" and "at most 0.56" in v.reason and "0.63" in v.reason
+    assert decide([request(0.57, 0.61)]).verdict == "inconclusive"  # the unlearned model's bound above the margin
+    # A no-op: the unlearned model is the original, with its bound: undecided, never a pass.
+    assert decide([request(0.55, 0.63)]).verdict == "inconclusive"
+    # An original within the margin is "not memorised" first: nothing was there to remove.
+    within = request(0.5, 0.56)
+    within.detail["auc_upper"]["original"] = 0.58
+    assert decide([within]).verdict == "not_memorised"
+
+
 def test_the_pool_null_centres_each_model_on_the_models_that_left_each_example_out():
     # A model that never saw the forget set, with a per-example offset shared by every model that never
     # saw an example (what the pool cancels), is not told apart; the same model trained on it is.
