@@ -2,7 +2,8 @@
 
 An inconclusive pool-null request is short of evidence in one of two ways: the original
 was not detected and its membership AUC's bound is too wide to call it not memorised, or
-it was detected but the residual's bound reaches the margin. Both bounds narrow as the
+it was detected but the residual's bound reaches the margin; either way the unlearned
+model's own AUC bound is above the margin too (else it would have passed). Each bound narrows as the
 per-example difference ``d_i = s_i(model) - mean_OUT s_i(pool)`` gets less noisy. Its
 variance over examples is the audited model's own part ``v_t`` plus the pool mean's,
 ``s2_b / n_out`` (the spread between reference models that left an example out, over how
@@ -64,39 +65,52 @@ def _cost(seconds: float | None, models: int) -> str:
 
 def pool_advice(ctx: AttackContext, test: PairedTest, ms_ids: np.ndarray, tested_stats: dict[str, np.ndarray],
                 verdict: Verdict, num_models: int) -> str | None:
-    """One or two sentences: the bound more pool models would give and their cost, or why none would help."""
-    role = "unlearned" if verdict.power_p_value is not None and verdict.power_p_value <= verdict.alpha else "original"
-    centred = tested_stats[role] - tested_stats["pool"]
-    v_t, s2_b, n_out = _spread(ctx, ms_ids, centred)
-    if n_out <= 0:
+    """One or two sentences: the bound more pool models would give and their cost, or why none would help.
+
+    The bounds that could decide the request: the residual's (original detected) or the original's
+    membership AUC's (not detected), and either way the unlearned model's own AUC bound (a request of
+    examples passes on it, :func:`audit.scoring.decide`). The advice names the one that more models
+    decide soonest, else the first."""
+    detected = verdict.power_p_value is not None and verdict.power_p_value <= verdict.alpha
+    candidates = []  # (name, estimate, upper, goal, strict, role whose centred statistic it rests on)
+    if detected:
+        upper, estimate = verdict.residual_leakage_upper, verdict.residual_leakage
+        if upper is not None and estimate is not None and math.isfinite(upper):
+            candidates.append(("residual-leakage bound", estimate, upper, verdict.max_residual, True, "unlearned"))
+    elif verdict.memorised_auc is not None and verdict.memorised_auc_upper is not None:
+        candidates.append(("bound on the original's membership AUC", verdict.memorised_auc,
+                           verdict.memorised_auc_upper, verdict.max_memorised_auc, False, "original"))
+    if verdict.memorised_auc is not None and "unlearned" in test.auc_upper:  # a bound was trusted for this request
+        candidates.append(("bound on the unlearned model's membership AUC", test.auc["unlearned"],
+                           test.auc_upper["unlearned"], verdict.max_memorised_auc, False, "unlearned"))
+    if not candidates:
+        if detected:
+            return (f"the residual's interval is unbounded because the original's signal is weak next to the "
+                    f"noise of {test.n_forget} examples; more reference models narrow only the pool's part of "
+                    "it: a larger request, or a model that memorises more, decides it")
+        return None
+    spreads = {}
+    for role in {c[5] for c in candidates}:
+        spreads[role] = _spread(ctx, ms_ids, tested_stats[role] - tested_stats["pool"])
+    if any(n_out <= 0 for _, _, n_out in spreads.values()):
         return None
     seconds = _seconds_per_model(ctx)
-    now = v_t + s2_b / n_out
-    lines = []
+    chosen = None
     for growth in GROWTH:
-        ratio = math.sqrt((v_t + s2_b / (n_out * growth)) / now) if now > 0 else 1.0
-        more = num_models * (growth - 1)
-        if role == "unlearned":
-            upper, estimate = verdict.residual_leakage_upper, verdict.residual_leakage
-            if upper is None or estimate is None or not math.isfinite(upper):
-                return (f"the residual's interval is unbounded because the original's signal is weak next to the "
-                        f"noise of {test.n_forget} examples; more reference models narrow only the pool's part of "
-                        "it: a larger request, or a model that memorises more, decides it")
+        for name, estimate, upper, goal, strict, role in candidates:
+            v_t, s2_b, n_out = spreads[role]
+            now = v_t + s2_b / n_out
+            ratio = math.sqrt((v_t + s2_b / (n_out * growth)) / now) if now > 0 else 1.0
             projected = estimate + (upper - estimate) * ratio
-            goal, name = verdict.max_residual, "residual-leakage bound"
-            decided = projected < goal
-        else:
-            if verdict.memorised_auc is None or verdict.memorised_auc_upper is None:
-                return None
-            estimate, upper = verdict.memorised_auc, verdict.memorised_auc_upper
-            projected = estimate + (upper - estimate) * ratio
-            goal, name = verdict.max_memorised_auc, "bound on the original's membership AUC"
-            decided = projected <= goal
-        lines.append((growth, more, projected, decided))
-        if decided:
+            decided = projected < goal if strict else projected <= goal
+            if decided or (growth == GROWTH[-1] and chosen is None):
+                chosen = (growth, name, upper, goal, projected, decided)
+            if decided:
+                break
+        if chosen is not None and chosen[5]:
             break
-    growth, more, projected, decided = lines[-1]
-    total = num_models * growth
+    growth, name, upper, goal, projected, decided = chosen
+    total, more = num_models * growth, num_models * (growth - 1)
     head = (f"with {total} reference models (--reference-models {total}) the {name} would be about {projected:.2f} "
             f"(now {upper:.2f}; {'within' if decided else 'still outside'} the {goal:g} a decision needs); "
             f"{more} more models, {_cost(seconds, more)}, and later requests reuse them")

@@ -61,6 +61,7 @@ from audit.training import train_model  # noqa: E402
 from unlearning import TrainConfig, retrain_unlearn  # noqa: E402
 
 WORDS = ("pass", "not_memorised", "fail", "inconclusive")
+METHOD_ROWS = ("amnesiac", "relabel", "finetune")  # the toolkit's approximate methods, at their defaults
 ALPHAS = (0.05, 0.01)
 
 
@@ -142,7 +143,7 @@ def table(rows: list[dict], sizes: list[str]) -> str:
     lines = ["| request | row | n | pass | not memorised | fail | inconclusive | decided | fail at alpha 0.01 | "
              "original detected |", "|---|---|---|---|---|---|---|---|---|---|"]
     for size in sizes:
-        for kind in ("none", "retrain", "pool-out"):
+        for kind in ("none", "retrain", "pool-out", *METHOD_ROWS):
             cell = [r for r in rows if r["size"] == size and r["row"] == kind]
             if not cell:
                 continue
@@ -166,6 +167,7 @@ def run_recipe(args, data, epochs: int | None, partial: Path) -> tuple[dict, lis
     ctx.reference_logits  # noqa: B018 - the pool's logits, computed (and cached) once
     logits_seconds = time.perf_counter() - t0
     sizes = [s for s in args.sizes.split(",") if s]
+    methods = [m for m in args.methods.split(",") if m]
     label = f"{mf.recipe.get('epochs')} epochs"
     rows: list[dict] = []
     cost: dict = {"recipe": label, "target_train_seconds": (mf.metrics or {}).get("train_seconds"),
@@ -221,9 +223,14 @@ def run_recipe(args, data, epochs: int | None, partial: Path) -> tuple[dict, lis
             target, seconds = audit(f"random={n}@{5000 + j}", "retrain", 60_000 + j, False)
             rows.append({**row_from_target("retrain", size, target, seconds), "recipe": label})
             partial.write_text(json.dumps({"cost": cost, "rows": rows}, indent=1))
+        for j in range(args.method_sets):
+            for method in methods:
+                target, seconds = audit(f"random={n}@{5000 + j}", method, 60_000 + j, False)
+                rows.append({**row_from_target(method, size, target, seconds), "recipe": label})
+                partial.write_text(json.dumps({"cost": cost, "rows": rows}, indent=1))
         print(table(rows, [size]), flush=True)
     for cls in [c for c in args.classes.split(",") if c]:
-        for method in ("none", "retrain"):
+        for method in ("none", "retrain", *methods):
             target, seconds = audit(f"class={cls}", method, 70_000, False)
             rows.append({**row_from_target(method, f"class={cls}", target, seconds), "recipe": label})
         partial.write_text(json.dumps({"cost": cost, "rows": rows}, indent=1))
@@ -257,6 +264,10 @@ def main() -> None:
     ap.add_argument("--classes", default="3", help="class targets, comma-separated ('' for none)")
     ap.add_argument("--sets", type=int, default=100, help="pool-out control and no-op requests per size")
     ap.add_argument("--retrain-sets", type=int, default=8, help="exact retrain requests per size (a retrain each)")
+    ap.add_argument("--methods", default="", help=f"approximate methods to audit too, comma-separated, of "
+                    f"{','.join(METHOD_ROWS)} (amnesiac needs a target trained with its updates recorded): "
+                    "on the class targets and on --method-sets random sets per size")
+    ap.add_argument("--method-sets", type=int, default=0, help="random requests per size audited for each method")
     ap.add_argument("--target-seed", type=int, default=0)
     ap.add_argument("--epochs", default="", help="training lengths to compare, e.g. 2,4,8 (default: the recipe's); "
                     "each trains its own target and pool")
@@ -266,6 +277,9 @@ def main() -> None:
     ap.add_argument("--from-partial", type=Path, metavar="JSON",
                     help="write the tables of a run that was stopped early, from its .partial.json")
     args = ap.parse_args()
+    unknown = sorted(set(m for m in args.methods.split(",") if m) - set(METHOD_ROWS))
+    if unknown:
+        ap.error(f"--methods: unknown {', '.join(unknown)}; choose from {', '.join(METHOD_ROWS)}")
     if args.from_partial:
         run = json.loads(args.from_partial.read_text())
         sizes = sorted({r["size"] for r in run["rows"]}, key=lambda s: (s.startswith("class"), s.zfill(8)))

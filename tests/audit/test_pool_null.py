@@ -252,3 +252,44 @@ def test_the_originals_logits_are_cached_once_and_serve_its_predictions(digits_m
     ids = np.arange(5, 40)
     direct = later.logits_on(mf.model, ids, later.pool[0][ids])
     assert torch.allclose(direct, torch.stack([mf.model(later.pool[0][i:i + 1])[0] for i in ids]).detach(), atol=1e-4)
+
+
+def test_the_advice_projects_the_bound_that_more_models_decide_soonest():
+    from types import SimpleNamespace
+
+    from attacks.significance import per_example_statistic
+    from audit.advice import pool_advice
+    from audit.evidence import pool_out_statistic
+    from audit.scoring import Verdict
+
+    rng = np.random.default_rng(3)
+    m, n = 8, 600
+    in_mask = rng.random((m, n)) < 0.5
+    example = rng.normal(0, 1, n)
+    # Each pool model: the example's level, its IN shift, and much noise (so more models narrow the bounds).
+    phi = example + 0.3 * in_mask + rng.normal(0, 2.0, (m, n))
+    pool = SimpleNamespace(in_mask=in_mask, from_cache=[True] * m, seconds=0.0)
+    ctx = SimpleNamespace(reference_confidence=phi, reference_models=lambda: pool,
+                          model_file=SimpleNamespace(metrics={"train_seconds": 5.0}))
+    stats = {role: per_example_statistic(example + rng.normal(0, 0.1, n), phi, in_mask)
+             for role in ("original", "unlearned")}
+    stats["pool"], _ = pool_out_statistic(phi, in_mask)
+    is_forget = np.arange(n) < 60
+    test = paired_permutation_test(stats, is_forget, baseline="original", null_roles=["pool"], centre_on_null=True,
+                                   n_permutations=200, n_bootstrap=50)
+
+    def advice(original, unlearned):
+        test.auc["unlearned"], test.auc_upper["unlearned"] = unlearned
+        verdict = Verdict("inconclusive", "", 0.05, 0.4, 0.4, None, None, None, None, memorised_auc=original[0],
+                          memorised_auc_upper=original[1])
+        return pool_advice(ctx, test, np.arange(n), stats, verdict, m)
+
+    # The unlearned model's bound just over the margin, the original's far above it: the unlearned one decides.
+    text = advice((0.62, 0.70), (0.57, 0.605))
+    assert "unlearned model's membership AUC" in text and "within the 0.6" in text and "now 0.60" in text
+    # The other way round: the original's bound is the one to narrow.
+    text = advice((0.57, 0.605), (0.62, 0.70))
+    assert "original's membership AUC" in text and "within the 0.6" in text
+    # Neither within reach: the first (the original's) is named, with what would decide it.
+    text = advice((0.66, 0.75), (0.67, 0.76))
+    assert "original's membership AUC" in text and "still outside" in text and "larger request" in text
