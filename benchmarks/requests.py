@@ -139,9 +139,25 @@ def count(rows: list[dict], words: tuple[str, ...], alpha: str = "0.05") -> tupl
     return sum(1 for r in rows if r["verdicts"].get(alpha) in words), len(rows)
 
 
+def cluster_interval(cell: list[dict], words: tuple[str, ...], draws: int = 4000) -> str:
+    """A pool-out rate's 95% interval with its sets resampled by control model (a cluster bootstrap):
+    the sets of one control model share its held-out examples, so they are not independent draws and
+    the Clopper-Pearson interval, which assumes they are, is too narrow."""
+    groups = {}
+    for r in cell:
+        groups.setdefault(r["control_model"], []).append(r["verdicts"].get("0.05") in words)
+    per = [np.array(v, dtype=float) for v in groups.values()]
+    if len(per) < 2:
+        return "-"
+    rng = np.random.default_rng(0)
+    boots = [np.concatenate([per[i] for i in rng.integers(0, len(per), len(per))]).mean() for _ in range(draws)]
+    lo, hi = np.quantile(boots, [0.025, 0.975])
+    return f"[{lo:.0%}, {hi:.0%}]"
+
+
 def table(rows: list[dict], sizes: list[str]) -> str:
     lines = ["| request | row | n | pass | not memorised | fail | inconclusive | decided | fail at alpha 0.01 | "
-             "original detected |", "|---|---|---|---|---|---|---|---|---|---|"]
+             "original detected | fail / decided, by control model |", "|---|---|---|---|---|---|---|---|---|---|---|"]
     for size in sizes:
         for kind in ("none", "retrain", "pool-out", *METHOD_ROWS):
             cell = [r for r in rows if r["size"] == size and r["row"] == kind]
@@ -151,8 +167,13 @@ def table(rows: list[dict], sizes: list[str]) -> str:
             detected = sum(1 for r in cell if r["power_p"] is not None and r["power_p"] <= 0.05)
             lines.append(f"| {size} | {kind} | {len(cell)} | " + " | ".join(shares) + " | "
                          f"{fmt_rate(*count(cell, ('pass', 'not_memorised')))} | "
-                         f"{fmt_rate(*count(cell, ('fail',), '0.01'))} | {fmt_rate(detected, len(cell))} |")
-    return "\n".join(lines) + "\n"
+                         f"{fmt_rate(*count(cell, ('fail',), '0.01'))} | {fmt_rate(detected, len(cell))} | "
+                         + (f"{cluster_interval(cell, ('fail',))} / {cluster_interval(cell, ('pass', 'not_memorised'))}"
+                            if kind == "pool-out" else "-") + " |")
+    notes = ("The last column (pool-out rows): the fail and decided rates' 95% intervals from a bootstrap that "
+             "resamples the control models (clusters of sets that share a model and its held-out examples); the "
+             "Clopper-Pearson intervals beside them treat every set as independent and are too narrow.")
+    return "\n".join(lines) + "\n\n" + notes + "\n"
 
 
 def run_recipe(args, data, epochs: int | None, partial: Path) -> tuple[dict, list[dict], dict]:
@@ -274,12 +295,27 @@ def main() -> None:
     ap.add_argument("--reference-models", type=int, default=16)
     ap.add_argument("--work", type=Path, default=Path.home() / ".cache" / "amnesia-audit" / "bench-requests")
     ap.add_argument("--out-name", default="requests-fashion")
+    ap.add_argument("--retable", type=Path, metavar="JSON",
+                    help="write the tables of a finished run again from its results JSON (this version's columns)")
     ap.add_argument("--from-partial", type=Path, metavar="JSON",
                     help="write the tables of a run that was stopped early, from its .partial.json")
     args = ap.parse_args()
     unknown = sorted(set(m for m in args.methods.split(",") if m) - set(METHOD_ROWS))
     if unknown:
         ap.error(f"--methods: unknown {', '.join(unknown)}; choose from {', '.join(METHOD_ROWS)}")
+    if args.retable:
+        run = json.loads(args.retable.read_text())
+        md = [f"The tables of a finished run, written again from its results ({args.retable.name}; its command "
+              f"line: `{run.get('command', '?')}`).\n"]
+        for recipe in run["recipes"]:
+            md += [f"## {recipe['cost']['recipe']}: target {recipe['target']['arch']}, test accuracy "
+                   f"{recipe['target']['test']:.1%}\n", *cost_lines(recipe["cost"]), "",
+                   table(recipe["rows"], run["sizes"] + sorted({r["size"] for r in recipe["rows"]
+                                                                if r["size"].startswith("class")}))]
+        text = "\n".join(md)
+        print(text)
+        _common.write_tables(args.out_name, text, {**run, "retabled_from": run.get("command")})
+        return
     if args.from_partial:
         run = json.loads(args.from_partial.read_text())
         sizes = sorted({r["size"] for r in run["rows"]}, key=lambda s: (s.startswith("class"), s.zfill(8)))
