@@ -21,6 +21,9 @@ What it measures, on the default 28x28 model and recipe (``audit.models.DEFAULT_
     other 15 pool models, through the same test and decision (``audit.evidence.membership_test``,
     ``audit.scoring.decide``). Model ``k`` is a model of the target's recipe and size that
     never saw the request; it is not a retrain of the target's exact data minus the request.
+    The sets of one model share its held-out examples (a cluster: the tables add a bootstrap
+    over control models); ``--held-out left-out`` draws each request and its held-out
+    examples afresh from all that model ``k`` left out (row ``pool-out, random held-out``).
 
 Every rate has its 95% Clopper-Pearson interval. The population attacks' diagnostics
 (which do not enter the verdict) run only in the timed request.
@@ -61,7 +64,8 @@ from audit.training import train_model  # noqa: E402
 from unlearning import TrainConfig, retrain_unlearn  # noqa: E402
 
 WORDS = ("pass", "not_memorised", "fail", "inconclusive")
-METHOD_ROWS = ("amnesiac", "relabel", "finetune")  # the toolkit's approximate methods, at their defaults
+METHOD_ROWS = ("amnesiac", "relabel", "finetune")
+POOL_OUT_RANDOM = "pool-out, random held-out"  # the control with --held-out left-out  # the toolkit's approximate methods, at their defaults
 ALPHAS = (0.05, 0.01)
 
 
@@ -107,28 +111,45 @@ def leave_one_out(ctx: AttackContext, k: int) -> AttackContext:
     return out
 
 
-def pool_out_row(ctx: AttackContext, k: int, n: int, rng: np.random.Generator, seed: int) -> tuple[dict, dict]:
-    """One request drawn from pool model ``k``'s left-out part: (pool-out control row, no-op row) on the same examples."""
+def pool_out_row(ctx: AttackContext, k: int, n: int, rng: np.random.Generator, seed: int,
+                 held_out: str = "test") -> list[dict]:
+    """One request drawn from pool model ``k``'s left-out part: the pool-out control row and, with
+    ``held_out="test"``, the no-op row on the same examples.
+
+    ``held_out``: ``"test"``, the audit's own design: the request from the training split, the
+    held-out examples the test split's part that ``k`` left out (the same for every set of model
+    ``k``, so its sets share them); ``"left-out"``: the request drawn from everything ``k`` left out
+    (both splits) and the rest of it held out, a fresh random partition per set, so that sets of one
+    model share no fixed held-out draw (no no-op row: the target trained on part of it)."""
     data, ref = ctx.data, ctx.reference_models()
     n_train = len(data.y_train)
     out_k = ~ref.in_mask[k]
-    forget_ids = rng.choice(np.flatnonzero(out_k[:n_train]), size=n, replace=False)
-    held_ids = np.flatnonzero(out_k[n_train:]) + n_train
+    if held_out == "left-out":
+        pool_ids = np.flatnonzero(out_k)
+        forget_ids = rng.choice(pool_ids, size=n, replace=False)
+        held_ids = np.setdiff1d(pool_ids, forget_ids)
+    else:
+        forget_ids = rng.choice(np.flatnonzero(out_k[:n_train]), size=n, replace=False)
+        held_ids = np.flatnonzero(out_k[n_train:]) + n_train
     ids = np.r_[np.sort(forget_ids), held_ids]
     x_pool, y_pool = ctx.pool
     ms = MembershipSet(x_pool[ids], y_pool[ids], ids, np.r_[np.ones(n, bool), np.zeros(len(held_ids), bool)])
     sub = leave_one_out(ctx, k)
     original = model_logits(ctx.model_file.model, ms.x)
     rows = []
-    for kind, unlearned in (("pool-out", ctx.reference_logits[k][torch.as_tensor(ids)]), ("none", original)):
+    kinds = [("pool-out" if held_out == "test" else POOL_OUT_RANDOM, ctx.reference_logits[k][torch.as_tensor(ids)])]
+    if held_out == "test":
+        kinds.append(("none", original))
+    for kind, unlearned in kinds:
         test, label, _, _ = membership_test(sub, {"original": original, "unlearned": unlearned}, ms, seed, "pool")
         tests = [membership_evidence(test, label, test.null_roles)]
         v = decide(copy.deepcopy(tests))
         rows.append({"row": kind, "size": str(n), "control_model": k, "verdicts": verdicts(tests),
                      "power_p": v.power_p_value, "p": v.p_value, "residual_upper": v.residual_leakage_upper,
                      "memorised_auc": v.memorised_auc, "memorised_auc_upper": v.memorised_auc_upper,
-                     "unlearned_auc_upper": unlearned_auc_upper(tests), "n_held_out": int(len(held_ids))})
-    return rows[0], rows[1]
+                     "unlearned_auc_upper": unlearned_auc_upper(tests), "n_held_out": int(len(held_ids)),
+                     "held_out": held_out})
+    return rows
 
 
 def fmt_rate(k: int, n: int) -> str:
@@ -159,7 +180,7 @@ def table(rows: list[dict], sizes: list[str]) -> str:
     lines = ["| request | row | n | pass | not memorised | fail | inconclusive | decided | fail at alpha 0.01 | "
              "original detected | fail / decided, by control model |", "|---|---|---|---|---|---|---|---|---|---|---|"]
     for size in sizes:
-        for kind in ("none", "retrain", "pool-out", *METHOD_ROWS):
+        for kind in ("none", "retrain", "pool-out", POOL_OUT_RANDOM, *METHOD_ROWS):
             cell = [r for r in rows if r["size"] == size and r["row"] == kind]
             if not cell:
                 continue
@@ -169,7 +190,7 @@ def table(rows: list[dict], sizes: list[str]) -> str:
                          f"{fmt_rate(*count(cell, ('pass', 'not_memorised')))} | "
                          f"{fmt_rate(*count(cell, ('fail',), '0.01'))} | {fmt_rate(detected, len(cell))} | "
                          + (f"{cluster_interval(cell, ('fail',))} / {cluster_interval(cell, ('pass', 'not_memorised'))}"
-                            if kind == "pool-out" else "-") + " |")
+                            if kind.startswith("pool-out") else "-") + " |")
     notes = ("The last column (pool-out rows): the fail and decided rates' 95% intervals from a bootstrap that "
              "resamples the control models (clusters of sets that share a model and its held-out examples); the "
              "Clopper-Pearson intervals beside them treat every set as independent and are too narrow.")
@@ -238,8 +259,8 @@ def run_recipe(args, data, epochs: int | None, partial: Path) -> tuple[dict, lis
     for size in sizes:
         n = int(size)
         for j in range(args.sets):
-            control, noop = pool_out_row(ctx, j % pool.num_models, n, rng, seed=j)
-            rows += [{**control, "recipe": label}, {**noop, "recipe": label}]
+            rows += [{**row, "recipe": label}
+                     for row in pool_out_row(ctx, j % pool.num_models, n, rng, seed=j, held_out=args.held_out)]
         for j in range(args.retrain_sets):
             target, seconds = audit(f"random={n}@{5000 + j}", "retrain", 60_000 + j, False)
             rows.append({**row_from_target("retrain", size, target, seconds), "recipe": label})
@@ -289,6 +310,10 @@ def main() -> None:
                     f"{','.join(METHOD_ROWS)} (amnesiac needs a target trained with its updates recorded): "
                     "on the class targets and on --method-sets random sets per size")
     ap.add_argument("--method-sets", type=int, default=0, help="random requests per size audited for each method")
+    ap.add_argument("--held-out", choices=["test", "left-out"], default="test",
+                    help="the pool-out control's held-out examples: the test split's part its model left out "
+                    "(shared by that model's sets; with the no-op row), or the rest of all it left out, "
+                    "partitioned afresh per set (see pool_out_row)")
     ap.add_argument("--target-seed", type=int, default=0)
     ap.add_argument("--epochs", default="", help="training lengths to compare, e.g. 2,4,8 (default: the recipe's); "
                     "each trains its own target and pool")
