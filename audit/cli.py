@@ -204,16 +204,16 @@ def report(
 ) -> None:
     """Regenerate the reports from results.json alone, after checking that every verdict follows from its evidence."""
     from audit.gates import check_document
-    from reports import ReportError, load_results, render_files
+    from reports import ReportError, read_results, render_files
 
     try:
-        doc = load_results(results)
+        doc, text = read_results(results)
     except ReportError as exc:
         raise InputError(str(exc)) from None
     if sign_key_env:
         from audit.signing import verify
 
-        verify(doc, sign_key_env, str(results))
+        verify(doc, text, sign_key_env, str(results))
     check_document(doc, str(results))  # a forged verdict is refused, never rendered with a PASS badge
     try:
         written = render_files(doc, [f.strip() for f in fmt.split(",") if f.strip()], out or results.parent,
@@ -435,7 +435,7 @@ def gate(
     from audit.config import read_settings
     from audit.gates import check_recorded_verdict, gate_target, plan_gates, verdict
     from audit.summary import print_summary
-    from reports import ReportError, load_results
+    from reports import ReportError, read_results
 
     if junit is not None and (junit.is_dir() or (junit.parent != Path("") and not junit.parent.is_dir())):
         what = "is a folder" if junit.is_dir() else "is in a folder that does not exist"
@@ -443,13 +443,13 @@ def gate(
     found = read_settings(config)
     settings, source = dict(found.values), found.path
     try:
-        doc = load_results(results)
+        doc, text = read_results(results)
     except ReportError as exc:
         raise InputError(str(exc)) from None
     if sign_key_env:
         from audit.signing import verify
 
-        verify(doc, sign_key_env, str(results))
+        verify(doc, text, sign_key_env, str(results))
     plan = plan_gates(doc.config, fail_on, inconclusive, settings, source, replace_recorded_gates,
                       named=found.named, signed=bool(sign_key_env))
     for i, target in enumerate(doc.targets):

@@ -127,6 +127,59 @@ def test_a_signed_document_verifies_and_an_edited_one_does_not(doc, tmp_path, mo
     assert_one_line_failure(_cli(["gate", path, "--sign-key-env", KEY], tmp_path), 2, "is not set or empty")
 
 
+def test_a_document_signed_in_the_earlier_canonical_form_verifies_and_cannot_be_edited(doc, tmp_path, monkeypatch):
+    """Signatures written before ``signature.canonical`` existed covered the numbers as the file writes them
+    (``2.0``), not as integers; they verify from the file's text, and an edit still breaks them."""
+    import hashlib
+    import hmac
+    import re
+
+    from reports import validate
+    from reports.document import Signature, plain
+
+    monkeypatch.setenv(KEY, "k" * 32)
+    typed = validate(_only(doc, FAILING))
+    # The canonical form as `audit run --sign-key-env` wrote it then (audit/signing.py at 57429e5).
+    earlier = json.dumps(plain(typed.model_dump(by_alias=True, exclude={"signature"})), sort_keys=True,
+                         separators=(",", ":"), ensure_ascii=True, allow_nan=False).encode()
+    typed.signature = Signature(key_env=KEY, value=hmac.new(b"k" * 32, earlier, hashlib.sha256).hexdigest())
+    written = json.loads(typed.to_json())
+    del written["signature"]["canonical"]  # the field did not exist
+    text = json.dumps(written, indent=1)
+    assert re.search(r": -?\d+\.0[,\n]", text), "the document must hold integral floats for this test to mean anything"
+    path = tmp_path / "results.json"
+    path.write_text(text)
+    run = _cli(["gate", path, "--sign-key-env", KEY], tmp_path)
+    assert run.returncode == 1 and "error:" not in run.stderr, run.stderr  # verified; the failing target fails
+    edited = copy.deepcopy(written)
+    edited["targets"][0]["verdict_reason"] = "edited"
+    assert_one_line_failure(_cli(["gate", _write(tmp_path / "edited", edited), "--sign-key-env", KEY], tmp_path), 2,
+                            "its signature does not verify")
+    # The same signature claiming the current form (integral numbers as integers) covers other bytes.
+    relabelled = copy.deepcopy(written)
+    relabelled["signature"]["canonical"] = 2
+    assert_one_line_failure(_cli(["gate", _write(tmp_path / "relabelled", relabelled), "--sign-key-env", KEY],
+                                 tmp_path), 2, "its signature does not verify")
+
+
+def test_a_current_signature_names_its_form_and_relabelling_it_does_not_verify(doc, tmp_path, monkeypatch):
+    from audit.signing import sign
+    from reports import validate
+
+    monkeypatch.setenv(KEY, "k" * 32)
+    typed = validate(_only(doc, FAILING))
+    sign(typed, KEY)
+    written = json.loads(typed.to_json())
+    assert written["signature"]["canonical"] == 2
+    run = _cli(["report", _write(tmp_path / "signed", written), "--format", "junit", "--sign-key-env", KEY], tmp_path)
+    assert run.returncode == 0 and (tmp_path / "signed" / "junit.xml").exists(), run.stderr
+    written["signature"]["canonical"] = 1
+    run = _cli(["report", _write(tmp_path / "relabelled", written), "--format", "junit", "--sign-key-env", KEY],
+               tmp_path)
+    assert_one_line_failure(run, 2, "its signature does not verify")
+    assert not (tmp_path / "relabelled" / "junit.xml").exists()
+
+
 def test_an_unnamed_config_cannot_loosen_the_gate_even_with_replace(doc, tmp_path):
     results = _write(tmp_path / "run", _only(doc, INCONCLUSIVE))
     (tmp_path / "pyproject.toml").write_text('[tool.audit]\ninconclusive = "pass"\n')
