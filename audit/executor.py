@@ -14,7 +14,9 @@ Fault injection, for testing a pipeline (documented with ``AUDIT_FAULT``):
 ``AUDIT_FAULT=task`` makes every training task fail; ``AUDIT_FAULT=task-once`` makes each
 task fail on its first attempt only (a marker file per task under ``AUDIT_FAULT_DIR``);
 ``AUDIT_FAULT=ray-exit`` ends the process right after Ray started, with status 1 and no
-clean-up, as Ray's native core does when its raylet dies (see :mod:`audit.supervise`).
+clean-up, as Ray's native core does when its raylet dies (see :mod:`audit.supervise`);
+``AUDIT_FAULT=worker-exit-once`` ends the worker process of each task on its first attempt
+(a worker that dies, which Ray retries and reports in ``(raylet)`` lines).
 """
 
 from __future__ import annotations
@@ -57,17 +59,19 @@ def torch_threads(threads: int) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
-def _fault(task: Any) -> None:
+def _fault(task: Any, in_worker: bool = False) -> None:
     mode = os.environ.get("AUDIT_FAULT")
     if mode == "task":
         raise RuntimeError("training task failed (injected by AUDIT_FAULT=task)")
-    if mode == "task-once":
+    if mode == "task-once" or (mode == "worker-exit-once" and in_worker):
         folder = Path(os.environ.get("AUDIT_FAULT_DIR") or ".")
         key = hashlib.sha256(repr(task).encode()).hexdigest()[:16]
         marker = folder / f".fault-{key}"
         if not marker.exists():
             marker.parent.mkdir(parents=True, exist_ok=True)
             marker.write_text("failed once\n")
+            if mode == "worker-exit-once":
+                os._exit(1)
             raise RuntimeError("training task failed on its first attempt (injected by AUDIT_FAULT=task-once)")
 
 
@@ -79,7 +83,7 @@ def _run_task(fn: Callable, threads: int, gpus: float, task: Any) -> Any:
     torch.set_num_threads(max(1, threads))  # a worker runs one task at a time: nothing to restore
     if gpus and torch.cuda.is_available():
         os.environ["AUDIT_TRAIN_DEVICE"] = "cuda"
-    _fault(task)
+    _fault(task, in_worker=True)
     return fn(task)
 
 

@@ -319,3 +319,52 @@ def test_a_ray_instance_that_ends_the_audit_is_exit_3_with_one_line(tmp_path):
     assert_one_line_failure(run, 3, "the audit's process exited with status 1 without finishing",
                             "its Ray instance failed", "use --executor local")
     assert not (tmp_path / "out").exists()
+
+
+# Issue 23's leftover: under --json, stdout holds the document alone, whatever else prints while the command works.
+_CHATTY_FACTORY = """
+import os
+import torch
+
+
+def make():
+    print("the factory's own print")
+    os.write(1, b"a native write to stdout\\n")
+    return torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 10))
+"""
+
+
+def test_json_output_is_the_document_alone_though_user_code_prints(tmp_path):
+    import json
+
+    import torch
+
+    from tests.cli_runner import run_audit
+
+    (tmp_path / "chatty.py").write_text(_CHATTY_FACTORY)
+    torch.save(torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 10)).state_dict(), tmp_path / "w.pt")
+    run = run_audit(["info", "w.pt", "--arch", "chatty:make", "--code-path", ".", "--data", "digits", "--json"],
+                    tmp_path, timeout=120)
+    assert run.returncode == 0, run.stderr
+    assert json.loads(run.stdout)["kind"] == "state_dict"  # nothing but the document
+    assert "the factory's own print" in run.stderr and "a native write to stdout" in run.stderr
+
+
+@pytest.mark.slow  # trains two reference models on a Ray instance it starts: a minute or more
+def test_json_output_on_ray_keeps_rays_raylet_lines_off_stdout(tmp_path):
+    """A Ray worker that dies is retried, and Ray's driver prints ``(raylet)`` lines about it to stdout
+    (``log_to_driver=False`` does not stop them); under --json they go to stderr."""
+    import json
+
+    from tests.cli_runner import run_audit, train
+
+    assert train(tmp_path, "m.pt", "--record", "none", epochs=2).returncode == 0
+    run = run_audit(["run", "m.pt", "--forget", "random=0.1@2", "--method", "none", "--attacks", "mia", "--mia",
+                     "loss", "--reference-models", "2", "--format", "none", "--executor", "ray", "--out", "out",
+                     "--json"], tmp_path,
+                    env={"AUDIT_FAULT": "worker-exit-once", "AUDIT_FAULT_DIR": str(tmp_path / "faults"),
+                         "AMNESIA_AUDIT_CACHE": str(tmp_path / "cache")})
+    assert run.returncode in (0, 1), run.stderr
+    assert len(list((tmp_path / "faults").glob(".fault-*"))) == 2  # both tasks' workers died once
+    assert "(raylet)" in run.stderr and "(raylet)" not in run.stdout
+    assert json.loads(run.stdout) == json.loads((tmp_path / "out" / "results.json").read_text())
