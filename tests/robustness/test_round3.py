@@ -97,6 +97,38 @@ def test_an_edited_statistic_is_refused_though_the_figures_were_left(doc, tmp_pa
     assert_one_line_failure(run, 2, "which its recorded inputs do not give")
 
 
+def test_a_pool_test_without_the_examples_every_pool_model_saw_is_taken(doc, tmp_path):
+    """With fewer reference models than the pool has parts, the forget examples that every pool model trained on
+    are left out of the membership test (audit.evidence.membership_test), so a real run's document tests fewer
+    examples than its request holds (a run with --reference-models 2 was refused by gate, exit 2)."""
+    import numpy as np
+
+    from audit.evidence import per_example_picture
+    from audit.recompute import recorded_membership_evidence
+    from reports.document import plain
+    from tests.reports.report_documents import MEMBERSHIP_LABEL, forget_ids
+
+    pooled = _only(doc, FAILING)
+    target = pooled["targets"][0]
+    n_tested, n_held_out = 40, 120  # of the request's 50
+    rng = np.random.default_rng(0)
+    is_forget = np.r_[np.ones(n_tested, dtype=bool), np.zeros(n_held_out, dtype=bool)]
+    stats = {role: np.r_[rng.normal(effect, 1.0, n_tested), rng.normal(0.0, 1.0, n_held_out)]
+             for role, effect in {"original": 1.0, "unlearned": 0.8, "pool": 0.0}.items()}
+    evidence, rounded = recorded_membership_evidence(stats, is_forget, MEMBERSHIP_LABEL, ["pool"], ["pool"], "pool",
+                                                     0, 4000, 1000)
+    target.update(tests=[plain(evidence.model_dump(by_alias=True))], retrains=[],
+                  per_example=per_example_picture(rounded, is_forget, ["pool"],
+                                                  np.r_[forget_ids(50, 0)[:n_tested], 1348 + np.arange(n_held_out)]))
+    target["accuracy"]["reference"] = None
+    _redecide(target)
+    run = _cli(["gate", _write(tmp_path, pooled)], tmp_path)
+    assert run.returncode == 1 and "error:" not in run.stderr, run.stderr  # taken: the target fails on its evidence
+    target["forget"]["n"] = n_tested - 1  # more examples tested than the request holds: refused
+    assert_one_line_failure(_cli(["gate", _write(tmp_path / "more", pooled)], tmp_path), 2,
+                            "it forgets 39 examples but its membership test has 40")
+
+
 def test_a_forged_document_is_not_rendered_by_audit_report(doc, tmp_path):
     forged = _only(doc, FAILING)
     forged["targets"][0].update(verdict="pass", passed=True)
