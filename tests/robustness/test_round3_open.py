@@ -368,3 +368,65 @@ def test_json_output_on_ray_keeps_rays_raylet_lines_off_stdout(tmp_path):
     assert len(list((tmp_path / "faults").glob(".fault-*"))) == 2  # both tasks' workers died once
     assert "(raylet)" in run.stderr and "(raylet)" not in run.stdout
     assert json.loads(run.stdout) == json.loads((tmp_path / "out" / "results.json").read_text())
+
+
+# Issue 23's leftover: the Python API on Ray. The part that drives Ray runs in a child process
+# (audit.supervise.audit_in_child); tests/robustness/ray_child_bodies.py stands in for what it runs.
+@pytest.mark.parametrize("mode", ["native-exit", "bad-input", "raises",
+                                  pytest.param("finishes", marks=pytest.mark.slow)])  # slow: builds a document
+def test_the_api_child_that_drives_ray_reports_or_fails_as_a_step(tmp_path, capfd, mode):
+    import json
+
+    from audit.errors import StepError
+    from audit.supervise import audit_in_child
+    from tests.robustness.ray_child_bodies import body
+
+    results = tmp_path / "results.json"
+    call = lambda: audit_in_child(body, (mode, str(results)))  # noqa: E731
+    if mode == "native-exit":  # the caller's process lives on, with one line naming Ray's error
+        message = _failed(call, StepError)
+        assert message.startswith("the audit's process exited with status 1 without finishing"), message
+        assert "Failed to register worker" in message and "executor 'local'" in message
+    elif mode == "bad-input":
+        assert _failed(call, InputError) == "--ray-address 'x' is not HOST:PORT or auto"
+    elif mode == "raises":
+        assert _failed(call, StepError) == "RuntimeError: a bug over two lines"
+    else:
+        from reports import load_results
+        from tests.reports.report_documents import build_document
+
+        results.write_text(json.dumps(build_document(tmp_path / "images")))
+        doc, files = call()
+        assert doc == load_results(results) and files == [results]
+        out, err = capfd.readouterr()
+        assert "(raylet)" not in out and "(raylet)" in err  # the caller's stdout is left alone
+
+
+def _failed(call, error: type) -> str:
+    with pytest.raises(error) as info:
+        call()
+    assert type(info.value) is error and "\n" not in str(info.value)
+    return str(info.value)
+
+
+@pytest.mark.slow  # starts Ray twice and trains two reference models: a minute or more
+def test_the_python_api_on_ray_survives_rays_native_exit(tmp_path, monkeypatch):
+    import json
+
+    import audit
+    from audit.errors import StepError
+    from tests.cli_runner import train
+
+    assert train(tmp_path, "m.pt", "--record", "none", epochs=2).returncode == 0
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("AMNESIA_AUDIT_CACHE", str(tmp_path / "cache"))
+    options = dict(method="none", attacks=["mia"], mia_attacks=["loss"], reference_models=2, formats=[],
+                   executor="ray")
+    result = audit.run("m.pt", "random=0.1@2", out="out", **options)
+    assert result.exit_code in (0, 1) and result.document.provenance.executor["executor"] == "ray"
+    written = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert json.loads(result.document.to_json()) == written
+    monkeypatch.setenv("AUDIT_FAULT", "ray-exit")  # Ray's native core ends the process that drives it
+    with pytest.raises(StepError, match="exited with status 1 without finishing: its Ray instance failed"):
+        audit.run("m.pt", "random=0.1@2", out="again", **options)
+    assert not (tmp_path / "again").exists()
