@@ -76,13 +76,14 @@ def in_memory(digits):
             "held_out": (digits.x_test, digits.y_test)}
 
 
-@pytest.mark.parametrize("model", [123, None, "torch.nn.Linear"])
+@pytest.mark.parametrize("model", [123, None, "torch.nn.Linear", "torch.nn.Sequential"])
 def test_run_refuses_a_model_that_is_not_a_path(tmp_path, model):
     import torch
 
     import audit
 
-    model = torch.nn.Linear(2, 2) if model == "torch.nn.Linear" else model
+    if isinstance(model, str):  # a network whose repr spans lines is still said on one
+        model = torch.nn.Linear(2, 2) if model == "torch.nn.Linear" else torch.nn.Sequential(torch.nn.Linear(2, 2))
     _refused(lambda: audit.run(model, forget="class=3", out=None), "the model must be a model file's path",
              "audit.evaluate")
 
@@ -363,7 +364,7 @@ def test_json_output_on_ray_keeps_rays_raylet_lines_off_stdout(tmp_path):
                      "loss", "--reference-models", "2", "--format", "none", "--executor", "ray", "--out", "out",
                      "--json"], tmp_path,
                     env={"AUDIT_FAULT": "worker-exit-once", "AUDIT_FAULT_DIR": str(tmp_path / "faults"),
-                         "AMNESIA_AUDIT_CACHE": str(tmp_path / "cache")})
+                         "AMNESIA_AUDIT_CACHE": str(tmp_path / "cache")}, timeout=900)
     assert run.returncode in (0, 1), run.stderr
     assert len(list((tmp_path / "faults").glob(".fault-*"))) == 2  # both tasks' workers died once
     assert "(raylet)" in run.stderr and "(raylet)" not in run.stdout
