@@ -135,7 +135,8 @@ def _forked_task(task: Any) -> Any:
 
 
 def local_workers(threads: int) -> int:
-    """How many models train at once on this machine: its cores over each model's threads."""
+    """How many models train at once on this machine: its cores over each model's threads (one worker per
+    core; a model of more threads trains alone, see :class:`LocalExecutor`)."""
     return max(1, (os.cpu_count() or 1) // max(1, threads))
 
 
@@ -161,24 +162,26 @@ def _keep_signal_handlers():
 
 class LocalExecutor:
     """Runs the tasks on this machine, each on the threads a Ray task of the same ``cpus_per_model``
-    gets: ``workers`` at a time in forked worker processes (default: the cores over the threads)
-    when each has one thread, or here, in order, with one worker or more threads per model. Each task trains alone on its fixed thread count, so the
-    models, and every figure, are the same whatever the number of workers or cores."""
+    gets: ``workers`` at a time in forked worker processes (default: one per core) when each has
+    one thread, or here, in order, with one worker or more threads per model. Each task trains
+    alone on its fixed thread count, so the models, and every figure, are the same whatever the
+    number of workers or cores."""
 
     name = "local"
 
     def __init__(self, show_progress: bool = True, cpus_per_model: float = 1, workers: int | None = None):
         self.show_progress = show_progress
         self.threads = task_threads(cpus_per_model)
-        self.workers = local_workers(self.threads) if workers is None else max(1, int(workers))
-
-    def map(self, fn: Callable, tasks: list, label: str = "training") -> list:
-        workers = min(self.workers, len(tasks))
         # Forked workers on one thread each only: torch's OpenMP threads of this process do not exist in a forked
         # child, yet its OpenMP runtime thinks they do, and a child that asked for more than one waited on them for
         # ever once this process had used them (--cpus-per-model 2 on a machine of 4 cores or more). With more
         # threads per model, the models train here, one after another, on those threads.
-        if workers > 1 and self.threads == 1 and "fork" in multiprocessing.get_all_start_methods():
+        given = local_workers(self.threads) if workers is None else max(1, int(workers))
+        self.workers = given if self.threads == 1 else 1
+
+    def map(self, fn: Callable, tasks: list, label: str = "training") -> list:
+        workers = min(self.workers, len(tasks))
+        if workers > 1 and "fork" in multiprocessing.get_all_start_methods():
             return self._map_forked(fn, tasks, label, workers)
         out = []
         with progress_bar(label, len(tasks), self.show_progress, each=True) as advance, torch_threads(self.threads):
