@@ -66,10 +66,6 @@ def _common(
     pass
 
 
-def _echo_json(doc: dict) -> None:
-    typer.echo(json.dumps(doc, indent=2, sort_keys=False))
-
-
 @contextlib.contextmanager
 def _stdout_for_the_document_alone() -> Iterator[Callable[[str], None]]:
     """Under ``--json`` stdout holds the JSON document and nothing else. While the command works, what would
