@@ -1,8 +1,9 @@
 """Issue 23 (hardening, round 3), the items the first pass left open: a samples file's first
 line, ids in other digits or of 5,000 digits, the Python API's checks, and the edges of
-documents and configs. Each case is refused before any work, so all run in process and in
-well under a second, on the embedded digits and the documents of
-``tests/reports/report_documents.py``."""
+documents and configs. Most cases are refused before any work, in process and in well under
+a second, on the embedded digits and the documents of ``tests/reports/report_documents.py``;
+the Ray leftovers (a process Ray ends, ``--json`` beside Ray's lines) start a child process
+or two, and those that start Ray are slow."""
 
 from __future__ import annotations
 
