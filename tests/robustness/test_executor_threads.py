@@ -149,6 +149,7 @@ print(len(LocalExecutor(show_progress=False, cpus_per_model=2, workers=2).map(ta
 """
 
 
+@pytest.mark.slow  # a fresh interpreter that forks two workers: make test's budget has no room for it
 def test_two_threads_per_model_after_this_process_used_two_do_not_hang_the_workers():
     """Issue 23 (the audit always exits): forked workers of two threads each waited for ever on OpenMP threads
     that exist only in the process they were forked from (--cpus-per-model 2 on a machine of 4 cores or more)."""

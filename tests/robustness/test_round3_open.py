@@ -374,8 +374,10 @@ def test_json_output_on_ray_keeps_rays_raylet_lines_off_stdout(tmp_path):
 
 # Issue 23's leftover: the Python API on Ray. The part that drives Ray runs in a child process
 # (audit.supervise.audit_in_child); tests/robustness/ray_child_bodies.py stands in for what it runs.
-@pytest.mark.parametrize("mode", ["native-exit", "bad-input", "raises",
-                                  pytest.param("finishes", marks=pytest.mark.slow)])  # slow: builds a document
+# make test keeps the case the child exists for; each other one starts an interpreter of its own too.
+@pytest.mark.parametrize("mode", ["native-exit", pytest.param("bad-input", marks=pytest.mark.slow),
+                                  pytest.param("raises", marks=pytest.mark.slow),
+                                  pytest.param("finishes", marks=pytest.mark.slow)])
 def test_the_api_child_that_drives_ray_reports_or_fails_as_a_step(tmp_path, capfd, mode):
     import json
 
