@@ -18,7 +18,7 @@ import sys
 import threading
 import warnings
 from pathlib import Path
-from typing import Iterator, Optional
+from typing import Callable, Iterator, Optional
 
 import typer
 
@@ -66,8 +66,39 @@ def _common(
     pass
 
 
-def _echo_json(doc: dict) -> None:
-    typer.echo(json.dumps(doc, indent=2, sort_keys=False))
+@contextlib.contextmanager
+def _stdout_for_the_document_alone() -> Iterator[Callable[[str], None]]:
+    """Under ``--json`` stdout holds the JSON document and nothing else. While the command works, what would
+    print there goes to stderr: Ray's driver prints its ``(raylet)`` lines (a task retried, a worker died) to
+    ``sys.stdout`` whatever ``log_to_driver`` says, and a user's factory or training function, in this process
+    or a forked child, may print; so ``sys.stdout`` is stderr, and so is file descriptor 1 (native code, forked
+    children) when stdout is a real file. The document is written with the function this yields, to the
+    stdout the command was given."""
+    given = sys.stdout
+    given.flush()
+    saved: int | None = None
+    with contextlib.suppress(AttributeError, OSError, ValueError):  # a test's StringIO has no descriptor
+        if given.fileno() == 1:
+            saved = os.dup(1)
+            os.dup2(2, 1)
+
+    def write(text: str) -> None:
+        if saved is None:
+            given.write(text)
+            given.flush()
+            return
+        data = text.encode("utf-8", "surrogateescape")
+        while data:
+            data = data[os.write(saved, data):]
+
+    sys.stdout = sys.stderr
+    try:
+        yield write
+    finally:
+        sys.stdout = given
+        if saved is not None:
+            os.dup2(saved, 1)
+            os.close(saved)
 
 
 @app.command(cls=_Command, short_help="Train a model from scratch, recording the amnesiac update log.")
@@ -154,11 +185,14 @@ def info(
     without --arch and --data is described from its tensors."""
     from audit.inspect import describe_model
 
+    if as_json:
+        with _stdout_for_the_document_alone() as write:
+            doc = describe_model(model, arch=arch, data=data, data_root=data_root, arch_args=arch_args,
+                                 code_paths=code_path or None, normalize=normalize)
+            write(json.dumps(doc, indent=2, sort_keys=False) + "\n")
+        return
     doc = describe_model(model, arch=arch, data=data, data_root=data_root, arch_args=arch_args,
                          code_paths=code_path or None, normalize=normalize)
-    if as_json:
-        _echo_json(doc)
-        return
     from audit.inspect import format_description
 
     typer.echo(format_description(doc))
@@ -204,16 +238,16 @@ def report(
 ) -> None:
     """Regenerate the reports from results.json alone, after checking that every verdict follows from its evidence."""
     from audit.gates import check_document
-    from reports import ReportError, load_results, render_files
+    from reports import ReportError, read_results, render_files
 
     try:
-        doc = load_results(results)
+        doc, text = read_results(results)
     except ReportError as exc:
         raise InputError(str(exc)) from None
     if sign_key_env:
         from audit.signing import verify
 
-        verify(doc, sign_key_env, str(results))
+        verify(doc, text, sign_key_env, str(results))
     check_document(doc, str(results))  # a forged verdict is refused, never rendered with a PASS badge
     try:
         written = render_files(doc, [f.strip() for f in fmt.split(",") if f.strip()], out or results.parent,
@@ -373,14 +407,17 @@ def run_cmd(
     _announce_settings(source, cli, merged, model, quiet, refused)
     forget_specs = merged.pop("forget", None) or []
     formats = [] if fmt.strip() in ("", "none") else _split([fmt])
-    result = run(model, forget_specs, show_progress=not quiet and not as_json, formats=formats,
-                 command=" ".join(["audit"] + sys.argv[1:]), **merged)
     if as_json:
-        typer.echo(result.document.to_json(indent=2), nl=False)  # stdout: the document alone; failures to stderr
         from audit.summary import print_summary
 
-        print_summary(result.document, quiet=True, out=result.out)
+        with _stdout_for_the_document_alone() as write:  # stdout: the document alone; failures to stderr
+            result = run(model, forget_specs, show_progress=False, formats=formats,
+                         command=" ".join(["audit"] + sys.argv[1:]), **merged)
+            write(result.document.to_json(indent=2))
+            print_summary(result.document, quiet=True, out=result.out)
     else:
+        result = run(model, forget_specs, show_progress=not quiet, formats=formats,
+                     command=" ".join(["audit"] + sys.argv[1:]), **merged)
         from audit.summary import print_summary
 
         print_summary(result.document, quiet=quiet, out=result.out, assumptions_said=True)
@@ -435,7 +472,7 @@ def gate(
     from audit.config import read_settings
     from audit.gates import check_recorded_verdict, gate_target, plan_gates, verdict
     from audit.summary import print_summary
-    from reports import ReportError, load_results
+    from reports import ReportError, read_results
 
     if junit is not None and (junit.is_dir() or (junit.parent != Path("") and not junit.parent.is_dir())):
         what = "is a folder" if junit.is_dir() else "is in a folder that does not exist"
@@ -443,13 +480,13 @@ def gate(
     found = read_settings(config)
     settings, source = dict(found.values), found.path
     try:
-        doc = load_results(results)
+        doc, text = read_results(results)
     except ReportError as exc:
         raise InputError(str(exc)) from None
     if sign_key_env:
         from audit.signing import verify
 
-        verify(doc, sign_key_env, str(results))
+        verify(doc, text, sign_key_env, str(results))
     plan = plan_gates(doc.config, fail_on, inconclusive, settings, source, replace_recorded_gates,
                       named=found.named, signed=bool(sign_key_env))
     for i, target in enumerate(doc.targets):

@@ -14,7 +14,9 @@ Fault injection, for testing a pipeline (documented with ``AUDIT_FAULT``):
 ``AUDIT_FAULT=task`` makes every training task fail; ``AUDIT_FAULT=task-once`` makes each
 task fail on its first attempt only (a marker file per task under ``AUDIT_FAULT_DIR``);
 ``AUDIT_FAULT=ray-exit`` ends the process right after Ray started, with status 1 and no
-clean-up, as Ray's native core does when its raylet dies (see :mod:`audit.supervise`).
+clean-up, as Ray's native core does when its raylet dies (see :mod:`audit.supervise`);
+``AUDIT_FAULT=worker-exit-once`` ends the worker process of each task on its first attempt
+(a worker that dies, which Ray retries and reports in ``(raylet)`` lines).
 """
 
 from __future__ import annotations
@@ -57,17 +59,19 @@ def torch_threads(threads: int) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
-def _fault(task: Any) -> None:
+def _fault(task: Any, in_worker: bool = False) -> None:
     mode = os.environ.get("AUDIT_FAULT")
     if mode == "task":
         raise RuntimeError("training task failed (injected by AUDIT_FAULT=task)")
-    if mode == "task-once":
+    if mode == "task-once" or (mode == "worker-exit-once" and in_worker):
         folder = Path(os.environ.get("AUDIT_FAULT_DIR") or ".")
         key = hashlib.sha256(repr(task).encode()).hexdigest()[:16]
         marker = folder / f".fault-{key}"
         if not marker.exists():
             marker.parent.mkdir(parents=True, exist_ok=True)
             marker.write_text("failed once\n")
+            if mode == "worker-exit-once":
+                os._exit(1)
             raise RuntimeError("training task failed on its first attempt (injected by AUDIT_FAULT=task-once)")
 
 
@@ -79,7 +83,7 @@ def _run_task(fn: Callable, threads: int, gpus: float, task: Any) -> Any:
     torch.set_num_threads(max(1, threads))  # a worker runs one task at a time: nothing to restore
     if gpus and torch.cuda.is_available():
         os.environ["AUDIT_TRAIN_DEVICE"] = "cuda"
-    _fault(task)
+    _fault(task, in_worker=True)
     return fn(task)
 
 
@@ -131,7 +135,8 @@ def _forked_task(task: Any) -> Any:
 
 
 def local_workers(threads: int) -> int:
-    """How many models train at once on this machine: its cores over each model's threads."""
+    """How many models train at once on this machine: its cores over each model's threads (one worker per
+    core; a model of more threads trains alone, see :class:`LocalExecutor`)."""
     return max(1, (os.cpu_count() or 1) // max(1, threads))
 
 
@@ -157,16 +162,22 @@ def _keep_signal_handlers():
 
 class LocalExecutor:
     """Runs the tasks on this machine, each on the threads a Ray task of the same ``cpus_per_model``
-    gets: ``workers`` at a time in forked worker processes (default: the cores over the threads),
-    or here, in order, with one worker. Each task trains alone on its fixed thread count, so the
-    models, and every figure, are the same whatever the number of workers or cores."""
+    gets: ``workers`` at a time in forked worker processes (default: one per core) when each has
+    one thread, or here, in order, with one worker or more threads per model. Each task trains
+    alone on its fixed thread count, so the models, and every figure, are the same whatever the
+    number of workers or cores."""
 
     name = "local"
 
     def __init__(self, show_progress: bool = True, cpus_per_model: float = 1, workers: int | None = None):
         self.show_progress = show_progress
         self.threads = task_threads(cpus_per_model)
-        self.workers = local_workers(self.threads) if workers is None else max(1, int(workers))
+        # Forked workers on one thread each only: torch's OpenMP threads of this process do not exist in a forked
+        # child, yet its OpenMP runtime thinks they do, and a child that asked for more than one waited on them for
+        # ever once this process had used them (--cpus-per-model 2 on a machine of 4 cores or more). With more
+        # threads per model, the models train here, one after another, on those threads.
+        given = local_workers(self.threads) if workers is None else max(1, int(workers))
+        self.workers = given if self.threads == 1 else 1
 
     def map(self, fn: Callable, tasks: list, label: str = "training") -> list:
         workers = min(self.workers, len(tasks))

@@ -297,9 +297,9 @@ def audit_loaded(opts: AuditOptions, gates: list[Gate], mf: ModelFile, data, for
     Checks that the pieces fit, audits every target, builds the results document and,
     when an output folder is set, writes the outputs.
     """
-    from audit.executor import make_executor, torch_threads
+    from audit import supervise
+    from audit.executor import make_executor
     from audit.preflight import check_fit
-    from audit.results import build_document, write_outputs
 
     check_fit(opts, mf, data, forget_sets, unlearned_given)
     opts.assumptions = say_assumptions(mf, unlearned_given)  # every input checked: now say what was assumed
@@ -309,6 +309,25 @@ def audit_loaded(opts: AuditOptions, gates: list[Gate], mf: ModelFile, data, for
                      os.environ.get("AMNESIA_AUDIT_CACHE") else "the default cache folder")
     executor = make_executor(ex.executor, ex.ray_address, ex.cpus_per_model, ex.gpus_per_model, ex.show_progress,
                              opts.inputs.code_paths)
+    if executor.name == "ray" and not supervise.drives_ray_here():
+        # Ray's native code may end the process that drives it (status 1, no exception): the caller's
+        # process must not be that one, so the rest runs in a child process (audit.supervise).
+        doc, files = supervise.audit_in_child(audit_checked, (opts, gates, mf, data, forget_sets, unlearned_given,
+                                                              cache_dir))
+        return AuditResult(doc.exit_code, doc.verdict, doc.targets, doc, opts.output.out, files)
+    return audit_checked(opts, gates, mf, data, forget_sets, unlearned_given, cache_dir, executor)
+
+
+def audit_checked(opts: AuditOptions, gates: list[Gate], mf: ModelFile, data, forget_sets: list[ForgetSet],
+                  unlearned_given: ModelFile | None, cache_dir: Path, executor=None) -> AuditResult:
+    """:func:`audit_loaded` once every input is checked: train, attack, decide, write."""
+    from audit.executor import make_executor, torch_threads
+    from audit.results import build_document, write_outputs
+
+    ex = opts.execution
+    if executor is None:
+        executor = make_executor(ex.executor, ex.ray_address, ex.cpus_per_model, ex.gpus_per_model,
+                                 ex.show_progress, opts.inputs.code_paths)
     if executor.name == "ray":
         executor.start()  # an unreachable cluster is bad input (exit 2), found before any work
     ctx = AttackContext(mf, data, opts.seed, opts.attack.reference_models, cache_dir, opts.mia_attacks,

@@ -14,6 +14,7 @@ from attacks.registry import DEFAULT_ATTACKS, DEFAULT_REFERENCE_MODELS, NEEDS_RE
 from audit.errors import InputError, unknown_choice
 from audit.gates import Gate, parse_gates
 from audit.scoring import DEFAULT_ALPHA, DEFAULT_MAX_MEMORISED_AUC, DEFAULT_MAX_RESIDUAL
+from reports.text import printable
 
 METHODS = ("auto", "amnesiac", "relabel", "finetune", "retrain", "none")
 INCONCLUSIVE = ("fail", "pass")
@@ -37,7 +38,11 @@ def _shown(value) -> str:
     """A value as the message shows it: numbers as they are, anything else by type and repr."""
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         return f"{value}"
-    return f"{str(repr(value))[:40]} ({type(value).__name__})"
+    try:
+        text = repr(value)
+    except Exception:  # noqa: BLE001 - a user's object whose repr fails is named by its type alone
+        return type(value).__name__
+    return f"{printable(' '.join(text.split())[:40])} ({type(value).__name__})"  # one line, control characters escaped
 
 
 def check_whole(flag: str, value, low: int, high: int, why: str) -> int:

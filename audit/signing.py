@@ -8,9 +8,14 @@ can, as far as the key is kept: only a process holding the key (the CI job's own
 ``audit run``) can write a document that verifies, and any edit after it breaks it.
 
 The canonical form is the document as JSON with sorted keys, no spaces, ASCII only, and
-the ``signature`` field left out; numbers are as results.json writes them (non-finite ones
-null, integral ones as integers, as the reader takes them), so a document signed when
-written verifies when read back.
+the ``signature`` field left out. Its numbers come in two forms, which ``signature.canonical``
+names: form 2 (written now) has every integral number as an integer, as the reader takes
+JSON's ``2.0``, so that the float a run wrote and the integer read back sign alike; form 1
+(documents signed before the field existed, which lack it) has the numbers as the file
+writes them (``2.0``). Either is verified from the file's own text, never from the document
+as re-read, so what is checked is exactly what was signed. Relabelling a form-2 signature as
+form 1 gains nothing: the bytes then differ wherever the file writes a float like ``2.0``,
+and a file changed to match says the same numbers.
 """
 
 from __future__ import annotations
@@ -43,10 +48,24 @@ def signing_key(env: str) -> bytes:
     return key
 
 
+CANONICAL_FORM = 2
+
+
 def canonical(doc: Document) -> bytes:
-    """The bytes the signature covers: the document without ``signature``, canonical JSON."""
-    body = _integral(plain(doc.model_dump(by_alias=True, exclude={"signature"})))
+    """The bytes a new signature covers: the document without ``signature``, canonical JSON (form 2)."""
+    return _canonical_json(_integral(plain(doc.model_dump(by_alias=True, exclude={"signature"}))))
+
+
+def _canonical_json(body) -> bytes:
     return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False).encode()
+
+
+def canonical_of_text(text: str, form: int) -> bytes:
+    """The bytes a signature of canonical ``form`` covers, from the text of the signed results.json (already read
+    and checked by :func:`reports.read_results`: JSON without NaN, duplicate keys or deep nesting)."""
+    body = json.loads(text)
+    body.pop("signature", None)
+    return _canonical_json(_integral(body) if form >= 2 else body)
 
 
 def _integral(obj):
@@ -64,16 +83,17 @@ def _integral(obj):
 def sign(doc: Document, env: str) -> None:
     """Set ``doc.signature`` from the key in ``env``."""
     value = hmac.new(signing_key(env), canonical(doc), hashlib.sha256).hexdigest()
-    doc.signature = Signature(key_env=env, value=value)
+    doc.signature = Signature(key_env=env, value=value, canonical=CANONICAL_FORM)
 
 
-def verify(doc: Document, env: str, where: str) -> None:
-    """Refuse (exit 2, one line) a document that carries no signature or one the key in ``env`` does not give."""
+def verify(doc: Document, text: str, env: str, where: str) -> None:
+    """Refuse (exit 2, one line) a document that carries no signature or one the key in ``env`` does not give;
+    ``text`` is the file ``doc`` was read from, in which the signature is checked."""
     key = signing_key(env)
     if doc.signature is None:
         raise InputError(f"{where} carries no signature, so it cannot be bound to your CI's run; write it with "
                          f"`audit run --sign-key-env {env}`")
-    expected = hmac.new(key, canonical(doc), hashlib.sha256).hexdigest()
+    expected = hmac.new(key, canonical_of_text(text, doc.signature.canonical), hashlib.sha256).hexdigest()
     if not hmac.compare_digest(expected, doc.signature.value):
         raise InputError(f"{where}: its signature does not verify with the key in {env}: the document was edited "
                          "after it was written, or written with another key")

@@ -196,6 +196,7 @@ def _child_main(user: "UserFunction", writer, args: tuple, kwargs: dict) -> None
         ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG: die with the audit
     except (OSError, AttributeError):
         pass
+    _pin_torch_threads(user)
     try:
         try:
             payload = _result_message(user, args, user._call_here(args, kwargs))
@@ -212,6 +213,25 @@ def _child_main(user: "UserFunction", writer, args: tuple, kwargs: dict) -> None
         writer.close()
     finally:
         os._exit(0)  # never Python's shutdown: it would wait for threads the user's code left running
+
+
+def _pin_torch_threads(user: "UserFunction") -> None:
+    """In the forked child, torch runs on one thread, whatever the user's code asks. The OpenMP threads of the
+    process it was forked from do not exist here, yet the OpenMP runtime thinks they do: any count above one
+    (``--cpus-per-model 2``, or ``torch.set_num_threads(4)`` in the user's code) waited for ever on them once
+    that process had used them (issue 23, severe 3). One thread is safe, and the same under either executor.
+    The user's call is said and left without effect."""
+    import torch
+
+    torch.set_num_threads(1)
+
+    def pinned(count: int) -> None:
+        if count != 1:
+            warnings.warn(f"your {user.what} called torch.set_num_threads({count}), which the audit ignores: it runs "
+                          "in a process forked from the audit, where torch can use one thread only (more waited for "
+                          "ever)", stacklevel=2)
+
+    torch.set_num_threads = pinned  # this process is the child's alone and ends with the call
 
 
 def _apply_result(payload: bytes, args: tuple) -> Any:

@@ -21,10 +21,10 @@ from reports.html import render_html
 from reports.junit import render_junit
 from reports.pdf import render_pdf, write_pdf
 from reports.document import Document, json_schema
-from reports.reading import ReportError, load_results, validate
+from reports.reading import ReportError, load_results, read_results, validate
 
-__all__ = ["Document", "ReportError", "json_schema", "load_results", "render_files", "render_html", "render_junit",
-           "render_pdf", "validate"]
+__all__ = ["Document", "ReportError", "json_schema", "load_results", "read_results", "render_files", "render_html",
+           "render_junit", "render_pdf", "validate"]
 
 FORMATS = {"html": "report.html", "pdf": "report.pdf", "junit": "junit.xml"}
 

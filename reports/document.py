@@ -333,6 +333,9 @@ class Config(Part):
 class Signature(Part):
     algorithm: Literal["hmac-sha256"] = "hmac-sha256"
     key_env: str | None = None  # the environment variable the key was read from (never the key)
+    # Which canonical form the value covers (audit.signing): 2 writes integral numbers as integers; 1
+    # (absent: documents signed before the field existed) keeps the numbers as the file writes them.
+    canonical: Literal[1, 2] = 1
     value: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
 
 

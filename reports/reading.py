@@ -38,6 +38,12 @@ def load_results(path: str | os.PathLike[str]) -> Document:
     as /dev/zero or a huge file would block or exhaust memory); numbers beyond 64-bit
     integers or floats, and nesting deeper than :data:`MAX_DEPTH`, are refused.
     """
+    return read_results(path)[0]
+
+
+def read_results(path: str | os.PathLike[str]) -> tuple[Document, str]:
+    """:func:`load_results` and the text it was read from (a signature covers what the file says, which the
+    typed document reads with integral numbers as integers)."""
     if not isinstance(path, (str, os.PathLike)):
         raise ReportError(f"load_results takes results.json's path, a string or a pathlib.Path; {path!r:.40} "
                           f"({type(path).__name__}) must be a path")
@@ -56,7 +62,7 @@ def load_results(path: str | os.PathLike[str]) -> Document:
     if _depth(doc) > MAX_DEPTH:
         raise ReportError(f"{path}: nested more than {MAX_DEPTH} levels deep, which no results document is; "
                           "regenerate it with `audit run`")
-    return validate(doc, source=str(path))
+    return validate(doc, source=str(path)), text
 
 
 def _read_bounded(path: Path) -> str:

@@ -133,3 +133,30 @@ def test_a_worker_killed_mid_task_fails_the_step_instead_of_hanging():
 
     with pytest.raises(StepError, match="worker process died"):
         LocalExecutor(show_progress=False, workers=2).map(_die, [0, 1, 2, 3])
+
+
+_POOL_AFTER_THREADS = """
+import torch
+from audit.executor import LocalExecutor
+torch.set_num_threads(2)
+a = torch.randn(600, 600)
+for _ in range(5):
+    a @ a  # this process has used two OpenMP threads (loading and checking the model do) before the pool forks
+def task(i):
+    b = torch.randn(600, 600)
+    return float((b @ b).sum())
+print(len(LocalExecutor(show_progress=False, cpus_per_model=2, workers=2).map(task, [0, 1])))
+"""
+
+
+@pytest.mark.slow  # a fresh interpreter that forks two workers: make test's budget has no room for it
+def test_two_threads_per_model_after_this_process_used_two_do_not_hang_the_workers():
+    """Issue 23 (the audit always exits): forked workers of two threads each waited for ever on OpenMP threads
+    that exist only in the process they were forked from (--cpus-per-model 2 on a machine of 4 cores or more)."""
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
+    run = subprocess.run([sys.executable, "-c", _POOL_AFTER_THREADS], capture_output=True, text=True, timeout=120,
+                         env=env)
+    assert run.returncode == 0 and run.stdout.strip() == "2", run.stderr

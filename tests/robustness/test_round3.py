@@ -97,6 +97,38 @@ def test_an_edited_statistic_is_refused_though_the_figures_were_left(doc, tmp_pa
     assert_one_line_failure(run, 2, "which its recorded inputs do not give")
 
 
+def test_a_pool_test_without_the_examples_every_pool_model_saw_is_taken(doc, tmp_path):
+    """With fewer reference models than the pool has parts, the forget examples that every pool model trained on
+    are left out of the membership test (audit.evidence.membership_test), so a real run's document tests fewer
+    examples than its request holds (a run with --reference-models 2 was refused by gate, exit 2)."""
+    import numpy as np
+
+    from audit.evidence import per_example_picture
+    from audit.recompute import recorded_membership_evidence
+    from reports.document import plain
+    from tests.reports.report_documents import MEMBERSHIP_LABEL, forget_ids
+
+    pooled = _only(doc, FAILING)
+    target = pooled["targets"][0]
+    n_tested, n_held_out = 40, 120  # of the request's 50
+    rng = np.random.default_rng(0)
+    is_forget = np.r_[np.ones(n_tested, dtype=bool), np.zeros(n_held_out, dtype=bool)]
+    stats = {role: np.r_[rng.normal(effect, 1.0, n_tested), rng.normal(0.0, 1.0, n_held_out)]
+             for role, effect in {"original": 1.0, "unlearned": 0.8, "pool": 0.0}.items()}
+    evidence, rounded = recorded_membership_evidence(stats, is_forget, MEMBERSHIP_LABEL, ["pool"], ["pool"], "pool",
+                                                     0, 4000, 1000)
+    target.update(tests=[plain(evidence.model_dump(by_alias=True))], retrains=[],
+                  per_example=per_example_picture(rounded, is_forget, ["pool"],
+                                                  np.r_[forget_ids(50, 0)[:n_tested], 1348 + np.arange(n_held_out)]))
+    target["accuracy"]["reference"] = None
+    _redecide(target)
+    run = _cli(["gate", _write(tmp_path, pooled)], tmp_path)
+    assert run.returncode == 1 and "error:" not in run.stderr, run.stderr  # taken: the target fails on its evidence
+    target["forget"]["n"] = n_tested - 1  # more examples tested than the request holds: refused
+    assert_one_line_failure(_cli(["gate", _write(tmp_path / "more", pooled)], tmp_path), 2,
+                            "it forgets 39 examples but its membership test has 40")
+
+
 def test_a_forged_document_is_not_rendered_by_audit_report(doc, tmp_path):
     forged = _only(doc, FAILING)
     forged["targets"][0].update(verdict="pass", passed=True)
@@ -125,6 +157,59 @@ def test_a_signed_document_verifies_and_an_edited_one_does_not(doc, tmp_path, mo
     assert_one_line_failure(unsigned, 2, "carries no signature")
     monkeypatch.delenv(KEY)
     assert_one_line_failure(_cli(["gate", path, "--sign-key-env", KEY], tmp_path), 2, "is not set or empty")
+
+
+def test_a_document_signed_in_the_earlier_canonical_form_verifies_and_cannot_be_edited(doc, tmp_path, monkeypatch):
+    """Signatures written before ``signature.canonical`` existed covered the numbers as the file writes them
+    (``2.0``), not as integers; they verify from the file's text, and an edit still breaks them."""
+    import hashlib
+    import hmac
+    import re
+
+    from reports import validate
+    from reports.document import Signature, plain
+
+    monkeypatch.setenv(KEY, "k" * 32)
+    typed = validate(_only(doc, FAILING))
+    # The canonical form as `audit run --sign-key-env` wrote it then (audit/signing.py at 57429e5).
+    earlier = json.dumps(plain(typed.model_dump(by_alias=True, exclude={"signature"})), sort_keys=True,
+                         separators=(",", ":"), ensure_ascii=True, allow_nan=False).encode()
+    typed.signature = Signature(key_env=KEY, value=hmac.new(b"k" * 32, earlier, hashlib.sha256).hexdigest())
+    written = json.loads(typed.to_json())
+    del written["signature"]["canonical"]  # the field did not exist
+    text = json.dumps(written, indent=1)
+    assert re.search(r": -?\d+\.0[,\n]", text), "the document must hold integral floats for this test to mean anything"
+    path = tmp_path / "results.json"
+    path.write_text(text)
+    run = _cli(["gate", path, "--sign-key-env", KEY], tmp_path)
+    assert run.returncode == 1 and "error:" not in run.stderr, run.stderr  # verified; the failing target fails
+    edited = copy.deepcopy(written)
+    edited["targets"][0]["verdict_reason"] = "edited"
+    assert_one_line_failure(_cli(["gate", _write(tmp_path / "edited", edited), "--sign-key-env", KEY], tmp_path), 2,
+                            "its signature does not verify")
+    # The same signature claiming the current form (integral numbers as integers) covers other bytes.
+    relabelled = copy.deepcopy(written)
+    relabelled["signature"]["canonical"] = 2
+    assert_one_line_failure(_cli(["gate", _write(tmp_path / "relabelled", relabelled), "--sign-key-env", KEY],
+                                 tmp_path), 2, "its signature does not verify")
+
+
+def test_a_current_signature_names_its_form_and_relabelling_it_does_not_verify(doc, tmp_path, monkeypatch):
+    from audit.signing import sign
+    from reports import validate
+
+    monkeypatch.setenv(KEY, "k" * 32)
+    typed = validate(_only(doc, FAILING))
+    sign(typed, KEY)
+    written = json.loads(typed.to_json())
+    assert written["signature"]["canonical"] == 2
+    run = _cli(["report", _write(tmp_path / "signed", written), "--format", "junit", "--sign-key-env", KEY], tmp_path)
+    assert run.returncode == 0 and (tmp_path / "signed" / "junit.xml").exists(), run.stderr
+    written["signature"]["canonical"] = 1
+    run = _cli(["report", _write(tmp_path / "relabelled", written), "--format", "junit", "--sign-key-env", KEY],
+               tmp_path)
+    assert_one_line_failure(run, 2, "its signature does not verify")
+    assert not (tmp_path / "relabelled" / "junit.xml").exists()
 
 
 def test_an_unnamed_config_cannot_loosen_the_gate_even_with_replace(doc, tmp_path):

@@ -330,3 +330,17 @@ def test_a_training_functions_result_comes_back_as_tensors_never_unpickled(monke
     model.train()
     assert guard(fit_in_place, "test fit")(model, x, y, seed=0) is None
     assert torch.equal(model[1].bias, torch.full((10,), 3.0)) and model.training
+
+
+@pytest.mark.slow  # a real process that trains with the user's function: about half a minute on two cores
+def test_a_fit_that_raises_torchs_thread_count_does_not_hang_a_real_process(work):
+    """As a user runs it: a fresh process whose torch uses every core (no OMP_NUM_THREADS=1, which the tests
+    otherwise set) before it forks the user's code, whose set_num_threads(4) then waited for ever on OpenMP
+    threads that do not exist in the forked child. It is now said and left without effect."""
+    mod = work.module
+    run = run_audit(["run", "lin.pt", "--data", "npz:d.npz", "--arch", f"{mod}:make", "--code-path", ".",
+                     "--normalize", "0,1", "--forget", "class=3", "--out", "out", *FAST, "--train",
+                     f"{mod}:fit_hostile"], work.path, env={"OMP_NUM_THREADS": None}, timeout=600)
+    assert run.returncode in (0, 1), run.stderr
+    assert _target(work)["error"] is None
+    assert "called torch.set_num_threads(4), which the audit ignores" in run.stderr
