@@ -222,7 +222,7 @@ def test_the_page_is_self_contained(rendered):
         'xmlns:xlink="http://www.w3.org/1999/xlink"', "")
     # a ROC figure per attack per target, a per-example figure per target, a residual figure per powered target
     assert page.count("<svg") == 3 * 2 + 3 + 2
-    assert page.count('src="data:image/png;base64,') == 12
+    assert page.count('src="data:image/png;base64,') == 12 + 4  # reconstructions of 3 models, 4 real examples
     assert '<meta name="viewport"' in page and "@media print" in page
 
 
@@ -504,3 +504,34 @@ def test_a_long_report_draws_the_figures_of_its_first_requests_only(results_doc,
     assert all("this request's figures are left out" in section(page, name) for name in without)
     assert "this request's figures are left out" not in section(page, with_svg[0])
     assert all("<svg" in section(full, t["name"]) for t in doc["targets"] if t["name"] in without)  # drawn otherwise
+
+
+def test_the_inversions_stand_beside_real_test_examples_of_the_class(rendered):
+    """Issue 25, item 2: the real examples come first in the inversion grid, embedded from the PNGs
+    results.json names, and the report says where they come from (the held-out test split)."""
+    page = rendered["files"]["html"].read_text()
+    examples = rendered["doc"]["targets"][0]["inversion"]["real_examples"]
+    assert len(examples) == 4 and {e["label"] for e in examples} == {3}
+    grid = section(page, "class=3")
+    grid = grid[grid.index('<div class="inv-grid with-real">'):]
+    boxes = re.findall(r'<div class="inv-role[^"]*"><h4>([^<]+)</h4>', grid)
+    assert boxes == ["Real examples of class 3", "Original model", "Unlearned model", "Retrained reference"]
+    real = grid[:grid.index('<div class="inv-role"><h4>')]
+    for example in examples:
+        assert embed(example["image"], rendered["folder"]).data_uri in real
+        assert f'alt="real example of class 3: test example {example["index"]}"' in real
+    indexes = ", ".join(str(e["index"]) for e in examples)
+    assert f"held-out test data, never trained on: test examples {indexes}" in words(real)
+    assert "not the training examples the request asked to forget" in words(grid)
+
+
+def test_a_document_without_real_examples_says_none_are_recorded(results_doc):
+    doc, folder = results_doc
+    del doc["targets"][0]["inversion"]["real_examples"]  # written before they were recorded
+    page = render_html(doc, folder)
+    grid = section(page, "class=3")
+    assert '<div class="inv-grid">' in grid and "inv-real" not in grid
+    assert "records no real example of the class" in words(grid)
+    doc["targets"][0]["inversion"]["real_examples"] = [{"label": 3, "split": "test", "index": 5,
+                                                        "image": "inversion/class_3/gone.png"}]
+    assert "image missing: gone.png" in words(section(render_html(doc, folder), "class=3"))
