@@ -280,9 +280,10 @@ def test_a_run_without_retrained_models_renders(results_doc):
             target["inversion"].update(reference=None, retrains=[])
         tests = [t for t in target["tests"] if t["name"] == "membership"]
         tests[0]["effect_retrained"] = []
+        tests[0]["detail"]["null"] = tests[0]["inputs"]["null"] = "permutation"  # as --reference none records it
         finish(target, tests)
     page = render_html(doc, folder)
-    positions(page, "No retrained reference was used", "no retrained reference was made to compare with",
+    positions(page, "No model that never saw the data was used", "no retrained reference was made to compare with",
               "Model inversion was not run")
     assert "(the retrained reference:" not in page and "<td>retrained</td>" not in page
     assert "retrained (n=" not in page and "Holm-corrected over 3 test(s)" not in page
@@ -535,3 +536,22 @@ def test_a_document_without_real_examples_says_none_are_recorded(results_doc):
     doc["targets"][0]["inversion"]["real_examples"] = [{"label": 3, "split": "test", "index": 5,
                                                         "image": "inversion/class_3/gone.png"}]
     assert "image missing: gone.png" in words(section(render_html(doc, folder), "class=3"))
+
+
+def test_the_reference_is_said_from_what_each_request_was_judged_against(results_doc):
+    """The default --reference auto retrains for a class and uses the shared pool for individual examples:
+    the Method section says both, for which requests, and never "no reference" when one was used."""
+    doc, folder = results_doc
+    doc["config"]["reference"] = "auto"
+    doc["provenance"]["reference_models"] = {"num_models": 16}
+    for target in doc["targets"][1:]:  # the two requests of individual examples
+        membership = next(t for t in target["tests"] if t["name"] == "membership")
+        membership["detail"]["null"] = membership["inputs"]["null"] = "pool"
+    method = words(render_html(doc, folder).split('id="method"')[1].split("How the verdict is reached")[0])
+    assert "The yardstick (for class=3) is a set of models retrained from scratch without the data to forget" in method
+    assert ("The yardstick (for samples=forget-ids.txt, random=0.01@0) is the shared pool of reference models "
+            "(16 of them)") in method
+    assert "No model that never saw the data was used" not in method
+    only_class = dict(doc, targets=doc["targets"][:1])
+    method = words(render_html(only_class, folder).split('id="method"')[1].split("How the verdict is reached")[0])
+    assert "The yardstick is a set of models retrained" in method and "shared pool" not in method
