@@ -287,7 +287,7 @@ def user_folder(folder: Path, slow: bool, request: pytest.FixtureRequest) -> Pat
         for target in (folder / "model.pt", folder / "models" / "model.pt"):
             target.parent.mkdir(exist_ok=True)
             shutil.copy2(model, target)
-            shutil.copy2(model.with_name(model.name + ".updates"), target.with_name(target.name + ".updates"))
+            shutil.copytree(model.with_name(model.name + ".updates"), target.with_name(target.name + ".updates"))
         (folder / "deletion-requests.txt").write_text("".join(f"{i}\n" for i in range(0, 1300, 26)))
         own = request.getfixturevalue("own_model")
         (folder / "src").mkdir()
