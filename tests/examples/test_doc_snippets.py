@@ -12,13 +12,13 @@ The rule, for whoever writes a snippet there:
   in ``make test-slow`` (it trains models or builds a package). ``N`` is what each command exits with,
   in order, separated by commas (``exit 0, 0|1, 0``: the second command may pass or fail); one value
   for a block of several commands means every command before the last exits 0.
-- Shell runs in ``bash -u`` (each command's exit status recorded) in a fresh folder laid out like a
-  user's repository (:func:`user_folder`):
-  ``audit-out/results.json`` (a realistic results document), and for slow snippets the session's
-  digits model as ``model.pt`` and ``models/model.pt``, ``deletion-requests.txt``, the user's own
-  network code as ``src/mynet.py`` with its weights ``weights.pt`` and the digits as ``data.npz``,
-  and ``wheels/`` holding this checkout's wheel. This environment's ``audit``, ``python`` and ``pip``
-  come first on PATH, ``src`` on PYTHONPATH.
+- Every snippet runs in a fresh folder laid out like a user's repository (:func:`user_folder`): for a
+  cheap one ``audit-out/results.json`` (a realistic results document); for a slow one the session's
+  digits model as ``model.pt`` and ``models/model.pt`` (with its update log), a model unlearned from
+  it as ``unlearned.pt``, ``deletion-requests.txt``, the user's own network code as ``src/mynet.py``
+  with its weights ``weights.pt`` and the digits as ``data.npz``, and ``wheels/`` holding this
+  checkout's wheel. Shell runs in ``bash -u`` (each command's exit status recorded), with this
+  environment's ``audit``, ``python`` and ``pip`` first on PATH and ``src`` on PYTHONPATH.
 - ``<!-- snippet: runs slow in a checkout (exit N) -->``: the block runs in a copy of this checkout's
   tracked files that uses this environment (``make demo``, building the wheel).
 - Python runs in this test's own interpreter (torch is imported already; exit 1: it raised), with
@@ -280,8 +280,9 @@ def user_folder(folder: Path, slow: bool, request: pytest.FixtureRequest) -> Pat
     from tests.reports.report_documents import write_results
 
     folder.mkdir(parents=True, exist_ok=True)
-    write_results(folder / "audit-out")
-    if slow:
+    if not slow:  # a slow snippet runs its own audit into audit-out, which refuses a folder it did not write
+        write_results(folder / "audit-out")
+    else:
         shutil.copy2(request.getfixturevalue("unlearned_model"), folder / "unlearned.pt")
         model = request.getfixturevalue("digits_model")
         for target in (folder / "model.pt", folder / "models" / "model.pt"):
