@@ -93,7 +93,8 @@ def snippets(page: str) -> list[Snippet]:
         if language in LANGUAGES:
             marker = MARKER.match(lines[i - 1].strip()) if i else None
             exits = [{int(code) for code in one.split("|")} for one in marker.group(3).split(",")] if marker else []
-            found.append(Snippet(page, i + 1, language, textwrap.dedent("\n".join(lines[i + 1:end])), runs=marker is not None,
+            text = textwrap.dedent("\n".join(lines[i + 1:end]))  # a block in a list item is indented
+            found.append(Snippet(page, i + 1, language, text, runs=marker is not None,
                                  slow=bool(marker and marker.group(1)), in_checkout=bool(marker and marker.group(2)),
                                  exits=exits))
         i = end + 1

@@ -86,7 +86,8 @@ def test_no_page_ends_with_a_heading_caption_or_glossary_term_and_short_boxes_st
         body = [line for line in lines if not line.startswith("amnesia-audit: unlearning audit report")]
         assert body and words(body[-1]) not in introducers, f"page {number} ends with {body[-1]!r}"
     notes = re.findall(r'<ul class="notes">(.*?)</ul>', page, re.S)[0]
-    first_words = [words(html.unescape(re.sub("<[^>]+>", "", li)))[:40] for li in re.findall(r"<li>(.*?)</li>", notes, re.S)]
+    first_words = [words(html.unescape(re.sub("<[^>]+>", "", li)))[:40]
+                   for li in re.findall(r"<li>(.*?)</li>", notes, re.S)]
     advice = rendered["doc"]["targets"][2]["advice"]
     for kept_together in (first_words, ["What would decide it", words(advice)[-30:]]):
         on = [next(n for n, p in enumerate(pages) if needle in words(" ".join(p))) for needle in kept_together]
