@@ -526,8 +526,9 @@ def test_the_inversions_stand_beside_real_test_examples_of_the_class(rendered):
     assert "not the training examples the request asked to forget" in words(grid)
 
 
-def test_a_document_without_real_examples_says_none_are_recorded(results_doc):
+def test_a_document_without_real_examples_says_none_are_recorded(results_doc, monkeypatch):
     doc, folder = results_doc
+    monkeypatch.setattr(reports.html, "MAX_FIGURE_TARGETS", 0)  # words only: no figure is drawn (make test's time)
     del doc["targets"][0]["inversion"]["real_examples"]  # written before they were recorded
     page = render_html(doc, folder)
     grid = section(page, "class=3")
@@ -538,10 +539,11 @@ def test_a_document_without_real_examples_says_none_are_recorded(results_doc):
     assert "image missing: gone.png" in words(section(render_html(doc, folder), "class=3"))
 
 
-def test_the_reference_is_said_from_what_each_request_was_judged_against(results_doc):
+def test_the_reference_is_said_from_what_each_request_was_judged_against(results_doc, monkeypatch):
     """The default --reference auto retrains for a class and uses the shared pool for individual examples:
     the Method section says both, for which requests, and never "no reference" when one was used."""
     doc, folder = results_doc
+    monkeypatch.setattr(reports.html, "MAX_FIGURE_TARGETS", 0)  # words only: no figure is drawn (make test's time)
     doc["config"]["reference"] = "auto"
     doc["provenance"]["reference_models"] = {"num_models": 16}
     for target in doc["targets"][1:]:  # the two requests of individual examples
