@@ -368,8 +368,9 @@ def run_inversion(ctx: AttackContext, models: dict[str, nn.Module], classes: lis
     ``models`` holds "original", "unlearned" and the retrained models ("reference" is the
     first retrain; "retrain_<k>" the others). Returns the document part, with the count of
     reconstructions the evaluation classifier recognises per model, and the images of the
-    original, unlearned and reference models (the first few per class) by their path
-    relative to the output folder (``inversion/<target>/...``).
+    original, unlearned and reference models (the first few per class), with real examples of each
+    class from the held-out test split (:func:`real_examples`), by their path relative to the output
+    folder (``inversion/<target>/...``).
     """
     images: dict[str, np.ndarray] = {}
     evaluator = ctx.evaluator()
@@ -410,4 +411,23 @@ def run_inversion(ctx: AttackContext, models: dict[str, nn.Module], classes: lis
             "images": paths,
         }
     doc.setdefault("reference", None)
+    doc["real_examples"] = real_examples(data, classes, Path("inversion") / _safe(target), images)
     return doc, images
+
+
+def real_examples(data: Dataset, classes: list[int], rel_dir: Path, images: dict[str, np.ndarray]) -> list[dict]:
+    """The first ``SHOWN_PER_CLASS`` examples of each class in the held-out test split, for the report
+    to show beside the reconstructions; their images are added to ``images`` by relative path.
+
+    From the test split, never the training data: for a class request every training example of the
+    class is one the request asked to forget, and the report must not carry it. In the split's order,
+    so the same data always shows the same examples (results.json records their indexes).
+    """
+    labels = data.y_test.numpy()
+    found = []
+    for cls in classes:
+        for index in np.flatnonzero(labels == cls)[:SHOWN_PER_CLASS].tolist():
+            rel = (rel_dir / f"real-class{int(cls)}-test{index}.png").as_posix()
+            images[rel] = data.x_test[index].numpy()
+            found.append({"label": int(cls), "split": "test", "index": index, "image": rel})
+    return found

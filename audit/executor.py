@@ -35,8 +35,8 @@ from audit.progress import progress_bar
 
 EXECUTORS = ("local", "ray")
 #: Ray is an optional extra of the package; the one line when it is asked for and missing.
-RAY_MISSING = ("--executor ray needs Ray, which is not installed: pip install 'amnesia-audit[ray]' "
-               "(or run without --executor ray)")
+RAY_MISSING = ("--executor ray needs Ray, which is not installed: install the extra amnesia-audit[ray] "
+               "(pip install 'ray>=2.9') or run without --executor ray")
 DEFAULT_RETRIES = 2
 
 

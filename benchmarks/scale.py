@@ -326,7 +326,8 @@ def measure_references(num_models: int, epochs: int, seed: int, use_ray: bool) -
     try:
         import ray
     except ImportError as exc:
-        out["ray"] = out["audit_executor"] = {"skipped": f"Ray is not importable here ({exc}); pip install 'amnesia-audit[ray]'"}
+        out["ray"] = out["audit_executor"] = {"skipped": f"Ray is not importable here ({exc}); install the extra "
+                                                     "amnesia-audit[ray] (pip install 'ray>=2.9')"}
         return out
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 

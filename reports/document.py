@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 SCHEMA = "amnesia-audit/results"
 SCHEMA_VERSION = 2
@@ -84,6 +84,16 @@ class MembershipResult(Part):
     needs_reference: bool | None = None
 
 
+def _no_nul(path: str) -> str:
+    if "\x00" in path:
+        raise ValueError("holds a NUL byte, which no file path can")
+    return path
+
+
+#: An image's path relative to the folder of results.json (a PNG the harness wrote there).
+ImagePath = Annotated[str, AfterValidator(_no_nul)]
+
+
 class InversionFigures(Part):
     attack_accuracy: Share = None
     recognised: int | None = None
@@ -92,14 +102,18 @@ class InversionFigures(Part):
     nearest_is_target: float | None = None
     confidence: float | None = None
     seconds: float | None = None
-    images: list[str] = Field(default_factory=list)  # paths relative to the folder of results.json
+    images: list[ImagePath] = Field(default_factory=list)
 
-    @field_validator("images")
-    @classmethod
-    def _no_nul(cls, images: list[str]) -> list[str]:
-        if any("\x00" in image for image in images):
-            raise ValueError("holds a NUL byte, which no file path can")
-        return images
+
+class RealExample(Part):
+    """A real example of a forgotten class, shown beside the reconstructions. It comes from the held-out
+    test split, never from the training data: for a class request every training example of the class is
+    one the request asked to forget, and a report must not carry those."""
+
+    label: int  # the class
+    split: Literal["test"] = "test"
+    index: Annotated[int, Field(ge=0)]  # in the data set's test split
+    image: ImagePath
 
 
 class RetrainInversion(Part):
@@ -119,6 +133,8 @@ class Inversion(Part):
     original: InversionFigures | None = None
     unlearned: InversionFigures | None = None
     reference: InversionFigures | None = None
+    #: the first few examples of each class in the held-out test split (absent in documents written before it)
+    real_examples: list[RealExample] = Field(default_factory=list)
 
 
 # --- The verdict's evidence ----------------------------------------------------------------
@@ -387,10 +403,12 @@ def json_schema() -> dict:
     _bound_integers(schema)
     # ...and image paths without NUL. Beyond JSON Schema, and refused by the loader alone: ROC lists of
     # unequal length, nesting deeper than MAX_DEPTH, NaN or a number beyond 64-bit floats (not JSON).
-    images = schema["$defs"]["InversionFigures"]["properties"]["images"]["items"]
-    images["pattern"] = "^[^\\u0000]*$"
+    schema["$defs"]["InversionFigures"]["properties"]["images"]["items"]["pattern"] = NO_NUL
+    schema["$defs"]["RealExample"]["properties"]["image"]["pattern"] = NO_NUL
     return schema
 
+
+NO_NUL = "^[^\\u0000]*$"
 
 #: The integers results.json holds, as reports.reading reads them (symmetric: abs(value) <= 2**63 - 1).
 INT64_MAX = 2**63 - 1

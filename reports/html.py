@@ -119,4 +119,5 @@ def _render(page, doc: Document, ordered, data: DataProvenance, embed_image) -> 
         all_given=bool(doc.targets) and all(t.method is not None and t.method.name == "given" for t in doc.targets),
         any_given=any(t.method is not None and t.method.name == "given" for t in doc.targets),
         attacks_assumed=limits.attacks_assumed(doc), inversion_ran=limits.inversion_ran(doc),
+        yardsticks=limits.yardsticks,
         shadow_models=limits.shadow_models(doc), embed=embed_image)

@@ -35,3 +35,22 @@ def shadow_models(doc: Document) -> int | None:
     """How many reference models the attacks that need them trained; None when no such attack ran."""
     ran = any(needs_reference(result) for target in doc.targets for result in target.membership)
     return doc.config.reference_models if ran else None
+
+
+def yardsticks(doc: Document) -> dict[str, list[str]]:
+    """What each request's membership evidence was judged against ("retrained", "pool" or "permutation"),
+    with the names of the requests, in the order first seen. ``config.reference`` alone does not say it:
+    its default, "auto", retrains for a class and uses the shared pool for individual examples. A target
+    whose evidence does not record it counts as retrained when it has retrained models; a document that
+    records it for no target falls back to the configured reference."""
+    found: dict[str, list[str]] = {}
+    for target in doc.targets:
+        null = next((test.inputs.null if test.inputs is not None and test.inputs.null else test.detail.get("null")
+                     for test in target.tests if test.name == "membership"), None)
+        if null not in ("retrained", "pool", "permutation"):
+            null = "retrained" if target.retrains else None
+        if null is not None:
+            found.setdefault(null, []).append(target.name)
+    if not found and doc.targets:
+        found["retrained" if doc.config.reference == "retrain" else "permutation"] = [t.name for t in doc.targets]
+    return found

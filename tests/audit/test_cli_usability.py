@@ -176,7 +176,7 @@ def test_executor_ray_without_ray_is_one_line_naming_the_extra(tmp_path, monkeyp
     monkeypatch.setitem(sys.modules, "ray", None)  # as if Ray were not installed: importing it fails
     (tmp_path / "model.pt").write_bytes(b"not read: the missing extra is said first")
     run = run_audit(["run", "model.pt", "-f", "class=3", "--executor", "ray"], tmp_path, in_process=True)
-    assert_one_line_failure(run, 2, "--executor ray needs Ray", "pip install 'amnesia-audit[ray]'")
+    assert_one_line_failure(run, 2, "--executor ray needs Ray", "amnesia-audit[ray] (pip install 'ray>=2.9')")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model.pt"]
 
     from audit.errors import InputError
@@ -224,5 +224,5 @@ def test_executor_ray_with_a_broken_ray_is_one_line_from_a_real_process(own, tmp
     run = run_audit(["run", own / "weights.pt", "--data", f"npz:{own / 'digits.npz'}", "--arch", "mynet:make_net",
                      "--code-path", OWN, "--train", "mynet:fit", "--normalize", "0,1", "-f", "class=3", "--executor", "ray", "-o", tmp_path / "out"], tmp_path,
                     env={"PYTHONPATH": path}, timeout=300)
-    assert_one_line_failure(run, 2, "--executor ray needs Ray", "pip install 'amnesia-audit[ray]'")
+    assert_one_line_failure(run, 2, "--executor ray needs Ray", "amnesia-audit[ray] (pip install 'ray>=2.9')")
     assert not (tmp_path / "out").exists()

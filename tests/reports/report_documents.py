@@ -258,6 +258,19 @@ def write_digit_images(folder: Path, role: str, strength: float, count: int = 4)
     return paths
 
 
+def write_real_examples(folder: Path, classes: list[int]) -> list[dict]:
+    """The real examples `audit run` records beside the reconstructions (the digits' held-out test split),
+    chosen and saved by the harness's own functions."""
+    from audit.attacking import real_examples, save_png
+    from audit.data import load_dataset
+
+    images: dict = {}
+    found = real_examples(load_dataset("digits"), classes, Path("inversion") / "class_3", images)
+    for rel, image in images.items():
+        save_png(image, folder / rel)
+    return found
+
+
 def retrains(accuracies: list[dict]) -> list[dict]:
     return [{"seed": s, "from_cache": i > 0, "accuracy": a} for i, (s, a) in enumerate(zip(RETRAIN_SEEDS, accuracies))]
 
@@ -324,7 +337,8 @@ def build_document(folder: Path, inconclusive: str = "fail") -> dict:
                                     "seconds": 0.4, "images": write_digit_images(folder, "unlearned", 0.1)},
                       "reference": {"attack_accuracy": 0.0625, "recognised": 1, "similarity": 0.07,
                                     "similarity_other": 0.1, "nearest_is_target": 0.0625, "confidence": 0.28,
-                                    "seconds": 0.4, "images": write_digit_images(folder, "reference", 0.05)}},
+                                    "seconds": 0.4, "images": write_digit_images(folder, "reference", 0.05)},
+                      "real_examples": write_real_examples(folder, [3])},
         "retrains": retrains([accuracy(0.0, 0.999, 0.889, 0.985), accuracy(0.0, 0.998, 0.887, 0.983),
                               accuracy(0.0, 0.999, 0.891, 0.987)]),
         "error": None,

@@ -222,7 +222,7 @@ def test_the_page_is_self_contained(rendered):
         'xmlns:xlink="http://www.w3.org/1999/xlink"', "")
     # a ROC figure per attack per target, a per-example figure per target, a residual figure per powered target
     assert page.count("<svg") == 3 * 2 + 3 + 2
-    assert page.count('src="data:image/png;base64,') == 12
+    assert page.count('src="data:image/png;base64,') == 12 + 4  # reconstructions of 3 models, 4 real examples
     assert '<meta name="viewport"' in page and "@media print" in page
 
 
@@ -280,9 +280,10 @@ def test_a_run_without_retrained_models_renders(results_doc):
             target["inversion"].update(reference=None, retrains=[])
         tests = [t for t in target["tests"] if t["name"] == "membership"]
         tests[0]["effect_retrained"] = []
+        tests[0]["detail"]["null"] = tests[0]["inputs"]["null"] = "permutation"  # as --reference none records it
         finish(target, tests)
     page = render_html(doc, folder)
-    positions(page, "No retrained reference was used", "no retrained reference was made to compare with",
+    positions(page, "No model that never saw the data was used", "no retrained reference was made to compare with",
               "Model inversion was not run")
     assert "(the retrained reference:" not in page and "<td>retrained</td>" not in page
     assert "retrained (n=" not in page and "Holm-corrected over 3 test(s)" not in page
@@ -504,3 +505,58 @@ def test_a_long_report_draws_the_figures_of_its_first_requests_only(results_doc,
     assert all("this request's figures are left out" in section(page, name) for name in without)
     assert "this request's figures are left out" not in section(page, with_svg[0])
     assert all("<svg" in section(full, t["name"]) for t in doc["targets"] if t["name"] in without)  # drawn otherwise
+
+
+def test_the_inversions_stand_beside_real_test_examples_of_the_class(rendered):
+    """Issue 25, item 2: the real examples come first in the inversion grid, embedded from the PNGs
+    results.json names, and the report says where they come from (the held-out test split)."""
+    page = rendered["files"]["html"].read_text()
+    examples = rendered["doc"]["targets"][0]["inversion"]["real_examples"]
+    assert len(examples) == 4 and {e["label"] for e in examples} == {3}
+    grid = section(page, "class=3")
+    grid = grid[grid.index('<div class="inv-grid">'):]
+    boxes = re.findall(r'<div class="inv-role[^"]*"><h4>([^<]+)</h4>', grid)
+    assert boxes == ["Real examples of class 3", "Original model", "Unlearned model", "Retrained reference"]
+    real = grid[:grid.index('<div class="inv-role"><h4>')]
+    for example in examples:
+        assert embed(example["image"], rendered["folder"]).data_uri in real
+        assert f'alt="real example of class 3: test example {example["index"]}"' in real
+    indexes = ", ".join(str(e["index"]) for e in examples)
+    assert f"held-out test data, which the audited model never trained on: test examples {indexes}" in words(real)
+    assert "not the training examples the request asked to forget" in words(grid)
+
+
+def test_a_document_without_real_examples_says_none_are_recorded(results_doc, monkeypatch):
+    doc, folder = results_doc
+    monkeypatch.setattr(reports.html, "MAX_FIGURE_TARGETS", 0)  # words only: no figure is drawn (make test's time)
+    del doc["targets"][0]["inversion"]["real_examples"]  # written before they were recorded
+    page = render_html(doc, folder)
+    grid = section(page, "class=3")
+    assert '<div class="inv-grid">' in grid and "inv-real" not in grid
+    assert "records no real example of the class" in words(grid)
+    doc["targets"][0]["inversion"]["real_examples"] = [{"label": 3, "split": "test", "index": 5,
+                                                        "image": "inversion/class_3/gone.png"}]
+    assert "image missing: gone.png" in words(section(render_html(doc, folder), "class=3"))
+
+
+def test_the_reference_is_said_from_what_each_request_was_judged_against(results_doc, monkeypatch):
+    """The default --reference auto retrains for a class and uses the shared pool for individual examples:
+    the Method section says both, for which requests, and never "no reference" when one was used."""
+    doc, folder = results_doc
+    monkeypatch.setattr(reports.html, "MAX_FIGURE_TARGETS", 0)  # words only: no figure is drawn (make test's time)
+    doc["config"]["reference"] = "auto"
+    doc["provenance"]["reference_models"] = {"num_models": 16}
+    for target in doc["targets"][1:]:  # the two requests of individual examples
+        membership = next(t for t in target["tests"] if t["name"] == "membership")
+        membership["detail"]["null"] = membership["inputs"]["null"] = "pool"
+    method = words(render_html(doc, folder).split('id="method"')[1].split("How the verdict is reached")[0])
+    assert "The yardstick (for class=3) is a set of models retrained from scratch without the data to forget" in method
+    assert ("The yardstick (for samples=forget-ids.txt, random=0.01@0) is the shared pool of reference models "
+            "(16 of them)") in method
+    assert "No model that never saw the data was used" not in method
+    only_class = dict(doc, targets=doc["targets"][:1])
+    method = words(render_html(only_class, folder).split('id="method"')[1].split("How the verdict is reached")[0])
+    assert "The yardstick is a set of models retrained" in method and "shared pool" not in method
+    doc["provenance"]["reference_models"] = {"seeds": [1, 2]}  # a document that does not say the pool's size
+    method = words(render_html(doc, folder).split('id="method"')[1].split("How the verdict is reached")[0])
+    assert "is the shared pool of reference models, trained once" in method

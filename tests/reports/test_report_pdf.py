@@ -68,4 +68,27 @@ def test_pdf_is_a_pdf_with_vector_figures(rendered):
     data = rendered["files"]["pdf"].read_bytes()
     assert data.startswith(b"%PDF-")
     # matplotlib's curves stay paths: no raster image the size of a figure was embedded for them.
-    assert data.count(b"/Subtype /Image") <= 12 + 2
+    assert data.count(b"/Subtype /Image") <= 12 + 4 + 2  # the inversion images and real examples, at most 2 more
+
+
+@needs_poppler
+def test_no_page_ends_with_a_heading_caption_or_glossary_term_and_short_boxes_stay_whole(rendered):
+    """What introduces a table, a section or a definition is printed on the page of what it introduces;
+    the notes and the advice of an undecided request are not cut by a page break."""
+    pdf, page = rendered["files"]["pdf"], rendered["files"]["html"].read_text()
+    pages = subprocess.run(["pdftotext", "-layout", "-enc", "UTF-8", str(pdf), "-"], check=True, capture_output=True,
+                           text=True).stdout.split("\f")
+    pages = [[line.strip() for line in p.splitlines() if line.strip()] for p in pages if p.strip()]
+    introducers = {words(html.unescape(re.sub("<[^>]+>", "", t)))
+                   for t in re.findall(r"<(?:h[234]|caption|dt)\b[^>]*>(.*?)</(?:h[234]|caption|dt)>", page, re.S)}
+    assert {"Membership inference metrics", "Cost of the unlearning step", "Gate", "Not memorised"} <= introducers
+    for number, lines in enumerate(pages, 1):
+        body = [line for line in lines if not line.startswith("amnesia-audit: unlearning audit report")]
+        assert body and words(body[-1]) not in introducers, f"page {number} ends with {body[-1]!r}"
+    notes = re.findall(r'<ul class="notes">(.*?)</ul>', page, re.S)[0]
+    first_words = [words(html.unescape(re.sub("<[^>]+>", "", li)))[:40]
+                   for li in re.findall(r"<li>(.*?)</li>", notes, re.S)]
+    advice = rendered["doc"]["targets"][2]["advice"]
+    for kept_together in (first_words, ["What would decide it", words(advice)[-30:]]):
+        on = [next(n for n, p in enumerate(pages) if needle in words(" ".join(p))) for needle in kept_together]
+        assert len(set(on)) == 1, f"{kept_together} spread over pages {on}"
