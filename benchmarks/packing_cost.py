@@ -9,6 +9,11 @@ weights with each variant:
 
 ``unpacked``     random batches (recording observes and changes nothing, so no log is written)
 ``packed``       ``PackedBatchSampler``: the recordable ids in batches of their own
+``packed+normalize`` ``UpdateRecorder(normalize_recorded=True)``: a recorded (packed) batch is normalised
+                 with BatchNorm's running statistics, as a test image is
+``packed+contain`` ``UpdateRecorder(contain_recorded=True)``: a recorded step applies its own gradient's
+                 whole momentum-carried influence, none of the optimizer's momentum, and leaves its
+                 gradient out of the momentum (``unlearning.recorded_step``); both: ``packed+normalize+contain``
 ``packed+recal`` the packed model with BatchNorm's running statistics re-measured on the
                  non-recordable examples after training: tells whether the running
                  statistics (moved by one-class batches) or the weights carry the cost
@@ -118,12 +123,14 @@ def run_cell(data, arch: str, recipe: TrainConfig, setting: str, variant: str, w
                 "train_seconds": saved["seconds"], "from_cache": str(cached), **quality(model)}
     optimizer = make_optimizer(model, recipe)
     sampler, recorder = None, None
-    kind, _, fill = variant.partition("=")
+    kind, *options = variant.split("+")
+    kind, _, fill = kind.partition("=")
     if variant != "unpacked":
         sampler = PackedBatchSampler(len(data.y_train), forget.ids, recipe.batch_size, seed=recipe.seed,
                                      fill=float(fill or 0))
     if kind in ("packed", "fill"):
-        recorder = UpdateRecorder(model, work / f"{variant}.updates", record_ids=forget.ids, record=spec)
+        recorder = UpdateRecorder(model, work / "run.updates", record_ids=forget.ids, record=spec,
+                                  normalize_recorded="normalize" in options, contain_recorded="contain" in options)
         optimizer = recorder.attach(optimizer)
     start = time.perf_counter()
     if kind in ("bnfill", "gradfill"):
@@ -145,7 +152,7 @@ def run_cell(data, arch: str, recipe: TrainConfig, setting: str, variant: str, w
         recal = _copy(model)
         reestimate_batchnorm(recal, data.x_train[keep], recipe.batch_size)
         cell["recal"] = quality(recal)
-        log = work / f"{variant}.updates"
+        log = work / "run.updates"
         res = amnesiac_unlearn(model, log, forget.ids, log_sha256=summary["log_sha256"])
         cell["removed"] = {**quality(res.model), "seconds": res.seconds}
         # The method as it ships: subtraction, BatchNorm re-measured on 256 retained examples.
