@@ -21,6 +21,8 @@ weights with each variant:
                  size in other examples (drawn anew, trained in their own batches too)
 ``bnfill=F``     diagnostic: as ``fill=F``, but the other examples only shape BatchNorm's batch
                  statistics; the loss (the gradient) is the recordable examples' alone
+``statsfill=F``  ``PackedBatchSampler(fill=F, fill_in_loss=False)``: ``bnfill=F`` as the library does it
+                 (``fit`` leaves the fill examples out of the loss), recorded and removed
 ``gradfill=F``   diagnostic: as ``fill=F``, but the recordable and the other examples go through
                  the network in two forward passes (each normalised by its own statistics);
                  the loss is over both: a two-sided gradient with one-class BatchNorm
@@ -128,7 +130,10 @@ def run_cell(data, arch: str, recipe: TrainConfig, setting: str, variant: str, w
     if variant != "unpacked":
         sampler = PackedBatchSampler(len(data.y_train), forget.ids, recipe.batch_size, seed=recipe.seed,
                                      fill=float(fill or 0))
-    if kind in ("packed", "fill"):
+    if kind == "statsfill":  # the library's bnfill: PackedBatchSampler(fill_in_loss=False), recorded
+        sampler = PackedBatchSampler(len(data.y_train), forget.ids, recipe.batch_size, seed=recipe.seed,
+                                     fill=float(fill), fill_in_loss=False)
+    if kind in ("packed", "fill", "statsfill"):
         recorder = UpdateRecorder(model, work / "run.updates", record_ids=forget.ids, record=spec,
                                   normalize_recorded="normalize" in options, contain_recorded="contain" in options)
         optimizer = recorder.attach(optimizer)

@@ -71,12 +71,16 @@ class PackedBatchSampler(Sampler[list[int]]):
     non-recordable ones (which are trained in their own batches too), so that no step
     trains on recordable examples alone (default :data:`DEFAULT_FILL`, none). The recorded
     steps are as many as without fill; a removal then also takes out those steps' share of
-    the fill examples' training. Yields lists of positions (what
+    the fill examples' training. ``fill_in_loss=False``: the fill examples only shape
+    BatchNorm's batch statistics, so that a recordable batch is normalised like a mixed one;
+    the loss leaves them out (:meth:`loss_mask`, which :func:`~unlearning.training.fit` applies;
+    in your own loop ``F.cross_entropy(logits[m], yb[m])`` with ``m = sampler.loss_mask(ids)``).
+    Yields lists of positions (what
     ``DataLoader(batch_sampler=...)`` expects); ``len()`` is the number of batches per epoch.
     """
 
     def __init__(self, ids: int | Sequence[int] | torch.Tensor, recordable: Sequence[int] | torch.Tensor,
-                 batch_size: int, seed: int = 0, fill: float = DEFAULT_FILL):
+                 batch_size: int, seed: int = 0, fill: float = DEFAULT_FILL, fill_in_loss: bool = True):
         if isinstance(ids, int) and not isinstance(ids, bool):
             if ids < 0:
                 raise ValueError(f"the number of examples must be 0 or more, not {ids}")
@@ -88,9 +92,11 @@ class PackedBatchSampler(Sampler[list[int]]):
         if not (isinstance(fill, (int, float)) and not isinstance(fill, bool) and 0 <= fill <= 4):
             raise ValueError(f"fill must be a number from 0 to 4 (other examples per recordable one), not {fill!r}")
         self.fill = float(fill)
+        self.fill_in_loss = bool(fill_in_loss)
         self.seed = int(seed)
         self.epoch = 0
         marked = torch.isin(self.ids, _as_ids(recordable, "recordable ids"))
+        self.recordable_ids = self.ids[marked].unique()
         self.recordable_positions = torch.nonzero(marked).flatten()
         self.other_positions = torch.nonzero(~marked).flatten()
         self._n_recordable = len(batch_bounds(len(self.recordable_positions), batch_size))
@@ -103,6 +109,16 @@ class PackedBatchSampler(Sampler[list[int]]):
 
     def __len__(self) -> int:
         return self._n_recordable + self._n_other
+
+    def loss_mask(self, ids: Sequence[int] | torch.Tensor) -> torch.Tensor:
+        """(B,) bool: which examples of a batch (given by example ``ids``, as the loader yields them)
+        count in its loss. All of them, except with ``fill_in_loss=False`` in a batch that holds
+        recordable ids: then only those (the fill examples shape BatchNorm's statistics alone)."""
+        ids = _as_ids(ids, "batch ids")
+        mine = torch.isin(ids, self.recordable_ids)
+        if self.fill_in_loss or not bool(mine.any()):
+            return torch.ones(len(ids), dtype=torch.bool)
+        return mine
 
     def set_epoch(self, epoch: int) -> None:
         """Make the next pass yield ``epoch``'s batches (then ``epoch + 1``'s, and so on)."""
