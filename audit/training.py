@@ -46,7 +46,7 @@ from audit.modelfile import ModelFile, save_model
 from audit.models import build_model, check_forward
 from audit.progress import progress_bar
 from unlearning import TrainConfig, UpdateRecorder, accuracy, fit, per_class_accuracy
-from unlearning.packing import STATISTICS_FILL, PackedBatchSampler
+from unlearning.packing import PackedBatchSampler
 from unlearning.training import make_optimizer, steps_per_epoch
 
 LOG_DTYPES = {"float32": torch.float32, "float16": torch.float16, "float64": torch.float64}
@@ -147,10 +147,8 @@ def train_model(
     ``out.updates.<8 hex>/``, named in the model file. ``packing`` "on" (with a
     ``record`` spec that names some ids): the recordable examples are trained in batches
     of their own (:class:`~unlearning.packing.PackedBatchSampler`), so only about their
-    share of the steps is recorded, each normalised together with
-    :data:`~unlearning.packing.STATISTICS_FILL` times as many other examples that shape
-    BatchNorm's statistics only; "off": every batch is a random draw. The model file's
-    ``update_log`` records which was used (``packing``, ``fill``, ``fill_in_loss``).
+    share of the steps is recorded; "off": every batch is a random draw. The model file's
+    ``update_log`` records which was used.
     """
     out = Path(out)
     if out.is_dir():
@@ -171,8 +169,7 @@ def train_model(
     # Packing needs a set of recordable ids: with "all" every batch is recorded anyway.
     sampler = None
     if packing == "on" and record_ids is not None:
-        sampler = PackedBatchSampler(len(data.y_train), record_ids, config.batch_size, seed=config.seed,
-                                     fill=STATISTICS_FILL, fill_in_loss=False)
+        sampler = PackedBatchSampler(len(data.y_train), record_ids, config.batch_size, seed=config.seed)
     mean, std = data.channel_stats()
     model = build_model(arch, data.input_shape[0], data.num_classes, mean, std, arch_args, seed=config.seed)
     check_forward(model, data.input_shape, data.num_classes, arch)
@@ -203,8 +200,7 @@ def train_model(
             update_log=None if summary is None else {"dir": log_dir.name, "record": record,
                                                      "dtype": log_dtype,
                                                      "packing": "on" if sampler is not None else "off",
-                                                     **({"fill": sampler.fill, "fill_in_loss": sampler.fill_in_loss}
-                                                        if sampler is not None else {}),
+                                                     **({"fill": sampler.fill} if sampler is not None else {}),
                                                      **summary},
             path=out,
         )

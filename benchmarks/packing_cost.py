@@ -9,11 +9,8 @@ weights with each variant:
 
 ``unpacked``     random batches (recording observes and changes nothing, so no log is written)
 ``packed``       ``PackedBatchSampler``: the recordable ids in batches of their own
-``packed+normalize`` ``UpdateRecorder(normalize_recorded=True)``: a recorded (packed) batch is normalised
-                 with BatchNorm's running statistics, as a test image is
-``packed+contain`` ``UpdateRecorder(contain_recorded=True)``: a recorded step applies its own gradient's
-                 whole momentum-carried influence, none of the optimizer's momentum, and leaves its
-                 gradient out of the momentum (``unlearning.recorded_step``); both: ``packed+normalize+contain``
+``packed+normalize``, ``packed+contain``: measured with commit 11a445e (``UpdateRecorder``'s
+                 ``normalize_recorded`` and ``contain_recorded``, since removed: see docs/unlearning.md)
 ``packed+recal`` the packed model with BatchNorm's running statistics re-measured on the
                  non-recordable examples after training: tells whether the running
                  statistics (moved by one-class batches) or the weights carry the cost
@@ -125,8 +122,7 @@ def run_cell(data, arch: str, recipe: TrainConfig, setting: str, variant: str, w
                 "train_seconds": saved["seconds"], "from_cache": str(cached), **quality(model)}
     optimizer = make_optimizer(model, recipe)
     sampler, recorder = None, None
-    kind, *options = variant.split("+")
-    kind, _, fill = kind.partition("=")
+    kind, _, fill = variant.partition("=")
     if variant != "unpacked":
         sampler = PackedBatchSampler(len(data.y_train), forget.ids, recipe.batch_size, seed=recipe.seed,
                                      fill=float(fill or 0))
@@ -134,8 +130,7 @@ def run_cell(data, arch: str, recipe: TrainConfig, setting: str, variant: str, w
         sampler = PackedBatchSampler(len(data.y_train), forget.ids, recipe.batch_size, seed=recipe.seed,
                                      fill=float(fill), fill_in_loss=False)
     if kind in ("packed", "fill", "statsfill"):
-        recorder = UpdateRecorder(model, work / "run.updates", record_ids=forget.ids, record=spec,
-                                  normalize_recorded="normalize" in options, contain_recorded="contain" in options)
+        recorder = UpdateRecorder(model, work / "run.updates", record_ids=forget.ids, record=spec)
         optimizer = recorder.attach(optimizer)
     start = time.perf_counter()
     if kind in ("bnfill", "gradfill"):

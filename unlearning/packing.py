@@ -37,7 +37,8 @@ from torch.utils.data import Sampler
 from unlearning.training import batch_bounds
 
 #: Other examples added to each recordable batch, per recordable example (``fill``); 0 by
-#: default, because what fill buys depends on the data and it costs forgetting. Measured
+#: default, because what fill buys depends on the data (and on BatchNorm: see
+#: :data:`STATISTICS_FILL`). Trained there (``fill_in_loss=True``) it costs forgetting. Measured
 #: (benchmarks/results/packing-cost-*.md): digits, class 3 packed, test accuracy 99.0% against
 #: 99.4% unpacked and 99.3% with fill 1 (the one-class BatchNorm statistics are the cause there),
 #: but after the removal the class keeps 7-13% accuracy on two of three seeds (0% without fill);
@@ -45,13 +46,16 @@ from unlearning.training import batch_bounds
 #: 85.9% -> 79.5%, others 84.7% -> 86.5%; unpacked 88.6% / 87.1%).
 DEFAULT_FILL = 0.0
 
-#: What ``audit train --packing on`` uses (issue 24): each recordable batch is normalised together
-#: with 3 times as many other examples, which shape BatchNorm's batch statistics only
-#: (``fill_in_loss=False``). A batch of one class normalised by its own statistics loses what the
-#: class shares; measured (benchmarks/results/packing-cost-*.md), Fashion-MNIST class 3, seed 0:
-#: test accuracy 90.0% (class 89.9%) against 83.3% (16.9%) packed without fill and 91.0% unpacked;
-#: digits class 3, seeds 0-2: 99.5% against 99.0% and 99.4%. It costs 3 extra forward and
-#: backward passes per recorded example (about a third more computation at a 10% share).
+#: The fill that trains packed batches as well as random ones where the model has BatchNorm
+#: (issue 24), with ``fill_in_loss=False``: each recordable batch is normalised together with 3
+#: times as many other examples, which shape BatchNorm's batch statistics only. A batch of one
+#: class normalised by its own statistics loses what the class shares. Measured
+#: (benchmarks/results/packing-cost-*.md): Fashion-MNIST class 3, seed 0, test accuracy 90.0%
+#: (class 89.9%) against 83.3% (16.9%) packed without fill and 91.0% unpacked; digits class 3,
+#: seeds 0-2, 99.5% against 99.0% and 99.4%. Not the default of ``audit train``: after the
+#: removal the class keeps some accuracy on one digits seed of three (15.6%; 0% without fill), and
+#: 37.8% on an 8-epoch digits model. It costs 3 extra forward and backward passes per recorded
+#: example (about a third more computation at a 10% share).
 STATISTICS_FILL = 3.0
 
 # Mixes the epoch into the seed; any odd constant far from small seeds would do.

@@ -53,8 +53,6 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
-from unlearning.recorded_step import (batch_statistics, check_containable, contain_momentum, release_momentum,
-                                      running_statistics)
 from unlearning.update_log import UpdateLogWriter
 
 # Which recorder, if any, is attached to an optimizer (for fit(), which is handed only the optimizer).
@@ -116,17 +114,6 @@ class UpdateRecorder:
     the stored deltas: float32 (default), float16 (half the bytes, approximate) or
     float64 (removal of a single step restores the earlier weights bit for bit).
     ``record``: the record spec stored in the log's header (``"all"``, ``"class=3"``).
-
-    For packed training (:class:`~unlearning.packing.PackedBatchSampler`), where a recorded
-    step trains recordable examples alone (see :mod:`unlearning.recorded_step`):
-    ``normalize_recorded``: a recorded batch's forward pass normalises with BatchNorm's
-    running statistics (its BatchNorm layers are in eval mode from :meth:`batch` to the end
-    of the step), so call :meth:`batch` before the forward pass. ``contain_recorded``: a
-    recorded step applies its own gradient's whole momentum-carried influence and nothing
-    of the optimizer's momentum, and leaves its gradient out of that momentum (Adam, AdamW,
-    SGD), so its recorded delta holds all of that batch's direct training and none of the
-    other batches'. Both off by default; with ``record_ids=None`` every step is recorded
-    and neither applies.
     """
 
     def __init__(
@@ -137,15 +124,8 @@ class UpdateRecorder:
         dtype: torch.dtype = torch.float32,
         record: str = "all",
         all_ids: torch.Tensor | None = None,
-        normalize_recorded: bool = False,
-        contain_recorded: bool = False,
     ):
         self.model = model
-        # Both change only the steps that are recorded, which with record_ids=None is every step.
-        self.normalize_recorded = bool(normalize_recorded) and record_ids is not None
-        self.contain_recorded = bool(contain_recorded) and record_ids is not None
-        self._switched: list = []  # BatchNorm layers put in eval mode for the coming recorded step
-        self._momentum_undo: list | None = None
         self._params = dict(model.named_parameters())
         self._buffers = _float_buffers(model)
         self._record_set = None if record_ids is None else set(int(i) for i in record_ids.tolist())
@@ -193,8 +173,6 @@ class UpdateRecorder:
         if any(id(p) not in mine for group in optimizer.param_groups for p in group["params"]):
             raise ValueError("the optimizer updates tensors that are not parameters of the recorded model; "
                              "build the optimizer from that model's parameters")
-        if self.contain_recorded:
-            check_containable(optimizer)
         self._snapshot = self._state_copy()
         self._handles = [optimizer.register_step_pre_hook(self._before_step),
                          optimizer.register_step_post_hook(self._after_step)]
@@ -213,7 +191,6 @@ class UpdateRecorder:
 
     def detach(self) -> None:
         """Remove the hooks: later steps of the optimizer are not recorded. The log stays open."""
-        self._end_recorded_step(self.optimizer)
         for handle in self._handles:
             handle.remove()
         self._handles = []
@@ -231,12 +208,9 @@ class UpdateRecorder:
         all go into the next one (see the module docstring). ``epoch`` is stored with
         the step; without it the last epoch given (at first 0) is kept.
         """
-        ids = _as_ids(ids)
-        self._pending.append(ids)
+        self._pending.append(_as_ids(ids))
         if epoch is not None:
             self.epoch = int(epoch)
-        if self.normalize_recorded and not self._switched and self._wants(ids):
-            self._switched = running_statistics(self.model)
 
     def _before_step(self, optimizer: torch.optim.Optimizer, args: tuple, kwargs: dict) -> tuple | None:
         result = None
@@ -253,21 +227,10 @@ class UpdateRecorder:
             raise MissingBatchIds(f"optimizer.step() #{self.steps} ran without the batch's example ids, so the "
                                   "update log could not say what to remove; call recorder.batch(ids) before "
                                   "each optimizer.step()")
-        if self.contain_recorded and self._wants(torch.cat(self._pending)):
-            self._momentum_undo = contain_momentum(optimizer)
         return result
 
     def _after_step(self, optimizer: torch.optim.Optimizer, args: tuple, kwargs: dict) -> None:
-        self._end_recorded_step(optimizer)
         self._record(self._take_pending())
-
-    def _end_recorded_step(self, optimizer: torch.optim.Optimizer | None) -> None:
-        """Put back what a recorded step changed: the optimizer's momentum rules, BatchNorm's training mode."""
-        if self._momentum_undo is not None and optimizer is not None:
-            release_momentum(optimizer, self._momentum_undo)
-        self._momentum_undo = None
-        batch_statistics(self._switched)
-        self._switched = []
 
     def _take_pending(self) -> torch.Tensor:
         ids = self._pending[0] if len(self._pending) == 1 else torch.cat(self._pending)

@@ -281,10 +281,6 @@ def fit(
             epoch_batches = batch_sampler.batches(epoch)
         for step, idx in enumerate(epoch_batches):
             optimizer.zero_grad(set_to_none=True)
-            if recorder is not None:
-                # Before the forward pass: a recorder that normalises recorded batches with
-                # BatchNorm's running statistics switches the layers here.
-                recorder.batch(ids[idx], epoch=epoch)
             batch = x[idx] if augment_rng is None else augment_batch(x[idx], augment_rng)
             logits, labels = model(batch.to(device)), y[idx].to(device)
             if loss_mask is not None:
@@ -296,6 +292,8 @@ def fit(
                 raise NonFiniteTraining(f"training diverged: the loss became {float(loss.detach())} at epoch {epoch + 1}, "
                                         f"step {step + 1}; lower the learning rate (now {config.lr:g})")
             loss.backward()
+            if recorder is not None:
+                recorder.batch(ids[idx], epoch=epoch)
             optimizer.step()
             if scheduler is not None:
                 scheduler.step()
