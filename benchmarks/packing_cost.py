@@ -9,6 +9,8 @@ weights with each variant:
 
 ``unpacked``     random batches (recording observes and changes nothing, so no log is written)
 ``packed``       ``PackedBatchSampler``: the recordable ids in batches of their own
+``packed+normalize``, ``packed+contain``: measured with commit 11a445e (``UpdateRecorder``'s
+                 ``normalize_recorded`` and ``contain_recorded``, since removed: see docs/unlearning.md)
 ``packed+recal`` the packed model with BatchNorm's running statistics re-measured on the
                  non-recordable examples after training: tells whether the running
                  statistics (moved by one-class batches) or the weights carry the cost
@@ -16,6 +18,8 @@ weights with each variant:
                  size in other examples (drawn anew, trained in their own batches too)
 ``bnfill=F``     diagnostic: as ``fill=F``, but the other examples only shape BatchNorm's batch
                  statistics; the loss (the gradient) is the recordable examples' alone
+``statsfill=F``  ``PackedBatchSampler(fill=F, fill_in_loss=False)``: ``bnfill=F`` as the library does it
+                 (``fit`` leaves the fill examples out of the loss), recorded and removed
 ``gradfill=F``   diagnostic: as ``fill=F``, but the recordable and the other examples go through
                  the network in two forward passes (each normalised by its own statistics);
                  the loss is over both: a two-sided gradient with one-class BatchNorm
@@ -122,8 +126,11 @@ def run_cell(data, arch: str, recipe: TrainConfig, setting: str, variant: str, w
     if variant != "unpacked":
         sampler = PackedBatchSampler(len(data.y_train), forget.ids, recipe.batch_size, seed=recipe.seed,
                                      fill=float(fill or 0))
-    if kind in ("packed", "fill"):
-        recorder = UpdateRecorder(model, work / f"{variant}.updates", record_ids=forget.ids, record=spec)
+    if kind == "statsfill":  # the library's bnfill: PackedBatchSampler(fill_in_loss=False), recorded
+        sampler = PackedBatchSampler(len(data.y_train), forget.ids, recipe.batch_size, seed=recipe.seed,
+                                     fill=float(fill), fill_in_loss=False)
+    if kind in ("packed", "fill", "statsfill"):
+        recorder = UpdateRecorder(model, work / "run.updates", record_ids=forget.ids, record=spec)
         optimizer = recorder.attach(optimizer)
     start = time.perf_counter()
     if kind in ("bnfill", "gradfill"):
@@ -145,7 +152,7 @@ def run_cell(data, arch: str, recipe: TrainConfig, setting: str, variant: str, w
         recal = _copy(model)
         reestimate_batchnorm(recal, data.x_train[keep], recipe.batch_size)
         cell["recal"] = quality(recal)
-        log = work / f"{variant}.updates"
+        log = work / "run.updates"
         res = amnesiac_unlearn(model, log, forget.ids, log_sha256=summary["log_sha256"])
         cell["removed"] = {**quality(res.model), "seconds": res.seconds}
         # The method as it ships: subtraction, BatchNorm re-measured on 256 retained examples.

@@ -247,7 +247,8 @@ def fit(
     default ``arange(N)``. ``batch_sampler``: where each epoch's batches come from
     (an object with ``batches(epoch)`` returning tensors of positions into ``x``, such as
     :class:`~unlearning.packing.PackedBatchSampler`, and ``len()`` batches per epoch);
-    by default a seeded permutation cut by :func:`batch_bounds`. The model is left in
+    by default a seeded permutation cut by :func:`batch_bounds`; a sampler's ``loss_mask(ids)``,
+    if it has one, says which examples of a batch count in the loss. The model is left in
     eval mode.
     """
     config.validate()
@@ -270,6 +271,7 @@ def fit(
     steps_per_epoch = len(bounds) if batch_sampler is None else len(batch_sampler)
     scheduler, _ = _scheduler(optimizer, config, steps_per_epoch)
     augment_rng = torch.Generator().manual_seed(config.seed + 1) if config.augment else None
+    loss_mask = getattr(batch_sampler, "loss_mask", None)
     for epoch in range(config.epochs):
         model.train()
         if batch_sampler is None:
@@ -280,7 +282,12 @@ def fit(
         for step, idx in enumerate(epoch_batches):
             optimizer.zero_grad(set_to_none=True)
             batch = x[idx] if augment_rng is None else augment_batch(x[idx], augment_rng)
-            loss = F.cross_entropy(model(batch.to(device)), y[idx].to(device))
+            logits, labels = model(batch.to(device)), y[idx].to(device)
+            if loss_mask is not None:
+                # Fill examples that only shape BatchNorm's statistics (PackedBatchSampler(fill_in_loss=False)).
+                keep = loss_mask(ids[idx]).to(device)
+                logits, labels = logits[keep], labels[keep]
+            loss = F.cross_entropy(logits, labels)
             if not torch.isfinite(loss):
                 raise NonFiniteTraining(f"training diverged: the loss became {float(loss.detach())} at epoch {epoch + 1}, "
                                         f"step {step + 1}; lower the learning rate (now {config.lr:g})")

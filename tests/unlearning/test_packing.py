@@ -178,3 +178,51 @@ def test_bad_packing_value_is_one_line_and_exit_2(tmp_path):
     lines = [ln for ln in run.stderr.splitlines() if ln.strip()]
     assert run.returncode == 2 and len(lines) == 1 and "--packing" in lines[0], run.stderr
     assert "Traceback" not in run.stderr and not (tmp_path / "m.pt").exists()
+
+
+def test_fill_out_of_the_loss_shapes_batchnorm_only(tmp_path):
+    """fill_in_loss=False: in a recordable batch only the recordable examples count in fit's loss, so
+    the fill examples' labels change nothing, while their images still move BatchNorm's statistics."""
+    x, y, _ = _toy()
+    marked = _recordable(len(y), 0.05)
+    sampler = PackedBatchSampler(len(y), marked, 32, seed=0, fill=1, fill_in_loss=False)
+    packed = next(b for b in sampler.batches(0) if torch.isin(b, marked).any())
+    other = next(b for b in sampler.batches(0) if not torch.isin(b, marked).any())
+    assert torch.equal(sampler.loss_mask(packed), torch.isin(packed, marked))
+    assert sampler.loss_mask(other).all()
+    assert PackedBatchSampler(len(y), marked, 32, seed=0, fill=1).loss_mask(packed).all()
+
+    def train(labels, images):
+        _, _, model = _toy()
+        config = TrainConfig(epochs=1, batch_size=32, seed=0)
+        recorder = UpdateRecorder(model, tmp_path / f"log{len(list(tmp_path.iterdir()))}", record_ids=marked)
+        # One epoch of the recordable batches alone: the fill examples appear only as fill.
+        only = _OnlyPacked(sampler, marked)
+        fit(model, images, labels, config, optimizer=recorder.attach(make_optimizer(model, config)),
+            batch_sampler=only)
+        recorder.close()
+        return torch.cat([t.flatten() for t in model.state_dict().values() if t.is_floating_point()])
+
+    base = train(y, x)
+    flipped = y.clone()
+    flipped[~torch.isin(torch.arange(len(y)), marked)] ^= 1  # every fill example's label changed
+    assert torch.equal(train(flipped, x), base)
+    moved = x.clone()
+    moved[~torch.isin(torch.arange(len(y)), marked)] += 1.0  # the fill examples' images changed
+    assert not torch.equal(train(y, moved), base)
+
+
+class _OnlyPacked:
+    """A batch plan of a sampler's recordable batches only, with its loss mask."""
+
+    def __init__(self, sampler, marked):
+        self.sampler, self.marked = sampler, marked
+
+    def batches(self, epoch):
+        return [b for b in self.sampler.batches(epoch) if torch.isin(b, self.marked).any()]
+
+    def __len__(self):
+        return self.sampler.recordable_batches
+
+    def loss_mask(self, ids):
+        return self.sampler.loss_mask(ids)
