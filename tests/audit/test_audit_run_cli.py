@@ -90,6 +90,7 @@ def test_a_failed_attack_exits_3_and_fails_closed(digits_model, tmp_path):
     assert run_audit(["gate", out / "results.json", "--fail-on", "residual_leakage>1"], in_process=True).returncode == 3
 
 
+@pytest.mark.slow  # heavy (an end-to-end audit or more): `make test-slow` and CI run it; `make test` stays within 5 minutes
 def test_bad_inputs_exit_2_with_one_line_and_no_results(digits_model, tmp_path):
     import numpy as np
 

@@ -82,6 +82,7 @@ def test_truncated_idx_file_is_refused(make_mnist):
         load_dataset("mnist", str(tiny.root))
 
 
+@pytest.mark.slow  # heavy (an end-to-end audit or more): `make test-slow` and CI run it; `make test` stays within 5 minutes
 def test_train_on_mnist_through_the_cli(make_mnist, cli, tmp_path):
     tiny = make_mnist("mnist", gz=True)
     work = tmp_path / "work"

@@ -86,6 +86,7 @@ def foreign_files(tmp_path_factory):
     return tmp, model
 
 
+@pytest.mark.slow  # heavy (an end-to-end audit or more): `make test-slow` and CI run it; `make test` stays within 5 minutes
 def test_torchscript_and_state_dict_through_info(foreign_files, cli, digits):
     tmp, model = foreign_files
     expected = accuracy(model, digits.x_test, digits.y_test)

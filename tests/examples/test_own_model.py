@@ -83,6 +83,7 @@ def test_cli_and_python_give_the_same_audit(own):
     assert report.out is None and report.files == []  # nothing written without out=
 
 
+@pytest.mark.slow  # heavy (an end-to-end audit or more): `make test-slow` and CI run it; `make test` stays within 5 minutes
 def test_noop_in_memory_cannot_pass(own):
     import audit
 

@@ -54,8 +54,8 @@ def _only_the_pair(folder: Path) -> None:
     assert sorted(p.name for p in folder.iterdir()) == sorted(["m.pt", named])
 
 
-# One stage before the commit and one after in `make test`; every stage in `make test-slow` (and CI).
-@pytest.mark.parametrize("stage", [s if s in ("model-staged", "model-replaced") else pytest.param(s, marks=pytest.mark.slow)
+# One stage in `make test`; every stage in `make test-slow` (and CI).
+@pytest.mark.parametrize("stage", [s if s == "model-staged" else pytest.param(s, marks=pytest.mark.slow)
                                    for s in BEFORE_COMMIT + AFTER_COMMIT])
 def test_a_kill_at_any_stage_leaves_a_usable_pair(old_pair, tmp_path, stage):
     folder = tmp_path / "work"
@@ -86,6 +86,7 @@ def test_a_kill_at_any_stage_leaves_a_usable_pair(old_pair, tmp_path, stage):
     _only_the_pair(folder)
 
 
+@pytest.mark.slow  # heavy (an end-to-end audit or more): `make test-slow` and CI run it; `make test` stays within 5 minutes
 def test_retraining_keeps_no_old_log_and_a_failed_retraining_keeps_the_old_pair(old_pair, tmp_path):
     folder = tmp_path / "work"
     shutil.copytree(old_pair, folder)
